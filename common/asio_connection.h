@@ -1,0 +1,121 @@
+// An asynchronous framed connection on one Asio io_context, for TCP and
+// unix-domain stream sockets alike. Reads are continuous; every complete
+// envelope goes to on_message. Writes are queued and sent in order. Any
+// malformed or oversized frame, read or write error closes this connection
+// (and only it) and calls on_close once with the reason.
+// All methods must be called from the io_context's thread.
+#pragma once
+
+#include <utility>  // Boost 1.74 Asio with C++20 needs this first.
+
+#include <boost/asio.hpp>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "common/framing.h"
+#include "common/status.h"
+
+namespace vigil {
+
+template <typename Socket>
+class AsioConnection : public std::enable_shared_from_this<AsioConnection<Socket>> {
+ public:
+  using Ptr = std::shared_ptr<AsioConnection>;
+  using MessageHandler = std::function<void(const Ptr&, wire::Envelope)>;
+  using CloseHandler = std::function<void(const Ptr&, const Status&)>;
+
+  AsioConnection(Socket socket, uint64_t id, size_t max_frame_bytes = kDefaultMaxFrameBytes)
+      : socket_(std::move(socket)), id_(id), reader_(max_frame_bytes) {}
+
+  void Start(MessageHandler on_message, CloseHandler on_close) {
+    on_message_ = std::move(on_message);
+    on_close_ = std::move(on_close);
+    ReadMore();
+  }
+
+  void Send(const wire::Envelope& env) {
+    if (closed_) return;
+    const bool idle = queue_.empty();
+    queue_.push_back(EncodeFrame(env));
+    if (idle) WriteFront();
+  }
+
+  // Closes after the queued frames are written (used for goodbyes).
+  void CloseAfterWrites(const Status& why) {
+    if (queue_.empty()) return Close(why);
+    close_after_writes_ = true;
+    pending_close_ = why;
+  }
+
+  void Close(const Status& why) {
+    if (closed_) return;
+    closed_ = true;
+    boost::system::error_code ec;
+    socket_.shutdown(Socket::shutdown_both, ec);
+    socket_.close(ec);
+    if (on_close_) {
+      auto cb = std::move(on_close_);
+      cb(this->shared_from_this(), why);
+    }
+    on_message_ = nullptr;
+  }
+
+  uint64_t id() const { return id_; }
+  bool closed() const { return closed_; }
+
+ private:
+  void ReadMore() {
+    auto self = this->shared_from_this();
+    socket_.async_read_some(boost::asio::buffer(buf_), [self](boost::system::error_code ec, size_t n) {
+      if (self->closed_) return;
+      if (ec) {
+        Status eof = self->reader_.CheckEof();
+        self->Close(ec == boost::asio::error::eof && eof.ok() ? Status::Unavailable("peer closed the connection")
+                    : !eof.ok()                               ? eof
+                                                              : Status::Unavailable(ec.message()));
+        return;
+      }
+      self->reader_.Feed(self->buf_, n);
+      while (!self->closed_) {
+        auto next = self->reader_.Next();
+        if (!next.ok()) {
+          self->Close(next.status());
+          return;
+        }
+        if (!next.value().has_value()) break;
+        if (self->on_message_) self->on_message_(self, std::move(*next.value()));
+      }
+      if (!self->closed_) self->ReadMore();
+    });
+  }
+
+  void WriteFront() {
+    auto self = this->shared_from_this();
+    boost::asio::async_write(socket_, boost::asio::buffer(queue_.front()),
+                             [self](boost::system::error_code ec, size_t) {
+                               if (self->closed_) return;
+                               if (ec) return self->Close(Status::Unavailable("write: " + ec.message()));
+                               self->queue_.pop_front();
+                               if (!self->queue_.empty()) return self->WriteFront();
+                               if (self->close_after_writes_) self->Close(self->pending_close_);
+                             });
+  }
+
+  Socket socket_;
+  uint64_t id_;
+  FrameReader reader_;
+  char buf_[65536];
+  std::deque<std::string> queue_;
+  MessageHandler on_message_;
+  CloseHandler on_close_;
+  bool closed_ = false;
+  bool close_after_writes_ = false;
+  Status pending_close_;
+};
+
+using TcpConnection = AsioConnection<boost::asio::ip::tcp::socket>;
+using UnixConnection = AsioConnection<boost::asio::local::stream_protocol::socket>;
+
+}  // namespace vigil

@@ -1,0 +1,49 @@
+// A blocking, framed connection for the simple clients: trainer ranks (the
+// rendezvous store over TCP, reports to their agent over a unix socket) and
+// tests. Every receive takes a deadline; nothing here waits forever.
+// Not thread-safe: one owner at a time.
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "common/framing.h"
+#include "common/status.h"
+
+namespace vigil {
+
+class FramedSocket {
+ public:
+  FramedSocket() = default;
+  ~FramedSocket();
+  FramedSocket(const FramedSocket&) = delete;
+  FramedSocket& operator=(const FramedSocket&) = delete;
+  FramedSocket(FramedSocket&& other) noexcept;
+  FramedSocket& operator=(FramedSocket&& other) noexcept;
+
+  // "host:port" over TCP, or "unix:/path" for a unix-domain socket.
+  static Result<FramedSocket> Connect(const std::string& address,
+                                      std::chrono::milliseconds timeout);
+
+  Status Send(const wire::Envelope& env);
+  // Sends raw bytes (tests use it to send malformed frames).
+  Status SendRaw(const std::string& bytes);
+  Result<wire::Envelope> Receive(std::chrono::milliseconds timeout);
+
+  // Connect, send Hello, wait for a positive HelloAck.
+  static Result<FramedSocket> ConnectAndHello(const std::string& address, const wire::Hello& hello,
+                                              std::chrono::milliseconds timeout);
+
+  bool is_open() const { return fd_ >= 0; }
+  void Close();
+
+ private:
+  explicit FramedSocket(int fd) : fd_(fd) {}
+  int fd_ = -1;
+  FrameReader reader_;
+};
+
+// Splits "host:port"; fails with a message naming the address.
+Status ParseHostPort(const std::string& address, std::string* host, int* port);
+
+}  // namespace vigil

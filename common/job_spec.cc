@@ -1,0 +1,262 @@
+#include "common/job_spec.h"
+
+#include <xxhash.h>
+
+#include <cstdio>
+#include <functional>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <yaml-cpp/yaml.h>
+
+#include "common/fs.h"
+
+namespace vigil {
+namespace {
+
+// Walks a YAML mapping, remembering the first error with its position.
+class SpecReader {
+ public:
+  explicit SpecReader(std::string source) : source_(std::move(source)) {}
+
+  void Fail(const YAML::Node& node, const std::string& field, const std::string& what) {
+    if (!error_.ok()) return;
+    std::ostringstream os;
+    os << source_;
+    if (node.IsDefined() && node.Mark().line >= 0) {
+      os << ":" << node.Mark().line + 1 << ":" << node.Mark().column + 1;
+    }
+    os << ": " << field << ": " << what;
+    error_ = Status::InvalidArgument(os.str());
+  }
+  const Status& error() const { return error_; }
+
+  // Visits a mapping, rejecting keys that are not in `known`.
+  void Section(const YAML::Node& parent, const std::string& key, const std::string& path,
+               const std::set<std::string>& known, bool required,
+               const std::function<void(const YAML::Node&, const std::string&)>& body) {
+    if (!error_.ok()) return;
+    YAML::Node node = key.empty() ? parent : parent[key];
+    const std::string here = path.empty() ? key : (key.empty() ? path : path + "." + key);
+    if (!node.IsDefined() || node.IsNull()) {
+      if (required) Fail(parent, here, "required section is missing");
+      return;
+    }
+    if (!node.IsMap()) {
+      Fail(node, here.empty() ? "(top level)" : here, "expected a mapping");
+      return;
+    }
+    for (const auto& kv : node) {
+      const std::string k = kv.first.Scalar();
+      if (!known.count(k)) {
+        std::string list;
+        for (const auto& n : known) list += (list.empty() ? "" : ", ") + n;
+        Fail(kv.first, here.empty() ? k : here + "." + k, "unknown field (known: " + list + ")");
+        return;
+      }
+    }
+    body(node, here);
+  }
+
+  template <typename T>
+  void Field(const YAML::Node& map, const std::string& path, const std::string& key, T* out,
+             const std::function<bool(const T&)>& valid = nullptr, const char* expect = nullptr) {
+    if (!error_.ok()) return;
+    YAML::Node node = map[key];
+    const std::string here = path.empty() ? key : path + "." + key;
+    if (!node.IsDefined() || node.IsNull()) return;  // keep the default
+    if (!node.IsScalar()) {
+      Fail(node, here, "expected a scalar value");
+      return;
+    }
+    T value{};
+    try {
+      value = node.as<T>();
+    } catch (const YAML::Exception&) {
+      Fail(node, here, std::string("expected ") + (expect ? expect : TypeName<T>()) + ", got '" + node.Scalar() + "'");
+      return;
+    }
+    if (valid && !valid(value)) {
+      Fail(node, here, std::string("expected ") + (expect ? expect : TypeName<T>()) + ", got '" + node.Scalar() + "'");
+      return;
+    }
+    *out = value;
+  }
+
+  void Required(const YAML::Node& map, const std::string& path, const std::string& key) {
+    if (!error_.ok()) return;
+    if (!map[key].IsDefined() || map[key].IsNull()) {
+      Fail(map, path.empty() ? key : path + "." + key, "required field is missing");
+    }
+  }
+
+ private:
+  template <typename T>
+  static const char* TypeName() {
+    if constexpr (std::is_same_v<T, std::string>) return "a string";
+    if constexpr (std::is_same_v<T, double>) return "a number";
+    if constexpr (std::is_same_v<T, uint64_t>) return "a non-negative integer";
+    return "an integer";
+  }
+  std::string source_;
+  Status error_;
+};
+
+std::function<bool(const int&)> Positive() {
+  return [](const int& v) { return v > 0; };
+}
+std::function<bool(const int&)> NonNegative() {
+  return [](const int& v) { return v >= 0; };
+}
+std::function<bool(const double&)> PositiveNumber() {
+  return [](const double& v) { return v > 0; };
+}
+std::function<bool(const double&)> NonNegativeNumber() {
+  return [](const double& v) { return v >= 0; };
+}
+std::function<bool(const std::string&)> OneOf(std::set<std::string> allowed) {
+  return [allowed](const std::string& v) { return allowed.count(v) > 0; };
+}
+
+}  // namespace
+
+std::string JobSpec::ConfigHash() const {
+  std::ostringstream os;
+  os.precision(17);
+  os << model.kind << '|' << model.vocab << '|' << model.d_model << '|' << model.layers << '|'
+     << model.heads << '|' << model.seq_len << '|' << model.activation << '|' << model.init_std << '|'
+     << data.kind << '|' << data.seed << '|' << optimizer.kind << '|' << optimizer.lr << '|'
+     << optimizer.beta1 << '|' << optimizer.beta2 << '|' << optimizer.eps << '|'
+     << optimizer.weight_decay << '|' << optimizer.grad_clip << '|' << schedule.steps << '|'
+     << schedule.batch_per_rank << '|' << schedule.warmup_steps << '|' << world.world_size();
+  const std::string s = os.str();
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx",
+                static_cast<unsigned long long>(XXH3_64bits(s.data(), s.size())));
+  return buf;
+}
+
+Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& source_name) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::ParserException& e) {
+    return Status::InvalidArgument(source_name + ":" + std::to_string(e.mark.line + 1) + ":" +
+                                   std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
+  }
+  JobSpec spec;
+  spec.source = source_name;
+  SpecReader r(source_name);
+  if (!root.IsDefined() || root.IsNull()) return Status::InvalidArgument(source_name + ": empty job spec");
+
+  r.Section(root, "", "",
+            {"name", "launcher", "model", "data", "optimizer", "schedule", "world", "checkpoint",
+             "limits"},
+            true, [&](const YAML::Node& top, const std::string&) {
+              r.Required(top, "", "name");
+              r.Field<std::string>(top, "", "name", &spec.name, [](const std::string& v) {
+                if (v.empty() || v.size() > 64) return false;
+                for (char c : v) {
+                  if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') return false;
+                }
+                return true;
+              }, "a name of letters, digits, '-', '_' or '.' (at most 64)");
+              r.Field<std::string>(top, "", "launcher", &spec.launcher, OneOf({"local"}), "'local'");
+            });
+
+  r.Section(root, "model", "", {"kind", "vocab", "d_model", "layers", "heads", "seq_len", "activation", "init_std"},
+            true, [&](const YAML::Node& m, const std::string& p) {
+              r.Field<std::string>(m, p, "kind", &spec.model.kind, OneOf({"decoder"}), "'decoder'");
+              r.Field<int>(m, p, "vocab", &spec.model.vocab, [](const int& v) { return v >= 2 && v <= 256; },
+                           "an integer in [2, 256] (byte-level tokens)");
+              r.Field<int>(m, p, "d_model", &spec.model.d_model, Positive(), "a positive integer");
+              r.Field<int>(m, p, "layers", &spec.model.layers, Positive(), "a positive integer");
+              r.Field<int>(m, p, "heads", &spec.model.heads, Positive(), "a positive integer");
+              r.Field<int>(m, p, "seq_len", &spec.model.seq_len, Positive(), "a positive integer");
+              r.Field<std::string>(m, p, "activation", &spec.model.activation, OneOf({"gelu", "relu"}),
+                                   "'gelu' or 'relu'");
+              r.Field<double>(m, p, "init_std", &spec.model.init_std, PositiveNumber(), "a positive number");
+              if (r.error().ok() && spec.model.d_model % spec.model.heads != 0) {
+                r.Fail(m["heads"], p + ".heads", "must divide model.d_model (" +
+                                                     std::to_string(spec.model.d_model) + ")");
+              }
+            });
+
+  r.Section(root, "data", "", {"kind", "seed"}, false, [&](const YAML::Node& m, const std::string& p) {
+    r.Field<std::string>(m, p, "kind", &spec.data.kind, OneOf({"synthetic"}), "'synthetic'");
+    r.Field<uint64_t>(m, p, "seed", &spec.data.seed);
+  });
+
+  r.Section(root, "optimizer", "", {"kind", "lr", "beta1", "beta2", "eps", "weight_decay", "grad_clip"}, false,
+            [&](const YAML::Node& m, const std::string& p) {
+              r.Field<std::string>(m, p, "kind", &spec.optimizer.kind, OneOf({"adamw", "sgd"}),
+                                   "'adamw' or 'sgd'");
+              r.Field<double>(m, p, "lr", &spec.optimizer.lr, PositiveNumber(), "a positive number");
+              auto unit = [](const double& v) { return v >= 0 && v < 1; };
+              r.Field<double>(m, p, "beta1", &spec.optimizer.beta1, unit, "a number in [0, 1)");
+              r.Field<double>(m, p, "beta2", &spec.optimizer.beta2, unit, "a number in [0, 1)");
+              r.Field<double>(m, p, "eps", &spec.optimizer.eps, PositiveNumber(), "a positive number");
+              r.Field<double>(m, p, "weight_decay", &spec.optimizer.weight_decay, NonNegativeNumber(),
+                              "a non-negative number");
+              r.Field<double>(m, p, "grad_clip", &spec.optimizer.grad_clip, NonNegativeNumber(),
+                              "a non-negative number");
+            });
+
+  r.Section(root, "schedule", "", {"steps", "batch_per_rank", "warmup_steps"}, true,
+            [&](const YAML::Node& m, const std::string& p) {
+              r.Required(m, p, "steps");
+              r.Field<int>(m, p, "steps", &spec.schedule.steps, Positive(), "a positive integer");
+              r.Field<int>(m, p, "batch_per_rank", &spec.schedule.batch_per_rank, Positive(), "a positive integer");
+              r.Field<int>(m, p, "warmup_steps", &spec.schedule.warmup_steps, NonNegative(),
+                           "a non-negative integer");
+            });
+
+  r.Section(root, "world", "", {"hosts", "ranks_per_host", "device"}, true,
+            [&](const YAML::Node& m, const std::string& p) {
+              r.Field<int>(m, p, "hosts", &spec.world.hosts, [](const int& v) { return v > 0 && v <= 64; },
+                           "an integer in [1, 64]");
+              r.Field<int>(m, p, "ranks_per_host", &spec.world.ranks_per_host,
+                           [](const int& v) { return v > 0 && v <= 64; }, "an integer in [1, 64]");
+              r.Field<std::string>(m, p, "device", &spec.world.device, OneOf({"cpu"}),
+                                   "'cpu' (cuda arrives with the CUDA trainer)");
+            });
+
+  r.Section(root, "checkpoint", "", {"dir", "every_steps"}, false,
+            [&](const YAML::Node& m, const std::string& p) {
+              r.Field<std::string>(m, p, "dir", &spec.checkpoint.dir);
+              r.Field<int>(m, p, "every_steps", &spec.checkpoint.every_steps, Positive(), "a positive integer");
+            });
+
+  r.Section(root, "limits", "",
+            {"max_restarts", "heartbeat_interval_ms", "heartbeat_timeout_ms", "rendezvous_timeout_ms",
+             "collective_timeout_ms", "kill_grace_ms", "agent_wait_ms"},
+            false, [&](const YAML::Node& m, const std::string& p) {
+              r.Field<int>(m, p, "max_restarts", &spec.limits.max_restarts, NonNegative(), "a non-negative integer");
+              r.Field<int>(m, p, "heartbeat_interval_ms", &spec.limits.heartbeat_interval_ms, Positive(),
+                           "a positive integer");
+              r.Field<int>(m, p, "heartbeat_timeout_ms", &spec.limits.heartbeat_timeout_ms, Positive(),
+                           "a positive integer");
+              r.Field<int>(m, p, "rendezvous_timeout_ms", &spec.limits.rendezvous_timeout_ms, Positive(),
+                           "a positive integer");
+              r.Field<int>(m, p, "collective_timeout_ms", &spec.limits.collective_timeout_ms, Positive(),
+                           "a positive integer");
+              r.Field<int>(m, p, "kill_grace_ms", &spec.limits.kill_grace_ms, NonNegative(), "a non-negative integer");
+              r.Field<int>(m, p, "agent_wait_ms", &spec.limits.agent_wait_ms, Positive(), "a positive integer");
+              if (r.error().ok() && spec.limits.heartbeat_timeout_ms <= spec.limits.heartbeat_interval_ms) {
+                r.Fail(m["heartbeat_timeout_ms"], p + ".heartbeat_timeout_ms",
+                       "must be longer than limits.heartbeat_interval_ms");
+              }
+            });
+
+  if (!r.error().ok()) return r.error();
+  return spec;
+}
+
+Result<JobSpec> LoadJobSpec(const std::string& path) {
+  auto text = ReadFile(path);
+  if (!text.ok()) return Status::NotFound(path + ": cannot read job spec");
+  return ParseJobSpec(text.value(), path);
+}
+
+}  // namespace vigil

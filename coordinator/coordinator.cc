@@ -1,0 +1,296 @@
+#include "coordinator/coordinator.h"
+
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "common/fs.h"
+#include "common/util.h"
+
+namespace vigil::coordinator {
+
+using tcp = boost::asio::ip::tcp;
+using nlohmann::json;
+
+namespace {
+
+// Compares tokens in time independent of where they differ.
+bool TokensEqual(const std::string& a, const std::string& b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+}  // namespace
+
+Result<int> AgentRegistry::Register(const std::string& host, int slots, int needed_slots, int max_agents,
+                                    TcpConnection::Ptr conn) {
+  for (const auto& a : agents_) {
+    if (a.host == host) return Status::FailedPrecondition("host " + host + " is already registered");
+  }
+  if (static_cast<int>(agents_.size()) >= max_agents) {
+    return Status::FailedPrecondition("the job needs " + std::to_string(max_agents) + " hosts; all are registered");
+  }
+  if (slots < needed_slots) {
+    return Status::FailedPrecondition("host " + host + " offers " + std::to_string(slots) + " slots, the job needs " +
+                                      std::to_string(needed_slots));
+  }
+  agents_.push_back({host, slots, std::move(conn), std::chrono::steady_clock::now(), false});
+  return static_cast<int>(agents_.size()) - 1;
+}
+
+std::string AgentRegistry::agent_host(int agent) const {
+  return agent >= 0 && agent < static_cast<int>(agents_.size()) ? agents_[agent].host : "";
+}
+
+void AgentRegistry::SendToAgent(int agent, const wire::Envelope& env) {
+  if (agent < 0 || agent >= static_cast<int>(agents_.size())) return;
+  if (agents_[agent].conn && !agents_[agent].lost) agents_[agent].conn->Send(env);
+}
+
+AgentRegistry::Agent* AgentRegistry::Find(uint64_t connection_id, int* index) {
+  for (size_t i = 0; i < agents_.size(); ++i) {
+    if (agents_[i].conn && agents_[i].conn->id() == connection_id) {
+      *index = static_cast<int>(i);
+      return &agents_[i];
+    }
+  }
+  return nullptr;
+}
+
+Coordinator::Coordinator(boost::asio::io_context& io, JobSpec spec, CoordinatorOptions options,
+                         std::unique_ptr<Logbook> logbook, int64_t run_id)
+    : io_(io),
+      spec_(std::move(spec)),
+      options_(std::move(options)),
+      logbook_(std::move(logbook)),
+      run_id_(run_id),
+      log_(MakeLogger("vigild")),
+      acceptor_(io),
+      tick_(io),
+      shutdown_timer_(io),
+      metrics_(spec_.name),
+      started_(std::chrono::steady_clock::now()) {}
+
+std::string Coordinator::rpc_address() const {
+  auto ep = acceptor_.local_endpoint();
+  return ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+
+std::string Coordinator::http_address() const {
+  auto ep = http_->endpoint();
+  return ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+
+Status Coordinator::Start() {
+  boost::system::error_code ec;
+  const auto addr = boost::asio::ip::make_address(options_.listen_host, ec);
+  if (ec) return Status::InvalidArgument("bad listen address " + options_.listen_host);
+  tcp::endpoint ep(addr, static_cast<unsigned short>(options_.listen_port));
+  acceptor_.open(ep.protocol(), ec);
+  if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(ep, ec);
+  if (!ec) acceptor_.listen(boost::asio::socket_base::max_listen_connections, ec);
+  if (ec) return Status::IoError("cannot listen on " + options_.listen_host + ": " + ec.message());
+  try {
+    http_ = std::make_unique<HttpServer>(io_, tcp::endpoint(addr, static_cast<unsigned short>(options_.http_port)));
+  } catch (const std::exception& e) {
+    return Status::IoError(std::string("cannot serve HTTP: ") + e.what());
+  }
+  http_->Route("/metrics", [this](const std::string&) {
+    return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", metrics_.Render()};
+  });
+  http_->Route("/api/v1/status", [this](const std::string&) { return StatusJson(); });
+  http_->Start();
+
+  const std::string checkpoint_dir =
+      spec_.checkpoint.dir.empty() ? options_.workdir + "/checkpoints" : spec_.checkpoint.dir;
+  VIGIL_RETURN_IF_ERROR(MakeDirs(checkpoint_dir));
+  VIGIL_RETURN_IF_ERROR(MakeDirs(options_.workdir + "/logs"));
+  JobPaths paths{options_.workdir, options_.job_file, checkpoint_dir, options_.workdir + "/logs", rpc_address()};
+  controller_ = std::make_unique<JobController>(io_, spec_, paths, logbook_.get(), run_id_, &registry_, &store_,
+                                                &metrics_, options_.chaos);
+  controller_->on_terminal = [this] { Shutdown(); };
+
+  json addr_file{{"rpc", rpc_address()}, {"http", http_address()}, {"pid", ::getpid()}, {"run_id", run_id_}};
+  VIGIL_RETURN_IF_ERROR(WriteFileAtomic(options_.workdir + "/vigild.addr", addr_file.dump() + "\n"));
+  log_->info("job {} run {}: rpc {} http {}", spec_.name, run_id_, rpc_address(), http_address());
+  Accept();
+  Tick();
+  return Status::Ok();
+}
+
+void Coordinator::Accept() {
+  acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
+    if (ec == boost::asio::error::operation_aborted || !acceptor_.is_open()) return;
+    if (!ec) {
+      boost::system::error_code ignored;
+      socket.set_option(tcp::no_delay(true), ignored);
+      auto conn = std::make_shared<TcpConnection>(std::move(socket), next_connection_id_++);
+      connections_[conn->id()] = {Role::kUnknown, conn};
+      conn->Start([this](const TcpConnection::Ptr& c, wire::Envelope env) { OnMessage(c, std::move(env)); },
+                  [this](const TcpConnection::Ptr& c, const Status& why) { OnClose(c, why); });
+    }
+    Accept();
+  });
+}
+
+void Coordinator::OnHello(const TcpConnection::Ptr& conn, const wire::Hello& hello) {
+  wire::Envelope reply;
+  auto* ack = reply.mutable_hello_ack();
+  auto reject = [&](const std::string& why) {
+    log_->warn("rejecting connection {}: {}", conn->id(), why);
+    ack->set_ok(false);
+    ack->set_error(why);
+    conn->Send(reply);
+    conn->CloseAfterWrites(Status::FailedPrecondition(why));
+  };
+  if (hello.protocol_version() != kProtocolVersion) {
+    return reject("protocol version " + std::to_string(hello.protocol_version()) + " != " +
+                  std::to_string(kProtocolVersion));
+  }
+  if (!TokensEqual(hello.auth_token(), options_.token)) return reject("bad auth token");
+  auto& entry = connections_[conn->id()];
+  if (hello.role() == wire::Hello::STORE_CLIENT) {
+    entry.first = Role::kStoreClient;
+    ack->set_ok(true);
+    conn->Send(reply);
+    return;
+  }
+  if (hello.role() != wire::Hello::AGENT) return reject("unknown role");
+  auto index = registry_.Register(hello.host(), static_cast<int>(hello.slots()), spec_.world.ranks_per_host,
+                                  spec_.world.hosts, conn);
+  if (!index.ok()) return reject(index.status().message());
+  entry.first = Role::kAgent;
+  ack->set_ok(true);
+  ack->set_agent_index(static_cast<uint32_t>(index.value()));
+  ack->set_heartbeat_interval_ms(static_cast<uint32_t>(spec_.limits.heartbeat_interval_ms));
+  conn->Send(reply);
+  metrics_.agents_connected.Set(registry_.agent_count());
+  log_->info("agent {} registered as host {} ({} slots)", hello.host(), index.value(), hello.slots());
+  if (registry_.agent_count() == spec_.world.hosts && !agents_complete_) {
+    agents_complete_ = true;
+    controller_->OnAllAgentsRegistered();
+  }
+}
+
+void Coordinator::OnMessage(const TcpConnection::Ptr& conn, wire::Envelope env) {
+  auto it = connections_.find(conn->id());
+  if (it == connections_.end()) return;
+  const Role role = it->second.first;
+  if (role == Role::kUnknown) {
+    if (!env.has_hello()) return conn->Close(Status::InvalidArgument("first message must be Hello"));
+    return OnHello(conn, env.hello());
+  }
+  if (role == Role::kStoreClient) {
+    if (!env.has_store_request()) return conn->Close(Status::InvalidArgument("store clients send store requests"));
+    std::weak_ptr<TcpConnection> weak = conn;
+    store_.Handle(env.store_request(), conn->id(), std::chrono::steady_clock::now(),
+                  [weak](const wire::StoreResponse& resp) {
+                    if (auto c = weak.lock()) {
+                      wire::Envelope out;
+                      *out.mutable_store_response() = resp;
+                      c->Send(out);
+                    }
+                  });
+    return;
+  }
+  int agent = -1;
+  auto* a = registry_.Find(conn->id(), &agent);
+  if (!a) return;
+  a->last_heartbeat = std::chrono::steady_clock::now();
+  switch (env.body_case()) {
+    case wire::Envelope::kHeartbeat:
+      break;
+    case wire::Envelope::kRankReport:
+      controller_->OnRankReport(agent, env.rank_report());
+      break;
+    case wire::Envelope::kRankExited:
+      controller_->OnRankExited(agent, env.rank_exited());
+      break;
+    case wire::Envelope::kGenerationStopped:
+      controller_->OnGenerationStopped(agent, env.generation_stopped().generation());
+      break;
+    default:
+      conn->Close(Status::InvalidArgument("unexpected message from agent"));
+  }
+}
+
+void Coordinator::OnClose(const TcpConnection::Ptr& conn, const Status& why) {
+  auto it = connections_.find(conn->id());
+  if (it == connections_.end()) return;
+  const Role role = it->second.first;
+  connections_.erase(it);
+  if (role == Role::kStoreClient) store_.DropClient(conn->id());
+  if (role != Role::kAgent) {
+    if (!why.ok() && why.code() != StatusCode::kUnavailable) log_->warn("dropped connection: {}", why.ToString());
+    return;
+  }
+  int agent = -1;
+  if (auto* a = registry_.Find(conn->id(), &agent); a && !a->lost) {
+    a->lost = true;
+    metrics_.agents_connected.Decrement();
+    controller_->OnAgentLost(agent, "connection closed: " + why.message());
+  }
+}
+
+void Coordinator::Tick() {
+  const auto now = std::chrono::steady_clock::now();
+  store_.Expire(now);
+  const auto hb_timeout = std::chrono::milliseconds(spec_.limits.heartbeat_timeout_ms);
+  auto& agents = registry_.agents();
+  for (size_t i = 0; i < agents.size(); ++i) {
+    if (!agents[i].lost && now - agents[i].last_heartbeat > hb_timeout) {
+      agents[i].lost = true;
+      metrics_.agents_connected.Decrement();
+      controller_->OnAgentLost(static_cast<int>(i), "no heartbeat for " +
+                                                        std::to_string(spec_.limits.heartbeat_timeout_ms) + " ms");
+      agents[i].conn->Close(Status::Timeout("heartbeat timeout"));
+    }
+  }
+  if (!agents_complete_ && controller_->state() == JobState::kPending &&
+      now - started_ > std::chrono::milliseconds(spec_.limits.agent_wait_ms)) {
+    controller_->Stop("only " + std::to_string(registry_.agent_count()) + " of " + std::to_string(spec_.world.hosts) +
+                      " agents registered within " + std::to_string(spec_.limits.agent_wait_ms) + " ms");
+  }
+  tick_.expires_after(std::chrono::milliseconds(50));
+  tick_.async_wait([this](boost::system::error_code ec) {
+    if (!ec) Tick();
+  });
+}
+
+void Coordinator::Shutdown() {
+  // Give the goodbyes a moment to flush, then stop accepting and leave the loop.
+  shutdown_timer_.expires_after(std::chrono::milliseconds(300));
+  shutdown_timer_.async_wait([this](boost::system::error_code) {
+    boost::system::error_code ec;
+    acceptor_.close(ec);
+    tick_.cancel();
+    http_->Stop();
+    // Closing calls OnClose, which erases from connections_: close a copy.
+    std::vector<TcpConnection::Ptr> open;
+    for (auto& [id, entry] : connections_) open.push_back(entry.second);
+    for (auto& c : open) c->Close(Status::Ok());
+    io_.stop();
+  });
+}
+
+HttpResponse Coordinator::StatusJson() const {
+  const auto& p = controller_->progress();
+  json j{{"job", spec_.name},
+         {"run_id", p.run_id},
+         {"state", JobStateName(p.state)},
+         {"generation", p.generation},
+         {"step", p.step},
+         {"total_steps", p.total_steps},
+         {"loss", p.loss},
+         {"tokens_per_second", p.tokens_per_second},
+         {"restarts", p.restarts},
+         {"live_ranks", p.live_ranks},
+         {"world_size", spec_.world.world_size()},
+         {"message", p.message}};
+  return {200, "application/json", j.dump() + "\n"};
+}
+
+}  // namespace vigil::coordinator

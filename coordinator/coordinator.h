@@ -1,0 +1,101 @@
+// vigild: one per job. Accepts agents and trainer store clients on one TCP
+// port (framed protobuf, Hello with protocol version and the job's token
+// first), serves /metrics and /api/v1/* over HTTP, and drives the
+// JobController. One io_context, one thread; handlers never block.
+#pragma once
+
+#include <utility>
+
+#include <boost/asio.hpp>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/asio_connection.h"
+#include "common/job_spec.h"
+#include "coordinator/http_server.h"
+#include "coordinator/job_controller.h"
+#include "coordinator/metrics.h"
+#include "coordinator/rendezvous_store.h"
+#include "logbook/logbook.h"
+
+namespace vigil::coordinator {
+
+struct CoordinatorOptions {
+  std::string job_file;
+  std::string workdir;
+  std::string token;
+  std::string listen_host = "127.0.0.1";
+  int listen_port = 0;
+  int http_port = 0;
+  std::vector<ChaosFault> chaos;
+};
+
+// Registered agents, by index in registration order (index = host slot).
+class AgentRegistry : public AgentLink {
+ public:
+  struct Agent {
+    std::string host;
+    int slots = 0;
+    TcpConnection::Ptr conn;
+    std::chrono::steady_clock::time_point last_heartbeat;
+    bool lost = false;
+  };
+  // Returns the index, or an error if the job needs no more hosts.
+  Result<int> Register(const std::string& host, int slots, int needed_slots, int max_agents,
+                       TcpConnection::Ptr conn);
+  int agent_count() const override { return static_cast<int>(agents_.size()); }
+  std::string agent_host(int agent) const override;
+  void SendToAgent(int agent, const wire::Envelope& env) override;
+  Agent* Find(uint64_t connection_id, int* index);
+  std::vector<Agent>& agents() { return agents_; }
+
+ private:
+  std::vector<Agent> agents_;
+};
+
+class Coordinator {
+ public:
+  Coordinator(boost::asio::io_context& io, JobSpec spec, CoordinatorOptions options, std::unique_ptr<Logbook> logbook,
+              int64_t run_id);
+  // Binds both ports and writes <workdir>/vigild.addr.
+  Status Start();
+  // Exit status once the io_context has stopped: 0 succeeded, 1 otherwise.
+  int exit_code() const { return controller_->state() == JobState::kSucceeded ? 0 : 1; }
+  // Tears the job down and records it as failed (vigild got SIGTERM/SIGINT).
+  void StopJob(const std::string& why) { controller_->Stop(why); }
+  std::string rpc_address() const;
+  std::string http_address() const;
+
+ private:
+  void Accept();
+  void OnMessage(const TcpConnection::Ptr& conn, wire::Envelope env);
+  void OnHello(const TcpConnection::Ptr& conn, const wire::Hello& hello);
+  void OnClose(const TcpConnection::Ptr& conn, const Status& why);
+  void Tick();
+  void Shutdown();
+  HttpResponse StatusJson() const;
+
+  boost::asio::io_context& io_;
+  JobSpec spec_;
+  CoordinatorOptions options_;
+  std::unique_ptr<Logbook> logbook_;
+  int64_t run_id_;
+  std::shared_ptr<spdlog::logger> log_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  std::unique_ptr<HttpServer> http_;
+  boost::asio::steady_timer tick_;
+  boost::asio::steady_timer shutdown_timer_;
+  RendezvousStore store_;
+  AgentRegistry registry_;
+  CoordinatorMetrics metrics_;
+  std::unique_ptr<JobController> controller_;
+  uint64_t next_connection_id_ = 1;
+  enum class Role { kUnknown, kAgent, kStoreClient };
+  std::map<uint64_t, std::pair<Role, TcpConnection::Ptr>> connections_;
+  bool agents_complete_ = false;
+  std::chrono::steady_clock::time_point started_;
+};
+
+}  // namespace vigil::coordinator

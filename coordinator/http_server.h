@@ -1,0 +1,39 @@
+// A small HTTP/1.1 server on vigild's io_context (Boost.Beast): GET only,
+// one request per connection. Routes are exact paths mapped to handlers
+// returning (content type, body); unknown paths get 404. Used for /metrics
+// and the JSON API.
+#pragma once
+
+#include <utility>  // Boost 1.74 Asio with C++20 needs this first.
+
+#include <boost/asio.hpp>
+#include <functional>
+#include <map>
+#include <string>
+
+namespace vigil::coordinator {
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "text/plain; charset=utf-8";
+  std::string body;
+};
+
+class HttpServer {
+ public:
+  using Handler = std::function<HttpResponse(const std::string& query)>;
+
+  HttpServer(boost::asio::io_context& io, const boost::asio::ip::tcp::endpoint& at);
+  void Route(const std::string& path, Handler handler) { routes_[path] = std::move(handler); }
+  void Start() { Accept(); }
+  void Stop();
+  boost::asio::ip::tcp::endpoint endpoint() const { return acceptor_.local_endpoint(); }
+
+ private:
+  void Accept();
+  boost::asio::io_context& io_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  std::map<std::string, Handler> routes_;
+};
+
+}  // namespace vigil::coordinator

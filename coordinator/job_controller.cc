@@ -1,0 +1,384 @@
+#include "coordinator/job_controller.h"
+
+#include <signal.h>
+#include <string.h>
+
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "common/util.h"
+
+namespace vigil::coordinator {
+
+using nlohmann::json;
+
+const char* JobStateName(JobState s) {
+  switch (s) {
+    case JobState::kPending: return "pending";
+    case JobState::kRendezvous: return "rendezvous";
+    case JobState::kRunning: return "running";
+    case JobState::kRecovering: return "recovering";
+    case JobState::kSucceeded: return "succeeded";
+    case JobState::kFailed: return "failed";
+  }
+  return "unknown";
+}
+
+JobController::JobController(boost::asio::io_context& io, const JobSpec& spec, JobPaths paths, Logbook* logbook,
+                             int64_t run_id, AgentLink* agents, RendezvousStore* store,
+                             CoordinatorMetrics* metrics, std::vector<ChaosFault> chaos)
+    : io_(io),
+      spec_(spec),
+      paths_(std::move(paths)),
+      logbook_(logbook),
+      run_id_(run_id),
+      agents_(agents),
+      store_(store),
+      metrics_(metrics),
+      chaos_(std::move(chaos)),
+      log_(MakeLogger("job")),
+      teardown_timer_(io) {
+  progress_.run_id = run_id;
+  progress_.total_steps = spec.schedule.steps;
+  progress_.started_at_us = NowMicros();
+  metrics_->total_steps.Set(spec.schedule.steps);
+  metrics_->world_size.Set(spec.world.world_size());
+  metrics_->SetState(JobStateName(state_));
+}
+
+void JobController::Check(const Status& st, const char* what) {
+  // The logbook is the job's memory: failing to write it is loud, but the
+  // job goes on (the decision is already made and also in vigild's log).
+  if (!st.ok()) log_->error("logbook write failed ({}): {}", what, st.ToString());
+}
+
+void JobController::Transition(JobState to, const std::string& why) {
+  if (to == state_) return;
+  log_->info("state {} -> {}: {}", JobStateName(state_), JobStateName(to), why);
+  state_ = to;
+  progress_.state = to;
+  metrics_->SetState(JobStateName(to));
+}
+
+void JobController::OnAllAgentsRegistered() {
+  if (state_ != JobState::kPending) return;
+  Launch(std::nullopt);
+}
+
+std::optional<CheckpointRow> JobController::ChooseCheckpoint() {
+  auto rows = logbook_->Checkpoints(run_id_);
+  if (!rows.ok()) {
+    log_->error("cannot read checkpoints from the logbook: {}", rows.status().ToString());
+    return std::nullopt;
+  }
+  for (const auto& c : rows.value()) {
+    if (bad_checkpoints_.count(c.path)) continue;
+    std::error_code ec;
+    if (!std::filesystem::exists(c.path + "/manifest.json", ec)) {
+      log_->warn("checkpoint {} is recorded but gone from disk; skipping it", c.path);
+      continue;
+    }
+    return c;
+  }
+  return std::nullopt;
+}
+
+void JobController::Launch(std::optional<int64_t> cause_intervention) {
+  if (generation_ >= 0) store_->ErasePrefix("gen-" + std::to_string(generation_) + "/");
+  ++generation_;
+  first_step_seen_ = false;
+  ranks_alive_.clear();
+  ranks_succeeded_.clear();
+  agents_stopped_.clear();
+  rank_errors_.clear();
+  const auto ckpt = ChooseCheckpoint();
+  resumed_from_ = ckpt ? ckpt->path : "";
+
+  GenerationRow g;
+  g.run_id = run_id_;
+  g.number = generation_;
+  g.world_size = spec_.world.world_size();
+  for (int a = 0; a < agents_->agent_count(); ++a) g.hosts += (a ? "," : "") + agents_->agent_host(a);
+  if (ckpt) g.resumed_from_step = ckpt->step;
+  g.resumed_from_path = resumed_from_;
+  g.cause_intervention_id = cause_intervention;
+  g.started_at_us = NowMicros();
+  auto row = logbook_->StartGeneration(g);
+  Check(row.status(), "generation");
+  generation_row_ = row.ok() ? row.value() : 0;
+
+  const int rph = spec_.world.ranks_per_host;
+  for (int a = 0; a < agents_->agent_count(); ++a) {
+    wire::Envelope env;
+    auto* l = env.mutable_launch_ranks();
+    l->set_generation(static_cast<uint64_t>(generation_));
+    l->set_world_size(static_cast<uint32_t>(spec_.world.world_size()));
+    for (int r = a * rph; r < (a + 1) * rph; ++r) {
+      l->add_ranks(static_cast<uint32_t>(r));
+      ranks_alive_.insert(r);
+    }
+    l->set_store_address(paths_.store_address);
+    l->set_resume_from(resumed_from_);
+    l->set_job_file(paths_.job_file);
+    l->set_workdir(paths_.workdir);
+    l->set_log_dir(paths_.log_dir);
+    l->set_checkpoint_dir(paths_.checkpoint_dir);
+    agents_->SendToAgent(a, env);
+  }
+  progress_.generation = generation_;
+  progress_.live_ranks = static_cast<int>(ranks_alive_.size());
+  metrics_->generation.Set(static_cast<double>(generation_));
+  metrics_->live_ranks.Set(progress_.live_ranks);
+  Transition(JobState::kRendezvous, "generation " + std::to_string(generation_) + " launched " +
+                                        (ckpt ? "from " + resumed_from_ : std::string("from scratch")));
+}
+
+void JobController::MaybeInjectChaos(int agent, const wire::RankReport& report) {
+  for (auto& f : chaos_) {
+    if (f.fired || f.kind != "kill-rank" || f.rank != static_cast<int>(report.rank()) ||
+        static_cast<int64_t>(report.step()) < f.step) {
+      continue;
+    }
+    f.fired = true;
+    InterventionRow i;
+    i.run_id = run_id_;
+    i.time_us = NowMicros();
+    i.action = "inject_fault";
+    i.actor = "chaos";
+    i.params_json = json{{"fault", f.spec}, {"rank", f.rank}, {"at_step", report.step()}, {"signal", "SIGKILL"}}.dump();
+    i.outcome = "signal sent";
+    Check(logbook_->AddIntervention(i).status(), "chaos intervention");
+    log_->warn("chaos: killing rank {} at step {} ({})", f.rank, report.step(), f.spec);
+    wire::Envelope env;
+    auto* s = env.mutable_signal_rank();
+    s->set_generation(static_cast<uint64_t>(generation_));
+    s->set_rank(static_cast<uint32_t>(f.rank));
+    s->set_signal(SIGKILL);
+    s->set_reason("chaos " + f.spec);
+    agents_->SendToAgent(agent, env);
+  }
+}
+
+void JobController::OnRankReport(int agent, const wire::RankReport& r) {
+  if (static_cast<int64_t>(r.generation()) != generation_ || terminal()) return;
+  switch (r.kind()) {
+    case wire::RankReport::STEP: {
+      if (!first_step_seen_) {
+        first_step_seen_ = true;
+        Check(logbook_->MarkGenerationFirstStep(generation_row_, r.at_us()), "first step");
+        if (failure_at_us_) {
+          metrics_->recovery_seconds.Observe(static_cast<double>(r.at_us() - *failure_at_us_) / 1e6);
+          failure_at_us_.reset();
+        }
+        Transition(JobState::kRunning, "generation " + std::to_string(generation_) + " reached step " +
+                                           std::to_string(r.step()));
+      }
+      if (r.rank() == 0) {
+        progress_.step = static_cast<int64_t>(r.step());
+        progress_.loss = r.loss();
+        progress_.tokens_per_second = r.tokens_per_second();
+        metrics_->step.Set(static_cast<double>(r.step()));
+        metrics_->loss.Set(r.loss());
+        metrics_->learning_rate.Set(r.lr());
+        metrics_->grad_norm.Set(r.grad_norm());
+        metrics_->tokens_per_second.Set(r.tokens_per_second());
+        metrics_->tokens_seen.Set(static_cast<double>(r.tokens_seen()));
+        metrics_->step_seconds.Observe(r.step_seconds());
+      }
+      MaybeInjectChaos(agent, r);
+      break;
+    }
+    case wire::RankReport::CHECKPOINT: {
+      CheckpointRow c;
+      c.run_id = run_id_;
+      c.generation_id = generation_row_;
+      c.step = static_cast<int64_t>(r.step());
+      c.path = r.checkpoint_path();
+      c.bytes = static_cast<int64_t>(r.checkpoint_bytes());
+      c.committed_at_us = r.at_us();
+      Check(logbook_->AddCheckpoint(c).status(), "checkpoint");
+      metrics_->checkpoints_total.Increment();
+      metrics_->last_checkpoint_step.Set(static_cast<double>(c.step));
+      metrics_->last_checkpoint_timestamp.Set(static_cast<double>(c.committed_at_us) / 1e6);
+      break;
+    }
+    case wire::RankReport::FINISHED:
+      if (r.rank() == 0) {
+        progress_.params_digest = r.params_digest();
+        final_loss_ = r.loss();
+        final_tokens_ = static_cast<int64_t>(r.tokens_seen());
+      }
+      break;
+    case wire::RankReport::ERROR:
+      rank_errors_[static_cast<int>(r.rank())] = r.message();
+      if (!r.checkpoint_path().empty()) bad_checkpoints_.insert(r.checkpoint_path());
+      break;
+    default:
+      break;
+  }
+}
+
+void JobController::OnRankExited(int agent, const wire::RankExited& e) {
+  if (static_cast<int64_t>(e.generation()) != generation_) return;
+  const int rank = static_cast<int>(e.rank());
+  ranks_alive_.erase(rank);
+  progress_.live_ranks = static_cast<int>(ranks_alive_.size());
+  metrics_->live_ranks.Set(progress_.live_ranks);
+  if (state_ == JobState::kRecovering || terminal()) {
+    // A consequence of the teardown (or of the failure being handled): not a new detection.
+    log_->info("rank {} of generation {} gone during teardown (code {}, signal {})", rank, generation_,
+               e.exit_code(), e.signal());
+    return;
+  }
+  if (e.signal() == 0 && e.exit_code() == 0) {
+    ranks_succeeded_.insert(rank);
+    if (static_cast<int>(ranks_succeeded_.size()) == spec_.world.world_size()) {
+      Finish(true, "all " + std::to_string(ranks_succeeded_.size()) + " ranks finished");
+    }
+    return;
+  }
+  // Exit codes from vigil-train's contract (see worker/trainer/train_main.cc).
+  std::string kind = "process_exit";
+  if (e.signal() == 0 && e.exit_code() == 4) kind = "checkpoint_corrupt";
+  if (e.signal() == 0 && e.exit_code() == 3) kind = "collective_error";
+  if (kind == "checkpoint_corrupt" && !resumed_from_.empty()) bad_checkpoints_.insert(resumed_from_);
+
+  json detail{{"pid", e.pid()}, {"exit_code", e.exit_code()}, {"signal", e.signal()},
+              {"exited_at_us", e.exited_at_us()}, {"generation", generation_}};
+  if (e.signal() != 0) detail["signal_name"] = sigabbrev_np(e.signal()) ? sigabbrev_np(e.signal()) : "";
+  if (rank_errors_.count(rank)) detail["message"] = rank_errors_[rank];
+  if (kind == "checkpoint_corrupt") detail["checkpoint"] = resumed_from_;
+  if (e.signal_sent_at_us() > 0) {
+    detail["fault_injected_at_us"] = e.signal_sent_at_us();
+    detail["detection_latency_ms"] = static_cast<double>(NowMicros() - e.signal_sent_at_us()) / 1000.0;
+    metrics_->detection_latency_seconds.Observe(static_cast<double>(NowMicros() - e.signal_sent_at_us()) / 1e6);
+    failure_at_us_ = e.signal_sent_at_us();
+  } else {
+    failure_at_us_ = e.exited_at_us();
+  }
+  const std::string summary = "rank " + std::to_string(rank) + " on " + agents_->agent_host(agent) +
+                              (e.signal() ? " killed by signal " + std::to_string(e.signal())
+                                          : " exited with code " + std::to_string(e.exit_code()));
+  HandleFailure(kind, agent, rank, detail.dump(), summary);
+}
+
+void JobController::HandleFailure(const std::string& kind, int agent, std::optional<int> rank,
+                                  const std::string& detail_json, const std::string& summary) {
+  EventRow ev;
+  ev.run_id = run_id_;
+  ev.generation_id = generation_row_ ? std::optional<int64_t>(generation_row_) : std::nullopt;
+  ev.time_us = NowMicros();
+  ev.kind = kind;
+  ev.host = agent >= 0 ? agents_->agent_host(agent) : "";
+  ev.rank = rank;
+  ev.step = progress_.step;
+  ev.detail_json = detail_json;
+  auto event_id = logbook_->AddEvent(ev);
+  Check(event_id.status(), "event");
+  metrics_->Failures(kind).Increment();
+  log_->warn("detected {}: {}", kind, summary);
+
+  InterventionRow i;
+  i.run_id = run_id_;
+  if (event_id.ok()) i.event_id = event_id.value();
+  i.time_us = NowMicros();
+  i.actor = "auto:default";
+  const bool host_lost = kind == "host_lost";
+  if (host_lost || progress_.restarts >= spec_.limits.max_restarts) {
+    i.action = "fail_job";
+    i.params_json = json{{"restarts", progress_.restarts}, {"max_restarts", spec_.limits.max_restarts}}.dump();
+    i.outcome = host_lost ? "no spare host to replace " + ev.host : "restart limit reached";
+    Check(logbook_->AddIntervention(i).status(), "intervention");
+    Finish(false, summary + "; " + i.outcome);
+    return;
+  }
+  const auto ckpt = ChooseCheckpoint();
+  i.action = "restart_from_latest";
+  i.params_json = json{{"checkpoint", ckpt ? ckpt->path : ""},
+                       {"checkpoint_step", ckpt ? ckpt->step : 0},
+                       {"next_generation", generation_ + 1}}
+                      .dump();
+  i.outcome = "ordered";
+  auto iid = logbook_->AddIntervention(i);
+  Check(iid.status(), "intervention");
+  pending_intervention_ = iid.ok() ? std::optional<int64_t>(iid.value()) : std::nullopt;
+  ++progress_.restarts;
+  metrics_->Restarts(kind).Increment();
+  TearDownGeneration(summary);
+}
+
+void JobController::TearDownGeneration(const std::string& reason) {
+  Transition(JobState::kRecovering, reason);
+  FinishGeneration(reason);
+  for (int a = 0; a < agents_->agent_count(); ++a) {
+    wire::Envelope env;
+    env.mutable_kill_generation()->set_generation(static_cast<uint64_t>(generation_));
+    env.mutable_kill_generation()->set_grace_ms(static_cast<uint32_t>(spec_.limits.kill_grace_ms));
+    agents_->SendToAgent(a, env);
+  }
+  // Agents confirm with GenerationStopped; if one never does, give up on the job
+  // rather than launching beside processes that may still hold the rank slots.
+  teardown_timer_.expires_after(std::chrono::milliseconds(spec_.limits.kill_grace_ms + 5000));
+  const int64_t gen = generation_;
+  teardown_timer_.async_wait([this, gen](boost::system::error_code ec) {
+    if (ec || state_ != JobState::kRecovering || generation_ != gen) return;
+    HandleFailure("host_lost", -1, std::nullopt, json{{"reason", "teardown not confirmed"}}.dump(),
+                  "an agent did not confirm the teardown of generation " + std::to_string(gen));
+  });
+}
+
+void JobController::OnGenerationStopped(int agent, uint64_t generation) {
+  if (static_cast<int64_t>(generation) != generation_ || state_ != JobState::kRecovering) return;
+  agents_stopped_.insert(agent);
+  if (static_cast<int>(agents_stopped_.size()) < agents_->agent_count()) return;
+  teardown_timer_.cancel();
+  auto cause = pending_intervention_;
+  pending_intervention_.reset();
+  Launch(cause);
+}
+
+void JobController::FinishGeneration(const std::string& reason) {
+  if (generation_row_) Check(logbook_->EndGeneration(generation_row_, NowMicros(), reason), "end generation");
+}
+
+void JobController::OnAgentLost(int agent, const std::string& why) {
+  if (terminal() || state_ == JobState::kPending) return;
+  HandleFailure("host_lost", agent, std::nullopt, json{{"reason", why}}.dump(),
+                "agent " + agents_->agent_host(agent) + " lost: " + why);
+}
+
+void JobController::Stop(const std::string& why) {
+  if (terminal()) return;
+  EventRow ev;
+  ev.run_id = run_id_;
+  ev.time_us = NowMicros();
+  ev.kind = "coordinator_stopped";
+  ev.step = progress_.step;
+  ev.detail_json = json{{"reason", why}}.dump();
+  Check(logbook_->AddEvent(ev).status(), "event");
+  Finish(false, why);
+}
+
+void JobController::Finish(bool succeeded, const std::string& why) {
+  teardown_timer_.cancel();
+  FinishGeneration(why);
+  Transition(succeeded ? JobState::kSucceeded : JobState::kFailed, why);
+  progress_.message = why;
+  const double wall = static_cast<double>(NowMicros() - progress_.started_at_us) / 1e6;
+  std::optional<double> tps;
+  if (succeeded && wall > 0) tps = static_cast<double>(final_tokens_) / wall;
+  Check(logbook_->FinishRun(run_id_, succeeded ? "succeeded" : "failed", NowMicros(),
+                            succeeded ? std::optional<int64_t>(progress_.step) : std::nullopt,
+                            succeeded ? std::optional<double>(final_loss_) : std::nullopt, progress_.params_digest,
+                            tps),
+        "finish run");
+  for (int a = 0; a < agents_->agent_count(); ++a) {
+    wire::Envelope env;
+    env.mutable_shutdown()->set_reason(why);
+    agents_->SendToAgent(a, env);
+  }
+  if (on_terminal) on_terminal();
+}
+
+}  // namespace vigil::coordinator

@@ -1,0 +1,58 @@
+// vigild's Prometheus metrics. Names follow Prometheus conventions: base
+// units, _total counters, _seconds histograms, bounded labels (kind, reason
+// come from fixed lists and are initialised to 0 so rate() works from the
+// first scrape).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+namespace vigil::coordinator {
+
+// Failure kinds the detector can report today, and restart reasons.
+inline constexpr const char* kFailureKinds[] = {"process_exit", "collective_error", "checkpoint_corrupt",
+                                                "host_lost"};
+
+class CoordinatorMetrics {
+  // Declared first: every reference member below is registered in it.
+  std::shared_ptr<prometheus::Registry> registry_;
+
+ public:
+  explicit CoordinatorMetrics(const std::string& job);
+
+  std::string Render() const;
+
+  prometheus::Gauge& step;
+  prometheus::Gauge& total_steps;
+  prometheus::Gauge& loss;
+  prometheus::Gauge& learning_rate;
+  prometheus::Gauge& grad_norm;
+  prometheus::Gauge& tokens_per_second;
+  prometheus::Gauge& tokens_seen;
+  prometheus::Gauge& live_ranks;
+  prometheus::Gauge& world_size;
+  prometheus::Gauge& generation;
+  prometheus::Gauge& agents_connected;
+  prometheus::Gauge& last_checkpoint_step;
+  prometheus::Gauge& last_checkpoint_timestamp;
+  prometheus::Counter& checkpoints_total;
+  prometheus::Histogram& step_seconds;
+  prometheus::Histogram& detection_latency_seconds;
+  prometheus::Histogram& recovery_seconds;
+  prometheus::Counter& Restarts(const std::string& reason);
+  prometheus::Counter& Failures(const std::string& kind);
+  void SetState(const std::string& state);
+
+ private:
+  prometheus::Family<prometheus::Counter>* restarts_;
+  prometheus::Family<prometheus::Counter>* failures_;
+  prometheus::Family<prometheus::Gauge>* state_;
+};
+
+}  // namespace vigil::coordinator

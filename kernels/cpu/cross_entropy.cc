@@ -1,0 +1,27 @@
+#include "kernels/cpu/cross_entropy.h"
+
+#include <cmath>
+
+namespace vigil::kernels::cpu {
+
+float CrossEntropyForwardBackward(float* dlogits, const float* logits, const int32_t* targets, int N, int V) {
+  double total = 0.0;
+  const float invN = 1.0f / static_cast<float>(N);
+  for (int i = 0; i < N; ++i) {
+    const float* z = logits + static_cast<long>(i) * V;
+    float maxv = z[0];
+    for (int v = 1; v < V; ++v) maxv = z[v] > maxv ? z[v] : maxv;
+    float sum = 0.0f;
+    for (int v = 0; v < V; ++v) sum += std::exp(z[v] - maxv);
+    const float logsum = std::log(sum) + maxv;
+    total += logsum - z[targets[i]];
+    if (dlogits) {
+      float* dz = dlogits + static_cast<long>(i) * V;
+      for (int v = 0; v < V; ++v) dz[v] = std::exp(z[v] - logsum) * invN;
+      dz[targets[i]] -= invN;
+    }
+  }
+  return static_cast<float>(total / N);
+}
+
+}  // namespace vigil::kernels::cpu

@@ -1,0 +1,35 @@
+#include "kernels/cpu/optimizer.h"
+
+#include <cmath>
+
+namespace vigil::kernels::cpu {
+
+void AdamWUpdate(float* params, const float* grads, float* m, float* v, long n, float lr, float beta1,
+                 float beta2, float eps, float weight_decay, long t) {
+  const float c1 = 1.0f - std::pow(beta1, static_cast<float>(t));
+  const float c2 = 1.0f - std::pow(beta2, static_cast<float>(t));
+  for (long i = 0; i < n; ++i) {
+    const float g = grads[i];
+    m[i] = beta1 * m[i] + (1.0f - beta1) * g;
+    v[i] = beta2 * v[i] + (1.0f - beta2) * g * g;
+    const float mhat = m[i] / c1, vhat = v[i] / c2;
+    params[i] -= lr * (mhat / (std::sqrt(vhat) + eps) + weight_decay * params[i]);
+  }
+}
+
+void SgdUpdate(float* params, const float* grads, long n, float lr, float weight_decay) {
+  for (long i = 0; i < n; ++i) params[i] -= lr * (grads[i] + weight_decay * params[i]);
+}
+
+float ClipGradNorm(float* grads, long n, float max_norm) {
+  double sq = 0.0;
+  for (long i = 0; i < n; ++i) sq += static_cast<double>(grads[i]) * grads[i];
+  const float norm = static_cast<float>(std::sqrt(sq));
+  if (max_norm > 0.0f && norm > max_norm) {
+    const float s = max_norm / (norm + 1e-6f);
+    for (long i = 0; i < n; ++i) grads[i] *= s;
+  }
+  return norm;
+}
+
+}  // namespace vigil::kernels::cpu

@@ -1,0 +1,426 @@
+#include "logbook/logbook.h"
+
+#include <filesystem>
+#include <functional>
+
+namespace vigil {
+namespace {
+
+// Schema version 1. Times are microseconds since the Unix epoch (UTC).
+constexpr const char* kSchemaV1 = R"sql(
+CREATE TABLE runs (
+  id             INTEGER PRIMARY KEY,
+  name           TEXT NOT NULL,
+  spec_yaml      TEXT NOT NULL,
+  config_hash    TEXT NOT NULL,
+  workdir        TEXT NOT NULL,
+  started_at_us  INTEGER NOT NULL,
+  ended_at_us    INTEGER,
+  status         TEXT NOT NULL DEFAULT 'running',
+  final_step     INTEGER,
+  final_loss     REAL,
+  params_digest  TEXT NOT NULL DEFAULT '',
+  tokens_per_second REAL
+);
+CREATE TABLE generations (
+  id                INTEGER PRIMARY KEY,
+  run_id            INTEGER NOT NULL REFERENCES runs(id),
+  number            INTEGER NOT NULL,
+  world_size        INTEGER NOT NULL,
+  hosts             TEXT NOT NULL,
+  resumed_from_step INTEGER,
+  resumed_from_path TEXT NOT NULL DEFAULT '',
+  cause_intervention_id INTEGER REFERENCES interventions(id),
+  started_at_us     INTEGER NOT NULL,
+  first_step_at_us  INTEGER,
+  ended_at_us       INTEGER,
+  end_reason        TEXT NOT NULL DEFAULT '',
+  UNIQUE (run_id, number)
+);
+CREATE TABLE events (
+  id             INTEGER PRIMARY KEY,
+  run_id         INTEGER NOT NULL REFERENCES runs(id),
+  generation_id  INTEGER REFERENCES generations(id),
+  time_us        INTEGER NOT NULL,
+  kind           TEXT NOT NULL,
+  host           TEXT NOT NULL DEFAULT '',
+  rank           INTEGER,
+  step           INTEGER,
+  detail         TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX events_run_time ON events(run_id, time_us);
+CREATE TABLE interventions (
+  id             INTEGER PRIMARY KEY,
+  run_id         INTEGER NOT NULL REFERENCES runs(id),
+  event_id       INTEGER REFERENCES events(id),
+  time_us        INTEGER NOT NULL,
+  action         TEXT NOT NULL,
+  actor          TEXT NOT NULL,
+  params         TEXT NOT NULL DEFAULT '{}',
+  outcome        TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX interventions_run_time ON interventions(run_id, time_us);
+CREATE INDEX interventions_event ON interventions(event_id);
+CREATE TABLE checkpoints (
+  id               INTEGER PRIMARY KEY,
+  run_id           INTEGER NOT NULL REFERENCES runs(id),
+  generation_id    INTEGER REFERENCES generations(id),
+  step             INTEGER NOT NULL,
+  path             TEXT NOT NULL,
+  bytes            INTEGER NOT NULL,
+  committed_at_us  INTEGER NOT NULL
+);
+CREATE INDEX checkpoints_run_step ON checkpoints(run_id, step);
+CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+  BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+  BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+CREATE TRIGGER interventions_no_update BEFORE UPDATE ON interventions
+  BEGIN SELECT RAISE(ABORT, 'interventions are append-only'); END;
+CREATE TRIGGER interventions_no_delete BEFORE DELETE ON interventions
+  BEGIN SELECT RAISE(ABORT, 'interventions are append-only'); END;
+)sql";
+
+// A prepared statement that finalizes itself.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) : db_(db) {
+    rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
+  }
+  ~Stmt() { sqlite3_finalize(stmt_); }
+  Status Prepared() const {
+    return rc_ == SQLITE_OK ? Status::Ok() : Status::IoError(std::string("sqlite prepare: ") + sqlite3_errmsg(db_));
+  }
+  Stmt& Bind(int i, int64_t v) {
+    sqlite3_bind_int64(stmt_, i, v);
+    return *this;
+  }
+  Stmt& Bind(int i, double v) {
+    sqlite3_bind_double(stmt_, i, v);
+    return *this;
+  }
+  Stmt& Bind(int i, const std::string& v) {
+    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  template <typename T>
+  Stmt& Bind(int i, const std::optional<T>& v) {
+    if (v) return Bind(i, static_cast<std::conditional_t<std::is_floating_point_v<T>, double, int64_t>>(*v));
+    sqlite3_bind_null(stmt_, i);
+    return *this;
+  }
+  // Runs a statement that returns no rows.
+  Status Run() {
+    VIGIL_RETURN_IF_ERROR(Prepared());
+    int rc = sqlite3_step(stmt_);
+    if (rc != SQLITE_DONE) return Status::IoError(std::string("sqlite: ") + sqlite3_errmsg(db_));
+    return Status::Ok();
+  }
+  // Iterates rows; returns an error if stepping fails.
+  Status ForEach(const std::function<void(sqlite3_stmt*)>& row) {
+    VIGIL_RETURN_IF_ERROR(Prepared());
+    while (true) {
+      int rc = sqlite3_step(stmt_);
+      if (rc == SQLITE_ROW) {
+        row(stmt_);
+        continue;
+      }
+      if (rc == SQLITE_DONE) return Status::Ok();
+      return Status::IoError(std::string("sqlite: ") + sqlite3_errmsg(db_));
+    }
+  }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+  int rc_;
+};
+
+std::string Text(sqlite3_stmt* s, int col) {
+  const unsigned char* t = sqlite3_column_text(s, col);
+  return t ? reinterpret_cast<const char*>(t) : "";
+}
+std::optional<int64_t> OptInt(sqlite3_stmt* s, int col) {
+  if (sqlite3_column_type(s, col) == SQLITE_NULL) return std::nullopt;
+  return sqlite3_column_int64(s, col);
+}
+std::optional<double> OptReal(sqlite3_stmt* s, int col) {
+  if (sqlite3_column_type(s, col) == SQLITE_NULL) return std::nullopt;
+  return sqlite3_column_double(s, col);
+}
+
+}  // namespace
+
+Logbook::~Logbook() { sqlite3_close(db_); }
+
+Status Logbook::Exec(const std::string& sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : "unknown error";
+    sqlite3_free(err);
+    return Status::IoError(path_ + ": " + msg);
+  }
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<Logbook>> Logbook::Open(const std::string& path, bool create) {
+  if (!create && !std::filesystem::exists(path)) {
+    return Status::NotFound(path + ": no logbook here");
+  }
+  sqlite3* db = nullptr;
+  int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_FULLMUTEX;
+  if (sqlite3_open_v2(path.c_str(), &db, flags, nullptr) != SQLITE_OK) {
+    std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close(db);
+    return Status::IoError(path + ": cannot open logbook: " + msg);
+  }
+  std::unique_ptr<Logbook> lb(new Logbook(db, path));
+  sqlite3_busy_timeout(db, 5000);
+  // A file that is not a database fails here, on the first read.
+  Status st = lb->Exec("PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;");
+  if (!st.ok()) return Status::InvalidArgument(path + ": not a vigil logbook (" + st.message() + ")");
+  VIGIL_RETURN_IF_ERROR(lb->Migrate());
+  return lb;
+}
+
+Status Logbook::Migrate() {
+  int version = -1;
+  Stmt q(db_, "PRAGMA user_version");
+  VIGIL_RETURN_IF_ERROR(q.ForEach([&](sqlite3_stmt* s) { version = sqlite3_column_int(s, 0); }));
+  if (version > kLogbookSchemaVersion) {
+    return Status::FailedPrecondition(path_ + ": logbook schema version " + std::to_string(version) +
+                                      " is newer than this vigil understands (" +
+                                      std::to_string(kLogbookSchemaVersion) + "); upgrade vigil");
+  }
+  if (version == 0) {
+    // An empty file or someone else's database: refuse to write into a foreign schema.
+    int tables = 0;
+    Stmt t(db_, "SELECT count(*) FROM sqlite_master WHERE type = 'table'");
+    VIGIL_RETURN_IF_ERROR(t.ForEach([&](sqlite3_stmt* s) { tables = sqlite3_column_int(s, 0); }));
+    if (tables > 0) {
+      return Status::InvalidArgument(path_ + ": an SQLite file that is not a vigil logbook");
+    }
+    VIGIL_RETURN_IF_ERROR(Exec(std::string("BEGIN IMMEDIATE;") + kSchemaV1 + "PRAGMA user_version = 1; COMMIT;"));
+  }
+  return Status::Ok();
+}
+
+Result<int64_t> Logbook::CreateRun(const std::string& name, const std::string& spec_yaml,
+                                   const std::string& config_hash, const std::string& workdir,
+                                   int64_t started_at_us) {
+  Stmt s(db_,
+         "INSERT INTO runs (name, spec_yaml, config_hash, workdir, started_at_us) VALUES (?,?,?,?,?)");
+  s.Bind(1, name).Bind(2, spec_yaml).Bind(3, config_hash).Bind(4, workdir).Bind(5, started_at_us);
+  VIGIL_RETURN_IF_ERROR(s.Run());
+  return sqlite3_last_insert_rowid(db_);
+}
+
+Status Logbook::FinishRun(int64_t run_id, const std::string& status, int64_t ended_at_us,
+                          std::optional<int64_t> final_step, std::optional<double> final_loss,
+                          const std::string& params_digest, std::optional<double> tokens_per_second) {
+  Stmt s(db_,
+         "UPDATE runs SET status=?, ended_at_us=?, final_step=?, final_loss=?, params_digest=?, "
+         "tokens_per_second=? WHERE id=?");
+  s.Bind(1, status).Bind(2, ended_at_us).Bind(3, final_step).Bind(4, final_loss).Bind(5, params_digest);
+  s.Bind(6, tokens_per_second).Bind(7, run_id);
+  return s.Run();
+}
+
+Result<int64_t> Logbook::StartGeneration(const GenerationRow& g) {
+  Stmt s(db_,
+         "INSERT INTO generations (run_id, number, world_size, hosts, resumed_from_step, "
+         "resumed_from_path, cause_intervention_id, started_at_us) VALUES (?,?,?,?,?,?,?,?)");
+  s.Bind(1, g.run_id).Bind(2, g.number).Bind(3, static_cast<int64_t>(g.world_size)).Bind(4, g.hosts);
+  s.Bind(5, g.resumed_from_step).Bind(6, g.resumed_from_path).Bind(7, g.cause_intervention_id);
+  s.Bind(8, g.started_at_us);
+  VIGIL_RETURN_IF_ERROR(s.Run());
+  return sqlite3_last_insert_rowid(db_);
+}
+
+Status Logbook::MarkGenerationFirstStep(int64_t generation_id, int64_t at_us) {
+  Stmt s(db_, "UPDATE generations SET first_step_at_us=? WHERE id=? AND first_step_at_us IS NULL");
+  s.Bind(1, at_us).Bind(2, generation_id);
+  return s.Run();
+}
+
+Status Logbook::EndGeneration(int64_t generation_id, int64_t ended_at_us, const std::string& reason) {
+  Stmt s(db_, "UPDATE generations SET ended_at_us=?, end_reason=? WHERE id=? AND ended_at_us IS NULL");
+  s.Bind(1, ended_at_us).Bind(2, reason).Bind(3, generation_id);
+  return s.Run();
+}
+
+Result<int64_t> Logbook::AddEvent(const EventRow& e) {
+  Stmt s(db_,
+         "INSERT INTO events (run_id, generation_id, time_us, kind, host, rank, step, detail) "
+         "VALUES (?,?,?,?,?,?,?,?)");
+  s.Bind(1, e.run_id).Bind(2, e.generation_id).Bind(3, e.time_us).Bind(4, e.kind).Bind(5, e.host);
+  s.Bind(6, e.rank).Bind(7, e.step).Bind(8, e.detail_json);
+  VIGIL_RETURN_IF_ERROR(s.Run());
+  return sqlite3_last_insert_rowid(db_);
+}
+
+Result<int64_t> Logbook::AddIntervention(const InterventionRow& i) {
+  Stmt s(db_,
+         "INSERT INTO interventions (run_id, event_id, time_us, action, actor, params, outcome) "
+         "VALUES (?,?,?,?,?,?,?)");
+  s.Bind(1, i.run_id).Bind(2, i.event_id).Bind(3, i.time_us).Bind(4, i.action).Bind(5, i.actor);
+  s.Bind(6, i.params_json).Bind(7, i.outcome);
+  VIGIL_RETURN_IF_ERROR(s.Run());
+  return sqlite3_last_insert_rowid(db_);
+}
+
+Result<int64_t> Logbook::AddCheckpoint(const CheckpointRow& c) {
+  Stmt s(db_,
+         "INSERT INTO checkpoints (run_id, generation_id, step, path, bytes, committed_at_us) "
+         "VALUES (?,?,?,?,?,?)");
+  s.Bind(1, c.run_id).Bind(2, c.generation_id).Bind(3, c.step).Bind(4, c.path).Bind(5, c.bytes);
+  s.Bind(6, c.committed_at_us);
+  VIGIL_RETURN_IF_ERROR(s.Run());
+  return sqlite3_last_insert_rowid(db_);
+}
+
+Result<std::vector<RunRow>> Logbook::Runs() {
+  std::vector<RunRow> out;
+  Stmt s(db_,
+         "SELECT id, name, config_hash, workdir, started_at_us, ended_at_us, status, final_step, "
+         "final_loss, params_digest, tokens_per_second FROM runs ORDER BY id");
+  VIGIL_RETURN_IF_ERROR(s.ForEach([&](sqlite3_stmt* r) {
+    RunRow row;
+    row.id = sqlite3_column_int64(r, 0);
+    row.name = Text(r, 1);
+    row.config_hash = Text(r, 2);
+    row.workdir = Text(r, 3);
+    row.started_at_us = sqlite3_column_int64(r, 4);
+    row.ended_at_us = OptInt(r, 5);
+    row.status = Text(r, 6);
+    row.final_step = OptInt(r, 7);
+    row.final_loss = OptReal(r, 8);
+    row.params_digest = Text(r, 9);
+    row.tokens_per_second = OptReal(r, 10);
+    out.push_back(std::move(row));
+  }));
+  return out;
+}
+
+Result<std::vector<GenerationRow>> Logbook::Generations(int64_t run_id) {
+  std::vector<GenerationRow> out;
+  Stmt s(db_,
+         "SELECT id, run_id, number, world_size, hosts, resumed_from_step, resumed_from_path, "
+         "cause_intervention_id, started_at_us, first_step_at_us, ended_at_us, end_reason "
+         "FROM generations WHERE run_id=? ORDER BY number");
+  s.Bind(1, run_id);
+  VIGIL_RETURN_IF_ERROR(s.ForEach([&](sqlite3_stmt* r) {
+    GenerationRow g;
+    g.id = sqlite3_column_int64(r, 0);
+    g.run_id = sqlite3_column_int64(r, 1);
+    g.number = sqlite3_column_int64(r, 2);
+    g.world_size = sqlite3_column_int(r, 3);
+    g.hosts = Text(r, 4);
+    g.resumed_from_step = OptInt(r, 5);
+    g.resumed_from_path = Text(r, 6);
+    g.cause_intervention_id = OptInt(r, 7);
+    g.started_at_us = sqlite3_column_int64(r, 8);
+    g.first_step_at_us = OptInt(r, 9);
+    g.ended_at_us = OptInt(r, 10);
+    g.end_reason = Text(r, 11);
+    out.push_back(std::move(g));
+  }));
+  return out;
+}
+
+Result<std::vector<CheckpointRow>> Logbook::Checkpoints(int64_t run_id) {
+  std::vector<CheckpointRow> out;
+  Stmt s(db_,
+         "SELECT id, run_id, generation_id, step, path, bytes, committed_at_us FROM checkpoints "
+         "WHERE run_id=? ORDER BY step DESC, id DESC");
+  s.Bind(1, run_id);
+  VIGIL_RETURN_IF_ERROR(s.ForEach([&](sqlite3_stmt* r) {
+    CheckpointRow c;
+    c.id = sqlite3_column_int64(r, 0);
+    c.run_id = sqlite3_column_int64(r, 1);
+    c.generation_id = OptInt(r, 2);
+    c.step = sqlite3_column_int64(r, 3);
+    c.path = Text(r, 4);
+    c.bytes = sqlite3_column_int64(r, 5);
+    c.committed_at_us = sqlite3_column_int64(r, 6);
+    out.push_back(std::move(c));
+  }));
+  return out;
+}
+
+Result<std::vector<EventRow>> Logbook::Events(int64_t run_id) {
+  std::vector<EventRow> out;
+  Stmt s(db_,
+         "SELECT id, run_id, generation_id, time_us, kind, host, rank, step, detail FROM events "
+         "WHERE run_id=? ORDER BY time_us, id");
+  s.Bind(1, run_id);
+  VIGIL_RETURN_IF_ERROR(s.ForEach([&](sqlite3_stmt* r) {
+    EventRow e;
+    e.id = sqlite3_column_int64(r, 0);
+    e.run_id = sqlite3_column_int64(r, 1);
+    e.generation_id = OptInt(r, 2);
+    e.time_us = sqlite3_column_int64(r, 3);
+    e.kind = Text(r, 4);
+    e.host = Text(r, 5);
+    if (auto rank = OptInt(r, 6)) e.rank = static_cast<int>(*rank);
+    e.step = OptInt(r, 7);
+    e.detail_json = Text(r, 8);
+    out.push_back(std::move(e));
+  }));
+  return out;
+}
+
+Result<std::vector<InterventionRow>> Logbook::Interventions(int64_t run_id) {
+  std::vector<InterventionRow> out;
+  Stmt s(db_,
+         "SELECT id, run_id, event_id, time_us, action, actor, params, outcome FROM interventions "
+         "WHERE run_id=? ORDER BY time_us, id");
+  s.Bind(1, run_id);
+  VIGIL_RETURN_IF_ERROR(s.ForEach([&](sqlite3_stmt* r) {
+    InterventionRow i;
+    i.id = sqlite3_column_int64(r, 0);
+    i.run_id = sqlite3_column_int64(r, 1);
+    i.event_id = OptInt(r, 2);
+    i.time_us = sqlite3_column_int64(r, 3);
+    i.action = Text(r, 4);
+    i.actor = Text(r, 5);
+    i.params_json = Text(r, 6);
+    i.outcome = Text(r, 7);
+    out.push_back(std::move(i));
+  }));
+  return out;
+}
+
+Result<std::vector<LogbookEntry>> Logbook::Entries(std::optional<int64_t> run_id) {
+  std::vector<LogbookEntry> out;
+  Stmt s(db_, R"sql(
+    SELECT 'event', e.id, e.run_id, e.time_us, g.number, e.kind, e.host, e.rank, e.step, NULL, '', e.detail
+      FROM events e LEFT JOIN generations g ON g.id = e.generation_id
+      WHERE ?1 IS NULL OR e.run_id = ?1
+    UNION ALL
+    SELECT 'intervention', i.id, i.run_id, i.time_us, NULL, i.action, '', NULL, NULL, i.event_id, i.actor,
+           json_object('params', json(i.params), 'outcome', i.outcome)
+      FROM interventions i
+      WHERE ?1 IS NULL OR i.run_id = ?1
+    ORDER BY 4, 1, 2)sql");
+  s.Bind(1, run_id);
+  VIGIL_RETURN_IF_ERROR(s.ForEach([&](sqlite3_stmt* r) {
+    LogbookEntry e;
+    e.type = Text(r, 0);
+    e.id = sqlite3_column_int64(r, 1);
+    e.run_id = sqlite3_column_int64(r, 2);
+    e.time_us = sqlite3_column_int64(r, 3);
+    e.generation = OptInt(r, 4);
+    e.what = Text(r, 5);
+    e.host = Text(r, 6);
+    if (auto rank = OptInt(r, 7)) e.rank = static_cast<int>(*rank);
+    e.step = OptInt(r, 8);
+    e.event_id = OptInt(r, 9);
+    e.actor = Text(r, 10);
+    e.detail_json = Text(r, 11);
+    out.push_back(std::move(e));
+  }));
+  return out;
+}
+
+}  // namespace vigil

@@ -1,0 +1,146 @@
+// The logbook: one SQLite file per run directory that records every run,
+// generation, detection (event), action (intervention) and committed
+// checkpoint. Events and interventions are append-only (triggers refuse
+// UPDATE and DELETE). The schema version lives in PRAGMA user_version and is
+// migrated forward on open; a file newer than this binary is refused.
+//
+// Thread-safety: a Logbook is used by one thread. Readers in other processes
+// (the CLI) may open the same file at any time (WAL mode).
+#pragma once
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace vigil {
+
+inline constexpr int kLogbookSchemaVersion = 1;
+
+struct EventRow {
+  int64_t id = 0;
+  int64_t run_id = 0;
+  std::optional<int64_t> generation_id;
+  int64_t time_us = 0;
+  std::string kind;  // process_exit, host_lost, rank_error, coordinator, ...
+  std::string host;
+  std::optional<int> rank;
+  std::optional<int64_t> step;
+  std::string detail_json = "{}";
+};
+
+struct InterventionRow {
+  int64_t id = 0;
+  int64_t run_id = 0;
+  std::optional<int64_t> event_id;
+  int64_t time_us = 0;
+  std::string action;  // restart_from_latest, fail_job, ...
+  std::string actor;   // auto:<rule> or human:<name>
+  std::string params_json = "{}";
+  std::string outcome;
+};
+
+struct GenerationRow {
+  int64_t id = 0;
+  int64_t run_id = 0;
+  int64_t number = 0;
+  int world_size = 0;
+  std::string hosts;
+  std::optional<int64_t> resumed_from_step;
+  std::string resumed_from_path;
+  std::optional<int64_t> cause_intervention_id;
+  int64_t started_at_us = 0;
+  std::optional<int64_t> first_step_at_us;
+  std::optional<int64_t> ended_at_us;
+  std::string end_reason;
+};
+
+struct CheckpointRow {
+  int64_t id = 0;
+  int64_t run_id = 0;
+  std::optional<int64_t> generation_id;
+  int64_t step = 0;
+  std::string path;
+  int64_t bytes = 0;
+  int64_t committed_at_us = 0;
+};
+
+struct RunRow {
+  int64_t id = 0;
+  std::string name;
+  std::string config_hash;
+  std::string workdir;
+  int64_t started_at_us = 0;
+  std::optional<int64_t> ended_at_us;
+  std::string status;  // running, succeeded, failed
+  std::optional<int64_t> final_step;
+  std::optional<double> final_loss;
+  std::string params_digest;
+  std::optional<double> tokens_per_second;
+};
+
+// One line of `vigil logbook ls`: an event or an intervention.
+struct LogbookEntry {
+  std::string type;  // "event" | "intervention"
+  int64_t id = 0;
+  int64_t run_id = 0;
+  int64_t time_us = 0;
+  std::optional<int64_t> generation;  // generation number, not row id
+  std::string what;  // event kind or intervention action
+  std::string host;
+  std::optional<int> rank;
+  std::optional<int64_t> step;
+  std::optional<int64_t> event_id;  // interventions: the event they answer
+  std::string actor;
+  std::string detail_json;
+};
+
+class Logbook {
+ public:
+  ~Logbook();
+  Logbook(const Logbook&) = delete;
+  Logbook& operator=(const Logbook&) = delete;
+
+  // Opens (creating if `create`) and migrates. A file that is not SQLite, or
+  // a schema newer than kLogbookSchemaVersion, is an error naming the path.
+  static Result<std::unique_ptr<Logbook>> Open(const std::string& path, bool create);
+
+  Result<int64_t> CreateRun(const std::string& name, const std::string& spec_yaml,
+                            const std::string& config_hash, const std::string& workdir,
+                            int64_t started_at_us);
+  Status FinishRun(int64_t run_id, const std::string& status, int64_t ended_at_us,
+                   std::optional<int64_t> final_step, std::optional<double> final_loss,
+                   const std::string& params_digest, std::optional<double> tokens_per_second);
+
+  Result<int64_t> StartGeneration(const GenerationRow& g);
+  Status MarkGenerationFirstStep(int64_t generation_id, int64_t at_us);
+  Status EndGeneration(int64_t generation_id, int64_t ended_at_us, const std::string& reason);
+
+  Result<int64_t> AddEvent(const EventRow& e);
+  Result<int64_t> AddIntervention(const InterventionRow& i);
+  Result<int64_t> AddCheckpoint(const CheckpointRow& c);
+
+  Result<std::vector<RunRow>> Runs();
+  Result<std::vector<GenerationRow>> Generations(int64_t run_id);
+  Result<std::vector<CheckpointRow>> Checkpoints(int64_t run_id);  // newest step first
+  Result<std::vector<EventRow>> Events(int64_t run_id);
+  Result<std::vector<InterventionRow>> Interventions(int64_t run_id);
+  // Events and interventions of one run (or all runs if run_id is empty), by time.
+  Result<std::vector<LogbookEntry>> Entries(std::optional<int64_t> run_id);
+
+  const std::string& path() const { return path_; }
+
+ private:
+  Logbook(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  Status Exec(const std::string& sql);
+  Status Migrate();
+  sqlite3* db_;
+  std::string path_;
+};
+
+}  // namespace vigil

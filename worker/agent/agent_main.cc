@@ -1,0 +1,327 @@
+// vigil-agent: one per host. Registers with vigild, runs the ranks it is
+// ordered to run, relays their reports, reports their exits, tears
+// generations down on order (SIGTERM, grace, SIGKILL) and sends heartbeats.
+// If vigild goes away it kills every rank it runs and exits: no orphans.
+#include <signal.h>
+#include <unistd.h>
+
+#include <utility>
+
+#include <boost/asio.hpp>
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include <CLI/CLI.hpp>
+
+#include "common/asio_connection.h"
+#include "common/framed_socket.h"
+#include "common/util.h"
+#include "worker/agent/rank_supervisor.h"
+
+namespace vigil::agent {
+namespace {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using unix_proto = asio::local::stream_protocol;
+
+struct AgentOptions {
+  std::string coordinator, token_file, host, bind_addr = "127.0.0.1", train_binary;
+  int slots = 1;
+};
+
+class Agent {
+ public:
+  Agent(asio::io_context& io, AgentOptions o)
+      : io_(io),
+        o_(std::move(o)),
+        log_(MakeLogger("agent." + o_.host)),
+        signals_(io, SIGCHLD),
+        stop_signals_(io, SIGINT, SIGTERM),
+        heartbeat_(io),
+        exit_timer_(io),
+        unix_acceptor_(io),
+        supervisor_([this](const wire::RankExited& e) { OnRankExited(e); }) {}
+
+  Status Start() {
+    auto token = ReadTokenFile(o_.token_file);
+    if (!token.ok()) return token.status();
+    // Connect and register synchronously, then hand the socket to Asio.
+    wire::Hello hello;
+    hello.set_protocol_version(kProtocolVersion);
+    hello.set_auth_token(token.value());
+    hello.set_role(wire::Hello::AGENT);
+    hello.set_host(o_.host);
+    hello.set_slots(static_cast<uint32_t>(o_.slots));
+    hello.set_pid(static_cast<uint32_t>(::getpid()));
+    std::string host;
+    int port = 0;
+    VIGIL_RETURN_IF_ERROR(ParseHostPort(o_.coordinator, &host, &port));
+    tcp::socket sock(io_);
+    boost::system::error_code ec;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    do {
+      sock = tcp::socket(io_);
+      sock.connect(tcp::endpoint(asio::ip::make_address(host, ec), static_cast<unsigned short>(port)), ec);
+      if (ec) ::usleep(50 * 1000);
+    } while (ec && std::chrono::steady_clock::now() < deadline);
+    if (ec) return Status::Unavailable("cannot reach vigild at " + o_.coordinator + ": " + ec.message());
+    sock.set_option(tcp::no_delay(true), ec);
+    wire::Envelope env;
+    *env.mutable_hello() = hello;
+    asio::write(sock, asio::buffer(EncodeFrame(env)), ec);
+    if (ec) return Status::Unavailable("send hello: " + ec.message());
+    FrameReader reader;
+    std::optional<wire::Envelope> ack;
+    char buf[4096];
+    while (!ack) {
+      size_t n = sock.read_some(asio::buffer(buf), ec);
+      if (ec) return Status::Unavailable("vigild closed the connection during registration: " + ec.message());
+      reader.Feed(buf, n);
+      auto next = reader.Next();
+      if (!next.ok()) return next.status();
+      ack = std::move(next.value());
+    }
+    if (!ack->has_hello_ack() || !ack->hello_ack().ok()) {
+      return Status::FailedPrecondition("vigild refused registration: " + ack->hello_ack().error());
+    }
+    heartbeat_ms_ = ack->hello_ack().heartbeat_interval_ms() ? ack->hello_ack().heartbeat_interval_ms() : 1000;
+    coordinator_ = std::make_shared<TcpConnection>(std::move(sock), 0);
+    coordinator_->Start([this](const TcpConnection::Ptr&, wire::Envelope e) { OnOrder(std::move(e)); },
+                        [this](const TcpConnection::Ptr&, const Status& why) {
+                          if (!shutting_down_) {
+                            log_->error("lost vigild: {}; killing all ranks", why.ToString());
+                            ShutdownRanks(1);
+                          }
+                        });
+
+    // The unix socket ranks report through.
+    socket_path_ = "/tmp/vigil-agent-" + std::to_string(::getpid()) + ".sock";
+    ::unlink(socket_path_.c_str());
+    unix_acceptor_.open(unix_proto());
+    unix_acceptor_.bind(unix_proto::endpoint(socket_path_), ec);
+    if (ec) return Status::IoError("bind " + socket_path_ + ": " + ec.message());
+    unix_acceptor_.listen();
+    AcceptRank();
+    WaitChildren();
+    stop_signals_.async_wait([this](boost::system::error_code ec2, int sig) {
+      if (ec2) return;
+      log_->warn("signal {}: killing all ranks", sig);
+      ShutdownRanks(1);
+    });
+    Heartbeat();
+    log_->info("registered with vigild at {} as {} ({} slots)", o_.coordinator, o_.host, o_.slots);
+    return Status::Ok();
+  }
+
+  ~Agent() { ::unlink(socket_path_.c_str()); }
+  int exit_code() const { return exit_code_; }
+
+ private:
+  void Heartbeat() {
+    if (shutting_down_) return;
+    wire::Envelope env;
+    env.mutable_heartbeat()->set_sent_at_us(NowMicros());
+    env.mutable_heartbeat()->set_live_ranks(static_cast<uint32_t>(supervisor_.LiveRanks()));
+    coordinator_->Send(env);
+    heartbeat_.expires_after(std::chrono::milliseconds(heartbeat_ms_));
+    heartbeat_.async_wait([this](boost::system::error_code ec) {
+      if (!ec) Heartbeat();
+    });
+  }
+
+  void WaitChildren() {
+    signals_.async_wait([this](boost::system::error_code ec, int) {
+      if (ec) return;
+      supervisor_.Reap();
+      WaitChildren();
+    });
+  }
+
+  void AcceptRank() {
+    unix_acceptor_.async_accept([this](boost::system::error_code ec, unix_proto::socket s) {
+      if (ec == asio::error::operation_aborted || !unix_acceptor_.is_open()) return;
+      if (!ec) {
+        auto conn = std::make_shared<UnixConnection>(std::move(s), next_rank_conn_++);
+        rank_conns_[conn->id()] = conn;
+        conn->Start(
+            [this](const UnixConnection::Ptr& c, wire::Envelope env) {
+              if (!env.has_rank_report()) return c->Close(Status::InvalidArgument("ranks send reports only"));
+              coordinator_->Send(env);  // relayed unchanged
+            },
+            [this](const UnixConnection::Ptr& c, const Status&) { rank_conns_.erase(c->id()); });
+      }
+      AcceptRank();
+    });
+  }
+
+  void OnOrder(wire::Envelope env) {
+    switch (env.body_case()) {
+      case wire::Envelope::kLaunchRanks:
+        return Launch(env.launch_ranks());
+      case wire::Envelope::kKillGeneration:
+        return KillGeneration(env.kill_generation().generation(), env.kill_generation().grace_ms());
+      case wire::Envelope::kSignalRank: {
+        const auto& s = env.signal_rank();
+        log_->warn("signal {} to rank {}: {}", s.signal(), s.rank(), s.reason());
+        Status st = supervisor_.SignalRank(s.generation(), static_cast<int>(s.rank()), s.signal());
+        if (!st.ok()) log_->warn("{}", st.ToString());
+        return;
+      }
+      case wire::Envelope::kShutdown:
+        log_->info("shutdown: {}", env.shutdown().reason());
+        return ShutdownRanks(0);
+      default:
+        log_->warn("ignoring unexpected message {}", static_cast<int>(env.body_case()));
+    }
+  }
+
+  void Launch(const wire::LaunchRanks& l) {
+    int local = 0;
+    for (uint32_t rank : l.ranks()) {
+      RankLaunch r;
+      r.generation = l.generation();
+      r.rank = static_cast<int>(rank);
+      r.local_rank = local++;
+      r.binary = o_.train_binary;
+      r.log_file = l.log_dir() + "/rank-" + std::to_string(rank) + ".gen-" + std::to_string(l.generation()) + ".log";
+      r.env = {"VIGIL_RANK=" + std::to_string(rank),
+               "VIGIL_WORLD_SIZE=" + std::to_string(l.world_size()),
+               "VIGIL_LOCAL_RANK=" + std::to_string(r.local_rank),
+               "VIGIL_GENERATION=" + std::to_string(l.generation()),
+               "VIGIL_STORE_ADDR=" + l.store_address(),
+               "VIGIL_AGENT_SOCKET=" + socket_path_,
+               "VIGIL_TOKEN_FILE=" + o_.token_file,
+               "VIGIL_JOB_FILE=" + l.job_file(),
+               "VIGIL_CHECKPOINT_DIR=" + l.checkpoint_dir(),
+               "VIGIL_RESUME_FROM=" + l.resume_from(),
+               "VIGIL_BIND_ADDR=" + o_.bind_addr,
+               "VIGIL_HOST=" + o_.host};
+      auto pid = supervisor_.Spawn(r);
+      if (!pid.ok()) {
+        log_->error("cannot start rank {}: {}", rank, pid.status().ToString());
+        wire::Envelope env;
+        auto* e = env.mutable_rank_exited();
+        e->set_generation(l.generation());
+        e->set_rank(rank);
+        e->set_exit_code(127);
+        e->set_exited_at_us(NowMicros());
+        coordinator_->Send(env);
+        continue;
+      }
+      log_->info("started rank {} of generation {} as pid {}", rank, l.generation(), pid.value());
+    }
+  }
+
+  void OnRankExited(const wire::RankExited& e) {
+    log_->info("rank {} (pid {}) of generation {} exited: code {} signal {}", e.rank(), e.pid(), e.generation(),
+               e.exit_code(), e.signal());
+    if (!shutting_down_) {
+      wire::Envelope env;
+      *env.mutable_rank_exited() = e;
+      coordinator_->Send(env);
+    }
+    MaybeFinishTeardown();
+  }
+
+  void KillGeneration(uint64_t generation, uint32_t grace_ms) {
+    stopping_.insert(generation);
+    supervisor_.SignalAll(static_cast<int64_t>(generation), SIGTERM, true);
+    auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(grace_ms));
+    timer->async_wait([this, timer, generation](boost::system::error_code) {
+      if (supervisor_.LiveRanks(static_cast<int64_t>(generation)) > 0) {
+        log_->warn("generation {} outlived its grace period: SIGKILL", generation);
+        supervisor_.SignalAll(static_cast<int64_t>(generation), SIGKILL, true);
+      }
+    });
+    MaybeFinishTeardown();
+  }
+
+  void MaybeFinishTeardown() {
+    for (auto it = stopping_.begin(); it != stopping_.end();) {
+      if (supervisor_.LiveRanks(static_cast<int64_t>(*it)) == 0) {
+        if (!shutting_down_) {
+          wire::Envelope env;
+          env.mutable_generation_stopped()->set_generation(*it);
+          coordinator_->Send(env);
+        }
+        it = stopping_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (shutting_down_ && supervisor_.LiveRanks() == 0) Exit();
+  }
+
+  void ShutdownRanks(int code) {
+    if (shutting_down_) return;
+    shutting_down_ = true;
+    exit_code_ = code;
+    heartbeat_.cancel();
+    supervisor_.SignalAll(-1, SIGTERM, true);
+    exit_timer_.expires_after(std::chrono::seconds(3));
+    exit_timer_.async_wait([this](boost::system::error_code ec) {
+      if (ec) return;
+      supervisor_.SignalAll(-1, SIGKILL, true);
+      exit_timer_.expires_after(std::chrono::seconds(2));
+      exit_timer_.async_wait([this](boost::system::error_code ec2) {
+        if (!ec2) Exit();
+      });
+    });
+    MaybeFinishTeardown();
+  }
+
+  void Exit() {
+    boost::system::error_code ec;
+    unix_acceptor_.close(ec);
+    for (auto& [id, c] : std::map(rank_conns_)) c->Close(Status::Ok());
+    if (coordinator_) coordinator_->CloseAfterWrites(Status::Ok());
+    io_.stop();
+  }
+
+  asio::io_context& io_;
+  AgentOptions o_;
+  std::shared_ptr<spdlog::logger> log_;
+  asio::signal_set signals_, stop_signals_;
+  asio::steady_timer heartbeat_, exit_timer_;
+  unix_proto::acceptor unix_acceptor_;
+  RankSupervisor supervisor_;
+  TcpConnection::Ptr coordinator_;
+  std::map<uint64_t, UnixConnection::Ptr> rank_conns_;
+  uint64_t next_rank_conn_ = 1;
+  std::set<uint64_t> stopping_;
+  std::string socket_path_;
+  uint32_t heartbeat_ms_ = 1000;
+  bool shutting_down_ = false;
+  int exit_code_ = 0;
+};
+
+}  // namespace
+}  // namespace vigil::agent
+
+int main(int argc, char** argv) {
+  using namespace vigil::agent;
+  CLI::App app{"vigil-agent: runs a job's trainer ranks on this host"};
+  AgentOptions o;
+  app.add_option("--coordinator", o.coordinator, "vigild address host:port")->required();
+  app.add_option("--token-file", o.token_file, "the job's auth token file")->required();
+  app.add_option("--host", o.host, "this host's name in the job")->required();
+  app.add_option("--slots", o.slots, "how many ranks this host can run")->check(CLI::PositiveNumber);
+  app.add_option("--bind-addr", o.bind_addr, "address ranks bind for collectives");
+  app.add_option("--train-binary", o.train_binary, "vigil-train executable (default: next to this one)");
+  CLI11_PARSE(app, argc, argv);
+  if (o.train_binary.empty()) {
+    o.train_binary = (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "vigil-train").string();
+  }
+  // SIGCHLD must be handled by Asio's signal_set, never ignored.
+  ::signal(SIGPIPE, SIG_IGN);
+  boost::asio::io_context io;
+  Agent agent(io, o);
+  if (auto st = agent.Start(); !st.ok()) {
+    std::fprintf(stderr, "vigil-agent: %s\n", st.ToString().c_str());
+    return 1;
+  }
+  io.run();
+  return agent.exit_code();
+}

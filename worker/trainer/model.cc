@@ -1,0 +1,196 @@
+#include "worker/trainer/model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "kernels/cpu/activation.h"
+#include "kernels/cpu/attention.h"
+#include "kernels/cpu/cross_entropy.h"
+#include "kernels/cpu/embedding.h"
+#include "kernels/cpu/layernorm.h"
+#include "kernels/cpu/matmul.h"
+#include "worker/trainer/rng.h"
+
+namespace vigil::trainer {
+
+namespace k = vigil::kernels::cpu;
+
+int64_t TensorInfo::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+int64_t DecoderModel::Add(const std::string& name, std::vector<int64_t> shape) {
+  TensorInfo t{name, std::move(shape), 0};
+  t.offset = tensors_.empty() ? 0 : tensors_.back().offset + tensors_.back().numel();
+  tensors_.push_back(t);
+  return t.offset;
+}
+
+DecoderModel::DecoderModel(const ModelConfig& cfg) : cfg_(cfg) {
+  const int64_t V = cfg.vocab, C = cfg.d_model, T = cfg.max_seq;
+  wte_ = Add("wte", {V, C});
+  wpe_ = Add("wpe", {T, C});
+  for (int l = 0; l < cfg.layers; ++l) {
+    const std::string p = "h." + std::to_string(l) + ".";
+    Layer L{};
+    L.ln1w = Add(p + "ln1.weight", {C});
+    L.ln1b = Add(p + "ln1.bias", {C});
+    L.qkvw = Add(p + "attn.qkv.weight", {3 * C, C});
+    L.qkvb = Add(p + "attn.qkv.bias", {3 * C});
+    L.projw = Add(p + "attn.proj.weight", {C, C});
+    L.projb = Add(p + "attn.proj.bias", {C});
+    L.ln2w = Add(p + "ln2.weight", {C});
+    L.ln2b = Add(p + "ln2.bias", {C});
+    L.fcw = Add(p + "mlp.fc.weight", {4 * C, C});
+    L.fcb = Add(p + "mlp.fc.bias", {4 * C});
+    L.fcprojw = Add(p + "mlp.proj.weight", {C, 4 * C});
+    L.fcprojb = Add(p + "mlp.proj.bias", {C});
+    layers_.push_back(L);
+  }
+  lnfw_ = Add("lnf.weight", {C});
+  lnfb_ = Add("lnf.bias", {C});
+  const int64_t total = tensors_.back().offset + tensors_.back().numel();
+  params_.assign(total, 0.0f);
+  grads_.assign(total, 0.0f);
+}
+
+void DecoderModel::InitParameters(uint64_t seed, float std) {
+  Rng rng(seed);
+  const float resid_std = std / std::sqrt(2.0f * cfg_.layers);
+  for (const auto& t : tensors_) {
+    float* p = params_.data() + t.offset;
+    const bool is_ln_weight = t.name.find("ln") != std::string::npos && t.name.find(".weight") != std::string::npos;
+    const bool is_bias = t.name.find(".bias") != std::string::npos;
+    const bool is_resid = t.name.find("proj.weight") != std::string::npos;
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      if (is_ln_weight) p[i] = 1.0f;
+      else if (is_bias) p[i] = 0.0f;
+      else p[i] = static_cast<float>(rng.Normal()) * (is_resid ? resid_std : std);
+    }
+  }
+}
+
+void DecoderModel::EnsureActivations(int B, int T) {
+  if (B == act_B_ && T == act_T_) return;
+  act_B_ = B;
+  act_T_ = T;
+  const size_t BT = static_cast<size_t>(B) * T, C = cfg_.d_model, NH = cfg_.heads, V = cfg_.vocab;
+  encoded_.assign(BT * C, 0);
+  logits_.assign(BT * V, 0);
+  dlogits_.assign(BT * V, 0);
+  lnf_.assign(BT * C, 0);
+  lnf_mean_.assign(BT, 0);
+  lnf_rstd_.assign(BT, 0);
+  acts_.assign(cfg_.layers, {});
+  for (auto& a : acts_) {
+    a.residual_in.assign(BT * C, 0);
+    a.ln1.assign(BT * C, 0);
+    a.ln1_mean.assign(BT, 0);
+    a.ln1_rstd.assign(BT, 0);
+    a.qkv.assign(BT * 3 * C, 0);
+    a.att.assign(static_cast<size_t>(B) * NH * T * T, 0);
+    a.atty.assign(BT * C, 0);
+    a.attproj.assign(BT * C, 0);
+    a.residual_mid.assign(BT * C, 0);
+    a.ln2.assign(BT * C, 0);
+    a.ln2_mean.assign(BT, 0);
+    a.ln2_rstd.assign(BT, 0);
+    a.fch.assign(BT * 4 * C, 0);
+    a.fch_act.assign(BT * 4 * C, 0);
+    a.fcproj.assign(BT * C, 0);
+  }
+}
+
+float DecoderModel::Loss(const int32_t* inputs, const int32_t* targets, int B, int T) {
+  return Forward(inputs, targets, B, T, false);
+}
+
+float DecoderModel::ForwardBackward(const int32_t* inputs, const int32_t* targets, int B, int T) {
+  return Forward(inputs, targets, B, T, true);
+}
+
+float DecoderModel::Forward(const int32_t* inputs, const int32_t* targets, int B, int T, bool backward) {
+  EnsureActivations(B, T);
+  const int C = cfg_.d_model, NH = cfg_.heads, V = cfg_.vocab, BT = B * T;
+  const float* P = params_.data();
+  const long BTC = static_cast<long>(BT) * C;
+
+  k::EmbeddingForward(encoded_.data(), inputs, P + wte_, P + wpe_, B, T, C);
+  const float* x = encoded_.data();
+  for (int l = 0; l < cfg_.layers; ++l) {
+    const Layer& L = layers_[l];
+    LayerActs& a = acts_[l];
+    std::memcpy(a.residual_in.data(), x, sizeof(float) * BTC);
+    k::LayerNormForward(a.ln1.data(), a.ln1_mean.data(), a.ln1_rstd.data(), x, P + L.ln1w, P + L.ln1b, BT, C);
+    k::MatmulForward(a.qkv.data(), a.ln1.data(), P + L.qkvw, P + L.qkvb, BT, C, 3 * C);
+    k::AttentionForward(a.atty.data(), a.att.data(), a.qkv.data(), B, T, C, NH);
+    k::MatmulForward(a.attproj.data(), a.atty.data(), P + L.projw, P + L.projb, BT, C, C);
+    for (long i = 0; i < BTC; ++i) a.residual_mid[i] = x[i] + a.attproj[i];
+    k::LayerNormForward(a.ln2.data(), a.ln2_mean.data(), a.ln2_rstd.data(), a.residual_mid.data(), P + L.ln2w,
+                        P + L.ln2b, BT, C);
+    k::MatmulForward(a.fch.data(), a.ln2.data(), P + L.fcw, P + L.fcb, BT, C, 4 * C);
+    if (cfg_.relu) k::ReluForward(a.fch_act.data(), a.fch.data(), static_cast<long>(BT) * 4 * C);
+    else k::GeluForward(a.fch_act.data(), a.fch.data(), static_cast<long>(BT) * 4 * C);
+    k::MatmulForward(a.fcproj.data(), a.fch_act.data(), P + L.fcprojw, P + L.fcprojb, BT, 4 * C, C);
+    // The block output overwrites fcproj in place: residual_mid + mlp.
+    for (long i = 0; i < BTC; ++i) a.fcproj[i] += a.residual_mid[i];
+    x = a.fcproj.data();
+  }
+  k::LayerNormForward(lnf_.data(), lnf_mean_.data(), lnf_rstd_.data(), x, P + lnfw_, P + lnfb_, BT, C);
+  k::MatmulForward(logits_.data(), lnf_.data(), P + wte_, nullptr, BT, C, V);
+  const float loss = k::CrossEntropyForwardBackward(backward ? dlogits_.data() : nullptr, logits_.data(),
+                                                    targets, BT, V);
+  if (!backward) return loss;
+
+  // Backward. Scratch buffers reuse the activation shapes.
+  std::fill(grads_.begin(), grads_.end(), 0.0f);
+  float* G = grads_.data();
+  std::vector<float> dx(BTC, 0.0f), dln(BTC, 0.0f), dtmp(BTC, 0.0f);
+  std::vector<float> dfch(static_cast<size_t>(BT) * 4 * C), dfch_act(static_cast<size_t>(BT) * 4 * C);
+  std::vector<float> dqkv(static_cast<size_t>(BT) * 3 * C), datt(acts_.empty() ? 0 : acts_[0].att.size());
+
+  k::MatmulBackward(dln.data(), G + wte_, nullptr, dlogits_.data(), lnf_.data(), P + wte_, BT, C, V);
+  const float* xf = cfg_.layers ? acts_.back().fcproj.data() : encoded_.data();
+  k::LayerNormBackward(dx.data(), G + lnfw_, G + lnfb_, dln.data(), xf, P + lnfw_, lnf_mean_.data(),
+                       lnf_rstd_.data(), BT, C);
+  // dx now holds d(block output). Walk the layers backwards.
+  for (int l = cfg_.layers - 1; l >= 0; --l) {
+    const Layer& L = layers_[l];
+    LayerActs& a = acts_[l];
+    // MLP branch: out = residual_mid + proj(act(fc(ln2(residual_mid)))).
+    std::fill(dfch_act.begin(), dfch_act.end(), 0.0f);
+    k::MatmulBackward(dfch_act.data(), G + L.fcprojw, G + L.fcprojb, dx.data(), a.fch_act.data(), P + L.fcprojw,
+                      BT, 4 * C, C);
+    std::fill(dfch.begin(), dfch.end(), 0.0f);
+    if (cfg_.relu) k::ReluBackward(dfch.data(), a.fch.data(), dfch_act.data(), static_cast<long>(BT) * 4 * C);
+    else k::GeluBackward(dfch.data(), a.fch.data(), dfch_act.data(), static_cast<long>(BT) * 4 * C);
+    std::fill(dln.begin(), dln.end(), 0.0f);
+    k::MatmulBackward(dln.data(), G + L.fcw, G + L.fcb, dfch.data(), a.ln2.data(), P + L.fcw, BT, C, 4 * C);
+    // d(residual_mid) = dx (skip) + LN2 backward; accumulate into dx.
+    k::LayerNormBackward(dx.data(), G + L.ln2w, G + L.ln2b, dln.data(), a.residual_mid.data(), P + L.ln2w,
+                         a.ln2_mean.data(), a.ln2_rstd.data(), BT, C);
+    // Attention branch: residual_mid = residual_in + proj(attn(qkv(ln1(residual_in)))).
+    std::fill(dtmp.begin(), dtmp.end(), 0.0f);
+    k::MatmulBackward(dtmp.data(), G + L.projw, G + L.projb, dx.data(), a.atty.data(), P + L.projw, BT, C, C);
+    std::fill(dqkv.begin(), dqkv.end(), 0.0f);
+    k::AttentionBackward(dqkv.data(), datt.data(), dtmp.data(), a.qkv.data(), a.att.data(), B, T, C, NH);
+    std::fill(dln.begin(), dln.end(), 0.0f);
+    k::MatmulBackward(dln.data(), G + L.qkvw, G + L.qkvb, dqkv.data(), a.ln1.data(), P + L.qkvw, BT, C, 3 * C);
+    k::LayerNormBackward(dx.data(), G + L.ln1w, G + L.ln1b, dln.data(), a.residual_in.data(), P + L.ln1w,
+                         a.ln1_mean.data(), a.ln1_rstd.data(), BT, C);
+  }
+  k::EmbeddingBackward(G + wte_, G + wpe_, dx.data(), inputs, B, T, C);
+  return loss;
+}
+
+double DecoderModel::FlopsPerToken(int T) const {
+  // Matmul parameters exclude embeddings' lookups but include the tied output.
+  const double N = static_cast<double>(params_.size()) - static_cast<double>(cfg_.max_seq) * cfg_.d_model;
+  const double attn = 6.0 * cfg_.layers * T * cfg_.d_model;  // QK^T and AV, fwd + bwd, causal half
+  return 6.0 * N + attn;
+}
+
+}  // namespace vigil::trainer
