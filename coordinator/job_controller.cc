@@ -244,9 +244,13 @@ void JobController::OnRankExited(int agent, const wire::RankExited& e) {
   if (e.signal() == 0 && e.exit_code() == 3) kind = "collective_error";
   if (kind == "checkpoint_corrupt" && !resumed_from_.empty()) bad_checkpoints_.insert(resumed_from_);
 
-  json detail{{"pid", e.pid()}, {"exit_code", e.exit_code()}, {"signal", e.signal()},
-              {"exited_at_us", e.exited_at_us()}, {"generation", generation_}};
-  if (e.signal() != 0) detail["signal_name"] = sigabbrev_np(e.signal()) ? sigabbrev_np(e.signal()) : "";
+  json detail{{"pid", e.pid()}, {"exited_at_us", e.exited_at_us()}, {"generation", generation_}};
+  if (e.signal() != 0) {
+    detail["signal"] = e.signal();
+    detail["signal_name"] = sigabbrev_np(e.signal()) ? sigabbrev_np(e.signal()) : "";
+  } else {
+    detail["exit_code"] = e.exit_code();
+  }
   if (rank_errors_.count(rank)) detail["message"] = rank_errors_[rank];
   if (kind == "checkpoint_corrupt") detail["checkpoint"] = resumed_from_;
   if (e.signal_sent_at_us() > 0) {

@@ -391,6 +391,33 @@ Result<std::vector<InterventionRow>> Logbook::Interventions(int64_t run_id) {
   return out;
 }
 
+Result<std::vector<RecoveryRow>> Logbook::Recoveries(int64_t run_id) {
+  std::vector<RecoveryRow> out;
+  // The failure time is when the fault was injected if it was, else when the rank exited.
+  Stmt s(db_, R"sql(
+    SELECT e.id, e.kind, e.rank, g.number,
+           json_extract(e.detail, '$.detection_latency_ms'),
+           (g.first_step_at_us - COALESCE(json_extract(e.detail, '$.fault_injected_at_us'),
+                                          json_extract(e.detail, '$.exited_at_us'), e.time_us)) / 1000.0
+      FROM generations g
+      JOIN interventions i ON i.id = g.cause_intervention_id
+      JOIN events e ON e.id = i.event_id
+     WHERE g.run_id = ?
+     ORDER BY g.number)sql");
+  s.Bind(1, run_id);
+  VIGIL_RETURN_IF_ERROR(s.ForEach([&](sqlite3_stmt* r) {
+    RecoveryRow row;
+    row.event_id = sqlite3_column_int64(r, 0);
+    row.kind = Text(r, 1);
+    if (auto rank = OptInt(r, 2)) row.rank = static_cast<int>(*rank);
+    row.generation = sqlite3_column_int64(r, 3);
+    row.detection_ms = OptReal(r, 4);
+    row.recovery_ms = OptReal(r, 5);
+    out.push_back(row);
+  }));
+  return out;
+}
+
 Result<std::vector<LogbookEntry>> Logbook::Entries(std::optional<int64_t> run_id) {
   std::vector<LogbookEntry> out;
   Stmt s(db_, R"sql(

@@ -100,6 +100,17 @@ struct LogbookEntry {
   std::string detail_json;
 };
 
+// One recovery: a failure event, the restart it caused, and how long the job
+// took to detect it and to train again.
+struct RecoveryRow {
+  int64_t event_id = 0;
+  std::string kind;
+  std::optional<int> rank;
+  int64_t generation = 0;  // the generation that resumed
+  std::optional<double> detection_ms;  // injected fault -> detection event
+  std::optional<double> recovery_ms;   // failure -> first step of `generation`
+};
+
 class Logbook {
  public:
   ~Logbook();
@@ -130,6 +141,7 @@ class Logbook {
   Result<std::vector<CheckpointRow>> Checkpoints(int64_t run_id);  // newest step first
   Result<std::vector<EventRow>> Events(int64_t run_id);
   Result<std::vector<InterventionRow>> Interventions(int64_t run_id);
+  Result<std::vector<RecoveryRow>> Recoveries(int64_t run_id);
   // Events and interventions of one run (or all runs if run_id is empty), by time.
   Result<std::vector<LogbookEntry>> Entries(std::optional<int64_t> run_id);
 

@@ -1,59 +1,27 @@
 #include "worker/agent/rank_supervisor.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
 
+#include "common/process.h"
 #include "common/util.h"
-
-extern char** environ;
 
 namespace vigil::agent {
 
 Result<pid_t> RankSupervisor::Spawn(const RankLaunch& launch) {
-  // Everything the child needs is built before fork: after it, only
-  // async-signal-safe calls.
-  std::vector<std::string> env_strings;
-  for (char** e = environ; *e; ++e) {
-    if (std::strncmp(*e, "VIGIL_", 6) != 0) env_strings.emplace_back(*e);
-  }
-  env_strings.insert(env_strings.end(), launch.env.begin(), launch.env.end());
-  std::vector<char*> envp;
-  for (auto& s : env_strings) envp.push_back(s.data());
-  envp.push_back(nullptr);
-  std::string binary = launch.binary;
-  char* argv[] = {binary.data(), nullptr};
-  const pid_t parent = ::getpid();
-
-  int log_fd = ::open(launch.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (log_fd < 0) return Status::IoError("open " + launch.log_file + ": " + std::strerror(errno));
-  pid_t pid = ::fork();
-  if (pid < 0) {
-    ::close(log_fd);
-    return Status::IoError(std::string("fork: ") + std::strerror(errno));
-  }
-  if (pid == 0) {
-    ::setpgid(0, 0);
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(127);  // the agent died before prctl took effect
-    ::dup2(log_fd, STDOUT_FILENO);
-    ::dup2(log_fd, STDERR_FILENO);
-    int null_fd = ::open("/dev/null", O_RDONLY);
-    if (null_fd >= 0) ::dup2(null_fd, STDIN_FILENO);
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::execve(argv[0], argv, envp.data());
-    ::_exit(127);
-  }
-  ::close(log_fd);
-  ::setpgid(pid, pid);  // also from the parent, so a signal right away finds the group
-  children_[pid] = Child{launch.generation, launch.rank};
+  SpawnOptions o;
+  o.argv = {launch.binary};
+  o.env_add = launch.env;
+  o.env_drop_prefix = "VIGIL_";  // a rank sees only the orders of its own launch
+  o.log_file = launch.log_file;
+  o.new_process_group = true;
+  o.parent_death_signal = SIGKILL;
+  auto pid = SpawnProcess(o);
+  if (pid.ok()) children_[pid.value()] = Child{launch.generation, launch.rank};
   return pid;
 }
 

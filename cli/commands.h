@@ -1,0 +1,29 @@
+// Subcommands of `vigil`. Each returns the process exit code: 0 success,
+// 1 a failed job or check, 2 bad usage or input.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace vigil::cli {
+
+struct RunArgs {
+  std::string job_file;
+  std::string workdir;
+  std::vector<std::string> chaos;
+  std::string output = "text";  // text | json
+};
+int RunJob(const RunArgs& args);
+
+struct LogbookLsArgs {
+  std::string workdir;
+  int64_t run = 0;  // 0: all runs
+  std::string output = "table";  // table | json
+};
+int LogbookLs(const LogbookLsArgs& args);
+
+// Prints a run's summary and logbook (used at the end of `vigil run`).
+// Returns the JSON summary line.
+std::string PrintRunReport(const std::string& workdir, int64_t run_id, double wall_seconds, bool json_only);
+
+}  // namespace vigil::cli

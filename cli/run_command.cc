@@ -1,0 +1,236 @@
+// `vigil run`: the embedded launcher. Starts vigild and one vigil-agent per
+// host of the job on this machine, shows progress from vigild's API, and
+// when the job ends prints the summary and the run's logbook.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "common/fs.h"
+#include "common/http_client.h"
+#include "common/job_spec.h"
+#include "common/process.h"
+#include "common/util.h"
+#include "coordinator/chaos.h"
+
+namespace vigil::cli {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+volatile sig_atomic_t g_interrupted = 0;
+void OnInterrupt(int) { g_interrupted = 1; }
+
+std::string SiblingBinary(const std::string& name) {
+  return (fs::read_symlink("/proc/self/exe").parent_path() / name).string();
+}
+
+// Waits for `pid` up to `timeout`; returns its wait status or -1.
+int WaitFor(pid_t pid, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    int status = 0;
+    pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) return status;
+    if (r < 0) return -1;
+    if (std::chrono::steady_clock::now() >= deadline) return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+std::string FormatDuration(double s) {
+  char buf[32];
+  if (s < 60) std::snprintf(buf, sizeof(buf), "%.0fs", s);
+  else std::snprintf(buf, sizeof(buf), "%dm%02ds", static_cast<int>(s) / 60, static_cast<int>(s) % 60);
+  return buf;
+}
+
+class ProgressLine {
+ public:
+  explicit ProgressLine(bool enabled) : enabled_(enabled), tty_(::isatty(STDERR_FILENO)) {}
+  void Show(const json& s, double elapsed) {
+    if (!enabled_) return;
+    const int64_t step = s.value("step", 0), total = s.value("total_steps", 0);
+    if (step > first_step_seen_ && first_step_at_ < 0) {
+      first_step_at_ = elapsed;
+      first_step_seen_ = step;
+    }
+    std::string eta = "-";
+    if (first_step_at_ >= 0 && step > first_step_seen_ && total > step) {
+      const double rate = static_cast<double>(step - first_step_seen_) / (elapsed - first_step_at_);
+      if (rate > 0) eta = FormatDuration(static_cast<double>(total - step) / rate);
+    }
+    char line[256];
+    std::snprintf(line, sizeof(line), "[%s] step %lld/%lld  loss %.4f  %.0f tok/s  restarts %d  gen %lld  %s  ETA %s",
+                  FormatDuration(elapsed).c_str(), static_cast<long long>(step), static_cast<long long>(total),
+                  s.value("loss", 0.0), s.value("tokens_per_second", 0.0), s.value("restarts", 0),
+                  static_cast<long long>(s.value("generation", 0)), s.value("state", "?").c_str(), eta.c_str());
+    if (tty_) {
+      std::fprintf(stderr, "\r\033[K%s", line);
+    } else if (elapsed - last_print_ >= 2.0 || s.value("state", "") != last_state_) {
+      std::fprintf(stderr, "%s\n", line);
+      last_print_ = elapsed;
+    }
+    last_state_ = s.value("state", "");
+  }
+  void Done() {
+    if (enabled_ && tty_) std::fprintf(stderr, "\n");
+  }
+
+ private:
+  bool enabled_, tty_;
+  double first_step_at_ = -1, last_print_ = -1e9;
+  int64_t first_step_seen_ = 0;
+  std::string last_state_;
+};
+
+}  // namespace
+
+int RunJob(const RunArgs& args) {
+  auto spec = LoadJobSpec(args.job_file);
+  if (!spec.ok()) {
+    std::fprintf(stderr, "vigil run: %s\n", spec.status().message().c_str());
+    return 2;
+  }
+  for (const auto& c : args.chaos) {
+    auto f = coordinator::ParseChaosFault(c);
+    if (!f.ok()) {
+      std::fprintf(stderr, "vigil run: %s\n", f.status().message().c_str());
+      return 2;
+    }
+    if (f->rank >= spec->world.world_size()) {
+      std::fprintf(stderr, "vigil run: chaos fault '%s': rank %d is outside the world of %d ranks\n", c.c_str(),
+                   f->rank, spec->world.world_size());
+      return 2;
+    }
+  }
+  const std::string workdir =
+      fs::absolute(args.workdir.empty() ? "vigil-runs/" + spec->name : args.workdir).lexically_normal().string();
+  for (const auto& dir : {workdir, workdir + "/logs"}) {
+    if (Status st = MakeDirs(dir); !st.ok()) {
+      std::fprintf(stderr, "vigil run: %s\n", st.ToString().c_str());
+      return 1;
+    }
+  }
+  const std::string token_file = workdir + "/token";
+  if (auto token = WriteTokenFile(token_file); !token.ok()) {
+    std::fprintf(stderr, "vigil run: %s\n", token.status().ToString().c_str());
+    return 1;
+  }
+  const std::string addr_file = workdir + "/vigild.addr";
+  fs::remove(addr_file);
+
+  struct sigaction sa{};
+  sa.sa_handler = OnInterrupt;
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  const auto t0 = std::chrono::steady_clock::now();
+  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  SpawnOptions vopts;
+  vopts.argv = {SiblingBinary("vigild"), "--job", fs::absolute(args.job_file).string(), "--workdir", workdir,
+                "--token-file", token_file};
+  for (const auto& c : args.chaos) {
+    vopts.argv.push_back("--chaos");
+    vopts.argv.push_back(c);
+  }
+  vopts.log_file = workdir + "/logs/vigild.log";
+  vopts.parent_death_signal = SIGTERM;
+  auto vigild = SpawnProcess(vopts);
+  if (!vigild.ok()) {
+    std::fprintf(stderr, "vigil run: cannot start vigild: %s\n", vigild.status().ToString().c_str());
+    return 1;
+  }
+  // vigild writes its addresses once it listens.
+  json addr;
+  while (addr.is_null()) {
+    if (auto text = ReadFile(addr_file); text.ok()) addr = json::parse(text.value(), nullptr, false);
+    if (addr.is_discarded()) addr = nullptr;
+    int status = 0;
+    if (addr.is_null() && ::waitpid(vigild.value(), &status, WNOHANG) == vigild.value()) {
+      std::fprintf(stderr, "vigil run: vigild exited during start-up; see %s\n", vopts.log_file.c_str());
+      return 1;
+    }
+    if (addr.is_null() && elapsed() > 10) {
+      std::fprintf(stderr, "vigil run: vigild did not start within 10 s; see %s\n", vopts.log_file.c_str());
+      ::kill(vigild.value(), SIGKILL);
+      return 1;
+    }
+    if (addr.is_null()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const std::string rpc = addr["rpc"], http = addr["http"];
+  const int64_t run_id = addr["run_id"];
+  const bool json_output = args.output == "json";
+  if (!json_output) {
+    std::fprintf(stderr, "vigil: job %s, run %lld, %d hosts x %d ranks; workdir %s; metrics http://%s/metrics\n",
+                 spec->name.c_str(), static_cast<long long>(run_id), spec->world.hosts, spec->world.ranks_per_host,
+                 workdir.c_str(), http.c_str());
+  }
+
+  std::vector<pid_t> agents;
+  for (int h = 0; h < spec->world.hosts; ++h) {
+    SpawnOptions a;
+    const std::string host = "host-" + std::to_string(h);
+    a.argv = {SiblingBinary("vigil-agent"), "--coordinator", rpc, "--token-file", token_file, "--host", host,
+              "--slots", std::to_string(spec->world.ranks_per_host)};
+    a.log_file = workdir + "/logs/agent-" + host + ".log";
+    a.parent_death_signal = SIGTERM;
+    auto pid = SpawnProcess(a);
+    if (!pid.ok()) {
+      std::fprintf(stderr, "vigil run: cannot start agent %s: %s\n", host.c_str(), pid.status().ToString().c_str());
+      ::kill(vigild.value(), SIGTERM);
+      break;
+    }
+    agents.push_back(pid.value());
+  }
+
+  ProgressLine progress(!json_output);
+  int vigild_status = -1;
+  bool forwarded_interrupt = false;
+  while (true) {
+    int status = 0;
+    if (::waitpid(vigild.value(), &status, WNOHANG) == vigild.value()) {
+      vigild_status = status;
+      break;
+    }
+    if (g_interrupted && !forwarded_interrupt) {
+      std::fprintf(stderr, "\nvigil run: interrupted; stopping the job\n");
+      ::kill(vigild.value(), SIGTERM);
+      forwarded_interrupt = true;
+    }
+    auto resp = HttpGet(http, "/api/v1/status", std::chrono::milliseconds(1000));
+    if (resp.ok() && resp->status == 200) {
+      json s = json::parse(resp->body, nullptr, false);
+      if (!s.is_discarded()) progress.Show(s, elapsed());
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  progress.Done();
+  // Agents exit on vigild's shutdown order, or when they lose it; make sure.
+  for (pid_t a : agents) {
+    if (WaitFor(a, std::chrono::seconds(10)) == -1) {
+      std::fprintf(stderr, "vigil run: agent pid %d did not exit; killing it\n", a);
+      ::kill(a, SIGKILL);
+      WaitFor(a, std::chrono::seconds(2));
+    }
+  }
+  const double wall = elapsed();
+  const std::string summary = PrintRunReport(workdir, run_id, wall, json_output);
+  if (json_output) std::cout << summary << std::endl;
+  const bool ok = WIFEXITED(vigild_status) && WEXITSTATUS(vigild_status) == 0;
+  return ok ? 0 : 1;
+}
+
+}  // namespace vigil::cli

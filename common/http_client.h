@@ -1,0 +1,20 @@
+// A minimal blocking HTTP/1.1 GET for the CLI and tests (vigild's API and
+// /metrics are local and small). Every call has a deadline.
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "common/status.h"
+
+namespace vigil {
+
+struct HttpResult {
+  int status = 0;
+  std::string body;
+};
+
+Result<HttpResult> HttpGet(const std::string& host_port, const std::string& path,
+                           std::chrono::milliseconds timeout);
+
+}  // namespace vigil
