@@ -1,0 +1,91 @@
+#include "common/job_spec.h"
+
+#include <gtest/gtest.h>
+
+namespace vigil {
+namespace {
+
+const char* kValid = R"(name: t
+model:
+  d_model: 32
+  heads: 4
+schedule:
+  steps: 10
+world:
+  hosts: 1
+  ranks_per_host: 2
+)";
+
+std::string ErrorOf(const std::string& yaml) {
+  auto spec = ParseJobSpec(yaml, "job.yaml");
+  EXPECT_FALSE(spec.ok()) << "expected an error for:\n" << yaml;
+  return spec.ok() ? "" : spec.status().message();
+}
+
+TEST(JobSpec, ParsesWithDefaults) {
+  auto spec = ParseJobSpec(kValid, "job.yaml");
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  EXPECT_EQ(spec->name, "t");
+  EXPECT_EQ(spec->model.d_model, 32);
+  EXPECT_EQ(spec->model.layers, 2);  // default
+  EXPECT_EQ(spec->world.world_size(), 2);
+  EXPECT_EQ(spec->optimizer.kind, "adamw");
+}
+
+TEST(JobSpec, ShippedExamplesParse) {
+  auto spec = LoadJobSpec(std::string(VIGIL_SOURCE_DIR) + "/examples/tiny.yaml");
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  EXPECT_EQ(spec->world.world_size(), 4);
+}
+
+TEST(JobSpec, BadValueNamesFileLineColumnAndField) {
+  std::string yaml = kValid;
+  yaml.replace(yaml.find("d_model: 32"), 11, "d_model: abc");
+  EXPECT_EQ(ErrorOf(yaml), "job.yaml:3:12: model.d_model: expected a positive integer, got 'abc'");
+}
+
+TEST(JobSpec, UnknownFieldIsAnError) {
+  std::string yaml = kValid;
+  yaml.replace(yaml.find("  heads: 4"), 10, "  haeds: 4");
+  const std::string err = ErrorOf(yaml);
+  EXPECT_EQ(err.rfind("job.yaml:4:3: model.haeds: unknown field", 0), 0u) << err;
+}
+
+TEST(JobSpec, MissingRequiredPieces) {
+  EXPECT_NE(ErrorOf("name: t\nmodel: {}\nworld: {}\n").find("schedule: required section is missing"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("model: {}\nschedule: {steps: 1}\nworld: {}\n").find("name: required field is missing"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("name: t\nmodel: {}\nschedule: {warmup_steps: 1}\nworld: {}\n").find("schedule.steps"),
+            std::string::npos);
+}
+
+TEST(JobSpec, CrossFieldChecks) {
+  std::string yaml = kValid;
+  yaml.replace(yaml.find("heads: 4"), 8, "heads: 5");
+  EXPECT_NE(ErrorOf(yaml).find("job.yaml:4:10: model.heads: must divide model.d_model"), std::string::npos);
+}
+
+TEST(JobSpec, OutOfRangeAndEnumValues) {
+  std::string yaml = kValid;
+  yaml.replace(yaml.find("hosts: 1"), 8, "hosts: 0");
+  EXPECT_NE(ErrorOf(yaml).find("world.hosts: expected an integer in [1, 64], got '0'"), std::string::npos);
+  EXPECT_NE(ErrorOf(std::string(kValid) + "optimizer: {kind: lion}\n").find("optimizer.kind"), std::string::npos);
+}
+
+TEST(JobSpec, SyntaxErrorNamesThePosition) {
+  const std::string err = ErrorOf("name: t\nmodel: [1, 2\n");
+  EXPECT_EQ(err.rfind("job.yaml:", 0), 0u) << err;
+  EXPECT_NE(err.find("YAML syntax error"), std::string::npos) << err;
+}
+
+TEST(JobSpec, ConfigHashTracksWhatDecidesTheParameters) {
+  auto a = ParseJobSpec(kValid, "a.yaml").value();
+  auto b = ParseJobSpec(std::string(kValid) + "limits: {max_restarts: 3}\n", "b.yaml").value();
+  auto c = ParseJobSpec(std::string(kValid) + "data: {seed: 7}\n", "c.yaml").value();
+  EXPECT_EQ(a.ConfigHash(), b.ConfigHash());  // limits do not change the math
+  EXPECT_NE(a.ConfigHash(), c.ConfigHash());
+}
+
+}  // namespace
+}  // namespace vigil
