@@ -1,0 +1,134 @@
+// End to end: the tiny job, run by `vigil run` with real vigild, agents and
+// Gloo ranks, survives two ranks SIGKILLed at different steps and ends with
+// exactly the parameters of an uninterrupted run.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "logbook/logbook.h"
+#include "tests/integration/process_util.h"
+#include "tests/unit/test_util.h"
+
+namespace vigil {
+namespace {
+
+using nlohmann::json;
+using testing::RunCommand;
+using testing::TempDir;
+
+const std::string kVigil = std::string(VIGIL_BIN_DIR) + "/vigil";
+const std::string kTiny = std::string(VIGIL_SOURCE_DIR) + "/examples/tiny.yaml";
+
+json RunTiny(const TempDir& dir, const std::string& workdir, const std::string& extra) {
+  auto r = RunCommand(kVigil + " run " + kTiny + " --workdir " + workdir + " -o json " + extra, dir.path());
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  json j = json::parse(r.LastLine(), nullptr, false);
+  EXPECT_FALSE(j.is_discarded()) << "last stdout line is not JSON: " << r.LastLine() << "\n" << r.err;
+  return j;
+}
+
+TEST(KillRanks, JobSurvivesTwoKilledRanksBitExactly) {
+  TempDir dir;
+  const std::string clean_dir = dir / "clean", chaos_dir = dir / "chaos";
+  const json clean = RunTiny(dir, clean_dir, "");
+  const json chaos = RunTiny(dir, chaos_dir, "--chaos kill-rank:1@60 --chaos kill-rank:2@170");
+
+  ASSERT_EQ(clean.value("status", ""), "succeeded") << clean.dump();
+  ASSERT_EQ(chaos.value("status", ""), "succeeded") << chaos.dump();
+  EXPECT_EQ(clean["steps"], 300);
+  EXPECT_EQ(chaos["steps"], 300);
+  EXPECT_EQ(clean["restarts"], 0);
+  EXPECT_EQ(chaos["restarts"], 2);
+  for (const char* key : {"final_loss", "wall_seconds", "tokens_per_second", "params_digest"}) {
+    EXPECT_TRUE(chaos.contains(key)) << key;
+  }
+  EXPECT_EQ(chaos["params_digest"].get<std::string>().size(), 16u);
+  EXPECT_EQ(chaos["params_digest"], clean["params_digest"]) << "resumed run is not bit-identical";
+  EXPECT_EQ(chaos["final_loss"], clean["final_loss"]);
+  // It learned: well below ln(256) = 5.55, near the corpus's 1.213 floor.
+  EXPECT_LT(chaos["final_loss"].get<double>(), 1.6);
+
+  // The logbook: one detection per kill, each answered by a restart linked
+  // to it, and each restart starting the next generation.
+  auto lb = Logbook::Open(chaos_dir + "/logbook.sqlite", false);
+  ASSERT_TRUE(lb.ok()) << lb.status().ToString();
+  const int64_t run = chaos["run_id"];
+  auto events = lb.value()->Events(run).value();
+  auto interventions = lb.value()->Interventions(run).value();
+  auto generations = lb.value()->Generations(run).value();
+  ASSERT_EQ(events.size(), 2u);
+  std::set<int> killed;
+  for (const auto& e : events) {
+    EXPECT_EQ(e.kind, "process_exit");
+    ASSERT_TRUE(e.rank.has_value());
+    killed.insert(*e.rank);
+    const json detail = json::parse(e.detail_json);
+    EXPECT_EQ(detail["signal"], 9);
+    EXPECT_TRUE(detail.contains("detection_latency_ms"));
+    EXPECT_LT(detail["detection_latency_ms"].get<double>(), 1000.0);
+    int restarts_for_event = 0;
+    for (const auto& i : interventions) {
+      if (i.event_id == e.id) {
+        EXPECT_EQ(i.action, "restart_from_latest");
+        ++restarts_for_event;
+      }
+    }
+    EXPECT_EQ(restarts_for_event, 1) << "event " << e.id;
+  }
+  EXPECT_EQ(killed, (std::set<int>{1, 2}));
+  ASSERT_EQ(generations.size(), 3u);
+  for (size_t g = 1; g < generations.size(); ++g) {
+    ASSERT_TRUE(generations[g].cause_intervention_id.has_value());
+    ASSERT_TRUE(generations[g].resumed_from_step.has_value());
+    EXPECT_GT(*generations[g].resumed_from_step, 0);
+    EXPECT_TRUE(generations[g].first_step_at_us.has_value());
+  }
+  auto recoveries = lb.value()->Recoveries(run).value();
+  ASSERT_EQ(recoveries.size(), 2u);
+  for (const auto& r : recoveries) {
+    ASSERT_TRUE(r.recovery_ms.has_value());
+    EXPECT_GT(*r.recovery_ms, 0.0);
+  }
+  EXPECT_GE(lb.value()->Checkpoints(run).value().size(), 12u);
+
+  // No process of either job is left: ranks, agents, vigild.
+  EXPECT_TRUE(testing::ProcessesMentioning(clean_dir).empty());
+  EXPECT_TRUE(testing::ProcessesMentioning(chaos_dir).empty());
+
+  // The on-call view of the same logbook.
+  auto ls = RunCommand(kVigil + " logbook ls --workdir " + chaos_dir + " -o json", dir.path());
+  ASSERT_EQ(ls.exit_code, 0) << ls.err;
+  const json entries = json::parse(ls.out);
+  std::map<std::string, int> by_what;
+  for (const auto& e : entries) by_what[e["what"].get<std::string>()]++;
+  EXPECT_EQ(by_what["process_exit"], 2);
+  EXPECT_EQ(by_what["restart_from_latest"], 2);
+  EXPECT_EQ(by_what["inject_fault"], 2);
+  auto table = RunCommand(kVigil + " logbook ls --workdir " + chaos_dir, dir.path());
+  EXPECT_EQ(table.exit_code, 0);
+  EXPECT_NE(table.out.find("restart_from_latest"), std::string::npos);
+}
+
+TEST(KillRanks, BadJobSpecStartsNothing) {
+  TempDir dir;
+  std::ofstream(dir / "bad.yaml") << "name: bad\nmodel:\n  d_model: lots\nschedule: {steps: 5}\nworld: {hosts: 1}\n";
+  auto r = RunCommand(kVigil + " run " + (dir / "bad.yaml") + " --workdir " + (dir / "work"), dir.path());
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("bad.yaml:3:12: model.d_model: expected a positive integer, got 'lots'"), std::string::npos)
+      << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "work"));
+
+  auto chaos = RunCommand(kVigil + " run " + kTiny + " --workdir " + (dir / "work") + " --chaos kill-rank:9@5",
+                          dir.path());
+  EXPECT_EQ(chaos.exit_code, 2);
+  EXPECT_NE(chaos.err.find("outside the world"), std::string::npos) << chaos.err;
+
+  auto missing = RunCommand(kVigil + " logbook ls --workdir " + (dir / "nowhere"), dir.path());
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_NE(missing.err.find("no logbook"), std::string::npos) << missing.err;
+}
+
+}  // namespace
+}  // namespace vigil

@@ -1,0 +1,192 @@
+// A real vigild process, spoken to over TCP: the handshake, the rendezvous
+// store on the wire, hostile input, /metrics, and shutdown by signal.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "common/fs.h"
+#include "common/framed_socket.h"
+#include "common/http_client.h"
+#include "common/process.h"
+#include "common/util.h"
+#include "logbook/logbook.h"
+#include "tests/integration/process_util.h"
+#include "tests/unit/test_util.h"
+
+namespace vigil {
+namespace {
+
+using nlohmann::json;
+using std::chrono::milliseconds;
+using testing::TempDir;
+
+class VigildTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::ofstream(dir_ / "job.yaml") << "name: proto\nmodel: {d_model: 16, heads: 2}\nschedule: {steps: 10}\n"
+                                        "world: {hosts: 2, ranks_per_host: 1}\nlimits: {agent_wait_ms: 60000}\n";
+    token_ = WriteTokenFile(dir_ / "token").value();
+    SpawnOptions o;
+    o.argv = {std::string(VIGIL_BIN_DIR) + "/vigild", "--job", dir_ / "job.yaml", "--workdir", dir_ / "work",
+              "--token-file", dir_ / "token"};
+    o.log_file = dir_ / "vigild.log";
+    o.parent_death_signal = SIGKILL;
+    pid_ = SpawnProcess(o).value();
+    for (int i = 0; i < 500 && rpc_.empty(); ++i) {
+      auto text = ReadFile(dir_ / "work/vigild.addr");
+      if (text.ok()) {
+        json a = json::parse(text.value(), nullptr, false);
+        if (!a.is_discarded()) {
+          rpc_ = a["rpc"];
+          http_ = a["http"];
+        }
+      }
+      if (rpc_.empty()) std::this_thread::sleep_for(milliseconds(20));
+    }
+    ASSERT_FALSE(rpc_.empty()) << testing::Slurp(dir_ / "vigild.log");
+  }
+  void TearDown() override {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+
+  wire::Hello StoreHello(const std::string& token) {
+    wire::Hello h;
+    h.set_protocol_version(kProtocolVersion);
+    h.set_auth_token(token);
+    h.set_role(wire::Hello::STORE_CLIENT);
+    h.set_host("test");
+    return h;
+  }
+
+  wire::StoreResponse Call(FramedSocket& s, wire::StoreRequest::Op op, const std::string& key,
+                           const std::string& value = "", uint32_t timeout_ms = 1000) {
+    wire::Envelope env;
+    auto* r = env.mutable_store_request();
+    r->set_id(++id_);
+    r->set_op(op);
+    r->add_keys(key);
+    r->set_value(value);
+    r->set_timeout_ms(timeout_ms);
+    EXPECT_TRUE(s.Send(env).ok());
+    auto reply = s.Receive(milliseconds(timeout_ms + 3000));
+    EXPECT_TRUE(reply.ok()) << reply.status().ToString();
+    return reply.ok() ? reply->store_response() : wire::StoreResponse();
+  }
+
+  // True if vigild still answers a store round trip on a fresh connection.
+  bool StillServing() {
+    auto s = FramedSocket::ConnectAndHello(rpc_, StoreHello(token_), milliseconds(2000));
+    if (!s.ok()) return false;
+    auto set = Call(s.value(), wire::StoreRequest::SET, "alive", "yes");
+    auto get = Call(s.value(), wire::StoreRequest::GET, "alive");
+    return set.ok() && get.ok() && get.value() == "yes";
+  }
+
+  TempDir dir_;
+  std::string token_, rpc_, http_;
+  pid_t pid_ = -1;
+  uint64_t id_ = 0;
+};
+
+TEST_F(VigildTest, RejectsBadTokenAndProtocolVersion) {
+  auto bad = FramedSocket::ConnectAndHello(rpc_, StoreHello(std::string(64, 'a')), milliseconds(2000));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("bad auth token"), std::string::npos) << bad.status().ToString();
+  auto hello = StoreHello(token_);
+  hello.set_protocol_version(99);
+  auto old = FramedSocket::ConnectAndHello(rpc_, hello, milliseconds(2000));
+  ASSERT_FALSE(old.ok());
+  EXPECT_NE(old.status().message().find("protocol version"), std::string::npos);
+  EXPECT_TRUE(StillServing());
+}
+
+TEST_F(VigildTest, StoreOverTheWireWaitsAndTimesOut) {
+  auto a = FramedSocket::ConnectAndHello(rpc_, StoreHello(token_), milliseconds(2000)).value();
+  auto b = FramedSocket::ConnectAndHello(rpc_, StoreHello(token_), milliseconds(2000)).value();
+  // A GET parked on one connection is answered by a SET on another.
+  wire::Envelope get;
+  get.mutable_store_request()->set_id(500);
+  get.mutable_store_request()->set_op(wire::StoreRequest::GET);
+  get.mutable_store_request()->add_keys("gen-0/rank-1");
+  get.mutable_store_request()->set_timeout_ms(5000);
+  ASSERT_TRUE(a.Send(get).ok());
+  EXPECT_EQ(a.Receive(milliseconds(200)).status().code(), StatusCode::kTimeout);  // still parked
+  EXPECT_TRUE(Call(b, wire::StoreRequest::SET, "gen-0/rank-1", "addr").ok());
+  auto answered = a.Receive(milliseconds(2000));
+  ASSERT_TRUE(answered.ok());
+  EXPECT_EQ(answered->store_response().id(), 500u);
+  EXPECT_EQ(answered->store_response().value(), "addr");
+  // A key nobody sets times out with a named error, at about its deadline.
+  const auto t0 = std::chrono::steady_clock::now();
+  auto missing = Call(a, wire::StoreRequest::GET, "gen-0/never", "", 300);
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  EXPECT_FALSE(missing.ok());
+  EXPECT_TRUE(missing.timed_out());
+  EXPECT_NE(missing.error().find("gen-0/never"), std::string::npos);
+  EXPECT_GE(waited, milliseconds(300));
+  EXPECT_LT(waited, milliseconds(1500));
+}
+
+TEST_F(VigildTest, MalformedInputDropsOnlyThatConnection) {
+  // Garbage instead of a Hello.
+  auto raw = FramedSocket::Connect(rpc_, milliseconds(2000)).value();
+  ASSERT_TRUE(raw.SendRaw(std::string("\x00\x00\x00\x05\xff\xff\xff\xff\xff", 9)).ok());
+  EXPECT_EQ(raw.Receive(milliseconds(2000)).status().code(), StatusCode::kUnavailable);
+  // A frame announcing 1 GiB.
+  auto big = FramedSocket::Connect(rpc_, milliseconds(2000)).value();
+  ASSERT_TRUE(big.SendRaw(std::string("\x40\x00\x00\x00", 4)).ok());
+  EXPECT_EQ(big.Receive(milliseconds(2000)).status().code(), StatusCode::kUnavailable);
+  // A valid frame that is not a Hello.
+  auto rude = FramedSocket::Connect(rpc_, milliseconds(2000)).value();
+  wire::Envelope hb;
+  hb.mutable_heartbeat()->set_live_ranks(1);
+  ASSERT_TRUE(rude.Send(hb).ok());
+  EXPECT_EQ(rude.Receive(milliseconds(2000)).status().code(), StatusCode::kUnavailable);
+  // A store client that talks like an agent after its Hello.
+  auto confused = FramedSocket::ConnectAndHello(rpc_, StoreHello(token_), milliseconds(2000)).value();
+  ASSERT_TRUE(confused.Send(hb).ok());
+  EXPECT_EQ(confused.Receive(milliseconds(2000)).status().code(), StatusCode::kUnavailable);
+  EXPECT_TRUE(StillServing());
+  EXPECT_EQ(::waitpid(pid_, nullptr, WNOHANG), 0) << "vigild died";
+}
+
+TEST_F(VigildTest, ServesMetricsAndStatus) {
+  auto metrics = HttpGet(http_, "/metrics", milliseconds(2000));
+  ASSERT_TRUE(metrics.ok()) << metrics.status().ToString();
+  EXPECT_EQ(metrics->status, 200);
+  for (const char* name : {"vigil_step ", "vigil_loss ", "vigil_tokens_per_second ", "vigil_live_ranks ",
+                           "vigil_restarts_total{reason=\"process_exit\"} 0",
+                           "vigil_failures_detected_total{kind=\"process_exit\"} 0",
+                           "vigil_job_state{state=\"pending\"} 1", "vigil_step_duration_seconds_bucket"}) {
+    EXPECT_NE(metrics->body.find(name), std::string::npos) << name;
+  }
+  auto status = HttpGet(http_, "/api/v1/status", milliseconds(2000));
+  ASSERT_TRUE(status.ok());
+  json s = json::parse(status->body);
+  EXPECT_EQ(s["state"], "pending");
+  EXPECT_EQ(s["total_steps"], 10);
+  EXPECT_EQ(HttpGet(http_, "/nope", milliseconds(2000))->status, 404);
+}
+
+TEST_F(VigildTest, SigtermEndsTheRunInTheLogbook) {
+  ASSERT_EQ(::kill(pid_, SIGTERM), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid_, &status, 0), pid_);
+  pid_ = -1;
+  EXPECT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  auto lb = Logbook::Open(dir_ / "work/logbook.sqlite", false);
+  ASSERT_TRUE(lb.ok());
+  auto runs = lb.value()->Runs().value();
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].status, "failed");
+  auto events = lb.value()->Events(runs[0].id).value();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].kind, "coordinator_stopped");
+}
+
+}  // namespace
+}  // namespace vigil
