@@ -42,12 +42,14 @@ std::string Manifest::ToJson() const {
   j["param_count"] = param_count;
   j["sections"] = sections;
   j["tensors"] = json::array();
-  for (const auto& t : tensors) j["tensors"].push_back({{"name", t.name}, {"shape", t.shape}, {"offset", t.offset}});
+  for (const auto& t : tensors)
+    j["tensors"].push_back({{"name", t.name}, {"shape", t.shape}, {"offset", t.offset}});
   j["shards"] = json::array();
   for (const auto& s : shards) {
     char hex[17];
     std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(s.xxh3));
-    j["shards"].push_back({{"rank", s.rank}, {"file", s.file}, {"begin", s.begin}, {"end", s.end}, {"xxh3", hex}});
+    j["shards"].push_back(
+        {{"rank", s.rank}, {"file", s.file}, {"begin", s.begin}, {"end", s.end}, {"xxh3", hex}});
   }
   return j.dump(2) + "\n";
 }
@@ -58,7 +60,8 @@ Result<Manifest> Manifest::FromJson(const std::string& text, const std::string& 
     json j = json::parse(text);
     m.format_version = j.at("format_version").get<int>();
     if (m.format_version != 1) {
-      return Status::Corruption(source + ": unknown format_version " + std::to_string(m.format_version));
+      return Status::Corruption(source + ": unknown format_version " +
+                                std::to_string(m.format_version));
     }
     m.step = j.at("step").get<int64_t>();
     m.tokens_seen = j.at("tokens_seen").get<int64_t>();
@@ -70,7 +73,8 @@ Result<Manifest> Manifest::FromJson(const std::string& text, const std::string& 
     m.param_count = j.at("param_count").get<int64_t>();
     m.sections = j.at("sections").get<std::vector<std::string>>();
     for (const auto& t : j.at("tensors")) {
-      m.tensors.push_back({t.at("name").get<std::string>(), t.at("shape").get<std::vector<int64_t>>(),
+      m.tensors.push_back({t.at("name").get<std::string>(),
+                           t.at("shape").get<std::vector<int64_t>>(),
                            t.at("offset").get<int64_t>()});
     }
     for (const auto& s : j.at("shards")) {
@@ -93,15 +97,18 @@ Result<Manifest> Manifest::FromJson(const std::string& text, const std::string& 
   int64_t next = 0;
   for (size_t i = 0; i < m.shards.size(); ++i) {
     const auto& s = m.shards[i];
-    if (s.file.empty() || s.file.find('/') != std::string::npos || s.file == "." || s.file == "..") {
+    if (s.file.empty() || s.file.find('/') != std::string::npos || s.file == "." ||
+        s.file == "..") {
       return Status::Corruption(source + ": shard file '" + s.file + "' is not a plain file name");
     }
     if (s.rank != static_cast<int>(i) || s.begin != next || s.end < s.begin) {
-      return Status::Corruption(source + ": shard " + std::to_string(i) + " does not continue the state");
+      return Status::Corruption(source + ": shard " + std::to_string(i) +
+                                " does not continue the state");
     }
     next = s.end;
   }
-  if (next != m.total_floats()) return Status::Corruption(source + ": shards do not cover the state");
+  if (next != m.total_floats())
+    return Status::Corruption(source + ": shards do not cover the state");
   for (const auto& t : m.tensors) {
     int64_t n = 1;
     for (int64_t d : t.shape) n *= d;
@@ -112,8 +119,8 @@ Result<Manifest> Manifest::FromJson(const std::string& text, const std::string& 
   return m;
 }
 
-Result<ShardEntry> WriteShard(const std::string& tmp_dir, int rank, const float* state, int64_t begin,
-                              int64_t end) {
+Result<ShardEntry> WriteShard(const std::string& tmp_dir, int rank, const float* state,
+                              int64_t begin, int64_t end) {
   VIGIL_RETURN_IF_ERROR(MakeDirs(tmp_dir));
   ShardEntry e;
   e.rank = rank;
@@ -178,8 +185,8 @@ Result<LoadedCheckpoint> LoadCheckpoint(const std::string& dir) {
     const auto have = fs::file_size(path, ec);
     if (ec) return Status::Corruption(dir + ": shard " + s.file + " missing");
     if (have != want) {
-      return Status::Corruption(dir + ": shard " + s.file + " has " + std::to_string(have) + " bytes, manifest says " +
-                                std::to_string(want));
+      return Status::Corruption(dir + ": shard " + s.file + " has " + std::to_string(have) +
+                                " bytes, manifest says " + std::to_string(want));
     }
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return Status::IoError("open " + path + ": " + std::strerror(errno));
@@ -213,7 +220,8 @@ Status RemoveIncomplete(const std::string& root) {
   if (!fs::exists(root, ec)) return Status::Ok();
   for (const auto& entry : fs::directory_iterator(root, ec)) {
     const std::string name = entry.path().filename().string();
-    if (name.rfind("step-", 0) == 0 && name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0) {
+    if (name.rfind("step-", 0) == 0 && name.size() > 4 &&
+        name.compare(name.size() - 4, 4, ".tmp") == 0) {
       fs::remove_all(entry.path(), ec);
       if (ec) return Status::IoError("remove " + entry.path().string() + ": " + ec.message());
     }

@@ -63,8 +63,8 @@ std::string StepDirName(int64_t step);
 void ShardRange(int64_t total, int rank, int world, int64_t* begin, int64_t* end);
 
 // Step 1: writes rank's slice [begin, end) of `state` to <tmp_dir>/shard-<rank>.bin, fsynced.
-Result<ShardEntry> WriteShard(const std::string& tmp_dir, int rank, const float* state, int64_t begin,
-                              int64_t end);
+Result<ShardEntry> WriteShard(const std::string& tmp_dir, int rank, const float* state,
+                              int64_t begin, int64_t end);
 // Step 3 (rank 0): manifest, fsyncs, rename, fsync parent. Returns the final directory.
 Result<std::string> CommitCheckpoint(const std::string& root, const Manifest& manifest);
 

@@ -17,13 +17,14 @@ int RunJob(const RunArgs& args);
 
 struct LogbookLsArgs {
   std::string workdir;
-  int64_t run = 0;  // 0: all runs
+  int64_t run = 0;               // 0: all runs
   std::string output = "table";  // table | json
 };
 int LogbookLs(const LogbookLsArgs& args);
 
 // Prints a run's summary and logbook (used at the end of `vigil run`).
 // Returns the JSON summary line.
-std::string PrintRunReport(const std::string& workdir, int64_t run_id, double wall_seconds, bool json_only);
+std::string PrintRunReport(const std::string& workdir, int64_t run_id, double wall_seconds,
+                           bool json_only);
 
 }  // namespace vigil::cli

@@ -20,7 +20,8 @@ std::string LogbookPath(const std::string& workdir) {
 }
 
 json EntryJson(const LogbookEntry& e) {
-  json j{{"type", e.type}, {"id", e.id}, {"run_id", e.run_id}, {"time", FormatTimeMicros(e.time_us)},
+  json j{{"type", e.type},       {"id", e.id},
+         {"run_id", e.run_id},   {"time", FormatTimeMicros(e.time_us)},
          {"time_us", e.time_us}, {"what", e.what}};
   if (e.generation) j["generation"] = *e.generation;
   if (!e.host.empty()) j["host"] = e.host;
@@ -33,17 +34,21 @@ json EntryJson(const LogbookEntry& e) {
 }
 
 void PrintEntriesTable(const std::vector<LogbookEntry>& entries) {
-  std::printf("%-24s %-4s %-13s %-20s %-8s %-4s %-6s %s\n", "TIME", "RUN", "TYPE", "WHAT", "HOST", "RANK", "STEP",
-              "DETAIL");
+  std::printf("%-24s %-4s %-13s %-20s %-8s %-4s %-6s %s\n", "TIME", "RUN", "TYPE", "WHAT", "HOST",
+              "RANK", "STEP", "DETAIL");
   for (const auto& e : entries) {
-    std::string type = e.type == "event" ? "event#" + std::to_string(e.id) : "action#" + std::to_string(e.id);
+    std::string type =
+        e.type == "event" ? "event#" + std::to_string(e.id) : "action#" + std::to_string(e.id);
     std::string detail = e.detail_json;
-    if (e.event_id) detail = "on event#" + std::to_string(*e.event_id) + " by " + e.actor + " " + detail;
-    else if (!e.actor.empty()) detail = "by " + e.actor + " " + detail;
+    if (e.event_id)
+      detail = "on event#" + std::to_string(*e.event_id) + " by " + e.actor + " " + detail;
+    else if (!e.actor.empty())
+      detail = "by " + e.actor + " " + detail;
     std::printf("%-24s %-4lld %-13s %-20s %-8s %-4s %-6s %s\n", FormatTimeMicros(e.time_us).c_str(),
-                static_cast<long long>(e.run_id), type.c_str(), e.what.c_str(), e.host.empty() ? "-" : e.host.c_str(),
-                e.rank ? std::to_string(*e.rank).c_str() : "-", e.step ? std::to_string(*e.step).c_str() : "-",
-                detail.c_str());
+                static_cast<long long>(e.run_id), type.c_str(), e.what.c_str(),
+                e.host.empty() ? "-" : e.host.c_str(),
+                e.rank ? std::to_string(*e.rank).c_str() : "-",
+                e.step ? std::to_string(*e.step).c_str() : "-", detail.c_str());
   }
 }
 
@@ -70,7 +75,8 @@ int LogbookLs(const LogbookLsArgs& args) {
   return 0;
 }
 
-std::string PrintRunReport(const std::string& workdir, int64_t run_id, double wall_seconds, bool json_only) {
+std::string PrintRunReport(const std::string& workdir, int64_t run_id, double wall_seconds,
+                           bool json_only) {
   json summary{{"run_id", run_id}, {"workdir", workdir}, {"wall_seconds", wall_seconds}};
   auto lb = Logbook::Open(LogbookPath(workdir), false);
   if (!lb.ok()) {
@@ -109,17 +115,20 @@ std::string PrintRunReport(const std::string& workdir, int64_t run_id, double wa
   summary["final_loss"] = run->final_loss ? json(*run->final_loss) : json(nullptr);
   summary["entropy_floor"] = trainer::SyntheticCorpus::EntropyRateNats();
   summary["restarts"] = restarts;
-  summary["tokens_per_second"] = run->tokens_per_second ? json(*run->tokens_per_second) : json(nullptr);
+  summary["tokens_per_second"] =
+      run->tokens_per_second ? json(*run->tokens_per_second) : json(nullptr);
   summary["params_digest"] = run->params_digest;
   summary["recoveries"] = rec;
   if (json_only) return summary.dump();
 
-  std::printf("\njob %s, run %lld: %s in %.1f s\n", run->name.c_str(), static_cast<long long>(run_id),
-              run->status.c_str(), wall_seconds);
+  std::printf("\njob %s, run %lld: %s in %.1f s\n", run->name.c_str(),
+              static_cast<long long>(run_id), run->status.c_str(), wall_seconds);
   if (run->final_loss) {
-    std::printf("  steps %lld, final loss %.4f (entropy floor of the corpus %.4f), %.0f tokens/s, %d restarts\n",
-                static_cast<long long>(run->final_step.value_or(0)), *run->final_loss,
-                trainer::SyntheticCorpus::EntropyRateNats(), run->tokens_per_second.value_or(0), restarts);
+    std::printf(
+        "  steps %lld, final loss %.4f (entropy floor of the corpus %.4f), %.0f tokens/s, %d "
+        "restarts\n",
+        static_cast<long long>(run->final_step.value_or(0)), *run->final_loss,
+        trainer::SyntheticCorpus::EntropyRateNats(), run->tokens_per_second.value_or(0), restarts);
     std::printf("  params_digest %s\n", run->params_digest.c_str());
   }
   auto ms = [](const json& j, const char* key) {
@@ -128,10 +137,11 @@ std::string PrintRunReport(const std::string& workdir, int64_t run_id, double wa
     return std::string(buf);
   };
   for (const auto& r : rec) {
-    std::printf("  recovery of event#%lld (%s, rank %s): detected after %s, training again after %s\n",
-                static_cast<long long>(r["event_id"].get<int64_t>()), r["kind"].get<std::string>().c_str(),
-                r.contains("rank") ? std::to_string(r["rank"].get<int>()).c_str() : "-",
-                ms(r, "detection_ms").c_str(), ms(r, "recovery_ms").c_str());
+    std::printf(
+        "  recovery of event#%lld (%s, rank %s): detected after %s, training again after %s\n",
+        static_cast<long long>(r["event_id"].get<int64_t>()), r["kind"].get<std::string>().c_str(),
+        r.contains("rank") ? std::to_string(r["rank"].get<int>()).c_str() : "-",
+        ms(r, "detection_ms").c_str(), ms(r, "recovery_ms").c_str());
   }
   std::printf("\nlogbook %s:\n", LogbookPath(workdir).c_str());
   if (entries.ok()) PrintEntriesTable(entries.value());

@@ -51,8 +51,10 @@ int WaitFor(pid_t pid, std::chrono::milliseconds timeout) {
 
 std::string FormatDuration(double s) {
   char buf[32];
-  if (s < 60) std::snprintf(buf, sizeof(buf), "%.0fs", s);
-  else std::snprintf(buf, sizeof(buf), "%dm%02ds", static_cast<int>(s) / 60, static_cast<int>(s) % 60);
+  if (s < 60)
+    std::snprintf(buf, sizeof(buf), "%.0fs", s);
+  else
+    std::snprintf(buf, sizeof(buf), "%dm%02ds", static_cast<int>(s) / 60, static_cast<int>(s) % 60);
   return buf;
 }
 
@@ -72,10 +74,13 @@ class ProgressLine {
       if (rate > 0) eta = FormatDuration(static_cast<double>(total - step) / rate);
     }
     char line[256];
-    std::snprintf(line, sizeof(line), "[%s] step %lld/%lld  loss %.4f  %.0f tok/s  restarts %d  gen %lld  %s  ETA %s",
-                  FormatDuration(elapsed).c_str(), static_cast<long long>(step), static_cast<long long>(total),
-                  s.value("loss", 0.0), s.value("tokens_per_second", 0.0), s.value("restarts", 0),
-                  static_cast<long long>(s.value("generation", 0)), s.value("state", "?").c_str(), eta.c_str());
+    std::snprintf(line, sizeof(line),
+                  "[%s] step %lld/%lld  loss %.4f  %.0f tok/s  restarts %d  gen %lld  %s  ETA %s",
+                  FormatDuration(elapsed).c_str(), static_cast<long long>(step),
+                  static_cast<long long>(total), s.value("loss", 0.0),
+                  s.value("tokens_per_second", 0.0), s.value("restarts", 0),
+                  static_cast<long long>(s.value("generation", 0)), s.value("state", "?").c_str(),
+                  eta.c_str());
     if (tty_) {
       std::fprintf(stderr, "\r\033[K%s", line);
     } else if (elapsed - last_print_ >= 2.0 || s.value("state", "") != last_state_) {
@@ -110,13 +115,16 @@ int RunJob(const RunArgs& args) {
       return 2;
     }
     if (f->rank >= spec->world.world_size()) {
-      std::fprintf(stderr, "vigil run: chaos fault '%s': rank %d is outside the world of %d ranks\n", c.c_str(),
-                   f->rank, spec->world.world_size());
+      std::fprintf(stderr,
+                   "vigil run: chaos fault '%s': rank %d is outside the world of %d ranks\n",
+                   c.c_str(), f->rank, spec->world.world_size());
       return 2;
     }
   }
   const std::string workdir =
-      fs::absolute(args.workdir.empty() ? "vigil-runs/" + spec->name : args.workdir).lexically_normal().string();
+      fs::absolute(args.workdir.empty() ? "vigil-runs/" + spec->name : args.workdir)
+          .lexically_normal()
+          .string();
   for (const auto& dir : {workdir, workdir + "/logs"}) {
     if (Status st = MakeDirs(dir); !st.ok()) {
       std::fprintf(stderr, "vigil run: %s\n", st.ToString().c_str());
@@ -131,17 +139,24 @@ int RunJob(const RunArgs& args) {
   const std::string addr_file = workdir + "/vigild.addr";
   fs::remove(addr_file);
 
-  struct sigaction sa{};
+  struct sigaction sa {};
   sa.sa_handler = OnInterrupt;
   ::sigaction(SIGINT, &sa, nullptr);
   ::sigaction(SIGTERM, &sa, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
   const auto t0 = std::chrono::steady_clock::now();
-  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  auto elapsed = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
   SpawnOptions vopts;
-  vopts.argv = {SiblingBinary("vigild"), "--job", fs::absolute(args.job_file).string(), "--workdir", workdir,
-                "--token-file", token_file};
+  vopts.argv = {SiblingBinary("vigild"),
+                "--job",
+                fs::absolute(args.job_file).string(),
+                "--workdir",
+                workdir,
+                "--token-file",
+                token_file};
   for (const auto& c : args.chaos) {
     vopts.argv.push_back("--chaos");
     vopts.argv.push_back(c);
@@ -150,21 +165,25 @@ int RunJob(const RunArgs& args) {
   vopts.parent_death_signal = SIGTERM;
   auto vigild = SpawnProcess(vopts);
   if (!vigild.ok()) {
-    std::fprintf(stderr, "vigil run: cannot start vigild: %s\n", vigild.status().ToString().c_str());
+    std::fprintf(stderr, "vigil run: cannot start vigild: %s\n",
+                 vigild.status().ToString().c_str());
     return 1;
   }
   // vigild writes its addresses once it listens.
   json addr;
   while (addr.is_null()) {
-    if (auto text = ReadFile(addr_file); text.ok()) addr = json::parse(text.value(), nullptr, false);
+    if (auto text = ReadFile(addr_file); text.ok())
+      addr = json::parse(text.value(), nullptr, false);
     if (addr.is_discarded()) addr = nullptr;
     int status = 0;
     if (addr.is_null() && ::waitpid(vigild.value(), &status, WNOHANG) == vigild.value()) {
-      std::fprintf(stderr, "vigil run: vigild exited during start-up; see %s\n", vopts.log_file.c_str());
+      std::fprintf(stderr, "vigil run: vigild exited during start-up; see %s\n",
+                   vopts.log_file.c_str());
       return 1;
     }
     if (addr.is_null() && elapsed() > 10) {
-      std::fprintf(stderr, "vigil run: vigild did not start within 10 s; see %s\n", vopts.log_file.c_str());
+      std::fprintf(stderr, "vigil run: vigild did not start within 10 s; see %s\n",
+                   vopts.log_file.c_str());
       ::kill(vigild.value(), SIGKILL);
       return 1;
     }
@@ -174,22 +193,32 @@ int RunJob(const RunArgs& args) {
   const int64_t run_id = addr["run_id"];
   const bool json_output = args.output == "json";
   if (!json_output) {
-    std::fprintf(stderr, "vigil: job %s, run %lld, %d hosts x %d ranks; workdir %s; metrics http://%s/metrics\n",
-                 spec->name.c_str(), static_cast<long long>(run_id), spec->world.hosts, spec->world.ranks_per_host,
-                 workdir.c_str(), http.c_str());
+    std::fprintf(
+        stderr,
+        "vigil: job %s, run %lld, %d hosts x %d ranks; workdir %s; metrics http://%s/metrics\n",
+        spec->name.c_str(), static_cast<long long>(run_id), spec->world.hosts,
+        spec->world.ranks_per_host, workdir.c_str(), http.c_str());
   }
 
   std::vector<pid_t> agents;
   for (int h = 0; h < spec->world.hosts; ++h) {
     SpawnOptions a;
     const std::string host = "host-" + std::to_string(h);
-    a.argv = {SiblingBinary("vigil-agent"), "--coordinator", rpc, "--token-file", token_file, "--host", host,
-              "--slots", std::to_string(spec->world.ranks_per_host)};
+    a.argv = {SiblingBinary("vigil-agent"),
+              "--coordinator",
+              rpc,
+              "--token-file",
+              token_file,
+              "--host",
+              host,
+              "--slots",
+              std::to_string(spec->world.ranks_per_host)};
     a.log_file = workdir + "/logs/agent-" + host + ".log";
     a.parent_death_signal = SIGTERM;
     auto pid = SpawnProcess(a);
     if (!pid.ok()) {
-      std::fprintf(stderr, "vigil run: cannot start agent %s: %s\n", host.c_str(), pid.status().ToString().c_str());
+      std::fprintf(stderr, "vigil run: cannot start agent %s: %s\n", host.c_str(),
+                   pid.status().ToString().c_str());
       ::kill(vigild.value(), SIGTERM);
       break;
     }

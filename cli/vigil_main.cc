@@ -24,7 +24,8 @@ int main(int argc, char** argv) {
   auto* ls_cmd = logbook_cmd->add_subcommand("ls", "list events and interventions");
   ls_cmd->add_option("--workdir", ls.workdir, "work directory holding logbook.sqlite")->required();
   ls_cmd->add_option("--run", ls.run, "only this run");
-  ls_cmd->add_option("-o,--output", ls.output, "table or json")->check(CLI::IsMember({"table", "json"}));
+  ls_cmd->add_option("-o,--output", ls.output, "table or json")
+      ->check(CLI::IsMember({"table", "json"}));
 
   try {
     app.parse(argc, argv);

@@ -68,27 +68,30 @@ class AsioConnection : public std::enable_shared_from_this<AsioConnection<Socket
  private:
   void ReadMore() {
     auto self = this->shared_from_this();
-    socket_.async_read_some(boost::asio::buffer(buf_), [self](boost::system::error_code ec, size_t n) {
-      if (self->closed_) return;
-      if (ec) {
-        Status eof = self->reader_.CheckEof();
-        self->Close(ec == boost::asio::error::eof && eof.ok() ? Status::Unavailable("peer closed the connection")
-                    : !eof.ok()                               ? eof
-                                                              : Status::Unavailable(ec.message()));
-        return;
-      }
-      self->reader_.Feed(self->buf_, n);
-      while (!self->closed_) {
-        auto next = self->reader_.Next();
-        if (!next.ok()) {
-          self->Close(next.status());
-          return;
-        }
-        if (!next.value().has_value()) break;
-        if (self->on_message_) self->on_message_(self, std::move(*next.value()));
-      }
-      if (!self->closed_) self->ReadMore();
-    });
+    socket_.async_read_some(boost::asio::buffer(buf_),
+                            [self](boost::system::error_code ec, size_t n) {
+                              if (self->closed_) return;
+                              if (ec) {
+                                Status eof = self->reader_.CheckEof();
+                                self->Close(ec == boost::asio::error::eof && eof.ok()
+                                                ? Status::Unavailable("peer closed the connection")
+                                            : !eof.ok() ? eof
+                                                        : Status::Unavailable(ec.message()));
+                                return;
+                              }
+                              self->reader_.Feed(self->buf_, n);
+                              while (!self->closed_) {
+                                auto next = self->reader_.Next();
+                                if (!next.ok()) {
+                                  self->Close(next.status());
+                                  return;
+                                }
+                                if (!next.value().has_value()) break;
+                                if (self->on_message_)
+                                  self->on_message_(self, std::move(*next.value()));
+                              }
+                              if (!self->closed_) self->ReadMore();
+                            });
   }
 
   void WriteFront() {
@@ -96,7 +99,8 @@ class AsioConnection : public std::enable_shared_from_this<AsioConnection<Socket
     boost::asio::async_write(socket_, boost::asio::buffer(queue_.front()),
                              [self](boost::system::error_code ec, size_t) {
                                if (self->closed_) return;
-                               if (ec) return self->Close(Status::Unavailable("write: " + ec.message()));
+                               if (ec)
+                                 return self->Close(Status::Unavailable("write: " + ec.message()));
                                self->queue_.pop_front();
                                if (!self->queue_.empty()) return self->WriteFront();
                                if (self->close_after_writes_) self->Close(self->pending_close_);

@@ -19,7 +19,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 int RemainingMs(Clock::time_point deadline) {
-  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+  auto left =
+      std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
   return left < 0 ? 0 : static_cast<int>(left);
 }
 
@@ -34,7 +35,8 @@ Status ParseHostPort(const std::string& address, std::string* host, int* port) {
   try {
     size_t used = 0;
     *port = std::stoi(address.substr(colon + 1), &used);
-    if (used != address.size() - colon - 1 || *port <= 0 || *port > 65535) throw std::out_of_range("");
+    if (used != address.size() - colon - 1 || *port <= 0 || *port > 65535)
+      throw std::out_of_range("");
   } catch (...) {
     return Status::InvalidArgument("address '" + address + "' has no valid port");
   }
@@ -72,7 +74,8 @@ Result<FramedSocket> FramedSocket::Connect(const std::string& address,
   if (address.rfind("unix:", 0) == 0) {
     const std::string path = address.substr(5);
     sockaddr_un un{};
-    if (path.size() >= sizeof(un.sun_path)) return Status::InvalidArgument("unix path too long: " + path);
+    if (path.size() >= sizeof(un.sun_path))
+      return Status::InvalidArgument("unix path too long: " + path);
     un.sun_family = AF_UNIX;
     std::memcpy(un.sun_path, path.c_str(), path.size() + 1);
     std::memcpy(&ss, &un, sizeof(un));
@@ -140,7 +143,8 @@ Result<wire::Envelope> FramedSocket::Receive(std::chrono::milliseconds timeout) 
     int rc = ::poll(&pfd, 1, RemainingMs(deadline));
     if (rc < 0 && errno == EINTR) continue;
     if (rc < 0) return Status::IoError(std::string("poll: ") + std::strerror(errno));
-    if (rc == 0) return Status::Timeout("no message within " + std::to_string(timeout.count()) + " ms");
+    if (rc == 0)
+      return Status::Timeout("no message within " + std::to_string(timeout.count()) + " ms");
     char buf[65536];
     ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
     if (n < 0 && errno == EINTR) continue;

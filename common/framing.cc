@@ -23,10 +23,12 @@ Result<std::optional<wire::Envelope>> FrameReader::Next() {
   const size_t avail = buffer_.size() - consumed_;
   if (avail < kFrameHeaderBytes) return std::optional<wire::Envelope>();
   const auto* p = reinterpret_cast<const unsigned char*>(buffer_.data() + consumed_);
-  const uint32_t len = (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+  const uint32_t len =
+      (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
   if (len > max_frame_bytes_) {
     poisoned_ = true;
-    return Status::InvalidArgument("frame of " + std::to_string(len) + " bytes exceeds the limit of " +
+    return Status::InvalidArgument("frame of " + std::to_string(len) +
+                                   " bytes exceeds the limit of " +
                                    std::to_string(max_frame_bytes_));
   }
   if (avail < kFrameHeaderBytes + len) return std::optional<wire::Envelope>();

@@ -74,11 +74,15 @@ class SpecReader {
     try {
       value = node.as<T>();
     } catch (const YAML::Exception&) {
-      Fail(node, here, std::string("expected ") + (expect ? expect : TypeName<T>()) + ", got '" + node.Scalar() + "'");
+      Fail(node, here,
+           std::string("expected ") + (expect ? expect : TypeName<T>()) + ", got '" +
+               node.Scalar() + "'");
       return;
     }
     if (valid && !valid(value)) {
-      Fail(node, here, std::string("expected ") + (expect ? expect : TypeName<T>()) + ", got '" + node.Scalar() + "'");
+      Fail(node, here,
+           std::string("expected ") + (expect ? expect : TypeName<T>()) + ", got '" +
+               node.Scalar() + "'");
       return;
     }
     *out = value;
@@ -125,8 +129,8 @@ std::string JobSpec::ConfigHash() const {
   std::ostringstream os;
   os.precision(17);
   os << model.kind << '|' << model.vocab << '|' << model.d_model << '|' << model.layers << '|'
-     << model.heads << '|' << model.seq_len << '|' << model.activation << '|' << model.init_std << '|'
-     << data.kind << '|' << data.seed << '|' << optimizer.kind << '|' << optimizer.lr << '|'
+     << model.heads << '|' << model.seq_len << '|' << model.activation << '|' << model.init_std
+     << '|' << data.kind << '|' << data.seed << '|' << optimizer.kind << '|' << optimizer.lr << '|'
      << optimizer.beta1 << '|' << optimizer.beta2 << '|' << optimizer.eps << '|'
      << optimizer.weight_decay << '|' << optimizer.grad_clip << '|' << schedule.steps << '|'
      << schedule.batch_per_rank << '|' << schedule.warmup_steps << '|' << world.world_size();
@@ -143,81 +147,97 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
     root = YAML::Load(yaml_text);
   } catch (const YAML::ParserException& e) {
     return Status::InvalidArgument(source_name + ":" + std::to_string(e.mark.line + 1) + ":" +
-                                   std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
+                                   std::to_string(e.mark.column + 1) +
+                                   ": YAML syntax error: " + e.msg);
   }
   JobSpec spec;
   spec.source = source_name;
   SpecReader r(source_name);
-  if (!root.IsDefined() || root.IsNull()) return Status::InvalidArgument(source_name + ": empty job spec");
+  if (!root.IsDefined() || root.IsNull())
+    return Status::InvalidArgument(source_name + ": empty job spec");
 
   r.Section(root, "", "",
             {"name", "launcher", "model", "data", "optimizer", "schedule", "world", "checkpoint",
              "limits"},
             true, [&](const YAML::Node& top, const std::string&) {
               r.Required(top, "", "name");
-              r.Field<std::string>(top, "", "name", &spec.name, [](const std::string& v) {
-                if (v.empty() || v.size() > 64) return false;
-                for (char c : v) {
-                  if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') return false;
-                }
-                return true;
-              }, "a name of letters, digits, '-', '_' or '.' (at most 64)");
-              r.Field<std::string>(top, "", "launcher", &spec.launcher, OneOf({"local"}), "'local'");
+              r.Field<std::string>(
+                  top, "", "name", &spec.name,
+                  [](const std::string& v) {
+                    if (v.empty() || v.size() > 64) return false;
+                    for (char c : v) {
+                      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' &&
+                          c != '.')
+                        return false;
+                    }
+                    return true;
+                  },
+                  "a name of letters, digits, '-', '_' or '.' (at most 64)");
+              r.Field<std::string>(top, "", "launcher", &spec.launcher, OneOf({"local"}),
+                                   "'local'");
             });
 
-  r.Section(root, "model", "", {"kind", "vocab", "d_model", "layers", "heads", "seq_len", "activation", "init_std"},
+  r.Section(root, "model", "",
+            {"kind", "vocab", "d_model", "layers", "heads", "seq_len", "activation", "init_std"},
             true, [&](const YAML::Node& m, const std::string& p) {
               r.Field<std::string>(m, p, "kind", &spec.model.kind, OneOf({"decoder"}), "'decoder'");
-              r.Field<int>(m, p, "vocab", &spec.model.vocab, [](const int& v) { return v >= 2 && v <= 256; },
-                           "an integer in [2, 256] (byte-level tokens)");
+              r.Field<int>(
+                  m, p, "vocab", &spec.model.vocab, [](const int& v) { return v >= 2 && v <= 256; },
+                  "an integer in [2, 256] (byte-level tokens)");
               r.Field<int>(m, p, "d_model", &spec.model.d_model, Positive(), "a positive integer");
               r.Field<int>(m, p, "layers", &spec.model.layers, Positive(), "a positive integer");
               r.Field<int>(m, p, "heads", &spec.model.heads, Positive(), "a positive integer");
               r.Field<int>(m, p, "seq_len", &spec.model.seq_len, Positive(), "a positive integer");
-              r.Field<std::string>(m, p, "activation", &spec.model.activation, OneOf({"gelu", "relu"}),
-                                   "'gelu' or 'relu'");
-              r.Field<double>(m, p, "init_std", &spec.model.init_std, PositiveNumber(), "a positive number");
+              r.Field<std::string>(m, p, "activation", &spec.model.activation,
+                                   OneOf({"gelu", "relu"}), "'gelu' or 'relu'");
+              r.Field<double>(m, p, "init_std", &spec.model.init_std, PositiveNumber(),
+                              "a positive number");
               if (r.error().ok() && spec.model.d_model % spec.model.heads != 0) {
-                r.Fail(m["heads"], p + ".heads", "must divide model.d_model (" +
-                                                     std::to_string(spec.model.d_model) + ")");
+                r.Fail(m["heads"], p + ".heads",
+                       "must divide model.d_model (" + std::to_string(spec.model.d_model) + ")");
               }
             });
 
-  r.Section(root, "data", "", {"kind", "seed"}, false, [&](const YAML::Node& m, const std::string& p) {
-    r.Field<std::string>(m, p, "kind", &spec.data.kind, OneOf({"synthetic"}), "'synthetic'");
-    r.Field<uint64_t>(m, p, "seed", &spec.data.seed);
-  });
+  r.Section(
+      root, "data", "", {"kind", "seed"}, false, [&](const YAML::Node& m, const std::string& p) {
+        r.Field<std::string>(m, p, "kind", &spec.data.kind, OneOf({"synthetic"}), "'synthetic'");
+        r.Field<uint64_t>(m, p, "seed", &spec.data.seed);
+      });
 
-  r.Section(root, "optimizer", "", {"kind", "lr", "beta1", "beta2", "eps", "weight_decay", "grad_clip"}, false,
-            [&](const YAML::Node& m, const std::string& p) {
-              r.Field<std::string>(m, p, "kind", &spec.optimizer.kind, OneOf({"adamw", "sgd"}),
-                                   "'adamw' or 'sgd'");
-              r.Field<double>(m, p, "lr", &spec.optimizer.lr, PositiveNumber(), "a positive number");
-              auto unit = [](const double& v) { return v >= 0 && v < 1; };
-              r.Field<double>(m, p, "beta1", &spec.optimizer.beta1, unit, "a number in [0, 1)");
-              r.Field<double>(m, p, "beta2", &spec.optimizer.beta2, unit, "a number in [0, 1)");
-              r.Field<double>(m, p, "eps", &spec.optimizer.eps, PositiveNumber(), "a positive number");
-              r.Field<double>(m, p, "weight_decay", &spec.optimizer.weight_decay, NonNegativeNumber(),
-                              "a non-negative number");
-              r.Field<double>(m, p, "grad_clip", &spec.optimizer.grad_clip, NonNegativeNumber(),
-                              "a non-negative number");
-            });
+  r.Section(
+      root, "optimizer", "", {"kind", "lr", "beta1", "beta2", "eps", "weight_decay", "grad_clip"},
+      false, [&](const YAML::Node& m, const std::string& p) {
+        r.Field<std::string>(m, p, "kind", &spec.optimizer.kind, OneOf({"adamw", "sgd"}),
+                             "'adamw' or 'sgd'");
+        r.Field<double>(m, p, "lr", &spec.optimizer.lr, PositiveNumber(), "a positive number");
+        auto unit = [](const double& v) { return v >= 0 && v < 1; };
+        r.Field<double>(m, p, "beta1", &spec.optimizer.beta1, unit, "a number in [0, 1)");
+        r.Field<double>(m, p, "beta2", &spec.optimizer.beta2, unit, "a number in [0, 1)");
+        r.Field<double>(m, p, "eps", &spec.optimizer.eps, PositiveNumber(), "a positive number");
+        r.Field<double>(m, p, "weight_decay", &spec.optimizer.weight_decay, NonNegativeNumber(),
+                        "a non-negative number");
+        r.Field<double>(m, p, "grad_clip", &spec.optimizer.grad_clip, NonNegativeNumber(),
+                        "a non-negative number");
+      });
 
   r.Section(root, "schedule", "", {"steps", "batch_per_rank", "warmup_steps"}, true,
             [&](const YAML::Node& m, const std::string& p) {
               r.Required(m, p, "steps");
               r.Field<int>(m, p, "steps", &spec.schedule.steps, Positive(), "a positive integer");
-              r.Field<int>(m, p, "batch_per_rank", &spec.schedule.batch_per_rank, Positive(), "a positive integer");
+              r.Field<int>(m, p, "batch_per_rank", &spec.schedule.batch_per_rank, Positive(),
+                           "a positive integer");
               r.Field<int>(m, p, "warmup_steps", &spec.schedule.warmup_steps, NonNegative(),
                            "a non-negative integer");
             });
 
   r.Section(root, "world", "", {"hosts", "ranks_per_host", "device"}, true,
             [&](const YAML::Node& m, const std::string& p) {
-              r.Field<int>(m, p, "hosts", &spec.world.hosts, [](const int& v) { return v > 0 && v <= 64; },
-                           "an integer in [1, 64]");
-              r.Field<int>(m, p, "ranks_per_host", &spec.world.ranks_per_host,
-                           [](const int& v) { return v > 0 && v <= 64; }, "an integer in [1, 64]");
+              r.Field<int>(
+                  m, p, "hosts", &spec.world.hosts, [](const int& v) { return v > 0 && v <= 64; },
+                  "an integer in [1, 64]");
+              r.Field<int>(
+                  m, p, "ranks_per_host", &spec.world.ranks_per_host,
+                  [](const int& v) { return v > 0 && v <= 64; }, "an integer in [1, 64]");
               r.Field<std::string>(m, p, "device", &spec.world.device, OneOf({"cpu"}),
                                    "'cpu' (cuda arrives with the CUDA trainer)");
             });
@@ -225,25 +245,30 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
   r.Section(root, "checkpoint", "", {"dir", "every_steps"}, false,
             [&](const YAML::Node& m, const std::string& p) {
               r.Field<std::string>(m, p, "dir", &spec.checkpoint.dir);
-              r.Field<int>(m, p, "every_steps", &spec.checkpoint.every_steps, Positive(), "a positive integer");
+              r.Field<int>(m, p, "every_steps", &spec.checkpoint.every_steps, Positive(),
+                           "a positive integer");
             });
 
   r.Section(root, "limits", "",
-            {"max_restarts", "heartbeat_interval_ms", "heartbeat_timeout_ms", "rendezvous_timeout_ms",
-             "collective_timeout_ms", "kill_grace_ms", "agent_wait_ms"},
+            {"max_restarts", "heartbeat_interval_ms", "heartbeat_timeout_ms",
+             "rendezvous_timeout_ms", "collective_timeout_ms", "kill_grace_ms", "agent_wait_ms"},
             false, [&](const YAML::Node& m, const std::string& p) {
-              r.Field<int>(m, p, "max_restarts", &spec.limits.max_restarts, NonNegative(), "a non-negative integer");
-              r.Field<int>(m, p, "heartbeat_interval_ms", &spec.limits.heartbeat_interval_ms, Positive(),
+              r.Field<int>(m, p, "max_restarts", &spec.limits.max_restarts, NonNegative(),
+                           "a non-negative integer");
+              r.Field<int>(m, p, "heartbeat_interval_ms", &spec.limits.heartbeat_interval_ms,
+                           Positive(), "a positive integer");
+              r.Field<int>(m, p, "heartbeat_timeout_ms", &spec.limits.heartbeat_timeout_ms,
+                           Positive(), "a positive integer");
+              r.Field<int>(m, p, "rendezvous_timeout_ms", &spec.limits.rendezvous_timeout_ms,
+                           Positive(), "a positive integer");
+              r.Field<int>(m, p, "collective_timeout_ms", &spec.limits.collective_timeout_ms,
+                           Positive(), "a positive integer");
+              r.Field<int>(m, p, "kill_grace_ms", &spec.limits.kill_grace_ms, NonNegative(),
+                           "a non-negative integer");
+              r.Field<int>(m, p, "agent_wait_ms", &spec.limits.agent_wait_ms, Positive(),
                            "a positive integer");
-              r.Field<int>(m, p, "heartbeat_timeout_ms", &spec.limits.heartbeat_timeout_ms, Positive(),
-                           "a positive integer");
-              r.Field<int>(m, p, "rendezvous_timeout_ms", &spec.limits.rendezvous_timeout_ms, Positive(),
-                           "a positive integer");
-              r.Field<int>(m, p, "collective_timeout_ms", &spec.limits.collective_timeout_ms, Positive(),
-                           "a positive integer");
-              r.Field<int>(m, p, "kill_grace_ms", &spec.limits.kill_grace_ms, NonNegative(), "a non-negative integer");
-              r.Field<int>(m, p, "agent_wait_ms", &spec.limits.agent_wait_ms, Positive(), "a positive integer");
-              if (r.error().ok() && spec.limits.heartbeat_timeout_ms <= spec.limits.heartbeat_interval_ms) {
+              if (r.error().ok() &&
+                  spec.limits.heartbeat_timeout_ms <= spec.limits.heartbeat_interval_ms) {
                 r.Fail(m["heartbeat_timeout_ms"], p + ".heartbeat_timeout_ms",
                        "must be longer than limits.heartbeat_interval_ms");
               }

@@ -18,7 +18,8 @@ Result<pid_t> SpawnProcess(const SpawnOptions& o) {
   // async-signal-safe calls.
   std::vector<std::string> env_strings;
   for (char** e = environ; *e; ++e) {
-    if (o.env_drop_prefix.empty() || std::strncmp(*e, o.env_drop_prefix.c_str(), o.env_drop_prefix.size()) != 0) {
+    if (o.env_drop_prefix.empty() ||
+        std::strncmp(*e, o.env_drop_prefix.c_str(), o.env_drop_prefix.size()) != 0) {
       env_strings.emplace_back(*e);
     }
   }
@@ -62,7 +63,8 @@ Result<pid_t> SpawnProcess(const SpawnOptions& o) {
     ::_exit(127);
   }
   if (log_fd >= 0) ::close(log_fd);
-  if (o.new_process_group) ::setpgid(pid, pid);  // also here, so a signal right away finds the group
+  if (o.new_process_group)
+    ::setpgid(pid, pid);  // also here, so a signal right away finds the group
   return pid;
 }
 

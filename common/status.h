@@ -24,7 +24,9 @@ class [[nodiscard]] Status {
  public:
   Status() = default;
   static Status Ok() { return Status(); }
-  static Status InvalidArgument(std::string msg) { return {StatusCode::kInvalidArgument, std::move(msg)}; }
+  static Status InvalidArgument(std::string msg) {
+    return {StatusCode::kInvalidArgument, std::move(msg)};
+  }
   static Status NotFound(std::string msg) { return {StatusCode::kNotFound, std::move(msg)}; }
   static Status IoError(std::string msg) { return {StatusCode::kIoError, std::move(msg)}; }
   static Status Corruption(std::string msg) { return {StatusCode::kCorruption, std::move(msg)}; }
@@ -49,7 +51,7 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}         // NOLINT: implicit by design
   Result(Status status) : v_(std::move(status)) {}  // NOLINT: implicit by design
 
   bool ok() const { return std::holds_alternative<T>(v_); }
@@ -70,8 +72,8 @@ class [[nodiscard]] Result {
 
 }  // namespace vigil
 
-#define VIGIL_RETURN_IF_ERROR(expr)    \
-  do {                                 \
-    ::vigil::Status _st = (expr);      \
-    if (!_st.ok()) return _st;         \
+#define VIGIL_RETURN_IF_ERROR(expr) \
+  do {                              \
+    ::vigil::Status _st = (expr);   \
+    if (!_st.ok()) return _st;      \
   } while (0)

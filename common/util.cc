@@ -31,16 +31,18 @@ Result<std::string> WriteTokenFile(const std::string& path) {
 }
 
 Result<std::string> ReadTokenFile(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return Status::NotFound("token file " + path + " not found");
   if (st.st_mode & 077) {
-    return Status::FailedPrecondition("token file " + path + " is readable by others (mode must be 0600)");
+    return Status::FailedPrecondition("token file " + path +
+                                      " is readable by others (mode must be 0600)");
   }
   auto text = ReadFile(path);
   if (!text.ok()) return text.status();
   std::string token = text.value();
   while (!token.empty() && (token.back() == '\n' || token.back() == '\r')) token.pop_back();
-  if (token.size() < 32) return Status::InvalidArgument("token file " + path + " holds no valid token");
+  if (token.size() < 32)
+    return Status::InvalidArgument("token file " + path + " holds no valid token");
   return token;
 }
 

@@ -8,11 +8,13 @@ Result<ChaosFault> ParseChaosFault(const std::string& spec) {
   const std::string usage = "chaos fault '" + spec + "': expected kill-rank:RANK@STEP";
   const auto colon = spec.find(':');
   const auto at = spec.find('@');
-  if (colon == std::string::npos || at == std::string::npos || at < colon) return Status::InvalidArgument(usage);
+  if (colon == std::string::npos || at == std::string::npos || at < colon)
+    return Status::InvalidArgument(usage);
   ChaosFault f;
   f.kind = spec.substr(0, colon);
   f.spec = spec;
-  if (f.kind != "kill-rank") return Status::InvalidArgument(usage + " (unknown kind '" + f.kind + "')");
+  if (f.kind != "kill-rank")
+    return Status::InvalidArgument(usage + " (unknown kind '" + f.kind + "')");
   try {
     size_t used = 0;
     const std::string rank = spec.substr(colon + 1, at - colon - 1);

@@ -24,17 +24,19 @@ bool TokensEqual(const std::string& a, const std::string& b) {
 
 }  // namespace
 
-Result<int> AgentRegistry::Register(const std::string& host, int slots, int needed_slots, int max_agents,
-                                    TcpConnection::Ptr conn) {
+Result<int> AgentRegistry::Register(const std::string& host, int slots, int needed_slots,
+                                    int max_agents, TcpConnection::Ptr conn) {
   for (const auto& a : agents_) {
-    if (a.host == host) return Status::FailedPrecondition("host " + host + " is already registered");
+    if (a.host == host)
+      return Status::FailedPrecondition("host " + host + " is already registered");
   }
   if (static_cast<int>(agents_.size()) >= max_agents) {
-    return Status::FailedPrecondition("the job needs " + std::to_string(max_agents) + " hosts; all are registered");
+    return Status::FailedPrecondition("the job needs " + std::to_string(max_agents) +
+                                      " hosts; all are registered");
   }
   if (slots < needed_slots) {
-    return Status::FailedPrecondition("host " + host + " offers " + std::to_string(slots) + " slots, the job needs " +
-                                      std::to_string(needed_slots));
+    return Status::FailedPrecondition("host " + host + " offers " + std::to_string(slots) +
+                                      " slots, the job needs " + std::to_string(needed_slots));
   }
   agents_.push_back({host, slots, std::move(conn), std::chrono::steady_clock::now(), false});
   return static_cast<int>(agents_.size()) - 1;
@@ -94,7 +96,8 @@ Status Coordinator::Start() {
   if (!ec) acceptor_.listen(boost::asio::socket_base::max_listen_connections, ec);
   if (ec) return Status::IoError("cannot listen on " + options_.listen_host + ": " + ec.message());
   try {
-    http_ = std::make_unique<HttpServer>(io_, tcp::endpoint(addr, static_cast<unsigned short>(options_.http_port)));
+    http_ = std::make_unique<HttpServer>(
+        io_, tcp::endpoint(addr, static_cast<unsigned short>(options_.http_port)));
   } catch (const std::exception& e) {
     return Status::IoError(std::string("cannot serve HTTP: ") + e.what());
   }
@@ -108,13 +111,16 @@ Status Coordinator::Start() {
       spec_.checkpoint.dir.empty() ? options_.workdir + "/checkpoints" : spec_.checkpoint.dir;
   VIGIL_RETURN_IF_ERROR(MakeDirs(checkpoint_dir));
   VIGIL_RETURN_IF_ERROR(MakeDirs(options_.workdir + "/logs"));
-  JobPaths paths{options_.workdir, options_.job_file, checkpoint_dir, options_.workdir + "/logs", rpc_address()};
-  controller_ = std::make_unique<JobController>(io_, spec_, paths, logbook_.get(), run_id_, &registry_, &store_,
-                                                &metrics_, options_.chaos);
+  JobPaths paths{options_.workdir, options_.job_file, checkpoint_dir, options_.workdir + "/logs",
+                 rpc_address()};
+  controller_ = std::make_unique<JobController>(io_, spec_, paths, logbook_.get(), run_id_,
+                                                &registry_, &store_, &metrics_, options_.chaos);
   controller_->on_terminal = [this] { Shutdown(); };
 
-  json addr_file{{"rpc", rpc_address()}, {"http", http_address()}, {"pid", ::getpid()}, {"run_id", run_id_}};
-  VIGIL_RETURN_IF_ERROR(WriteFileAtomic(options_.workdir + "/vigild.addr", addr_file.dump() + "\n"));
+  json addr_file{
+      {"rpc", rpc_address()}, {"http", http_address()}, {"pid", ::getpid()}, {"run_id", run_id_}};
+  VIGIL_RETURN_IF_ERROR(
+      WriteFileAtomic(options_.workdir + "/vigild.addr", addr_file.dump() + "\n"));
   log_->info("job {} run {}: rpc {} http {}", spec_.name, run_id_, rpc_address(), http_address());
   Accept();
   Tick();
@@ -129,8 +135,9 @@ void Coordinator::Accept() {
       socket.set_option(tcp::no_delay(true), ignored);
       auto conn = std::make_shared<TcpConnection>(std::move(socket), next_connection_id_++);
       connections_[conn->id()] = {Role::kUnknown, conn};
-      conn->Start([this](const TcpConnection::Ptr& c, wire::Envelope env) { OnMessage(c, std::move(env)); },
-                  [this](const TcpConnection::Ptr& c, const Status& why) { OnClose(c, why); });
+      conn->Start(
+          [this](const TcpConnection::Ptr& c, wire::Envelope env) { OnMessage(c, std::move(env)); },
+          [this](const TcpConnection::Ptr& c, const Status& why) { OnClose(c, why); });
     }
     Accept();
   });
@@ -147,8 +154,8 @@ void Coordinator::OnHello(const TcpConnection::Ptr& conn, const wire::Hello& hel
     conn->CloseAfterWrites(Status::FailedPrecondition(why));
   };
   if (hello.protocol_version() != kProtocolVersion) {
-    return reject("protocol version " + std::to_string(hello.protocol_version()) + " != " +
-                  std::to_string(kProtocolVersion));
+    return reject("protocol version " + std::to_string(hello.protocol_version()) +
+                  " != " + std::to_string(kProtocolVersion));
   }
   if (!TokensEqual(hello.auth_token(), options_.token)) return reject("bad auth token");
   auto& entry = connections_[conn->id()];
@@ -159,8 +166,8 @@ void Coordinator::OnHello(const TcpConnection::Ptr& conn, const wire::Hello& hel
     return;
   }
   if (hello.role() != wire::Hello::AGENT) return reject("unknown role");
-  auto index = registry_.Register(hello.host(), static_cast<int>(hello.slots()), spec_.world.ranks_per_host,
-                                  spec_.world.hosts, conn);
+  auto index = registry_.Register(hello.host(), static_cast<int>(hello.slots()),
+                                  spec_.world.ranks_per_host, spec_.world.hosts, conn);
   if (!index.ok()) return reject(index.status().message());
   entry.first = Role::kAgent;
   ack->set_ok(true);
@@ -168,7 +175,8 @@ void Coordinator::OnHello(const TcpConnection::Ptr& conn, const wire::Hello& hel
   ack->set_heartbeat_interval_ms(static_cast<uint32_t>(spec_.limits.heartbeat_interval_ms));
   conn->Send(reply);
   metrics_.agents_connected.Set(registry_.agent_count());
-  log_->info("agent {} registered as host {} ({} slots)", hello.host(), index.value(), hello.slots());
+  log_->info("agent {} registered as host {} ({} slots)", hello.host(), index.value(),
+             hello.slots());
   if (registry_.agent_count() == spec_.world.hosts && !agents_complete_) {
     agents_complete_ = true;
     controller_->OnAllAgentsRegistered();
@@ -180,11 +188,13 @@ void Coordinator::OnMessage(const TcpConnection::Ptr& conn, wire::Envelope env) 
   if (it == connections_.end()) return;
   const Role role = it->second.first;
   if (role == Role::kUnknown) {
-    if (!env.has_hello()) return conn->Close(Status::InvalidArgument("first message must be Hello"));
+    if (!env.has_hello())
+      return conn->Close(Status::InvalidArgument("first message must be Hello"));
     return OnHello(conn, env.hello());
   }
   if (role == Role::kStoreClient) {
-    if (!env.has_store_request()) return conn->Close(Status::InvalidArgument("store clients send store requests"));
+    if (!env.has_store_request())
+      return conn->Close(Status::InvalidArgument("store clients send store requests"));
     std::weak_ptr<TcpConnection> weak = conn;
     store_.Handle(env.store_request(), conn->id(), std::chrono::steady_clock::now(),
                   [weak](const wire::StoreResponse& resp) {
@@ -224,7 +234,8 @@ void Coordinator::OnClose(const TcpConnection::Ptr& conn, const Status& why) {
   connections_.erase(it);
   if (role == Role::kStoreClient) store_.DropClient(conn->id());
   if (role != Role::kAgent) {
-    if (!why.ok() && why.code() != StatusCode::kUnavailable) log_->warn("dropped connection: {}", why.ToString());
+    if (!why.ok() && why.code() != StatusCode::kUnavailable)
+      log_->warn("dropped connection: {}", why.ToString());
     return;
   }
   int agent = -1;
@@ -244,15 +255,17 @@ void Coordinator::Tick() {
     if (!agents[i].lost && now - agents[i].last_heartbeat > hb_timeout) {
       agents[i].lost = true;
       metrics_.agents_connected.Decrement();
-      controller_->OnAgentLost(static_cast<int>(i), "no heartbeat for " +
-                                                        std::to_string(spec_.limits.heartbeat_timeout_ms) + " ms");
+      controller_->OnAgentLost(
+          static_cast<int>(i),
+          "no heartbeat for " + std::to_string(spec_.limits.heartbeat_timeout_ms) + " ms");
       agents[i].conn->Close(Status::Timeout("heartbeat timeout"));
     }
   }
   if (!agents_complete_ && controller_->state() == JobState::kPending &&
       now - started_ > std::chrono::milliseconds(spec_.limits.agent_wait_ms)) {
-    controller_->Stop("only " + std::to_string(registry_.agent_count()) + " of " + std::to_string(spec_.world.hosts) +
-                      " agents registered within " + std::to_string(spec_.limits.agent_wait_ms) + " ms");
+    controller_->Stop("only " + std::to_string(registry_.agent_count()) + " of " +
+                      std::to_string(spec_.world.hosts) + " agents registered within " +
+                      std::to_string(spec_.limits.agent_wait_ms) + " ms");
   }
   tick_.expires_after(std::chrono::milliseconds(50));
   tick_.async_wait([this](boost::system::error_code ec) {

@@ -57,8 +57,8 @@ class AgentRegistry : public AgentLink {
 
 class Coordinator {
  public:
-  Coordinator(boost::asio::io_context& io, JobSpec spec, CoordinatorOptions options, std::unique_ptr<Logbook> logbook,
-              int64_t run_id);
+  Coordinator(boost::asio::io_context& io, JobSpec spec, CoordinatorOptions options,
+              std::unique_ptr<Logbook> logbook, int64_t run_id);
   // Binds both ports and writes <workdir>/vigild.addr.
   Status Start();
   // Exit status once the io_context has stopped: 0 succeeded, 1 otherwise.

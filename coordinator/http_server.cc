@@ -62,7 +62,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
 }  // namespace
 
-HttpServer::HttpServer(boost::asio::io_context& io, const tcp::endpoint& at) : io_(io), acceptor_(io, at) {}
+HttpServer::HttpServer(boost::asio::io_context& io, const tcp::endpoint& at)
+    : io_(io), acceptor_(io, at) {}
 
 void HttpServer::Stop() {
   boost::system::error_code ec;

@@ -15,19 +15,26 @@ using nlohmann::json;
 
 const char* JobStateName(JobState s) {
   switch (s) {
-    case JobState::kPending: return "pending";
-    case JobState::kRendezvous: return "rendezvous";
-    case JobState::kRunning: return "running";
-    case JobState::kRecovering: return "recovering";
-    case JobState::kSucceeded: return "succeeded";
-    case JobState::kFailed: return "failed";
+    case JobState::kPending:
+      return "pending";
+    case JobState::kRendezvous:
+      return "rendezvous";
+    case JobState::kRunning:
+      return "running";
+    case JobState::kRecovering:
+      return "recovering";
+    case JobState::kSucceeded:
+      return "succeeded";
+    case JobState::kFailed:
+      return "failed";
   }
   return "unknown";
 }
 
-JobController::JobController(boost::asio::io_context& io, const JobSpec& spec, JobPaths paths, Logbook* logbook,
-                             int64_t run_id, AgentLink* agents, RendezvousStore* store,
-                             CoordinatorMetrics* metrics, std::vector<ChaosFault> chaos)
+JobController::JobController(boost::asio::io_context& io, const JobSpec& spec, JobPaths paths,
+                             Logbook* logbook, int64_t run_id, AgentLink* agents,
+                             RendezvousStore* store, CoordinatorMetrics* metrics,
+                             std::vector<ChaosFault> chaos)
     : io_(io),
       spec_(spec),
       paths_(std::move(paths)),
@@ -99,7 +106,8 @@ void JobController::Launch(std::optional<int64_t> cause_intervention) {
   g.run_id = run_id_;
   g.number = generation_;
   g.world_size = spec_.world.world_size();
-  for (int a = 0; a < agents_->agent_count(); ++a) g.hosts += (a ? "," : "") + agents_->agent_host(a);
+  for (int a = 0; a < agents_->agent_count(); ++a)
+    g.hosts += (a ? "," : "") + agents_->agent_host(a);
   if (ckpt) g.resumed_from_step = ckpt->step;
   g.resumed_from_path = resumed_from_;
   g.cause_intervention_id = cause_intervention;
@@ -130,8 +138,9 @@ void JobController::Launch(std::optional<int64_t> cause_intervention) {
   progress_.live_ranks = static_cast<int>(ranks_alive_.size());
   metrics_->generation.Set(static_cast<double>(generation_));
   metrics_->live_ranks.Set(progress_.live_ranks);
-  Transition(JobState::kRendezvous, "generation " + std::to_string(generation_) + " launched " +
-                                        (ckpt ? "from " + resumed_from_ : std::string("from scratch")));
+  Transition(JobState::kRendezvous,
+             "generation " + std::to_string(generation_) + " launched " +
+                 (ckpt ? "from " + resumed_from_ : std::string("from scratch")));
 }
 
 void JobController::MaybeInjectChaos(int agent, const wire::RankReport& report) {
@@ -146,7 +155,9 @@ void JobController::MaybeInjectChaos(int agent, const wire::RankReport& report) 
     i.time_us = NowMicros();
     i.action = "inject_fault";
     i.actor = "chaos";
-    i.params_json = json{{"fault", f.spec}, {"rank", f.rank}, {"at_step", report.step()}, {"signal", "SIGKILL"}}.dump();
+    i.params_json =
+        json{{"fault", f.spec}, {"rank", f.rank}, {"at_step", report.step()}, {"signal", "SIGKILL"}}
+            .dump();
     i.outcome = "signal sent";
     Check(logbook_->AddIntervention(i).status(), "chaos intervention");
     log_->warn("chaos: killing rank {} at step {} ({})", f.rank, report.step(), f.spec);
@@ -168,11 +179,12 @@ void JobController::OnRankReport(int agent, const wire::RankReport& r) {
         first_step_seen_ = true;
         Check(logbook_->MarkGenerationFirstStep(generation_row_, r.at_us()), "first step");
         if (failure_at_us_) {
-          metrics_->recovery_seconds.Observe(static_cast<double>(r.at_us() - *failure_at_us_) / 1e6);
+          metrics_->recovery_seconds.Observe(static_cast<double>(r.at_us() - *failure_at_us_) /
+                                             1e6);
           failure_at_us_.reset();
         }
-        Transition(JobState::kRunning, "generation " + std::to_string(generation_) + " reached step " +
-                                           std::to_string(r.step()));
+        Transition(JobState::kRunning, "generation " + std::to_string(generation_) +
+                                           " reached step " + std::to_string(r.step()));
       }
       if (r.rank() == 0) {
         progress_.step = static_cast<int64_t>(r.step());
@@ -227,8 +239,8 @@ void JobController::OnRankExited(int agent, const wire::RankExited& e) {
   metrics_->live_ranks.Set(progress_.live_ranks);
   if (state_ == JobState::kRecovering || terminal()) {
     // A consequence of the teardown (or of the failure being handled): not a new detection.
-    log_->info("rank {} of generation {} gone during teardown (code {}, signal {})", rank, generation_,
-               e.exit_code(), e.signal());
+    log_->info("rank {} of generation {} gone during teardown (code {}, signal {})", rank,
+               generation_, e.exit_code(), e.signal());
     return;
   }
   if (e.signal() == 0 && e.exit_code() == 0) {
@@ -242,7 +254,8 @@ void JobController::OnRankExited(int agent, const wire::RankExited& e) {
   std::string kind = "process_exit";
   if (e.signal() == 0 && e.exit_code() == 4) kind = "checkpoint_corrupt";
   if (e.signal() == 0 && e.exit_code() == 3) kind = "collective_error";
-  if (kind == "checkpoint_corrupt" && !resumed_from_.empty()) bad_checkpoints_.insert(resumed_from_);
+  if (kind == "checkpoint_corrupt" && !resumed_from_.empty())
+    bad_checkpoints_.insert(resumed_from_);
 
   json detail{{"pid", e.pid()}, {"exited_at_us", e.exited_at_us()}, {"generation", generation_}};
   if (e.signal() != 0) {
@@ -255,8 +268,10 @@ void JobController::OnRankExited(int agent, const wire::RankExited& e) {
   if (kind == "checkpoint_corrupt") detail["checkpoint"] = resumed_from_;
   if (e.signal_sent_at_us() > 0) {
     detail["fault_injected_at_us"] = e.signal_sent_at_us();
-    detail["detection_latency_ms"] = static_cast<double>(NowMicros() - e.signal_sent_at_us()) / 1000.0;
-    metrics_->detection_latency_seconds.Observe(static_cast<double>(NowMicros() - e.signal_sent_at_us()) / 1e6);
+    detail["detection_latency_ms"] =
+        static_cast<double>(NowMicros() - e.signal_sent_at_us()) / 1000.0;
+    metrics_->detection_latency_seconds.Observe(
+        static_cast<double>(NowMicros() - e.signal_sent_at_us()) / 1e6);
     failure_at_us_ = e.signal_sent_at_us();
   } else {
     failure_at_us_ = e.exited_at_us();
@@ -291,7 +306,8 @@ void JobController::HandleFailure(const std::string& kind, int agent, std::optio
   const bool host_lost = kind == "host_lost";
   if (host_lost || progress_.restarts >= spec_.limits.max_restarts) {
     i.action = "fail_job";
-    i.params_json = json{{"restarts", progress_.restarts}, {"max_restarts", spec_.limits.max_restarts}}.dump();
+    i.params_json =
+        json{{"restarts", progress_.restarts}, {"max_restarts", spec_.limits.max_restarts}}.dump();
     i.outcome = host_lost ? "no spare host to replace " + ev.host : "restart limit reached";
     Check(logbook_->AddIntervention(i).status(), "intervention");
     Finish(false, summary + "; " + i.outcome);
@@ -343,7 +359,8 @@ void JobController::OnGenerationStopped(int agent, uint64_t generation) {
 }
 
 void JobController::FinishGeneration(const std::string& reason) {
-  if (generation_row_) Check(logbook_->EndGeneration(generation_row_, NowMicros(), reason), "end generation");
+  if (generation_row_)
+    Check(logbook_->EndGeneration(generation_row_, NowMicros(), reason), "end generation");
 }
 
 void JobController::OnAgentLost(int agent, const std::string& why) {
@@ -374,8 +391,8 @@ void JobController::Finish(bool succeeded, const std::string& why) {
   if (succeeded && wall > 0) tps = static_cast<double>(final_tokens_) / wall;
   Check(logbook_->FinishRun(run_id_, succeeded ? "succeeded" : "failed", NowMicros(),
                             succeeded ? std::optional<int64_t>(progress_.step) : std::nullopt,
-                            succeeded ? std::optional<double>(final_loss_) : std::nullopt, progress_.params_digest,
-                            tps),
+                            succeeded ? std::optional<double>(final_loss_) : std::nullopt,
+                            progress_.params_digest, tps),
         "finish run");
   for (int a = 0; a < agents_->agent_count(); ++a) {
     wire::Envelope env;

@@ -72,8 +72,8 @@ struct JobProgress {
 class JobController {
  public:
   JobController(boost::asio::io_context& io, const JobSpec& spec, JobPaths paths, Logbook* logbook,
-                int64_t run_id, AgentLink* agents, RendezvousStore* store, CoordinatorMetrics* metrics,
-                std::vector<ChaosFault> chaos);
+                int64_t run_id, AgentLink* agents, RendezvousStore* store,
+                CoordinatorMetrics* metrics, std::vector<ChaosFault> chaos);
 
   void OnAllAgentsRegistered();
   void OnAgentLost(int agent, const std::string& why);
@@ -93,8 +93,8 @@ class JobController {
   void Transition(JobState to, const std::string& why);
   void Launch(std::optional<int64_t> cause_intervention);
   std::optional<CheckpointRow> ChooseCheckpoint();
-  void HandleFailure(const std::string& kind, int agent, std::optional<int> rank, const std::string& detail_json,
-                     const std::string& summary);
+  void HandleFailure(const std::string& kind, int agent, std::optional<int> rank,
+                     const std::string& detail_json, const std::string& summary);
   void TearDownGeneration(const std::string& reason);
   void FinishGeneration(const std::string& reason);
   void Finish(bool succeeded, const std::string& why);

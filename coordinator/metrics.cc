@@ -9,7 +9,8 @@ using prometheus::BuildCounter;
 using prometheus::BuildGauge;
 using prometheus::BuildHistogram;
 
-constexpr const char* kStates[] = {"pending", "rendezvous", "running", "recovering", "succeeded", "failed"};
+constexpr const char* kStates[] = {"pending",    "rendezvous", "running",
+                                   "recovering", "succeeded",  "failed"};
 
 prometheus::Gauge& G(prometheus::Registry& r, const std::string& name, const std::string& help) {
   return BuildGauge().Name(name).Help(help).Register(r).Add({});
@@ -24,19 +25,23 @@ prometheus::Histogram& H(prometheus::Registry& r, const std::string& name, const
 
 CoordinatorMetrics::CoordinatorMetrics(const std::string& job)
     : registry_(std::make_shared<prometheus::Registry>()),
-      step(G(*registry_, "vigil_step",
-             "Optimizer steps completed by the current generation")),
+      step(G(*registry_, "vigil_step", "Optimizer steps completed by the current generation")),
       total_steps(G(*registry_, "vigil_total_steps", "Steps the job trains for")),
       loss(G(*registry_, "vigil_loss", "Training loss of the latest step (mean over ranks)")),
       learning_rate(G(*registry_, "vigil_learning_rate", "Learning rate of the latest step")),
-      grad_norm(G(*registry_, "vigil_grad_norm", "Global gradient L2 norm of the latest step, before clipping")),
-      tokens_per_second(G(*registry_, "vigil_tokens_per_second", "Training throughput of the latest step")),
-      tokens_seen(G(*registry_, "vigil_tokens_seen", "Tokens consumed by the training state (resets on rollback)")),
+      grad_norm(G(*registry_, "vigil_grad_norm",
+                  "Global gradient L2 norm of the latest step, before clipping")),
+      tokens_per_second(
+          G(*registry_, "vigil_tokens_per_second", "Training throughput of the latest step")),
+      tokens_seen(G(*registry_, "vigil_tokens_seen",
+                    "Tokens consumed by the training state (resets on rollback)")),
       live_ranks(G(*registry_, "vigil_live_ranks", "Trainer ranks currently alive")),
       world_size(G(*registry_, "vigil_world_size", "Ranks the job runs on")),
-      generation(G(*registry_, "vigil_generation", "Number of the current generation (0 = first start)")),
+      generation(
+          G(*registry_, "vigil_generation", "Number of the current generation (0 = first start)")),
       agents_connected(G(*registry_, "vigil_agents_connected", "Agents registered and connected")),
-      last_checkpoint_step(G(*registry_, "vigil_last_checkpoint_step", "Step of the newest committed checkpoint")),
+      last_checkpoint_step(
+          G(*registry_, "vigil_last_checkpoint_step", "Step of the newest committed checkpoint")),
       last_checkpoint_timestamp(G(*registry_, "vigil_last_checkpoint_timestamp_seconds",
                                   "Unix time the newest checkpoint was committed")),
       checkpoints_total(BuildCounter()
@@ -53,12 +58,18 @@ CoordinatorMetrics::CoordinatorMetrics(const std::string& job)
                          "From a failure to the first step of the next generation",
                          {0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 300})) {
   (void)job;
-  restarts_ = &BuildCounter().Name("vigil_restarts_total").Help("Generations restarted, by reason").Register(*registry_);
+  restarts_ = &BuildCounter()
+                   .Name("vigil_restarts_total")
+                   .Help("Generations restarted, by reason")
+                   .Register(*registry_);
   failures_ = &BuildCounter()
                    .Name("vigil_failures_detected_total")
                    .Help("Failures detected, by kind")
                    .Register(*registry_);
-  state_ = &BuildGauge().Name("vigil_job_state").Help("1 for the job's current state").Register(*registry_);
+  state_ = &BuildGauge()
+                .Name("vigil_job_state")
+                .Help("1 for the job's current state")
+                .Register(*registry_);
   for (const char* kind : kFailureKinds) {
     failures_->Add({{"kind", kind}});
     restarts_->Add({{"reason", kind}});

@@ -59,7 +59,8 @@ void RendezvousStore::Handle(const wire::StoreRequest& req, uint64_t client, Clo
       if (Ready(req)) {
         reply(Answer(req));
       } else {
-        waiters_.push_back({client, req, now + std::chrono::milliseconds(req.timeout_ms()), std::move(reply)});
+        waiters_.push_back(
+            {client, req, now + std::chrono::milliseconds(req.timeout_ms()), std::move(reply)});
       }
       return;
     default:
@@ -98,7 +99,8 @@ std::optional<RendezvousStore::Clock::time_point> RendezvousStore::Expire(Clock:
       for (const auto& k : w.req.keys()) {
         if (!data_.count(k)) missing += (missing.empty() ? "" : ", ") + k;
       }
-      resp.set_error("timed out after " + std::to_string(w.req.timeout_ms()) + " ms; missing: " + missing);
+      resp.set_error("timed out after " + std::to_string(w.req.timeout_ms()) +
+                     " ms; missing: " + missing);
       w.reply(resp);
     } else {
       if (!earliest || it->deadline < *earliest) earliest = it->deadline;

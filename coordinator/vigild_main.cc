@@ -39,8 +39,8 @@ int main(int argc, char** argv) {
       return 2;
     }
     if (f->rank >= spec->world.world_size()) {
-      std::fprintf(stderr, "vigild: chaos fault '%s': rank %d is outside the world of %d\n", c.c_str(), f->rank,
-                   spec->world.world_size());
+      std::fprintf(stderr, "vigild: chaos fault '%s': rank %d is outside the world of %d\n",
+                   c.c_str(), f->rank, spec->world.world_size());
       return 2;
     }
     options.chaos.push_back(f.value());
@@ -63,8 +63,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   auto spec_text = ReadFile(job_file);
-  auto run_id = logbook.value()->CreateRun(spec->name, spec_text.ok() ? spec_text.value() : "", spec->ConfigHash(),
-                                           options.workdir, NowMicros());
+  auto run_id = logbook.value()->CreateRun(spec->name, spec_text.ok() ? spec_text.value() : "",
+                                           spec->ConfigHash(), options.workdir, NowMicros());
   if (!run_id.ok()) {
     std::fprintf(stderr, "vigild: %s\n", run_id.status().ToString().c_str());
     return 1;

@@ -89,7 +89,9 @@ class Stmt {
   }
   ~Stmt() { sqlite3_finalize(stmt_); }
   Status Prepared() const {
-    return rc_ == SQLITE_OK ? Status::Ok() : Status::IoError(std::string("sqlite prepare: ") + sqlite3_errmsg(db_));
+    return rc_ == SQLITE_OK
+               ? Status::Ok()
+               : Status::IoError(std::string("sqlite prepare: ") + sqlite3_errmsg(db_));
   }
   Stmt& Bind(int i, int64_t v) {
     sqlite3_bind_int64(stmt_, i, v);
@@ -105,7 +107,9 @@ class Stmt {
   }
   template <typename T>
   Stmt& Bind(int i, const std::optional<T>& v) {
-    if (v) return Bind(i, static_cast<std::conditional_t<std::is_floating_point_v<T>, double, int64_t>>(*v));
+    if (v)
+      return Bind(
+          i, static_cast<std::conditional_t<std::is_floating_point_v<T>, double, int64_t>>(*v));
     sqlite3_bind_null(stmt_, i);
     return *this;
   }
@@ -177,8 +181,10 @@ Result<std::unique_ptr<Logbook>> Logbook::Open(const std::string& path, bool cre
   std::unique_ptr<Logbook> lb(new Logbook(db, path));
   sqlite3_busy_timeout(db, 5000);
   // A file that is not a database fails here, on the first read.
-  Status st = lb->Exec("PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;");
-  if (!st.ok()) return Status::InvalidArgument(path + ": not a vigil logbook (" + st.message() + ")");
+  Status st =
+      lb->Exec("PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;");
+  if (!st.ok())
+    return Status::InvalidArgument(path + ": not a vigil logbook (" + st.message() + ")");
   VIGIL_RETURN_IF_ERROR(lb->Migrate());
   return lb;
 }
@@ -188,7 +194,8 @@ Status Logbook::Migrate() {
   Stmt q(db_, "PRAGMA user_version");
   VIGIL_RETURN_IF_ERROR(q.ForEach([&](sqlite3_stmt* s) { version = sqlite3_column_int(s, 0); }));
   if (version > kLogbookSchemaVersion) {
-    return Status::FailedPrecondition(path_ + ": logbook schema version " + std::to_string(version) +
+    return Status::FailedPrecondition(path_ + ": logbook schema version " +
+                                      std::to_string(version) +
                                       " is newer than this vigil understands (" +
                                       std::to_string(kLogbookSchemaVersion) + "); upgrade vigil");
   }
@@ -200,7 +207,8 @@ Status Logbook::Migrate() {
     if (tables > 0) {
       return Status::InvalidArgument(path_ + ": an SQLite file that is not a vigil logbook");
     }
-    VIGIL_RETURN_IF_ERROR(Exec(std::string("BEGIN IMMEDIATE;") + kSchemaV1 + "PRAGMA user_version = 1; COMMIT;"));
+    VIGIL_RETURN_IF_ERROR(
+        Exec(std::string("BEGIN IMMEDIATE;") + kSchemaV1 + "PRAGMA user_version = 1; COMMIT;"));
   }
   return Status::Ok();
 }
@@ -208,8 +216,9 @@ Status Logbook::Migrate() {
 Result<int64_t> Logbook::CreateRun(const std::string& name, const std::string& spec_yaml,
                                    const std::string& config_hash, const std::string& workdir,
                                    int64_t started_at_us) {
-  Stmt s(db_,
-         "INSERT INTO runs (name, spec_yaml, config_hash, workdir, started_at_us) VALUES (?,?,?,?,?)");
+  Stmt s(
+      db_,
+      "INSERT INTO runs (name, spec_yaml, config_hash, workdir, started_at_us) VALUES (?,?,?,?,?)");
   s.Bind(1, name).Bind(2, spec_yaml).Bind(3, config_hash).Bind(4, workdir).Bind(5, started_at_us);
   VIGIL_RETURN_IF_ERROR(s.Run());
   return sqlite3_last_insert_rowid(db_);
@@ -217,11 +226,16 @@ Result<int64_t> Logbook::CreateRun(const std::string& name, const std::string& s
 
 Status Logbook::FinishRun(int64_t run_id, const std::string& status, int64_t ended_at_us,
                           std::optional<int64_t> final_step, std::optional<double> final_loss,
-                          const std::string& params_digest, std::optional<double> tokens_per_second) {
+                          const std::string& params_digest,
+                          std::optional<double> tokens_per_second) {
   Stmt s(db_,
          "UPDATE runs SET status=?, ended_at_us=?, final_step=?, final_loss=?, params_digest=?, "
          "tokens_per_second=? WHERE id=?");
-  s.Bind(1, status).Bind(2, ended_at_us).Bind(3, final_step).Bind(4, final_loss).Bind(5, params_digest);
+  s.Bind(1, status)
+      .Bind(2, ended_at_us)
+      .Bind(3, final_step)
+      .Bind(4, final_loss)
+      .Bind(5, params_digest);
   s.Bind(6, tokens_per_second).Bind(7, run_id);
   return s.Run();
 }
@@ -230,7 +244,10 @@ Result<int64_t> Logbook::StartGeneration(const GenerationRow& g) {
   Stmt s(db_,
          "INSERT INTO generations (run_id, number, world_size, hosts, resumed_from_step, "
          "resumed_from_path, cause_intervention_id, started_at_us) VALUES (?,?,?,?,?,?,?,?)");
-  s.Bind(1, g.run_id).Bind(2, g.number).Bind(3, static_cast<int64_t>(g.world_size)).Bind(4, g.hosts);
+  s.Bind(1, g.run_id)
+      .Bind(2, g.number)
+      .Bind(3, static_cast<int64_t>(g.world_size))
+      .Bind(4, g.hosts);
   s.Bind(5, g.resumed_from_step).Bind(6, g.resumed_from_path).Bind(7, g.cause_intervention_id);
   s.Bind(8, g.started_at_us);
   VIGIL_RETURN_IF_ERROR(s.Run());
@@ -243,8 +260,10 @@ Status Logbook::MarkGenerationFirstStep(int64_t generation_id, int64_t at_us) {
   return s.Run();
 }
 
-Status Logbook::EndGeneration(int64_t generation_id, int64_t ended_at_us, const std::string& reason) {
-  Stmt s(db_, "UPDATE generations SET ended_at_us=?, end_reason=? WHERE id=? AND ended_at_us IS NULL");
+Status Logbook::EndGeneration(int64_t generation_id, int64_t ended_at_us,
+                              const std::string& reason) {
+  Stmt s(db_,
+         "UPDATE generations SET ended_at_us=?, end_reason=? WHERE id=? AND ended_at_us IS NULL");
   s.Bind(1, ended_at_us).Bind(2, reason).Bind(3, generation_id);
   return s.Run();
 }

@@ -91,7 +91,7 @@ struct LogbookEntry {
   int64_t run_id = 0;
   int64_t time_us = 0;
   std::optional<int64_t> generation;  // generation number, not row id
-  std::string what;  // event kind or intervention action
+  std::string what;                   // event kind or intervention action
   std::string host;
   std::optional<int> rank;
   std::optional<int64_t> step;
@@ -106,7 +106,7 @@ struct RecoveryRow {
   int64_t event_id = 0;
   std::string kind;
   std::optional<int> rank;
-  int64_t generation = 0;  // the generation that resumed
+  int64_t generation = 0;              // the generation that resumed
   std::optional<double> detection_ms;  // injected fault -> detection event
   std::optional<double> recovery_ms;   // failure -> first step of `generation`
 };

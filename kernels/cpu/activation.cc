@@ -21,7 +21,8 @@ void GeluBackward(float* dinp, const float* inp, const float* dout, long N) {
     const float u = kGeluScale * (x + 0.044715f * x * x * x);
     const float th = std::tanh(u);
     const float sech2 = 1.0f - th * th;
-    const float grad = 0.5f * (1.0f + th) + 0.5f * x * sech2 * kGeluScale * (1.0f + 3.0f * 0.044715f * x * x);
+    const float grad =
+        0.5f * (1.0f + th) + 0.5f * x * sech2 * kGeluScale * (1.0f + 3.0f * 0.044715f * x * x);
     dinp[i] += grad * dout[i];
   }
 }

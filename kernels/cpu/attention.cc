@@ -40,8 +40,8 @@ void AttentionForward(float* out, float* att, const float* inp, int B, int T, in
   }
 }
 
-void AttentionBackward(float* dinp, float* datt, const float* dout, const float* inp, const float* att,
-                       int B, int T, int C, int NH) {
+void AttentionBackward(float* dinp, float* datt, const float* dout, const float* inp,
+                       const float* att, int B, int T, int C, int NH) {
   const int C3 = 3 * C, hs = C / NH;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
   for (int b = 0; b < B; ++b) {

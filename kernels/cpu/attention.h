@@ -8,7 +8,7 @@
 namespace vigil::kernels::cpu {
 
 void AttentionForward(float* out, float* att, const float* inp, int B, int T, int C, int NH);
-void AttentionBackward(float* dinp, float* datt, const float* dout, const float* inp, const float* att,
-                       int B, int T, int C, int NH);
+void AttentionBackward(float* dinp, float* datt, const float* dout, const float* inp,
+                       const float* att, int B, int T, int C, int NH);
 
 }  // namespace vigil::kernels::cpu

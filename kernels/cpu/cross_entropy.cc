@@ -4,7 +4,8 @@
 
 namespace vigil::kernels::cpu {
 
-float CrossEntropyForwardBackward(float* dlogits, const float* logits, const int32_t* targets, int N, int V) {
+float CrossEntropyForwardBackward(float* dlogits, const float* logits, const int32_t* targets,
+                                  int N, int V) {
   double total = 0.0;
   const float invN = 1.0f / static_cast<float>(N);
   for (int i = 0; i < N; ++i) {

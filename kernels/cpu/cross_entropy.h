@@ -7,6 +7,7 @@
 
 namespace vigil::kernels::cpu {
 
-float CrossEntropyForwardBackward(float* dlogits, const float* logits, const int32_t* targets, int N, int V);
+float CrossEntropyForwardBackward(float* dlogits, const float* logits, const int32_t* targets,
+                                  int N, int V);
 
 }  // namespace vigil::kernels::cpu

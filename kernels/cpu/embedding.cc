@@ -2,8 +2,8 @@
 
 namespace vigil::kernels::cpu {
 
-void EmbeddingForward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B, int T,
-                      int C) {
+void EmbeddingForward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B,
+                      int T, int C) {
   for (int b = 0; b < B; ++b) {
     for (int t = 0; t < T; ++t) {
       float* o = out + (static_cast<long>(b) * T + t) * C;
@@ -14,8 +14,8 @@ void EmbeddingForward(float* out, const int32_t* tokens, const float* wte, const
   }
 }
 
-void EmbeddingBackward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B, int T,
-                       int C) {
+void EmbeddingBackward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B,
+                       int T, int C) {
   for (int b = 0; b < B; ++b) {
     for (int t = 0; t < T; ++t) {
       const float* d = dout + (static_cast<long>(b) * T + t) * C;

@@ -26,8 +26,9 @@ void LayerNormForward(float* out, float* mean, float* rstd, const float* inp, co
   }
 }
 
-void LayerNormBackward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                       const float* weight, const float* mean, const float* rstd, int N, int C) {
+void LayerNormBackward(float* dinp, float* dweight, float* dbias, const float* dout,
+                       const float* inp, const float* weight, const float* mean, const float* rstd,
+                       int N, int C) {
   for (int i = 0; i < N; ++i) {
     const float* dy = dout + static_cast<long>(i) * C;
     const float* x = inp + static_cast<long>(i) * C;

@@ -6,8 +6,8 @@
 
 namespace vigil::kernels::cpu {
 
-void MatmulForward(float* out, const float* inp, const float* weight, const float* bias, int M, int K,
-                   int N);
+void MatmulForward(float* out, const float* inp, const float* weight, const float* bias, int M,
+                   int K, int N);
 void MatmulBackward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                     const float* weight, int M, int K, int N);
 

@@ -4,8 +4,8 @@
 
 namespace vigil::kernels::cpu {
 
-void AdamWUpdate(float* params, const float* grads, float* m, float* v, long n, float lr, float beta1,
-                 float beta2, float eps, float weight_decay, long t) {
+void AdamWUpdate(float* params, const float* grads, float* m, float* v, long n, float lr,
+                 float beta1, float beta2, float eps, float weight_decay, long t) {
   const float c1 = 1.0f - std::pow(beta1, static_cast<float>(t));
   const float c2 = 1.0f - std::pow(beta2, static_cast<float>(t));
   for (long i = 0; i < n; ++i) {

@@ -5,8 +5,8 @@
 
 namespace vigil::kernels::cpu {
 
-void AdamWUpdate(float* params, const float* grads, float* m, float* v, long n, float lr, float beta1,
-                 float beta2, float eps, float weight_decay, long t);
+void AdamWUpdate(float* params, const float* grads, float* m, float* v, long n, float lr,
+                 float beta1, float beta2, float eps, float weight_decay, long t);
 void SgdUpdate(float* params, const float* grads, long n, float lr, float weight_decay);
 // Scales grads so their L2 norm is at most max_norm (if max_norm > 0).
 float ClipGradNorm(float* grads, long n, float max_norm);

@@ -22,10 +22,12 @@ const std::string kVigil = std::string(VIGIL_BIN_DIR) + "/vigil";
 const std::string kTiny = std::string(VIGIL_SOURCE_DIR) + "/examples/tiny.yaml";
 
 json RunTiny(const TempDir& dir, const std::string& workdir, const std::string& extra) {
-  auto r = RunCommand(kVigil + " run " + kTiny + " --workdir " + workdir + " -o json " + extra, dir.path());
+  auto r = RunCommand(kVigil + " run " + kTiny + " --workdir " + workdir + " -o json " + extra,
+                      dir.path());
   EXPECT_EQ(r.exit_code, 0) << r.err;
   json j = json::parse(r.LastLine(), nullptr, false);
-  EXPECT_FALSE(j.is_discarded()) << "last stdout line is not JSON: " << r.LastLine() << "\n" << r.err;
+  EXPECT_FALSE(j.is_discarded()) << "last stdout line is not JSON: " << r.LastLine() << "\n"
+                                 << r.err;
   return j;
 }
 
@@ -113,15 +115,19 @@ TEST(KillRanks, JobSurvivesTwoKilledRanksBitExactly) {
 
 TEST(KillRanks, BadJobSpecStartsNothing) {
   TempDir dir;
-  std::ofstream(dir / "bad.yaml") << "name: bad\nmodel:\n  d_model: lots\nschedule: {steps: 5}\nworld: {hosts: 1}\n";
-  auto r = RunCommand(kVigil + " run " + (dir / "bad.yaml") + " --workdir " + (dir / "work"), dir.path());
+  std::ofstream(dir / "bad.yaml")
+      << "name: bad\nmodel:\n  d_model: lots\nschedule: {steps: 5}\nworld: {hosts: 1}\n";
+  auto r = RunCommand(kVigil + " run " + (dir / "bad.yaml") + " --workdir " + (dir / "work"),
+                      dir.path());
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_NE(r.err.find("bad.yaml:3:12: model.d_model: expected a positive integer, got 'lots'"), std::string::npos)
+  EXPECT_NE(r.err.find("bad.yaml:3:12: model.d_model: expected a positive integer, got 'lots'"),
+            std::string::npos)
       << r.err;
   EXPECT_FALSE(std::filesystem::exists(dir / "work"));
 
-  auto chaos = RunCommand(kVigil + " run " + kTiny + " --workdir " + (dir / "work") + " --chaos kill-rank:9@5",
-                          dir.path());
+  auto chaos = RunCommand(
+      kVigil + " run " + kTiny + " --workdir " + (dir / "work") + " --chaos kill-rank:9@5",
+      dir.path());
   EXPECT_EQ(chaos.exit_code, 2);
   EXPECT_NE(chaos.err.find("outside the world"), std::string::npos) << chaos.err;
 

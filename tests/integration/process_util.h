@@ -63,7 +63,8 @@ inline std::vector<int> ProcessesMentioning(const std::string& needle) {
     if (rp != std::string::npos && rp + 2 < status.size() && status[rp + 2] == 'Z') continue;
     const std::string env = Slurp(entry.path().string() + "/environ");
     const std::string cmd = Slurp(entry.path().string() + "/cmdline");
-    if (env.find(needle) != std::string::npos || cmd.find(needle) != std::string::npos) pids.push_back(pid);
+    if (env.find(needle) != std::string::npos || cmd.find(needle) != std::string::npos)
+      pids.push_back(pid);
   }
   return pids;
 }

@@ -4,8 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "common/fs.h"
 #include "common/framed_socket.h"
+#include "common/fs.h"
 #include "common/http_client.h"
 #include "common/process.h"
 #include "common/util.h"
@@ -23,12 +23,18 @@ using testing::TempDir;
 class VigildTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::ofstream(dir_ / "job.yaml") << "name: proto\nmodel: {d_model: 16, heads: 2}\nschedule: {steps: 10}\n"
-                                        "world: {hosts: 2, ranks_per_host: 1}\nlimits: {agent_wait_ms: 60000}\n";
+    std::ofstream(dir_ / "job.yaml")
+        << "name: proto\nmodel: {d_model: 16, heads: 2}\nschedule: {steps: 10}\n"
+           "world: {hosts: 2, ranks_per_host: 1}\nlimits: {agent_wait_ms: 60000}\n";
     token_ = WriteTokenFile(dir_ / "token").value();
     SpawnOptions o;
-    o.argv = {std::string(VIGIL_BIN_DIR) + "/vigild", "--job", dir_ / "job.yaml", "--workdir", dir_ / "work",
-              "--token-file", dir_ / "token"};
+    o.argv = {std::string(VIGIL_BIN_DIR) + "/vigild",
+              "--job",
+              dir_ / "job.yaml",
+              "--workdir",
+              dir_ / "work",
+              "--token-file",
+              dir_ / "token"};
     o.log_file = dir_ / "vigild.log";
     o.parent_death_signal = SIGKILL;
     pid_ = SpawnProcess(o).value();
@@ -92,9 +98,11 @@ class VigildTest : public ::testing::Test {
 };
 
 TEST_F(VigildTest, RejectsBadTokenAndProtocolVersion) {
-  auto bad = FramedSocket::ConnectAndHello(rpc_, StoreHello(std::string(64, 'a')), milliseconds(2000));
+  auto bad =
+      FramedSocket::ConnectAndHello(rpc_, StoreHello(std::string(64, 'a')), milliseconds(2000));
   ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.status().message().find("bad auth token"), std::string::npos) << bad.status().ToString();
+  EXPECT_NE(bad.status().message().find("bad auth token"), std::string::npos)
+      << bad.status().ToString();
   auto hello = StoreHello(token_);
   hello.set_protocol_version(99);
   auto old = FramedSocket::ConnectAndHello(rpc_, hello, milliseconds(2000));
@@ -146,7 +154,8 @@ TEST_F(VigildTest, MalformedInputDropsOnlyThatConnection) {
   ASSERT_TRUE(rude.Send(hb).ok());
   EXPECT_EQ(rude.Receive(milliseconds(2000)).status().code(), StatusCode::kUnavailable);
   // A store client that talks like an agent after its Hello.
-  auto confused = FramedSocket::ConnectAndHello(rpc_, StoreHello(token_), milliseconds(2000)).value();
+  auto confused =
+      FramedSocket::ConnectAndHello(rpc_, StoreHello(token_), milliseconds(2000)).value();
   ASSERT_TRUE(confused.Send(hb).ok());
   EXPECT_EQ(confused.Receive(milliseconds(2000)).status().code(), StatusCode::kUnavailable);
   EXPECT_TRUE(StillServing());
@@ -157,10 +166,11 @@ TEST_F(VigildTest, ServesMetricsAndStatus) {
   auto metrics = HttpGet(http_, "/metrics", milliseconds(2000));
   ASSERT_TRUE(metrics.ok()) << metrics.status().ToString();
   EXPECT_EQ(metrics->status, 200);
-  for (const char* name : {"vigil_step ", "vigil_loss ", "vigil_tokens_per_second ", "vigil_live_ranks ",
-                           "vigil_restarts_total{reason=\"process_exit\"} 0",
-                           "vigil_failures_detected_total{kind=\"process_exit\"} 0",
-                           "vigil_job_state{state=\"pending\"} 1", "vigil_step_duration_seconds_bucket"}) {
+  for (const char* name :
+       {"vigil_step ", "vigil_loss ", "vigil_tokens_per_second ", "vigil_live_ranks ",
+        "vigil_restarts_total{reason=\"process_exit\"} 0",
+        "vigil_failures_detected_total{kind=\"process_exit\"} 0",
+        "vigil_job_state{state=\"pending\"} 1", "vigil_step_duration_seconds_bucket"}) {
     EXPECT_NE(metrics->body.find(name), std::string::npos) << name;
   }
   auto status = HttpGet(http_, "/api/v1/status", milliseconds(2000));

@@ -15,7 +15,8 @@ using vigil::testing::TempDir;
 namespace fs = std::filesystem;
 
 // Writes a checkpoint of `world` shards of a state of 3 * n floats, as the ranks would.
-std::string WriteCheckpoint(const std::string& root, int64_t step, int world, int64_t n, std::vector<float>* state) {
+std::string WriteCheckpoint(const std::string& root, int64_t step, int world, int64_t n,
+                            std::vector<float>* state) {
   state->resize(3 * n);
   for (int64_t i = 0; i < 3 * n; ++i) (*state)[i] = static_cast<float>(i) * 0.5f - 7.0f;
   Manifest m;

@@ -52,25 +52,31 @@ TEST(JobSpec, UnknownFieldIsAnError) {
 }
 
 TEST(JobSpec, MissingRequiredPieces) {
-  EXPECT_NE(ErrorOf("name: t\nmodel: {}\nworld: {}\n").find("schedule: required section is missing"),
+  EXPECT_NE(
+      ErrorOf("name: t\nmodel: {}\nworld: {}\n").find("schedule: required section is missing"),
+      std::string::npos);
+  EXPECT_NE(ErrorOf("model: {}\nschedule: {steps: 1}\nworld: {}\n")
+                .find("name: required field is missing"),
             std::string::npos);
-  EXPECT_NE(ErrorOf("model: {}\nschedule: {steps: 1}\nworld: {}\n").find("name: required field is missing"),
-            std::string::npos);
-  EXPECT_NE(ErrorOf("name: t\nmodel: {}\nschedule: {warmup_steps: 1}\nworld: {}\n").find("schedule.steps"),
+  EXPECT_NE(ErrorOf("name: t\nmodel: {}\nschedule: {warmup_steps: 1}\nworld: {}\n")
+                .find("schedule.steps"),
             std::string::npos);
 }
 
 TEST(JobSpec, CrossFieldChecks) {
   std::string yaml = kValid;
   yaml.replace(yaml.find("heads: 4"), 8, "heads: 5");
-  EXPECT_NE(ErrorOf(yaml).find("job.yaml:4:10: model.heads: must divide model.d_model"), std::string::npos);
+  EXPECT_NE(ErrorOf(yaml).find("job.yaml:4:10: model.heads: must divide model.d_model"),
+            std::string::npos);
 }
 
 TEST(JobSpec, OutOfRangeAndEnumValues) {
   std::string yaml = kValid;
   yaml.replace(yaml.find("hosts: 1"), 8, "hosts: 0");
-  EXPECT_NE(ErrorOf(yaml).find("world.hosts: expected an integer in [1, 64], got '0'"), std::string::npos);
-  EXPECT_NE(ErrorOf(std::string(kValid) + "optimizer: {kind: lion}\n").find("optimizer.kind"), std::string::npos);
+  EXPECT_NE(ErrorOf(yaml).find("world.hosts: expected an integer in [1, 64], got '0'"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(std::string(kValid) + "optimizer: {kind: lion}\n").find("optimizer.kind"),
+            std::string::npos);
 }
 
 TEST(JobSpec, SyntaxErrorNamesThePosition) {

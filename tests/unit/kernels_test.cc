@@ -35,8 +35,8 @@ double Dot(const std::vector<float>& a, const std::vector<float>& b) {
 
 // Compares `analytic` (dL/dx) with finite differences of `loss` over x.
 void ExpectMatchesFiniteDifferences(std::vector<float>* x, const std::vector<float>& analytic,
-                                    const std::function<double()>& loss, const char* what, double eps = 1e-2,
-                                    double tol = 2e-3) {
+                                    const std::function<double()>& loss, const char* what,
+                                    double eps = 1e-2, double tol = 2e-3) {
   ASSERT_EQ(x->size(), analytic.size());
   for (size_t i = 0; i < x->size(); ++i) {
     const float saved = (*x)[i];
@@ -55,10 +55,13 @@ TEST(Kernels, GeluBackward) {
   auto x = Random(n, 1, 3.0f), r = Random(n, 2, 1.0f);
   std::vector<float> out(n), dx(n, 0.0f);
   GeluBackward(dx.data(), x.data(), r.data(), n);
-  ExpectMatchesFiniteDifferences(&x, dx, [&] {
-    GeluForward(out.data(), x.data(), n);
-    return Dot(out, r);
-  }, "gelu", 1e-3, 5e-4);
+  ExpectMatchesFiniteDifferences(
+      &x, dx,
+      [&] {
+        GeluForward(out.data(), x.data(), n);
+        return Dot(out, r);
+      },
+      "gelu", 1e-3, 5e-4);
 }
 
 TEST(Kernels, ReluBackward) {
@@ -69,15 +72,19 @@ TEST(Kernels, ReluBackward) {
   }
   std::vector<float> out(n), dx(n, 0.0f);
   ReluBackward(dx.data(), x.data(), r.data(), n);
-  ExpectMatchesFiniteDifferences(&x, dx, [&] {
-    ReluForward(out.data(), x.data(), n);
-    return Dot(out, r);
-  }, "relu", 1e-3, 5e-4);
+  ExpectMatchesFiniteDifferences(
+      &x, dx,
+      [&] {
+        ReluForward(out.data(), x.data(), n);
+        return Dot(out, r);
+      },
+      "relu", 1e-3, 5e-4);
 }
 
 TEST(Kernels, MatmulBackward) {
   const int M = 5, K = 7, N = 3;
-  auto x = Random(M * K, 5, 3.0f), w = Random(N * K, 6, 1.0f), b = Random(N, 7, 1.0f), r = Random(M * N, 8, 1.0f);
+  auto x = Random(M * K, 5, 3.0f), w = Random(N * K, 6, 1.0f), b = Random(N, 7, 1.0f),
+       r = Random(M * N, 8, 1.0f);
   std::vector<float> out(M * N), dx(M * K, 0.0f), dw(N * K, 0.0f), db(N, 0.0f);
   MatmulBackward(dx.data(), dw.data(), db.data(), r.data(), x.data(), w.data(), M, K, N);
   auto loss = [&] {
@@ -91,10 +98,12 @@ TEST(Kernels, MatmulBackward) {
 
 TEST(Kernels, LayerNormBackward) {
   const int N = 4, C = 9;
-  auto x = Random(N * C, 9, 3.0f), w = Random(C, 10, 2.0f), b = Random(C, 11, 1.0f), r = Random(N * C, 12, 1.0f);
+  auto x = Random(N * C, 9, 3.0f), w = Random(C, 10, 2.0f), b = Random(C, 11, 1.0f),
+       r = Random(N * C, 12, 1.0f);
   std::vector<float> out(N * C), mean(N), rstd(N), dx(N * C, 0.0f), dw(C, 0.0f), db(C, 0.0f);
   LayerNormForward(out.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), N, C);
-  LayerNormBackward(dx.data(), dw.data(), db.data(), r.data(), x.data(), w.data(), mean.data(), rstd.data(), N, C);
+  LayerNormBackward(dx.data(), dw.data(), db.data(), r.data(), x.data(), w.data(), mean.data(),
+                    rstd.data(), N, C);
   auto loss = [&] {
     LayerNormForward(out.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), N, C);
     return Dot(out, r);
@@ -110,10 +119,13 @@ TEST(Kernels, AttentionBackward) {
   std::vector<float> out(B * T * C), att(B * NH * T * T), datt(att.size()), dqkv(qkv.size(), 0.0f);
   AttentionForward(out.data(), att.data(), qkv.data(), B, T, C, NH);
   AttentionBackward(dqkv.data(), datt.data(), r.data(), qkv.data(), att.data(), B, T, C, NH);
-  ExpectMatchesFiniteDifferences(&qkv, dqkv, [&] {
-    AttentionForward(out.data(), att.data(), qkv.data(), B, T, C, NH);
-    return Dot(out, r);
-  }, "attention", 1e-3, 2e-3);
+  ExpectMatchesFiniteDifferences(
+      &qkv, dqkv,
+      [&] {
+        AttentionForward(out.data(), att.data(), qkv.data(), B, T, C, NH);
+        return Dot(out, r);
+      },
+      "attention", 1e-3, 2e-3);
 }
 
 TEST(Kernels, AttentionIsCausal) {
@@ -121,9 +133,11 @@ TEST(Kernels, AttentionIsCausal) {
   auto qkv = Random(T * 3 * C, 15, 1.0f);
   std::vector<float> out(T * C), att(T * T), out2(T * C);
   AttentionForward(out.data(), att.data(), qkv.data(), B, T, C, NH);
-  for (int c = 0; c < 3 * C; ++c) qkv[(T - 1) * 3 * C + c] += 1.0f;  // change only the last position
+  for (int c = 0; c < 3 * C; ++c)
+    qkv[(T - 1) * 3 * C + c] += 1.0f;  // change only the last position
   AttentionForward(out2.data(), att.data(), qkv.data(), B, T, C, NH);
-  for (int i = 0; i < (T - 1) * C; ++i) EXPECT_EQ(out[i], out2[i]) << "position " << i / C << " saw the future";
+  for (int i = 0; i < (T - 1) * C; ++i)
+    EXPECT_EQ(out[i], out2[i]) << "position " << i / C << " saw the future";
 }
 
 TEST(Kernels, CrossEntropyGradient) {
@@ -133,15 +147,20 @@ TEST(Kernels, CrossEntropyGradient) {
   std::vector<float> dz(N * V);
   const float loss = CrossEntropyForwardBackward(dz.data(), z.data(), targets.data(), N, V);
   EXPECT_GT(loss, 0.0f);
-  ExpectMatchesFiniteDifferences(&z, dz, [&] {
-    return static_cast<double>(CrossEntropyForwardBackward(nullptr, z.data(), targets.data(), N, V));
-  }, "cross entropy", 1e-3, 5e-4);
+  ExpectMatchesFiniteDifferences(
+      &z, dz,
+      [&] {
+        return static_cast<double>(
+            CrossEntropyForwardBackward(nullptr, z.data(), targets.data(), N, V));
+      },
+      "cross entropy", 1e-3, 5e-4);
 }
 
 TEST(Kernels, CrossEntropyOfUniformLogitsIsLogV) {
   std::vector<float> z(2 * 256, 0.0f);
   std::vector<int32_t> t = {3, 200};
-  EXPECT_NEAR(CrossEntropyForwardBackward(nullptr, z.data(), t.data(), 2, 256), std::log(256.0), 1e-5);
+  EXPECT_NEAR(CrossEntropyForwardBackward(nullptr, z.data(), t.data(), 2, 256), std::log(256.0),
+              1e-5);
 }
 
 TEST(Kernels, ClipGradNormScalesToTheLimit) {

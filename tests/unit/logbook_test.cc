@@ -153,7 +153,8 @@ TEST(Logbook, RefusesMissingForeignAndNewerFiles) {
   auto missing = Logbook::Open(dir / "nope.sqlite", false);
   EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
 
-  std::ofstream(dir / "text.sqlite") << "this is not a database, just text that is long enough to be a header";
+  std::ofstream(dir / "text.sqlite")
+      << "this is not a database, just text that is long enough to be a header";
   auto text = Logbook::Open(dir / "text.sqlite", false);
   ASSERT_FALSE(text.ok());
   EXPECT_NE(text.status().message().find("text.sqlite"), std::string::npos);

@@ -15,7 +15,8 @@ namespace {
 
 ModelConfig Tiny(bool relu) { return ModelConfig{16, 6, 8, 2, 2, relu}; }
 
-void RandomBatch(int B, int T, int V, uint64_t seed, std::vector<int32_t>* in, std::vector<int32_t>* tgt) {
+void RandomBatch(int B, int T, int V, uint64_t seed, std::vector<int32_t>* in,
+                 std::vector<int32_t>* tgt) {
   Rng rng(seed);
   in->resize(B * T);
   tgt->resize(B * T);
@@ -104,8 +105,8 @@ TEST(DecoderModel, LearnsTheSyntheticCorpusToNearItsEntropyFloor) {
     loss = model.ForwardBackward(in.data(), tgt.data(), 16, 16);
     const long n = static_cast<long>(model.params().size());
     kernels::cpu::ClipGradNorm(model.grads().data(), n, 1.0f);
-    kernels::cpu::AdamWUpdate(model.params().data(), model.grads().data(), m.data(), v.data(), n, 1e-2f, 0.9f,
-                              0.95f, 1e-8f, 0.0f, step + 1);
+    kernels::cpu::AdamWUpdate(model.params().data(), model.grads().data(), m.data(), v.data(), n,
+                              1e-2f, 0.9f, 0.95f, 1e-8f, 0.0f, step + 1);
   }
   // Held-out batch: an index range the loop never used.
   FillBatch(corpus, 100000, 0, 1, 32, 16, &in, &tgt);

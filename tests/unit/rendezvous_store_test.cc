@@ -11,8 +11,8 @@ namespace {
 using Clock = RendezvousStore::Clock;
 using std::chrono::milliseconds;
 
-wire::StoreRequest Req(wire::StoreRequest::Op op, std::vector<std::string> keys, std::string value = "",
-                       uint32_t timeout_ms = 1000, int64_t delta = 0) {
+wire::StoreRequest Req(wire::StoreRequest::Op op, std::vector<std::string> keys,
+                       std::string value = "", uint32_t timeout_ms = 1000, int64_t delta = 0) {
   static uint64_t id = 0;
   wire::StoreRequest r;
   r.set_id(++id);

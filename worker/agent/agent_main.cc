@@ -63,10 +63,12 @@ class Agent {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     do {
       sock = tcp::socket(io_);
-      sock.connect(tcp::endpoint(asio::ip::make_address(host, ec), static_cast<unsigned short>(port)), ec);
+      sock.connect(
+          tcp::endpoint(asio::ip::make_address(host, ec), static_cast<unsigned short>(port)), ec);
       if (ec) ::usleep(50 * 1000);
     } while (ec && std::chrono::steady_clock::now() < deadline);
-    if (ec) return Status::Unavailable("cannot reach vigild at " + o_.coordinator + ": " + ec.message());
+    if (ec)
+      return Status::Unavailable("cannot reach vigild at " + o_.coordinator + ": " + ec.message());
     sock.set_option(tcp::no_delay(true), ec);
     wire::Envelope env;
     *env.mutable_hello() = hello;
@@ -77,7 +79,9 @@ class Agent {
     char buf[4096];
     while (!ack) {
       size_t n = sock.read_some(asio::buffer(buf), ec);
-      if (ec) return Status::Unavailable("vigild closed the connection during registration: " + ec.message());
+      if (ec)
+        return Status::Unavailable("vigild closed the connection during registration: " +
+                                   ec.message());
       reader.Feed(buf, n);
       auto next = reader.Next();
       if (!next.ok()) return next.status();
@@ -86,15 +90,17 @@ class Agent {
     if (!ack->has_hello_ack() || !ack->hello_ack().ok()) {
       return Status::FailedPrecondition("vigild refused registration: " + ack->hello_ack().error());
     }
-    heartbeat_ms_ = ack->hello_ack().heartbeat_interval_ms() ? ack->hello_ack().heartbeat_interval_ms() : 1000;
+    heartbeat_ms_ =
+        ack->hello_ack().heartbeat_interval_ms() ? ack->hello_ack().heartbeat_interval_ms() : 1000;
     coordinator_ = std::make_shared<TcpConnection>(std::move(sock), 0);
-    coordinator_->Start([this](const TcpConnection::Ptr&, wire::Envelope e) { OnOrder(std::move(e)); },
-                        [this](const TcpConnection::Ptr&, const Status& why) {
-                          if (!shutting_down_) {
-                            log_->error("lost vigild: {}; killing all ranks", why.ToString());
-                            ShutdownRanks(1);
-                          }
-                        });
+    coordinator_->Start(
+        [this](const TcpConnection::Ptr&, wire::Envelope e) { OnOrder(std::move(e)); },
+        [this](const TcpConnection::Ptr&, const Status& why) {
+          if (!shutting_down_) {
+            log_->error("lost vigild: {}; killing all ranks", why.ToString());
+            ShutdownRanks(1);
+          }
+        });
 
     // The unix socket ranks report through.
     socket_path_ = "/tmp/vigil-agent-" + std::to_string(::getpid()) + ".sock";
@@ -147,7 +153,8 @@ class Agent {
         rank_conns_[conn->id()] = conn;
         conn->Start(
             [this](const UnixConnection::Ptr& c, wire::Envelope env) {
-              if (!env.has_rank_report()) return c->Close(Status::InvalidArgument("ranks send reports only"));
+              if (!env.has_rank_report())
+                return c->Close(Status::InvalidArgument("ranks send reports only"));
               coordinator_->Send(env);  // relayed unchanged
             },
             [this](const UnixConnection::Ptr& c, const Status&) { rank_conns_.erase(c->id()); });
@@ -185,7 +192,8 @@ class Agent {
       r.rank = static_cast<int>(rank);
       r.local_rank = local++;
       r.binary = o_.train_binary;
-      r.log_file = l.log_dir() + "/rank-" + std::to_string(rank) + ".gen-" + std::to_string(l.generation()) + ".log";
+      r.log_file = l.log_dir() + "/rank-" + std::to_string(rank) + ".gen-" +
+                   std::to_string(l.generation()) + ".log";
       r.env = {"VIGIL_RANK=" + std::to_string(rank),
                "VIGIL_WORLD_SIZE=" + std::to_string(l.world_size()),
                "VIGIL_LOCAL_RANK=" + std::to_string(r.local_rank),
@@ -215,8 +223,8 @@ class Agent {
   }
 
   void OnRankExited(const wire::RankExited& e) {
-    log_->info("rank {} (pid {}) of generation {} exited: code {} signal {}", e.rank(), e.pid(), e.generation(),
-               e.exit_code(), e.signal());
+    log_->info("rank {} (pid {}) of generation {} exited: code {} signal {}", e.rank(), e.pid(),
+               e.generation(), e.exit_code(), e.signal());
     if (!shutting_down_) {
       wire::Envelope env;
       *env.mutable_rank_exited() = e;
@@ -307,12 +315,15 @@ int main(int argc, char** argv) {
   app.add_option("--coordinator", o.coordinator, "vigild address host:port")->required();
   app.add_option("--token-file", o.token_file, "the job's auth token file")->required();
   app.add_option("--host", o.host, "this host's name in the job")->required();
-  app.add_option("--slots", o.slots, "how many ranks this host can run")->check(CLI::PositiveNumber);
+  app.add_option("--slots", o.slots, "how many ranks this host can run")
+      ->check(CLI::PositiveNumber);
   app.add_option("--bind-addr", o.bind_addr, "address ranks bind for collectives");
-  app.add_option("--train-binary", o.train_binary, "vigil-train executable (default: next to this one)");
+  app.add_option("--train-binary", o.train_binary,
+                 "vigil-train executable (default: next to this one)");
   CLI11_PARSE(app, argc, argv);
   if (o.train_binary.empty()) {
-    o.train_binary = (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "vigil-train").string();
+    o.train_binary =
+        (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "vigil-train").string();
   }
   // SIGCHLD must be handled by Asio's signal_set, never ignored.
   ::signal(SIGPIPE, SIG_IGN);

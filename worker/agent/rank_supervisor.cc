@@ -35,8 +35,8 @@ Status RankSupervisor::SignalRank(uint64_t generation, int rank, int sig) {
       return Status::Ok();
     }
   }
-  return Status::NotFound("rank " + std::to_string(rank) + " of generation " + std::to_string(generation) +
-                          " is not running here");
+  return Status::NotFound("rank " + std::to_string(rank) + " of generation " +
+                          std::to_string(generation) + " is not running here");
 }
 
 void RankSupervisor::SignalAll(int64_t generation, int sig, bool by_agent) {

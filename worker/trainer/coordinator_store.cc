@@ -4,7 +4,8 @@
 
 namespace vigil::trainer {
 
-wire::StoreResponse CoordinatorStore::Call(wire::StoreRequest req, std::chrono::milliseconds timeout) {
+wire::StoreResponse CoordinatorStore::Call(wire::StoreRequest req,
+                                           std::chrono::milliseconds timeout) {
   req.set_id(next_id_++);
   req.set_timeout_ms(static_cast<uint32_t>(timeout.count()));
   wire::Envelope env;
@@ -20,8 +21,9 @@ wire::StoreResponse CoordinatorStore::Call(wire::StoreRequest req, std::chrono::
   const auto& resp = reply->store_response();
   if (!resp.ok()) {
     const std::string keys = req.keys_size() ? req.keys(0) : "";
-    throw gloo::IoException("store: " + std::string(resp.timed_out() ? "timed out waiting for " : "failed on ") +
-                            keys + ": " + resp.error());
+    throw gloo::IoException(
+        "store: " + std::string(resp.timed_out() ? "timed out waiting for " : "failed on ") + keys +
+        ": " + resp.error());
   }
   return resp;
 }
@@ -42,7 +44,8 @@ std::vector<char> CoordinatorStore::get(const std::string& key) {
   return std::vector<char>(resp.value().begin(), resp.value().end());
 }
 
-void CoordinatorStore::wait(const std::vector<std::string>& keys, const std::chrono::milliseconds& timeout) {
+void CoordinatorStore::wait(const std::vector<std::string>& keys,
+                            const std::chrono::milliseconds& timeout) {
   wire::StoreRequest req;
   req.set_op(wire::StoreRequest::WAIT);
   for (const auto& k : keys) req.add_keys(k);

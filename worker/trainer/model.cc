@@ -62,13 +62,17 @@ void DecoderModel::InitParameters(uint64_t seed, float std) {
   const float resid_std = std / std::sqrt(2.0f * cfg_.layers);
   for (const auto& t : tensors_) {
     float* p = params_.data() + t.offset;
-    const bool is_ln_weight = t.name.find("ln") != std::string::npos && t.name.find(".weight") != std::string::npos;
+    const bool is_ln_weight =
+        t.name.find("ln") != std::string::npos && t.name.find(".weight") != std::string::npos;
     const bool is_bias = t.name.find(".bias") != std::string::npos;
     const bool is_resid = t.name.find("proj.weight") != std::string::npos;
     for (int64_t i = 0; i < t.numel(); ++i) {
-      if (is_ln_weight) p[i] = 1.0f;
-      else if (is_bias) p[i] = 0.0f;
-      else p[i] = static_cast<float>(rng.Normal()) * (is_resid ? resid_std : std);
+      if (is_ln_weight)
+        p[i] = 1.0f;
+      else if (is_bias)
+        p[i] = 0.0f;
+      else
+        p[i] = static_cast<float>(rng.Normal()) * (is_resid ? resid_std : std);
     }
   }
 }
@@ -112,7 +116,8 @@ float DecoderModel::ForwardBackward(const int32_t* inputs, const int32_t* target
   return Forward(inputs, targets, B, T, true);
 }
 
-float DecoderModel::Forward(const int32_t* inputs, const int32_t* targets, int B, int T, bool backward) {
+float DecoderModel::Forward(const int32_t* inputs, const int32_t* targets, int B, int T,
+                            bool backward) {
   EnsureActivations(B, T);
   const int C = cfg_.d_model, NH = cfg_.heads, V = cfg_.vocab, BT = B * T;
   const float* P = params_.data();
@@ -124,35 +129,42 @@ float DecoderModel::Forward(const int32_t* inputs, const int32_t* targets, int B
     const Layer& L = layers_[l];
     LayerActs& a = acts_[l];
     std::memcpy(a.residual_in.data(), x, sizeof(float) * BTC);
-    k::LayerNormForward(a.ln1.data(), a.ln1_mean.data(), a.ln1_rstd.data(), x, P + L.ln1w, P + L.ln1b, BT, C);
+    k::LayerNormForward(a.ln1.data(), a.ln1_mean.data(), a.ln1_rstd.data(), x, P + L.ln1w,
+                        P + L.ln1b, BT, C);
     k::MatmulForward(a.qkv.data(), a.ln1.data(), P + L.qkvw, P + L.qkvb, BT, C, 3 * C);
     k::AttentionForward(a.atty.data(), a.att.data(), a.qkv.data(), B, T, C, NH);
     k::MatmulForward(a.attproj.data(), a.atty.data(), P + L.projw, P + L.projb, BT, C, C);
     for (long i = 0; i < BTC; ++i) a.residual_mid[i] = x[i] + a.attproj[i];
-    k::LayerNormForward(a.ln2.data(), a.ln2_mean.data(), a.ln2_rstd.data(), a.residual_mid.data(), P + L.ln2w,
-                        P + L.ln2b, BT, C);
+    k::LayerNormForward(a.ln2.data(), a.ln2_mean.data(), a.ln2_rstd.data(), a.residual_mid.data(),
+                        P + L.ln2w, P + L.ln2b, BT, C);
     k::MatmulForward(a.fch.data(), a.ln2.data(), P + L.fcw, P + L.fcb, BT, C, 4 * C);
-    if (cfg_.relu) k::ReluForward(a.fch_act.data(), a.fch.data(), static_cast<long>(BT) * 4 * C);
-    else k::GeluForward(a.fch_act.data(), a.fch.data(), static_cast<long>(BT) * 4 * C);
+    if (cfg_.relu)
+      k::ReluForward(a.fch_act.data(), a.fch.data(), static_cast<long>(BT) * 4 * C);
+    else
+      k::GeluForward(a.fch_act.data(), a.fch.data(), static_cast<long>(BT) * 4 * C);
     k::MatmulForward(a.fcproj.data(), a.fch_act.data(), P + L.fcprojw, P + L.fcprojb, BT, 4 * C, C);
     // The block output overwrites fcproj in place: residual_mid + mlp.
     for (long i = 0; i < BTC; ++i) a.fcproj[i] += a.residual_mid[i];
     x = a.fcproj.data();
   }
-  k::LayerNormForward(lnf_.data(), lnf_mean_.data(), lnf_rstd_.data(), x, P + lnfw_, P + lnfb_, BT, C);
+  k::LayerNormForward(lnf_.data(), lnf_mean_.data(), lnf_rstd_.data(), x, P + lnfw_, P + lnfb_, BT,
+                      C);
   k::MatmulForward(logits_.data(), lnf_.data(), P + wte_, nullptr, BT, C, V);
-  const float loss = k::CrossEntropyForwardBackward(backward ? dlogits_.data() : nullptr, logits_.data(),
-                                                    targets, BT, V);
+  const float loss = k::CrossEntropyForwardBackward(backward ? dlogits_.data() : nullptr,
+                                                    logits_.data(), targets, BT, V);
   if (!backward) return loss;
 
   // Backward. Scratch buffers reuse the activation shapes.
   std::fill(grads_.begin(), grads_.end(), 0.0f);
   float* G = grads_.data();
   std::vector<float> dx(BTC, 0.0f), dln(BTC, 0.0f), dtmp(BTC, 0.0f);
-  std::vector<float> dfch(static_cast<size_t>(BT) * 4 * C), dfch_act(static_cast<size_t>(BT) * 4 * C);
-  std::vector<float> dqkv(static_cast<size_t>(BT) * 3 * C), datt(acts_.empty() ? 0 : acts_[0].att.size());
+  std::vector<float> dfch(static_cast<size_t>(BT) * 4 * C),
+      dfch_act(static_cast<size_t>(BT) * 4 * C);
+  std::vector<float> dqkv(static_cast<size_t>(BT) * 3 * C),
+      datt(acts_.empty() ? 0 : acts_[0].att.size());
 
-  k::MatmulBackward(dln.data(), G + wte_, nullptr, dlogits_.data(), lnf_.data(), P + wte_, BT, C, V);
+  k::MatmulBackward(dln.data(), G + wte_, nullptr, dlogits_.data(), lnf_.data(), P + wte_, BT, C,
+                    V);
   const float* xf = cfg_.layers ? acts_.back().fcproj.data() : encoded_.data();
   k::LayerNormBackward(dx.data(), G + lnfw_, G + lnfb_, dln.data(), xf, P + lnfw_, lnf_mean_.data(),
                        lnf_rstd_.data(), BT, C);
@@ -162,25 +174,31 @@ float DecoderModel::Forward(const int32_t* inputs, const int32_t* targets, int B
     LayerActs& a = acts_[l];
     // MLP branch: out = residual_mid + proj(act(fc(ln2(residual_mid)))).
     std::fill(dfch_act.begin(), dfch_act.end(), 0.0f);
-    k::MatmulBackward(dfch_act.data(), G + L.fcprojw, G + L.fcprojb, dx.data(), a.fch_act.data(), P + L.fcprojw,
-                      BT, 4 * C, C);
+    k::MatmulBackward(dfch_act.data(), G + L.fcprojw, G + L.fcprojb, dx.data(), a.fch_act.data(),
+                      P + L.fcprojw, BT, 4 * C, C);
     std::fill(dfch.begin(), dfch.end(), 0.0f);
-    if (cfg_.relu) k::ReluBackward(dfch.data(), a.fch.data(), dfch_act.data(), static_cast<long>(BT) * 4 * C);
-    else k::GeluBackward(dfch.data(), a.fch.data(), dfch_act.data(), static_cast<long>(BT) * 4 * C);
+    if (cfg_.relu)
+      k::ReluBackward(dfch.data(), a.fch.data(), dfch_act.data(), static_cast<long>(BT) * 4 * C);
+    else
+      k::GeluBackward(dfch.data(), a.fch.data(), dfch_act.data(), static_cast<long>(BT) * 4 * C);
     std::fill(dln.begin(), dln.end(), 0.0f);
-    k::MatmulBackward(dln.data(), G + L.fcw, G + L.fcb, dfch.data(), a.ln2.data(), P + L.fcw, BT, C, 4 * C);
+    k::MatmulBackward(dln.data(), G + L.fcw, G + L.fcb, dfch.data(), a.ln2.data(), P + L.fcw, BT, C,
+                      4 * C);
     // d(residual_mid) = dx (skip) + LN2 backward; accumulate into dx.
-    k::LayerNormBackward(dx.data(), G + L.ln2w, G + L.ln2b, dln.data(), a.residual_mid.data(), P + L.ln2w,
-                         a.ln2_mean.data(), a.ln2_rstd.data(), BT, C);
+    k::LayerNormBackward(dx.data(), G + L.ln2w, G + L.ln2b, dln.data(), a.residual_mid.data(),
+                         P + L.ln2w, a.ln2_mean.data(), a.ln2_rstd.data(), BT, C);
     // Attention branch: residual_mid = residual_in + proj(attn(qkv(ln1(residual_in)))).
     std::fill(dtmp.begin(), dtmp.end(), 0.0f);
-    k::MatmulBackward(dtmp.data(), G + L.projw, G + L.projb, dx.data(), a.atty.data(), P + L.projw, BT, C, C);
+    k::MatmulBackward(dtmp.data(), G + L.projw, G + L.projb, dx.data(), a.atty.data(), P + L.projw,
+                      BT, C, C);
     std::fill(dqkv.begin(), dqkv.end(), 0.0f);
-    k::AttentionBackward(dqkv.data(), datt.data(), dtmp.data(), a.qkv.data(), a.att.data(), B, T, C, NH);
+    k::AttentionBackward(dqkv.data(), datt.data(), dtmp.data(), a.qkv.data(), a.att.data(), B, T, C,
+                         NH);
     std::fill(dln.begin(), dln.end(), 0.0f);
-    k::MatmulBackward(dln.data(), G + L.qkvw, G + L.qkvb, dqkv.data(), a.ln1.data(), P + L.qkvw, BT, C, 3 * C);
-    k::LayerNormBackward(dx.data(), G + L.ln1w, G + L.ln1b, dln.data(), a.residual_in.data(), P + L.ln1w,
-                         a.ln1_mean.data(), a.ln1_rstd.data(), BT, C);
+    k::MatmulBackward(dln.data(), G + L.qkvw, G + L.qkvb, dqkv.data(), a.ln1.data(), P + L.qkvw, BT,
+                      C, 3 * C);
+    k::LayerNormBackward(dx.data(), G + L.ln1w, G + L.ln1b, dln.data(), a.residual_in.data(),
+                         P + L.ln1w, a.ln1_mean.data(), a.ln1_rstd.data(), BT, C);
   }
   k::EmbeddingBackward(G + wte_, G + wpe_, dx.data(), inputs, B, T, C);
   return loss;
@@ -188,7 +206,8 @@ float DecoderModel::Forward(const int32_t* inputs, const int32_t* targets, int B
 
 double DecoderModel::FlopsPerToken(int T) const {
   // Matmul parameters exclude embeddings' lookups but include the tied output.
-  const double N = static_cast<double>(params_.size()) - static_cast<double>(cfg_.max_seq) * cfg_.d_model;
+  const double N =
+      static_cast<double>(params_.size()) - static_cast<double>(cfg_.max_seq) * cfg_.d_model;
   const double attn = 6.0 * cfg_.layers * T * cfg_.d_model;  // QK^T and AV, fwd + bwd, causal half
   return 6.0 * N + attn;
 }

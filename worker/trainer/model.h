@@ -70,8 +70,8 @@ class DecoderModel {
   int act_B_ = 0, act_T_ = 0;
   std::vector<float> encoded_, logits_, dlogits_, lnf_, lnf_mean_, lnf_rstd_;
   struct LayerActs {
-    std::vector<float> residual_in, ln1, ln1_mean, ln1_rstd, qkv, att, atty, attproj, residual_mid, ln2,
-        ln2_mean, ln2_rstd, fch, fch_act, fcproj;
+    std::vector<float> residual_in, ln1, ln1_mean, ln1_rstd, qkv, att, atty, attproj, residual_mid,
+        ln2, ln2_mean, ln2_rstd, fch, fch_act, fcproj;
   };
   std::vector<LayerActs> acts_;
 };

@@ -7,7 +7,8 @@
 
 namespace vigil::trainer {
 
-SyntheticCorpus::SyntheticCorpus(uint64_t seed, int vocab) : seed_(seed), symbols_(std::min(vocab, 64)) {
+SyntheticCorpus::SyntheticCorpus(uint64_t seed, int vocab)
+    : seed_(seed), symbols_(std::min(vocab, 64)) {
   Rng rng(MixSeed(seed, 0x5eed));
   successors_.resize(static_cast<size_t>(symbols_) * 4);
   for (int s = 0; s < symbols_; ++s) {

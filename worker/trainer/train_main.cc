@@ -43,7 +43,8 @@ constexpr int kExitBadCheckpoint = 4;
 struct Orders {
   int rank = 0, world = 1;
   uint64_t generation = 0;
-  std::string store_addr, agent_socket, token_file, job_file, checkpoint_dir, resume_from, bind_addr;
+  std::string store_addr, agent_socket, token_file, job_file, checkpoint_dir, resume_from,
+      bind_addr;
 };
 
 std::string Env(const char* name, const char* fallback = nullptr) {
@@ -86,9 +87,12 @@ std::string Hex64(uint64_t v) {
 class Trainer {
  public:
   Trainer(const Orders& orders, const JobSpec& spec, Reporter* reporter)
-      : o_(orders), spec_(spec), reporter_(reporter), log_(MakeLogger("train." + std::to_string(orders.rank))),
-        model_(ModelConfig{spec.model.vocab, spec.model.seq_len, spec.model.d_model, spec.model.layers,
-                           spec.model.heads, spec.model.activation == "relu"}),
+      : o_(orders),
+        spec_(spec),
+        reporter_(reporter),
+        log_(MakeLogger("train." + std::to_string(orders.rank))),
+        model_(ModelConfig{spec.model.vocab, spec.model.seq_len, spec.model.d_model,
+                           spec.model.layers, spec.model.heads, spec.model.activation == "relu"}),
         corpus_(spec.data.seed, spec.model.vocab) {}
 
   int Run() {
@@ -118,7 +122,8 @@ class Trainer {
     float loss_buf[1];
     while (step_ < spec_.schedule.steps) {
       const auto t0 = std::chrono::steady_clock::now();
-      FillBatch(corpus_, static_cast<uint64_t>(step_), o_.rank, o_.world, B, T, &inputs_, &targets_);
+      FillBatch(corpus_, static_cast<uint64_t>(step_), o_.rank, o_.world, B, T, &inputs_,
+                &targets_);
       loss_buf[0] = model_.ForwardBackward(inputs_.data(), targets_.data(), B, T);
       AllreduceSum(model_.grads().data(), model_.grads().size());
       AllreduceSum(loss_buf, 1);
@@ -131,7 +136,8 @@ class Trainer {
       ApplyUpdate(lr);
       ++step_;
       tokens_seen_ += static_cast<int64_t>(B) * T * o_.world;
-      const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double dt =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       wire::RankReport r;
       r.set_kind(wire::RankReport::STEP);
       r.set_step(static_cast<uint64_t>(step_));
@@ -173,9 +179,10 @@ class Trainer {
       kernels::cpu::SgdUpdate(model_.params().data(), model_.grads().data(), n, lr,
                               static_cast<float>(opt.weight_decay));
     } else {
-      kernels::cpu::AdamWUpdate(model_.params().data(), model_.grads().data(), m_.data(), v_.data(), n, lr,
-                                static_cast<float>(opt.beta1), static_cast<float>(opt.beta2),
-                                static_cast<float>(opt.eps), static_cast<float>(opt.weight_decay), step_ + 1);
+      kernels::cpu::AdamWUpdate(model_.params().data(), model_.grads().data(), m_.data(), v_.data(),
+                                n, lr, static_cast<float>(opt.beta1), static_cast<float>(opt.beta2),
+                                static_cast<float>(opt.eps), static_cast<float>(opt.weight_decay),
+                                step_ + 1);
     }
   }
 
@@ -193,8 +200,8 @@ class Trainer {
     const auto& m = loaded->manifest;
     const int64_t n = static_cast<int64_t>(model_.params().size());
     if (m.config_hash != spec_.ConfigHash() || m.param_count != n || m.sections.size() != 3) {
-      log_->error("checkpoint {} does not match this job (config {} vs {})", o_.resume_from, m.config_hash,
-                  spec_.ConfigHash());
+      log_->error("checkpoint {} does not match this job (config {} vs {})", o_.resume_from,
+                  m.config_hash, spec_.ConfigHash());
       return kExitConfig;
     }
     const float* s = loaded->state.data();
@@ -203,7 +210,8 @@ class Trainer {
     std::copy(s + 2 * n, s + 3 * n, v_.begin());
     step_ = m.step;
     tokens_seen_ = m.tokens_seen;
-    log_->info("resumed from {} at step {} ({} bytes verified)", o_.resume_from, step_, loaded->bytes);
+    log_->info("resumed from {} at step {} ({} bytes verified)", o_.resume_from, step_,
+               loaded->bytes);
     return 0;
   }
 
@@ -212,7 +220,8 @@ class Trainer {
     if (!sock.ok()) throw gloo::IoException("cannot reach the store: " + sock.status().ToString());
     const auto timeout = std::chrono::milliseconds(spec_.limits.rendezvous_timeout_ms);
     store_ = std::make_unique<CoordinatorStore>(std::move(sock.value()), timeout);
-    prefix_store_ = std::make_unique<gloo::rendezvous::PrefixStore>("gen-" + std::to_string(o_.generation), *store_);
+    prefix_store_ = std::make_unique<gloo::rendezvous::PrefixStore>(
+        "gen-" + std::to_string(o_.generation), *store_);
     gloo::transport::tcp::attr attr;
     attr.hostname = o_.bind_addr;
     device_ = gloo::transport::tcp::CreateDevice(attr);
@@ -237,7 +246,8 @@ class Trainer {
     if (o_.world == 1) return;
     gloo::AllreduceOptions opts(context_);
     opts.setOutput(data, n);
-    opts.setReduceFunction(static_cast<void (*)(void*, const void*, const void*, size_t)>(&gloo::sum<float>));
+    opts.setReduceFunction(
+        static_cast<void (*)(void*, const void*, const void*, size_t)>(&gloo::sum<float>));
     gloo::allreduce(opts);
   }
 
@@ -320,7 +330,6 @@ class Trainer {
 
 }  // namespace
 }  // namespace vigil::trainer
-
 
 int main() {
   using namespace vigil;

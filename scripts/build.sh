@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Configures and builds vigil. Usage: scripts/build.sh [--sanitize]
+#   (default)   Release-with-debug-info build in build/
+#   --sanitize  AddressSanitizer + UndefinedBehaviorSanitizer build in build-asan/
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dir=build
+flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
+if [ "${1:-}" = "--sanitize" ]; then
+  dir=build-asan
+  flags=(-DCMAKE_BUILD_TYPE=Debug -DVIGIL_SANITIZE=ON)
+fi
+jobs=$(nproc 2>/dev/null || echo 2)
+cmake -S . -B "$dir" -G Ninja "${flags[@]}" >/dev/null
+ninja -C "$dir" -j"$jobs"

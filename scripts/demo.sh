@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The demo: installs what is missing, builds, and runs the tiny job on this
+# machine's CPUs with two trainer ranks SIGKILLed mid-run. vigil detects each
+# death, restarts from the newest checkpoint, finishes the job with the same
+# parameters an uninterrupted run would have, and prints the logbook.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+bash scripts/build.sh
+workdir=vigil-runs/demo
+rm -rf "$workdir"
+exec build/bin/vigil run examples/tiny.yaml --workdir "$workdir" \
+  --chaos kill-rank:1@60 --chaos kill-rank:2@170

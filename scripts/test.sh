@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what is missing, checks formatting, builds,
+# runs every ctest label (unit, integration, slow), then builds again with
+# ASan + UBSan and runs the suite under the sanitizers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+
+echo "== clang-format"
+git ls-files '*.cc' '*.h' | xargs clang-format --dry-run --Werror
+
+echo "== build"
+bash scripts/build.sh
+echo "== tests"
+(cd build && ctest --output-on-failure -j2)
+
+echo "== ASan/UBSan build"
+bash scripts/build.sh --sanitize
+echo "== tests under ASan/UBSan"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+(cd build-asan && ctest --output-on-failure -j2)
+echo "== all tests passed"
