@@ -72,7 +72,6 @@ Coordinator::Coordinator(boost::asio::io_context& io, JobSpec spec, CoordinatorO
       acceptor_(io),
       tick_(io),
       shutdown_timer_(io),
-      metrics_(spec_.name),
       started_(std::chrono::steady_clock::now()) {}
 
 std::string Coordinator::rpc_address() const {

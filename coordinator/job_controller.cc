@@ -35,8 +35,7 @@ JobController::JobController(boost::asio::io_context& io, const JobSpec& spec, J
                              Logbook* logbook, int64_t run_id, AgentLink* agents,
                              RendezvousStore* store, CoordinatorMetrics* metrics,
                              std::vector<ChaosFault> chaos)
-    : io_(io),
-      spec_(spec),
+    : spec_(spec),
       paths_(std::move(paths)),
       logbook_(logbook),
       run_id_(run_id),

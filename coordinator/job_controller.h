@@ -102,7 +102,6 @@ class JobController {
   int AgentOfRank(int rank) const { return rank / spec_.world.ranks_per_host; }
   void Check(const Status& st, const char* what);
 
-  boost::asio::io_context& io_;
   const JobSpec& spec_;
   JobPaths paths_;
   Logbook* logbook_;

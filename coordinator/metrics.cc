@@ -23,7 +23,7 @@ prometheus::Histogram& H(prometheus::Registry& r, const std::string& name, const
 
 }  // namespace
 
-CoordinatorMetrics::CoordinatorMetrics(const std::string& job)
+CoordinatorMetrics::CoordinatorMetrics()
     : registry_(std::make_shared<prometheus::Registry>()),
       step(G(*registry_, "vigil_step", "Optimizer steps completed by the current generation")),
       total_steps(G(*registry_, "vigil_total_steps", "Steps the job trains for")),
@@ -57,7 +57,6 @@ CoordinatorMetrics::CoordinatorMetrics(const std::string& job)
       recovery_seconds(H(*registry_, "vigil_recovery_seconds",
                          "From a failure to the first step of the next generation",
                          {0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 300})) {
-  (void)job;
   restarts_ = &BuildCounter()
                    .Name("vigil_restarts_total")
                    .Help("Generations restarted, by reason")

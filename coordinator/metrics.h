@@ -24,7 +24,7 @@ class CoordinatorMetrics {
   std::shared_ptr<prometheus::Registry> registry_;
 
  public:
-  explicit CoordinatorMetrics(const std::string& job);
+  CoordinatorMetrics();
 
   std::string Render() const;
 
