@@ -29,10 +29,17 @@ class AsioConnection : public std::enable_shared_from_this<AsioConnection<Socket
   AsioConnection(Socket socket, uint64_t id, size_t max_frame_bytes = kDefaultMaxFrameBytes)
       : socket_(std::move(socket)), id_(id), reader_(max_frame_bytes) {}
 
-  void Start(MessageHandler on_message, CloseHandler on_close) {
+  // `already_read`: bytes that arrived before this object owned the socket
+  // (after a synchronous handshake); they are decoded before anything else.
+  void Start(MessageHandler on_message, CloseHandler on_close,
+             const std::string& already_read = "") {
     on_message_ = std::move(on_message);
     on_close_ = std::move(on_close);
-    ReadMore();
+    reader_.Feed(already_read.data(), already_read.size());
+    auto self = this->shared_from_this();
+    boost::asio::post(socket_.get_executor(), [self] {
+      if (self->DispatchBuffered()) self->ReadMore();
+    });
   }
 
   void Send(const wire::Envelope& env) {
@@ -68,30 +75,32 @@ class AsioConnection : public std::enable_shared_from_this<AsioConnection<Socket
  private:
   void ReadMore() {
     auto self = this->shared_from_this();
-    socket_.async_read_some(boost::asio::buffer(buf_),
-                            [self](boost::system::error_code ec, size_t n) {
-                              if (self->closed_) return;
-                              if (ec) {
-                                Status eof = self->reader_.CheckEof();
-                                self->Close(ec == boost::asio::error::eof && eof.ok()
-                                                ? Status::Unavailable("peer closed the connection")
-                                            : !eof.ok() ? eof
-                                                        : Status::Unavailable(ec.message()));
-                                return;
-                              }
-                              self->reader_.Feed(self->buf_, n);
-                              while (!self->closed_) {
-                                auto next = self->reader_.Next();
-                                if (!next.ok()) {
-                                  self->Close(next.status());
-                                  return;
-                                }
-                                if (!next.value().has_value()) break;
-                                if (self->on_message_)
-                                  self->on_message_(self, std::move(*next.value()));
-                              }
-                              if (!self->closed_) self->ReadMore();
-                            });
+    socket_.async_read_some(
+        boost::asio::buffer(buf_), [self](boost::system::error_code ec, size_t n) {
+          if (self->closed_) return;
+          if (ec) {
+            Status eof = self->reader_.CheckEof();
+            if (!eof.ok()) return self->Close(eof);
+            return self->Close(Status::Unavailable(
+                ec == boost::asio::error::eof ? "peer closed the connection" : ec.message()));
+          }
+          self->reader_.Feed(self->buf_, n);
+          if (self->DispatchBuffered()) self->ReadMore();
+        });
+  }
+
+  // Hands every complete envelope to on_message; false once closed.
+  bool DispatchBuffered() {
+    while (!closed_) {
+      auto next = reader_.Next();
+      if (!next.ok()) {
+        Close(next.status());
+        return false;
+      }
+      if (!next.value().has_value()) break;
+      if (on_message_) on_message_(this->shared_from_this(), std::move(*next.value()));
+    }
+    return !closed_;
   }
 
   void WriteFront() {

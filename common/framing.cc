@@ -47,6 +47,13 @@ Result<std::optional<wire::Envelope>> FrameReader::Next() {
   return std::optional<wire::Envelope>(std::move(env));
 }
 
+std::string FrameReader::TakeBuffered() {
+  std::string rest = buffer_.substr(consumed_);
+  buffer_.clear();
+  consumed_ = 0;
+  return rest;
+}
+
 Status FrameReader::CheckEof() const {
   const size_t left = buffer_.size() - consumed_;
   if (left == 0) return Status::Ok();

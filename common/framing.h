@@ -42,6 +42,9 @@ class FrameReader {
   Status CheckEof() const;
 
   size_t buffered() const { return buffer_.size() - consumed_; }
+  // Removes and returns the bytes not yet returned as envelopes (for handing
+  // a connection from a synchronous handshake to an asynchronous reader).
+  std::string TakeBuffered();
 
  private:
   size_t max_frame_bytes_;

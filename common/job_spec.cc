@@ -251,7 +251,8 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
 
   r.Section(root, "limits", "",
             {"max_restarts", "heartbeat_interval_ms", "heartbeat_timeout_ms",
-             "rendezvous_timeout_ms", "collective_timeout_ms", "kill_grace_ms", "agent_wait_ms"},
+             "rendezvous_timeout_ms", "collective_timeout_ms", "kill_grace_ms", "failure_settle_ms",
+             "start_timeout_ms", "agent_wait_ms"},
             false, [&](const YAML::Node& m, const std::string& p) {
               r.Field<int>(m, p, "max_restarts", &spec.limits.max_restarts, NonNegative(),
                            "a non-negative integer");
@@ -264,6 +265,10 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
               r.Field<int>(m, p, "collective_timeout_ms", &spec.limits.collective_timeout_ms,
                            Positive(), "a positive integer");
               r.Field<int>(m, p, "kill_grace_ms", &spec.limits.kill_grace_ms, NonNegative(),
+                           "a non-negative integer");
+              r.Field<int>(m, p, "start_timeout_ms", &spec.limits.start_timeout_ms, Positive(),
+                           "a positive integer");
+              r.Field<int>(m, p, "failure_settle_ms", &spec.limits.failure_settle_ms, NonNegative(),
                            "a non-negative integer");
               r.Field<int>(m, p, "agent_wait_ms", &spec.limits.agent_wait_ms, Positive(),
                            "a positive integer");

@@ -62,8 +62,14 @@ struct LimitsSpec {
   int heartbeat_interval_ms = 500;
   int heartbeat_timeout_ms = 5000;
   int rendezvous_timeout_ms = 30000;
+  // From launching a generation to its first step; past it the generation
+  // is declared failed (start_timeout) and handled like any failure.
+  int start_timeout_ms = 60000;
   int collective_timeout_ms = 30000;
   int kill_grace_ms = 3000;
+  // A rank that fails in a collective is usually a symptom of another rank
+  // or host dying; vigild waits this long for the cause before acting on it.
+  int failure_settle_ms = 1000;
   int agent_wait_ms = 30000;  // how long vigild waits for all agents to register
 };
 

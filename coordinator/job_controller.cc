@@ -44,7 +44,9 @@ JobController::JobController(boost::asio::io_context& io, const JobSpec& spec, J
       metrics_(metrics),
       chaos_(std::move(chaos)),
       log_(MakeLogger("job")),
-      teardown_timer_(io) {
+      teardown_timer_(io),
+      settle_timer_(io),
+      start_timer_(io) {
   progress_.run_id = run_id;
   progress_.total_steps = spec.schedule.steps;
   progress_.started_at_us = NowMicros();
@@ -137,6 +139,16 @@ void JobController::Launch(std::optional<int64_t> cause_intervention) {
   progress_.live_ranks = static_cast<int>(ranks_alive_.size());
   metrics_->generation.Set(static_cast<double>(generation_));
   metrics_->live_ranks.Set(progress_.live_ranks);
+  start_timer_.expires_after(std::chrono::milliseconds(spec_.limits.start_timeout_ms));
+  const int64_t gen = generation_;
+  start_timer_.async_wait([this, gen](boost::system::error_code ec) {
+    if (ec || generation_ != gen || first_step_seen_ || state_ != JobState::kRendezvous) return;
+    HandleFailure(
+        "start_timeout", -1, std::nullopt,
+        json{{"generation", gen}, {"start_timeout_ms", spec_.limits.start_timeout_ms}}.dump(),
+        "generation " + std::to_string(gen) + " did not reach its first step within " +
+            std::to_string(spec_.limits.start_timeout_ms) + " ms");
+  });
   Transition(JobState::kRendezvous,
              "generation " + std::to_string(generation_) + " launched " +
                  (ckpt ? "from " + resumed_from_ : std::string("from scratch")));
@@ -278,11 +290,33 @@ void JobController::OnRankExited(int agent, const wire::RankExited& e) {
   const std::string summary = "rank " + std::to_string(rank) + " on " + agents_->agent_host(agent) +
                               (e.signal() ? " killed by signal " + std::to_string(e.signal())
                                           : " exited with code " + std::to_string(e.exit_code()));
-  HandleFailure(kind, agent, rank, detail.dump(), summary);
+  if (kind != "collective_error") return HandleFailure(kind, agent, rank, detail.dump(), summary);
+
+  // When a rank or host dies, its peers' collectives fail too, and their
+  // exits can reach us before the death itself (a lost host is noticed when
+  // its connection drops, a peer's reaping takes a moment). Hold the first
+  // collective error briefly; a root cause arriving meanwhile is recorded
+  // instead, and the held symptom is dropped.
+  if (held_) return;
+  held_ = HeldFailure{kind, agent, rank, detail.dump(), summary};
+  settle_timer_.expires_after(std::chrono::milliseconds(spec_.limits.failure_settle_ms));
+  const int64_t gen = generation_;
+  settle_timer_.async_wait([this, gen](boost::system::error_code ec) {
+    if (ec || !held_ || generation_ != gen || state_ == JobState::kRecovering || terminal()) return;
+    HeldFailure f = std::move(*held_);
+    held_.reset();
+    HandleFailure(f.kind, f.agent, f.rank, f.detail_json, f.summary);
+  });
 }
 
 void JobController::HandleFailure(const std::string& kind, int agent, std::optional<int> rank,
                                   const std::string& detail_json, const std::string& summary) {
+  // Whatever is recorded now supersedes a held symptom (or is that symptom).
+  if (held_ && held_->summary != summary) {
+    log_->info("dropping the held symptom ({}) in favour of its cause", held_->summary);
+  }
+  held_.reset();
+  settle_timer_.cancel();
   EventRow ev;
   ev.run_id = run_id_;
   ev.generation_id = generation_row_ ? std::optional<int64_t>(generation_row_) : std::nullopt;

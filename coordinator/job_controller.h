@@ -93,6 +93,14 @@ class JobController {
   void Transition(JobState to, const std::string& why);
   void Launch(std::optional<int64_t> cause_intervention);
   std::optional<CheckpointRow> ChooseCheckpoint();
+  // A failure held back for limits.failure_settle_ms because it may be the
+  // symptom of another (see OnRankExited).
+  struct HeldFailure {
+    std::string kind;
+    int agent = -1;
+    std::optional<int> rank;
+    std::string detail_json, summary;
+  };
   void HandleFailure(const std::string& kind, int agent, std::optional<int> rank,
                      const std::string& detail_json, const std::string& summary);
   void TearDownGeneration(const std::string& reason);
@@ -127,6 +135,9 @@ class JobController {
   std::map<int, int64_t> chaos_sent_at_us_;
   std::optional<int64_t> pending_intervention_;
   boost::asio::steady_timer teardown_timer_;
+  boost::asio::steady_timer settle_timer_;
+  boost::asio::steady_timer start_timer_;
+  std::optional<HeldFailure> held_;
   std::map<int, std::string> rank_errors_;
   int64_t final_tokens_ = 0;
   double final_loss_ = 0.0;

@@ -17,7 +17,7 @@ namespace vigil::coordinator {
 
 // Failure kinds the detector can report today, and restart reasons.
 inline constexpr const char* kFailureKinds[] = {"process_exit", "collective_error",
-                                                "checkpoint_corrupt", "host_lost"};
+                                                "checkpoint_corrupt", "host_lost", "start_timeout"};
 
 class CoordinatorMetrics {
   // Declared first: every reference member below is registered in it.

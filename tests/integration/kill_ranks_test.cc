@@ -138,3 +138,35 @@ TEST(KillRanks, BadJobSpecStartsNothing) {
 
 }  // namespace
 }  // namespace vigil
+
+namespace vigil {
+namespace {
+
+// A generation that never reaches its first step is detected by the start
+// timeout and restarted; when restarts run out the job fails, and says why.
+TEST(StartTimeout, GenerationThatNeverStartsIsRestartedThenFailed) {
+  TempDir dir;
+  std::ofstream(dir / "job.yaml") << "name: stuck\nmodel: {d_model: 16, heads: 2, seq_len: 8}\n"
+                                     "schedule: {steps: 50}\nworld: {hosts: 1, ranks_per_host: 2}\n"
+                                     "limits: {start_timeout_ms: 1, max_restarts: 1}\n";
+  auto r = RunCommand(
+      kVigil + " run " + (dir / "job.yaml") + " --workdir " + (dir / "work") + " -o json",
+      dir.path());
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  auto lb = Logbook::Open(dir / "work/logbook.sqlite", false);
+  ASSERT_TRUE(lb.ok());
+  const int64_t run = lb.value()->Runs().value().at(0).id;
+  EXPECT_EQ(lb.value()->Runs().value()[0].status, "failed");
+  auto events = lb.value()->Events(run).value();
+  auto interventions = lb.value()->Interventions(run).value();
+  ASSERT_EQ(events.size(), 2u);
+  for (const auto& e : events) EXPECT_EQ(e.kind, "start_timeout");
+  ASSERT_EQ(interventions.size(), 2u);
+  EXPECT_EQ(interventions[0].action, "restart_from_latest");
+  EXPECT_EQ(interventions[1].action, "fail_job");
+  EXPECT_EQ(interventions[1].event_id, events[1].id);
+  EXPECT_TRUE(testing::ProcessesMentioning(dir / "work").empty());
+}
+
+}  // namespace
+}  // namespace vigil

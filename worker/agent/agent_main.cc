@@ -100,7 +100,8 @@ class Agent {
             log_->error("lost vigild: {}; killing all ranks", why.ToString());
             ShutdownRanks(1);
           }
-        });
+        },
+        reader.TakeBuffered());  // orders vigild sent right behind the HelloAck
 
     // The unix socket ranks report through.
     socket_path_ = "/tmp/vigil-agent-" + std::to_string(::getpid()) + ".sock";
