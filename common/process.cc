@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -38,12 +39,24 @@ Result<pid_t> SpawnProcess(const SpawnOptions& o) {
     log_fd = ::open(o.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (log_fd < 0) return Status::IoError("open " + o.log_file + ": " + std::strerror(errno));
   }
+  // Between fork and execve the child still runs the parent's signal
+  // handlers, and Asio's write to a self-pipe the parent shares: a SIGTERM
+  // aimed at the new child would be taken by the parent as its own. So all
+  // signals stay blocked across fork until the child has reset every
+  // handler to its default; one that arrived meanwhile then acts on the
+  // child as it should.
+  sigset_t all, saved;
+  sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &saved);
   pid_t pid = ::fork();
   if (pid < 0) {
+    const int err = errno;
+    ::pthread_sigmask(SIG_SETMASK, &saved, nullptr);
     if (log_fd >= 0) ::close(log_fd);
-    return Status::IoError(std::string("fork: ") + std::strerror(errno));
+    return Status::IoError(std::string("fork: ") + std::strerror(err));
   }
   if (pid == 0) {
+    for (int s = 1; s < NSIG; ++s) ::signal(s, SIG_DFL);
     if (o.new_process_group) ::setpgid(0, 0);
     if (o.parent_death_signal) {
       ::prctl(PR_SET_PDEATHSIG, o.parent_death_signal);
@@ -58,10 +71,10 @@ Result<pid_t> SpawnProcess(const SpawnOptions& o) {
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::signal(SIGPIPE, SIG_DFL);
     ::execve(argv[0], argv.data(), envp.data());
     ::_exit(127);
   }
+  ::pthread_sigmask(SIG_SETMASK, &saved, nullptr);
   if (log_fd >= 0) ::close(log_fd);
   if (o.new_process_group)
     ::setpgid(pid, pid);  // also here, so a signal right away finds the group
