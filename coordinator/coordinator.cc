@@ -106,8 +106,11 @@ Status Coordinator::Start() {
   http_->Route("/api/v1/status", [this](const std::string&) { return StatusJson(); });
   http_->Start();
 
+  // One folder per run: a new run in the same work directory never
+  // overwrites checkpoints an earlier run's logbook rows point to.
   const std::string checkpoint_dir =
-      spec_.checkpoint.dir.empty() ? options_.workdir + "/checkpoints" : spec_.checkpoint.dir;
+      (spec_.checkpoint.dir.empty() ? options_.workdir + "/checkpoints" : spec_.checkpoint.dir) +
+      "/run-" + std::to_string(run_id_);
   VIGIL_RETURN_IF_ERROR(MakeDirs(checkpoint_dir));
   VIGIL_RETURN_IF_ERROR(MakeDirs(options_.workdir + "/logs"));
   JobPaths paths{options_.workdir, options_.job_file, checkpoint_dir, options_.workdir + "/logs",

@@ -93,7 +93,12 @@ TEST(KillRanks, JobSurvivesTwoKilledRanksBitExactly) {
     ASSERT_TRUE(r.recovery_ms.has_value());
     EXPECT_GT(*r.recovery_ms, 0.0);
   }
-  EXPECT_GE(lb.value()->Checkpoints(run).value().size(), 12u);
+  const auto checkpoints = lb.value()->Checkpoints(run).value();
+  EXPECT_GE(checkpoints.size(), 12u);
+  for (const auto& c : checkpoints) {  // each run keeps its own checkpoint folder
+    EXPECT_EQ(c.path.rfind(chaos_dir + "/checkpoints/run-" + std::to_string(run) + "/step-", 0), 0u)
+        << c.path;
+  }
 
   // No process of either job is left: ranks, agents, vigild.
   EXPECT_TRUE(testing::ProcessesMentioning(clean_dir).empty());
