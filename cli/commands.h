@@ -22,6 +22,13 @@ struct LogbookLsArgs {
 };
 int LogbookLs(const LogbookLsArgs& args);
 
+struct DataPrepareArgs {
+  std::vector<std::string> inputs;
+  std::string output;
+};
+int DataPrepare(const DataPrepareArgs& args);
+int DataVerify(const std::string& path);
+
 // Prints a run's summary and logbook (used at the end of `vigil run`).
 // Returns the JSON summary line.
 std::string PrintRunReport(const std::string& workdir, int64_t run_id, double wall_seconds,

@@ -1,6 +1,8 @@
 // vigil: the command people type.
 //   vigil run JOB.yaml [--workdir DIR] [--chaos kill-rank:RANK@STEP]... [-o text|json]
 //   vigil logbook ls --workdir DIR [--run R] [-o table|json]
+//   vigil data prepare FILE... -o OUT.tok
+//   vigil data verify FILE.tok
 #include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
@@ -27,6 +29,16 @@ int main(int argc, char** argv) {
   ls_cmd->add_option("-o,--output", ls.output, "table or json")
       ->check(CLI::IsMember({"table", "json"}));
 
+  auto* data_cmd = app.add_subcommand("data", "prepare and check training corpora");
+  data_cmd->require_subcommand(1);
+  DataPrepareArgs prep;
+  auto* prep_cmd = data_cmd->add_subcommand("prepare", "concatenate files into a byte-token file");
+  prep_cmd->add_option("files", prep.inputs, "input files, read as bytes")->required();
+  prep_cmd->add_option("-o,--output", prep.output, "token file to write")->required();
+  std::string verify_path;
+  auto* verify_cmd = data_cmd->add_subcommand("verify", "check a token file's header and checksum");
+  verify_cmd->add_option("file", verify_path, "token file")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -35,5 +47,7 @@ int main(int argc, char** argv) {
   }
   if (run_cmd->parsed()) return RunJob(run);
   if (ls_cmd->parsed()) return LogbookLs(ls);
+  if (prep_cmd->parsed()) return DataPrepare(prep);
+  if (verify_cmd->parsed()) return DataVerify(verify_path);
   return 2;
 }

@@ -3,6 +3,7 @@
 #include <xxhash.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <set>
@@ -130,9 +131,9 @@ std::string JobSpec::ConfigHash() const {
   os.precision(17);
   os << model.kind << '|' << model.vocab << '|' << model.d_model << '|' << model.layers << '|'
      << model.heads << '|' << model.seq_len << '|' << model.activation << '|' << model.init_std
-     << '|' << data.kind << '|' << data.seed << '|' << optimizer.kind << '|' << optimizer.lr << '|'
-     << optimizer.beta1 << '|' << optimizer.beta2 << '|' << optimizer.eps << '|'
-     << optimizer.weight_decay << '|' << optimizer.grad_clip << '|' << schedule.steps << '|'
+     << '|' << data.kind << '|' << data.path << '|' << data.seed << '|' << optimizer.kind << '|'
+     << optimizer.lr << '|' << optimizer.beta1 << '|' << optimizer.beta2 << '|' << optimizer.eps
+     << '|' << optimizer.weight_decay << '|' << optimizer.grad_clip << '|' << schedule.steps << '|'
      << schedule.batch_per_rank << '|' << schedule.warmup_steps << '|' << world.world_size();
   const std::string s = os.str();
   char buf[17];
@@ -198,11 +199,24 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
               }
             });
 
-  r.Section(
-      root, "data", "", {"kind", "seed"}, false, [&](const YAML::Node& m, const std::string& p) {
-        r.Field<std::string>(m, p, "kind", &spec.data.kind, OneOf({"synthetic"}), "'synthetic'");
-        r.Field<uint64_t>(m, p, "seed", &spec.data.seed);
-      });
+  r.Section(root, "data", "", {"kind", "path", "seed"}, false,
+            [&](const YAML::Node& m, const std::string& p) {
+              r.Field<std::string>(m, p, "kind", &spec.data.kind, OneOf({"synthetic", "file"}),
+                                   "'synthetic' or 'file'");
+              r.Field<std::string>(m, p, "path", &spec.data.path);
+              r.Field<uint64_t>(m, p, "seed", &spec.data.seed);
+              if (!r.error().ok()) return;
+              if (spec.data.kind == "file" && spec.data.path.empty()) {
+                r.Fail(m, p + ".path", "required when data.kind is 'file'");
+              } else if (spec.data.kind != "file" && !spec.data.path.empty()) {
+                r.Fail(m["path"], p + ".path", "only meaningful when data.kind is 'file'");
+              } else if (!spec.data.path.empty() && spec.data.path[0] != '/') {
+                // Relative to the job file, so a spec and its corpus travel together.
+                const auto base = std::filesystem::path(source_name).parent_path();
+                spec.data.path =
+                    std::filesystem::absolute(base / spec.data.path).lexically_normal().string();
+              }
+            });
 
   r.Section(
       root, "optimizer", "", {"kind", "lr", "beta1", "beta2", "eps", "weight_decay", "grad_clip"},
@@ -279,6 +293,10 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
               }
             });
 
+  if (r.error().ok() && spec.data.kind == "file" && spec.model.vocab != 256) {
+    r.Fail(root["model"]["vocab"].IsDefined() ? root["model"]["vocab"] : root["model"],
+           "model.vocab", "must be 256 for data.kind 'file' (byte-level tokens)");
+  }
   if (!r.error().ok()) return r.error();
   return spec;
 }

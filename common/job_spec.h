@@ -24,8 +24,9 @@ struct ModelSpec {
 };
 
 struct DataSpec {
-  std::string kind = "synthetic";  // deterministic Markov byte source
-  uint64_t seed = 1234;
+  std::string kind = "synthetic";  // synthetic: seeded Markov byte source; file: a token file
+  std::string path;                // kind file: made by `vigil data prepare`; resolved to absolute
+  uint64_t seed = 1234;            // seeds the data order (and the synthetic source, and init)
 };
 
 struct OptimizerSpec {

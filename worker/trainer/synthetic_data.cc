@@ -35,17 +35,4 @@ void SyntheticCorpus::Sample(uint64_t index, int seq_len, int32_t* out) const {
 
 double SyntheticCorpus::EntropyRateNats() { return 1.75 * std::log(2.0); }
 
-void FillBatch(const SyntheticCorpus& corpus, uint64_t step, int rank, int world, int B, int T,
-               std::vector<int32_t>* inputs, std::vector<int32_t>* targets) {
-  inputs->resize(static_cast<size_t>(B) * T);
-  targets->resize(static_cast<size_t>(B) * T);
-  std::vector<int32_t> seq(T + 1);
-  const uint64_t base = step * static_cast<uint64_t>(B) * world + static_cast<uint64_t>(rank) * B;
-  for (int b = 0; b < B; ++b) {
-    corpus.Sample(base + b, T, seq.data());
-    std::copy(seq.begin(), seq.begin() + T, inputs->begin() + static_cast<long>(b) * T);
-    std::copy(seq.begin() + 1, seq.end(), targets->begin() + static_cast<long>(b) * T);
-  }
-}
-
 }  // namespace vigil::trainer

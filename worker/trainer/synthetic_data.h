@@ -12,14 +12,15 @@
 #include <cstdint>
 #include <vector>
 
+#include "worker/trainer/data_source.h"
+
 namespace vigil::trainer {
 
-class SyntheticCorpus {
+class SyntheticCorpus : public DataSource {
  public:
   SyntheticCorpus(uint64_t seed, int vocab);
 
-  // Writes seq_len + 1 tokens of sample `index` into out.
-  void Sample(uint64_t index, int seq_len, int32_t* out) const;
+  void Sample(uint64_t index, int seq_len, int32_t* out) const override;
   // Entropy rate of the source, nats per token.
   static double EntropyRateNats();
   int symbols() const { return symbols_; }
@@ -29,10 +30,5 @@ class SyntheticCorpus {
   int symbols_;
   std::vector<int32_t> successors_;  // [symbols][4]
 };
-
-// The (inputs, targets) of one rank for one step: B sequences of T tokens,
-// from global sample indices step * (B * world) + rank * B + [0, B).
-void FillBatch(const SyntheticCorpus& corpus, uint64_t step, int rank, int world, int B, int T,
-               std::vector<int32_t>* inputs, std::vector<int32_t>* targets);
 
 }  // namespace vigil::trainer

@@ -30,8 +30,8 @@
 #include "common/util.h"
 #include "kernels/cpu/optimizer.h"
 #include "worker/trainer/coordinator_store.h"
+#include "worker/trainer/data_source.h"
 #include "worker/trainer/model.h"
-#include "worker/trainer/synthetic_data.h"
 
 namespace vigil::trainer {
 namespace {
@@ -86,14 +86,14 @@ std::string Hex64(uint64_t v) {
 
 class Trainer {
  public:
-  Trainer(const Orders& orders, const JobSpec& spec, Reporter* reporter)
+  Trainer(const Orders& orders, const JobSpec& spec, const DataSource& data, Reporter* reporter)
       : o_(orders),
         spec_(spec),
         reporter_(reporter),
         log_(MakeLogger("train." + std::to_string(orders.rank))),
         model_(ModelConfig{spec.model.vocab, spec.model.seq_len, spec.model.d_model,
                            spec.model.layers, spec.model.heads, spec.model.activation == "relu"}),
-        corpus_(spec.data.seed, spec.model.vocab) {}
+        data_(data) {}
 
   int Run() {
     const int64_t n = static_cast<int64_t>(model_.params().size());
@@ -122,8 +122,7 @@ class Trainer {
     float loss_buf[1];
     while (step_ < spec_.schedule.steps) {
       const auto t0 = std::chrono::steady_clock::now();
-      FillBatch(corpus_, static_cast<uint64_t>(step_), o_.rank, o_.world, B, T, &inputs_,
-                &targets_);
+      FillBatch(data_, static_cast<uint64_t>(step_), o_.rank, o_.world, B, T, &inputs_, &targets_);
       loss_buf[0] = model_.ForwardBackward(inputs_.data(), targets_.data(), B, T);
       AllreduceSum(model_.grads().data(), model_.grads().size());
       AllreduceSum(loss_buf, 1);
@@ -317,7 +316,7 @@ class Trainer {
   Reporter* reporter_;
   std::shared_ptr<spdlog::logger> log_;
   DecoderModel model_;
-  SyntheticCorpus corpus_;
+  const DataSource& data_;
   std::vector<float> m_, v_, state_;
   std::vector<int32_t> inputs_, targets_;
   int64_t step_ = 0, tokens_seen_ = 0;
@@ -357,9 +356,14 @@ int main() {
     std::fprintf(stderr, "vigil-train: %s\n", spec.status().ToString().c_str());
     return kExitConfig;
   }
+  auto data = MakeDataSource(spec.value());
+  if (!data.ok()) {
+    std::fprintf(stderr, "vigil-train: %s\n", data.status().ToString().c_str());
+    return kExitConfig;
+  }
   Reporter reporter(o);
   try {
-    Trainer trainer(o, spec.value(), &reporter);
+    Trainer trainer(o, spec.value(), *data.value(), &reporter);
     return trainer.Run();
   } catch (const std::exception& e) {
     // Gloo and the store throw on peer loss and timeouts: report, then exit.
