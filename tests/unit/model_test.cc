@@ -7,8 +7,8 @@
 #include <cmath>
 
 #include "kernels/cpu/optimizer.h"
-#include "worker/trainer/rng.h"
 #include "worker/trainer/data_source.h"
+#include "worker/trainer/rng.h"
 #include "worker/trainer/synthetic_data.h"
 
 namespace vigil::trainer {
