@@ -9,6 +9,7 @@ const float kGeluScale = std::sqrt(2.0f / static_cast<float>(M_PI));
 }
 
 void GeluForward(float* out, const float* inp, long N) {
+#pragma omp parallel for schedule(static)
   for (long i = 0; i < N; ++i) {
     const float x = inp[i];
     out[i] = 0.5f * x * (1.0f + std::tanh(kGeluScale * (x + 0.044715f * x * x * x)));
@@ -16,6 +17,7 @@ void GeluForward(float* out, const float* inp, long N) {
 }
 
 void GeluBackward(float* dinp, const float* inp, const float* dout, long N) {
+#pragma omp parallel for schedule(static)
   for (long i = 0; i < N; ++i) {
     const float x = inp[i];
     const float u = kGeluScale * (x + 0.044715f * x * x * x);

@@ -8,6 +8,7 @@ namespace vigil::kernels::cpu {
 void AttentionForward(float* out, float* att, const float* inp, int B, int T, int C, int NH) {
   const int C3 = 3 * C, hs = C / NH;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
+#pragma omp parallel for collapse(2) schedule(static)
   for (int b = 0; b < B; ++b) {
     for (int h = 0; h < NH; ++h) {
       for (int t = 0; t < T; ++t) {
@@ -44,6 +45,8 @@ void AttentionBackward(float* dinp, float* datt, const float* dout, const float*
                        const float* att, int B, int T, int C, int NH) {
   const int C3 = 3 * C, hs = C / NH;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
+  // Each (b, h) pair touches only its own slices of dinp: parallel and deterministic.
+#pragma omp parallel for collapse(2) schedule(static)
   for (int b = 0; b < B; ++b) {
     for (int h = 0; h < NH; ++h) {
       for (int t = 0; t < T; ++t) {

@@ -10,6 +10,7 @@ constexpr float kEps = 1e-5f;
 
 void LayerNormForward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                       const float* bias, int N, int C) {
+#pragma omp parallel for schedule(static)
   for (int i = 0; i < N; ++i) {
     const float* x = inp + static_cast<long>(i) * C;
     float m = 0.0f;
@@ -29,12 +30,15 @@ void LayerNormForward(float* out, float* mean, float* rstd, const float* inp, co
 void LayerNormBackward(float* dinp, float* dweight, float* dbias, const float* dout,
                        const float* inp, const float* weight, const float* mean, const float* rstd,
                        int N, int C) {
+  // Rows are independent for dinp. dweight and dbias sum over rows: they are
+  // accumulated per column, rows in order, so any thread count gives the
+  // same bits.
+#pragma omp parallel for schedule(static)
   for (int i = 0; i < N; ++i) {
     const float* dy = dout + static_cast<long>(i) * C;
     const float* x = inp + static_cast<long>(i) * C;
     float* dx = dinp + static_cast<long>(i) * C;
     const float m = mean[i], s = rstd[i];
-    // Two reductions: mean of dnorm and mean of dnorm * norm.
     float dnorm_mean = 0.0f, dnorm_norm_mean = 0.0f;
     for (int c = 0; c < C; ++c) {
       const float norm = (x[c] - m) * s;
@@ -47,10 +51,19 @@ void LayerNormBackward(float* dinp, float* dweight, float* dbias, const float* d
     for (int c = 0; c < C; ++c) {
       const float norm = (x[c] - m) * s;
       const float dnorm = weight[c] * dy[c];
-      dbias[c] += dy[c];
-      dweight[c] += norm * dy[c];
       dx[c] += (dnorm - dnorm_mean - norm * dnorm_norm_mean) * s;
     }
+  }
+#pragma omp parallel for schedule(static)
+  for (int c = 0; c < C; ++c) {
+    float dw = 0.0f, db = 0.0f;
+    for (int i = 0; i < N; ++i) {
+      const float dy = dout[static_cast<long>(i) * C + c];
+      dw += (inp[static_cast<long>(i) * C + c] - mean[i]) * rstd[i] * dy;
+      db += dy;
+    }
+    dweight[c] += dw;
+    dbias[c] += db;
   }
 }
 

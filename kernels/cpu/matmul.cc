@@ -6,6 +6,7 @@ namespace vigil::kernels::cpu {
 
 void MatmulForward(float* out, const float* inp, const float* weight, const float* bias, int M,
                    int K, int N) {
+#pragma omp parallel for schedule(static)
   for (int m = 0; m < M; ++m) {
     float* row = out + static_cast<long>(m) * N;
     for (int n = 0; n < N; ++n) row[n] = bias ? bias[n] : 0.0f;
@@ -23,9 +24,11 @@ void MatmulBackward(float* dinp, float* dweight, float* dbias, const float* dout
   cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, M, 1.0f, dout, N, inp, K, 1.0f,
               dweight, K);
   if (dbias) {
-    for (int m = 0; m < M; ++m) {
-      const float* row = dout + static_cast<long>(m) * N;
-      for (int n = 0; n < N; ++n) dbias[n] += row[n];
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; ++n) {
+      float sum = 0.0f;
+      for (int m = 0; m < M; ++m) sum += dout[static_cast<long>(m) * N + n];
+      dbias[n] += sum;
     }
   }
 }

@@ -1,5 +1,6 @@
 #include "kernels/cpu/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace vigil::kernels::cpu {
@@ -8,6 +9,7 @@ void AdamWUpdate(float* params, const float* grads, float* m, float* v, long n, 
                  float beta1, float beta2, float eps, float weight_decay, long t) {
   const float c1 = 1.0f - std::pow(beta1, static_cast<float>(t));
   const float c2 = 1.0f - std::pow(beta2, static_cast<float>(t));
+#pragma omp parallel for schedule(static)
   for (long i = 0; i < n; ++i) {
     const float g = grads[i];
     m[i] = beta1 * m[i] + (1.0f - beta1) * g;
@@ -18,15 +20,29 @@ void AdamWUpdate(float* params, const float* grads, float* m, float* v, long n, 
 }
 
 void SgdUpdate(float* params, const float* grads, long n, float lr, float weight_decay) {
+#pragma omp parallel for schedule(static)
   for (long i = 0; i < n; ++i) params[i] -= lr * (grads[i] + weight_decay * params[i]);
 }
 
 float ClipGradNorm(float* grads, long n, float max_norm) {
+  // Partial sums over a fixed number of chunks, added in chunk order: the
+  // same bits for any thread count.
+  constexpr long kChunks = 64;
+  double partial[kChunks] = {};
+  const long chunk = (n + kChunks - 1) / kChunks;
+#pragma omp parallel for schedule(static)
+  for (long k = 0; k < kChunks; ++k) {
+    double sq = 0.0;
+    const long end = std::min(n, (k + 1) * chunk);
+    for (long i = k * chunk; i < end; ++i) sq += static_cast<double>(grads[i]) * grads[i];
+    partial[k] = sq;
+  }
   double sq = 0.0;
-  for (long i = 0; i < n; ++i) sq += static_cast<double>(grads[i]) * grads[i];
+  for (double p : partial) sq += p;
   const float norm = static_cast<float>(std::sqrt(sq));
   if (max_norm > 0.0f && norm > max_norm) {
     const float s = max_norm / (norm + 1e-6f);
+#pragma omp parallel for schedule(static)
     for (long i = 0; i < n; ++i) grads[i] *= s;
   }
   return norm;

@@ -3,6 +3,7 @@
 #include "worker/trainer/model.h"
 
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cmath>
 
@@ -78,6 +79,34 @@ TEST(DecoderModel, SameSeedSameBitsSameLoss) {
   const float lb = b.ForwardBackward(in.data(), tgt.data(), 2, 6);
   EXPECT_EQ(la, lb);
   EXPECT_EQ(a.grads(), b.grads());
+}
+
+// Kernels split work by output element, never inside a sum: the thread
+// count must not change a single bit (ranks on different hosts may run with
+// different counts, and resume must stay exact).
+TEST(DecoderModel, ThreadCountDoesNotChangeABit) {
+  ModelConfig cfg{64, 16, 32, 2, 4, false};
+  std::vector<int32_t> in, tgt;
+  RandomBatch(4, 16, 64, 9, &in, &tgt);
+  std::vector<float> grads[2], params[2];
+  float loss[2];
+  for (int threads : {1, 2}) {
+    omp_set_num_threads(threads);
+    DecoderModel model(cfg);
+    model.InitParameters(4, 0.05f);
+    loss[threads - 1] = model.ForwardBackward(in.data(), tgt.data(), 4, 16);
+    const long n = static_cast<long>(model.params().size());
+    std::vector<float> m(n), v(n);
+    kernels::cpu::ClipGradNorm(model.grads().data(), n, 0.5f);
+    kernels::cpu::AdamWUpdate(model.params().data(), model.grads().data(), m.data(), v.data(), n,
+                              1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1);
+    grads[threads - 1] = model.grads();
+    params[threads - 1] = model.params();
+  }
+  omp_set_num_threads(1);
+  EXPECT_EQ(loss[0], loss[1]);
+  EXPECT_EQ(grads[0], grads[1]);
+  EXPECT_EQ(params[0], params[1]);
 }
 
 TEST(SyntheticCorpus, SamplesArePureFunctionsOfTheIndex) {

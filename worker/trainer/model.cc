@@ -88,6 +88,13 @@ void DecoderModel::EnsureActivations(int B, int T) {
   lnf_.assign(BT * C, 0);
   lnf_mean_.assign(BT, 0);
   lnf_rstd_.assign(BT, 0);
+  dx_.assign(BT * C, 0);
+  dln_.assign(BT * C, 0);
+  dtmp_.assign(BT * C, 0);
+  dfch_.assign(BT * 4 * C, 0);
+  dfch_act_.assign(BT * 4 * C, 0);
+  dqkv_.assign(BT * 3 * C, 0);
+  datt_.assign(static_cast<size_t>(B) * NH * T * T, 0);
   acts_.assign(cfg_.layers, {});
   for (auto& a : acts_) {
     a.residual_in.assign(BT * C, 0);
@@ -157,11 +164,10 @@ float DecoderModel::Forward(const int32_t* inputs, const int32_t* targets, int B
   // Backward. Scratch buffers reuse the activation shapes.
   std::fill(grads_.begin(), grads_.end(), 0.0f);
   float* G = grads_.data();
-  std::vector<float> dx(BTC, 0.0f), dln(BTC, 0.0f), dtmp(BTC, 0.0f);
-  std::vector<float> dfch(static_cast<size_t>(BT) * 4 * C),
-      dfch_act(static_cast<size_t>(BT) * 4 * C);
-  std::vector<float> dqkv(static_cast<size_t>(BT) * 3 * C),
-      datt(acts_.empty() ? 0 : acts_[0].att.size());
+  std::vector<float>&dx = dx_, &dln = dln_, &dtmp = dtmp_, &dfch = dfch_, &dfch_act = dfch_act_,
+  &dqkv = dqkv_, &datt = datt_;
+  std::fill(dx.begin(), dx.end(), 0.0f);
+  std::fill(dln.begin(), dln.end(), 0.0f);
 
   k::MatmulBackward(dln.data(), G + wte_, nullptr, dlogits_.data(), lnf_.data(), P + wte_, BT, C,
                     V);

@@ -74,6 +74,8 @@ class DecoderModel {
         ln2, ln2_mean, ln2_rstd, fch, fch_act, fcproj;
   };
   std::vector<LayerActs> acts_;
+  // Backward scratch, kept between steps (no allocation, no page faults per step).
+  std::vector<float> dx_, dln_, dtmp_, dfch_, dfch_act_, dqkv_, datt_;
 };
 
 }  // namespace vigil::trainer

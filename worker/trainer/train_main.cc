@@ -23,6 +23,7 @@
 #include <gloo/rendezvous/context.h>
 #include <gloo/rendezvous/prefix_store.h>
 #include <gloo/transport/tcp/device.h>
+#include <omp.h>
 
 #include "checkpoint/checkpoint.h"
 #include "common/framed_socket.h"
@@ -333,8 +334,10 @@ class Trainer {
 int main() {
   using namespace vigil;
   using namespace vigil::trainer;
-  // Deterministic arithmetic: one BLAS thread per rank (ranks are the parallelism).
+  // Ranks are the parallelism on a host: one BLAS and one OpenMP thread each
+  // (results do not depend on it; the kernels are thread-count invariant).
   openblas_set_num_threads(1);
+  omp_set_num_threads(1);
   Orders o;
   try {
     o.rank = std::stoi(Env("VIGIL_RANK"));
