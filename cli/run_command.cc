@@ -108,18 +108,10 @@ int RunJob(const RunArgs& args) {
     std::fprintf(stderr, "vigil run: %s\n", spec.status().message().c_str());
     return 2;
   }
-  for (const auto& c : args.chaos) {
-    auto f = coordinator::ParseChaosFault(c);
-    if (!f.ok()) {
-      std::fprintf(stderr, "vigil run: %s\n", f.status().message().c_str());
-      return 2;
-    }
-    if (f->rank >= spec->world.world_size()) {
-      std::fprintf(stderr,
-                   "vigil run: chaos fault '%s': rank %d is outside the world of %d ranks\n",
-                   c.c_str(), f->rank, spec->world.world_size());
-      return 2;
-    }
+  if (auto faults = coordinator::ParseChaosFaults(args.chaos, spec->world.world_size());
+      !faults.ok()) {
+    std::fprintf(stderr, "vigil run: %s\n", faults.status().message().c_str());
+    return 2;
   }
   const std::string workdir =
       fs::absolute(args.workdir.empty() ? "vigil-runs/" + spec->name : args.workdir)

@@ -29,4 +29,20 @@ Result<ChaosFault> ParseChaosFault(const std::string& spec) {
   return f;
 }
 
+Result<std::vector<ChaosFault>> ParseChaosFaults(const std::vector<std::string>& specs,
+                                                 int world_size) {
+  std::vector<ChaosFault> faults;
+  for (const auto& spec : specs) {
+    auto f = ParseChaosFault(spec);
+    if (!f.ok()) return f.status();
+    if (f->rank >= world_size) {
+      return Status::InvalidArgument("chaos fault '" + spec + "': rank " + std::to_string(f->rank) +
+                                     " is outside the world of " + std::to_string(world_size) +
+                                     " ranks");
+    }
+    faults.push_back(f.value());
+  }
+  return faults;
+}
+
 }  // namespace vigil::coordinator

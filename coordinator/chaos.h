@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 
@@ -20,5 +21,8 @@ struct ChaosFault {
 
 // "kill-rank:RANK@STEP"
 Result<ChaosFault> ParseChaosFault(const std::string& spec);
+// Parses every spec and checks each names a rank inside a world of `world_size`.
+Result<std::vector<ChaosFault>> ParseChaosFaults(const std::vector<std::string>& specs,
+                                                 int world_size);
 
 }  // namespace vigil::coordinator

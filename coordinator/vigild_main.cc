@@ -32,19 +32,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "vigild: %s\n", spec.status().message().c_str());
     return 2;
   }
-  for (const auto& c : chaos_specs) {
-    auto f = ParseChaosFault(c);
-    if (!f.ok()) {
-      std::fprintf(stderr, "vigild: %s\n", f.status().message().c_str());
-      return 2;
-    }
-    if (f->rank >= spec->world.world_size()) {
-      std::fprintf(stderr, "vigild: chaos fault '%s': rank %d is outside the world of %d\n",
-                   c.c_str(), f->rank, spec->world.world_size());
-      return 2;
-    }
-    options.chaos.push_back(f.value());
+  auto faults = ParseChaosFaults(chaos_specs, spec->world.world_size());
+  if (!faults.ok()) {
+    std::fprintf(stderr, "vigild: %s\n", faults.status().message().c_str());
+    return 2;
   }
+  options.chaos = std::move(faults.value());
   auto token = ReadTokenFile(token_file);
   if (!token.ok()) {
     std::fprintf(stderr, "vigild: %s\n", token.status().message().c_str());
