@@ -241,11 +241,17 @@ void Coordinator::OnClose(const TcpConnection::Ptr& conn, const Status& why) {
     return;
   }
   int agent = -1;
-  if (auto* a = registry_.Find(conn->id(), &agent); a && !a->lost) {
-    a->lost = true;
-    metrics_.agents_connected.Decrement();
-    controller_->OnAgentLost(agent, "connection closed: " + why.message());
-  }
+  if (registry_.Find(conn->id(), &agent))
+    MarkAgentLost(agent, "connection closed: " + why.message());
+}
+
+void Coordinator::MarkAgentLost(int agent, const std::string& why) {
+  auto& a = registry_.agents()[agent];
+  if (a.lost) return;  // one detection per agent, whichever notices first
+  a.lost = true;
+  metrics_.agents_connected.Decrement();
+  controller_->OnAgentLost(agent, why);
+  a.conn->Close(Status::Unavailable(why));  // no-op if it is already closed
 }
 
 void Coordinator::Tick() {
@@ -255,12 +261,9 @@ void Coordinator::Tick() {
   auto& agents = registry_.agents();
   for (size_t i = 0; i < agents.size(); ++i) {
     if (!agents[i].lost && now - agents[i].last_heartbeat > hb_timeout) {
-      agents[i].lost = true;
-      metrics_.agents_connected.Decrement();
-      controller_->OnAgentLost(
+      MarkAgentLost(
           static_cast<int>(i),
           "no heartbeat for " + std::to_string(spec_.limits.heartbeat_timeout_ms) + " ms");
-      agents[i].conn->Close(Status::Timeout("heartbeat timeout"));
     }
   }
   if (!agents_complete_ && controller_->state() == JobState::kPending &&

@@ -73,6 +73,8 @@ class Coordinator {
   void OnMessage(const TcpConnection::Ptr& conn, wire::Envelope env);
   void OnHello(const TcpConnection::Ptr& conn, const wire::Hello& hello);
   void OnClose(const TcpConnection::Ptr& conn, const Status& why);
+  // Records a lost agent once, and drops its connection.
+  void MarkAgentLost(int agent, const std::string& why);
   void Tick();
   void Shutdown();
   HttpResponse StatusJson() const;
