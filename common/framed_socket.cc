@@ -159,7 +159,8 @@ Result<wire::Envelope> FramedSocket::Receive(std::chrono::milliseconds timeout) 
 
 Result<FramedSocket> FramedSocket::ConnectAndHello(const std::string& address,
                                                    const wire::Hello& hello,
-                                                   std::chrono::milliseconds timeout) {
+                                                   std::chrono::milliseconds timeout,
+                                                   wire::HelloAck* ack) {
   auto sock = Connect(address, timeout);
   if (!sock.ok()) return sock.status();
   wire::Envelope env;
@@ -171,6 +172,7 @@ Result<FramedSocket> FramedSocket::ConnectAndHello(const std::string& address,
   if (!reply->hello_ack().ok()) {
     return Status::FailedPrecondition("rejected by " + address + ": " + reply->hello_ack().error());
   }
+  if (ack) *ack = reply->hello_ack();
   return std::move(sock.value());
 }
 

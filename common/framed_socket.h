@@ -30,9 +30,18 @@ class FramedSocket {
   Status SendRaw(const std::string& bytes);
   Result<wire::Envelope> Receive(std::chrono::milliseconds timeout);
 
-  // Connect, send Hello, wait for a positive HelloAck.
+  // Connect, send Hello, wait for a positive HelloAck (copied to *ack if given).
   static Result<FramedSocket> ConnectAndHello(const std::string& address, const wire::Hello& hello,
-                                              std::chrono::milliseconds timeout);
+                                              std::chrono::milliseconds timeout,
+                                              wire::HelloAck* ack = nullptr);
+  // Hands the connection to another owner (an Asio socket): the bytes already
+  // read but not yet returned as envelopes, then the file descriptor.
+  std::string TakeBuffered() { return reader_.TakeBuffered(); }
+  int ReleaseFd() {
+    const int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
 
   bool is_open() const { return fd_ >= 0; }
   void Close();

@@ -55,43 +55,17 @@ class Agent {
     hello.set_host(o_.host);
     hello.set_slots(static_cast<uint32_t>(o_.slots));
     hello.set_pid(static_cast<uint32_t>(::getpid()));
-    std::string host;
-    int port = 0;
-    VIGIL_RETURN_IF_ERROR(ParseHostPort(o_.coordinator, &host, &port));
+    wire::HelloAck ack;
+    auto registered =
+        FramedSocket::ConnectAndHello(o_.coordinator, hello, std::chrono::seconds(30), &ack);
+    if (!registered.ok()) return registered.status();
+    heartbeat_ms_ = ack.heartbeat_interval_ms() ? ack.heartbeat_interval_ms() : 1000;
+    // Orders vigild sent right behind the HelloAck may already be buffered.
+    const std::string already_read = registered->TakeBuffered();
     tcp::socket sock(io_);
     boost::system::error_code ec;
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    do {
-      sock = tcp::socket(io_);
-      sock.connect(
-          tcp::endpoint(asio::ip::make_address(host, ec), static_cast<unsigned short>(port)), ec);
-      if (ec) ::usleep(50 * 1000);
-    } while (ec && std::chrono::steady_clock::now() < deadline);
-    if (ec)
-      return Status::Unavailable("cannot reach vigild at " + o_.coordinator + ": " + ec.message());
-    sock.set_option(tcp::no_delay(true), ec);
-    wire::Envelope env;
-    *env.mutable_hello() = hello;
-    asio::write(sock, asio::buffer(EncodeFrame(env)), ec);
-    if (ec) return Status::Unavailable("send hello: " + ec.message());
-    FrameReader reader;
-    std::optional<wire::Envelope> ack;
-    char buf[4096];
-    while (!ack) {
-      size_t n = sock.read_some(asio::buffer(buf), ec);
-      if (ec)
-        return Status::Unavailable("vigild closed the connection during registration: " +
-                                   ec.message());
-      reader.Feed(buf, n);
-      auto next = reader.Next();
-      if (!next.ok()) return next.status();
-      ack = std::move(next.value());
-    }
-    if (!ack->has_hello_ack() || !ack->hello_ack().ok()) {
-      return Status::FailedPrecondition("vigild refused registration: " + ack->hello_ack().error());
-    }
-    heartbeat_ms_ =
-        ack->hello_ack().heartbeat_interval_ms() ? ack->hello_ack().heartbeat_interval_ms() : 1000;
+    sock.assign(tcp::v4(), registered->ReleaseFd(), ec);
+    if (ec) return Status::Internal("cannot adopt the vigild socket: " + ec.message());
     coordinator_ = std::make_shared<TcpConnection>(std::move(sock), 0);
     coordinator_->Start(
         [this](const TcpConnection::Ptr&, wire::Envelope e) { OnOrder(std::move(e)); },
@@ -101,7 +75,7 @@ class Agent {
             ShutdownRanks(1);
           }
         },
-        reader.TakeBuffered());  // orders vigild sent right behind the HelloAck
+        already_read);
 
     // The unix socket ranks report through.
     socket_path_ = "/tmp/vigil-agent-" + std::to_string(::getpid()) + ".sock";
