@@ -21,6 +21,7 @@
 #include "common/process.h"
 #include "common/util.h"
 #include "coordinator/chaos.h"
+#include "worker/trainer/data_source.h"
 
 namespace vigil::cli {
 
@@ -106,6 +107,12 @@ int RunJob(const RunArgs& args) {
   auto spec = LoadJobSpec(args.job_file);
   if (!spec.ok()) {
     std::fprintf(stderr, "vigil run: %s\n", spec.status().message().c_str());
+    return 2;
+  }
+  // The corpus is input too: refuse a missing or malformed one before starting anything.
+  if (auto data = trainer::MakeDataSource(spec.value()); !data.ok()) {
+    std::fprintf(stderr, "vigil run: %s: data: %s\n", args.job_file.c_str(),
+                 data.status().message().c_str());
     return 2;
   }
   if (auto faults = coordinator::ParseChaosFaults(args.chaos, spec->world.world_size());

@@ -265,6 +265,7 @@ void JobController::OnRankExited(int agent, const wire::RankExited& e) {
   std::string kind = "process_exit";
   if (e.signal() == 0 && e.exit_code() == 4) kind = "checkpoint_corrupt";
   if (e.signal() == 0 && e.exit_code() == 3) kind = "collective_error";
+  if (e.signal() == 0 && e.exit_code() == 2) kind = "config_error";
   if (kind == "checkpoint_corrupt" && !resumed_from_.empty())
     bad_checkpoints_.insert(resumed_from_);
 
@@ -337,11 +338,16 @@ void JobController::HandleFailure(const std::string& kind, int agent, std::optio
   i.time_us = NowMicros();
   i.actor = "auto:default";
   const bool host_lost = kind == "host_lost";
-  if (host_lost || progress_.restarts >= spec_.limits.max_restarts) {
+  // A rank that rejects its configuration (or its corpus) rejects it again
+  // after any restart: stop instead of burning the restart budget.
+  const bool config_error = kind == "config_error";
+  if (host_lost || config_error || progress_.restarts >= spec_.limits.max_restarts) {
     i.action = "fail_job";
     i.params_json =
         json{{"restarts", progress_.restarts}, {"max_restarts", spec_.limits.max_restarts}}.dump();
-    i.outcome = host_lost ? "no spare host to replace " + ev.host : "restart limit reached";
+    i.outcome = host_lost      ? "no spare host to replace " + ev.host
+                : config_error ? "a configuration error does not go away by restarting"
+                               : "restart limit reached";
     Check(logbook_->AddIntervention(i).status(), "intervention");
     Finish(false, summary + "; " + i.outcome);
     return;

@@ -7,6 +7,9 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "common/fs.h"
+#include "common/process.h"
+#include "common/util.h"
 #include "logbook/logbook.h"
 #include "tests/integration/process_util.h"
 #include "tests/unit/test_util.h"
@@ -136,6 +139,15 @@ TEST(KillRanks, BadJobSpecStartsNothing) {
   EXPECT_EQ(chaos.exit_code, 2);
   EXPECT_NE(chaos.err.find("outside the world"), std::string::npos) << chaos.err;
 
+  std::ofstream(dir / "nodata.yaml")
+      << "name: nodata\nmodel: {d_model: 16, heads: 2}\n"
+         "data: {kind: file, path: absent.tok}\nschedule: {steps: 5}\nworld: {}\n";
+  auto nodata = RunCommand(
+      kVigil + " run " + (dir / "nodata.yaml") + " --workdir " + (dir / "work"), dir.path());
+  EXPECT_EQ(nodata.exit_code, 2);
+  EXPECT_NE(nodata.err.find("absent.tok"), std::string::npos) << nodata.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "work"));
+
   auto missing = RunCommand(kVigil + " logbook ls --workdir " + (dir / "nowhere"), dir.path());
   EXPECT_EQ(missing.exit_code, 2);
   EXPECT_NE(missing.err.find("no logbook"), std::string::npos) << missing.err;
@@ -219,6 +231,71 @@ TEST(FileData, TrainsOnAPreparedCorpusAndResumesExactly) {
   auto bad = RunCommand(kVigil + " data verify " + (dir / "corpus.tok"), dir.path());
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_NE(bad.err.find("checksum mismatch"), std::string::npos) << bad.err;
+}
+
+}  // namespace
+}  // namespace vigil
+
+namespace vigil {
+namespace {
+
+// vigild started directly (vigil run would refuse this job up front): every
+// rank exits 2 because its corpus is missing, and vigild fails the job at
+// the first such exit instead of spending its restart budget.
+TEST(ConfigError, IsNotRestarted) {
+  TempDir dir;
+  std::ofstream(dir / "job.yaml")
+      << "name: nodata\nmodel: {d_model: 16, heads: 2}\n"
+         "data: {kind: file, path: absent.tok}\nschedule: {steps: 5}\n"
+         "world: {hosts: 1, ranks_per_host: 2}\nlimits: {max_restarts: 5}\n";
+  ASSERT_TRUE(WriteTokenFile(dir / "token").ok());
+  SpawnOptions v;
+  v.argv = {std::string(VIGIL_BIN_DIR) + "/vigild",
+            "--job",
+            dir / "job.yaml",
+            "--workdir",
+            dir / "work",
+            "--token-file",
+            dir / "token"};
+  v.log_file = dir / "vigild.log";
+  v.parent_death_signal = SIGKILL;
+  const pid_t vigild = SpawnProcess(v).value();
+  std::string rpc;
+  for (int i = 0; i < 500 && rpc.empty(); ++i) {
+    auto text = ReadFile(dir / "work/vigild.addr");
+    json a = text.ok() ? json::parse(text.value(), nullptr, false) : json();
+    if (a.is_object()) rpc = a["rpc"];
+    if (rpc.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_FALSE(rpc.empty());
+  SpawnOptions a;
+  a.argv = {std::string(VIGIL_BIN_DIR) + "/vigil-agent",
+            "--coordinator",
+            rpc,
+            "--token-file",
+            dir / "token",
+            "--host",
+            "host-0",
+            "--slots",
+            "2"};
+  a.log_file = dir / "agent.log";
+  a.parent_death_signal = SIGKILL;
+  const pid_t agent = SpawnProcess(a).value();
+  int status = 0;
+  ASSERT_EQ(::waitpid(vigild, &status, 0), vigild);
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  ::waitpid(agent, &status, 0);
+  auto lb = Logbook::Open(dir / "work/logbook.sqlite", false);
+  ASSERT_TRUE(lb.ok());
+  const int64_t run = lb.value()->Runs().value().at(0).id;
+  auto events = lb.value()->Events(run).value();
+  auto interventions = lb.value()->Interventions(run).value();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].kind, "config_error");
+  ASSERT_EQ(interventions.size(), 1u);
+  EXPECT_EQ(interventions[0].action, "fail_job");
+  EXPECT_EQ(lb.value()->Generations(run).value().size(), 1u)
+      << "no restart for a configuration error";
 }
 
 }  // namespace
