@@ -48,13 +48,9 @@ class HostLostTest : public ::testing::Test {
     vigil_ = SpawnProcess(o).value();
     // Wait until the job trains.
     for (int i = 0; i < 600; ++i) {
-      auto addr = ReadFile(workdir_ + "/vigild.addr");
-      if (addr.ok()) {
-        json a = json::parse(addr.value(), nullptr, false);
-        if (!a.is_discarded()) {
-          auto st = HttpGet(a["http"], "/api/v1/status", milliseconds(1000));
-          if (st.ok() && json::parse(st->body, nullptr, false).value("step", 0) >= 5) return;
-        }
+      if (auto addr = testing::ReadVigildAddress(workdir_)) {
+        auto st = HttpGet(addr->http, "/api/v1/status", milliseconds(1000));
+        if (st.ok() && json::parse(st->body, nullptr, false).value("step", 0) >= 5) return;
       }
       std::this_thread::sleep_for(milliseconds(50));
     }

@@ -249,25 +249,12 @@ TEST(ConfigError, IsNotRestarted) {
          "data: {kind: file, path: absent.tok}\nschedule: {steps: 5}\n"
          "world: {hosts: 1, ranks_per_host: 2}\nlimits: {max_restarts: 5}\n";
   ASSERT_TRUE(WriteTokenFile(dir / "token").ok());
-  SpawnOptions v;
-  v.argv = {std::string(VIGIL_BIN_DIR) + "/vigild",
-            "--job",
-            dir / "job.yaml",
-            "--workdir",
-            dir / "work",
-            "--token-file",
-            dir / "token"};
-  v.log_file = dir / "vigild.log";
-  v.parent_death_signal = SIGKILL;
-  const pid_t vigild = SpawnProcess(v).value();
-  std::string rpc;
-  for (int i = 0; i < 500 && rpc.empty(); ++i) {
-    auto text = ReadFile(dir / "work/vigild.addr");
-    json a = text.ok() ? json::parse(text.value(), nullptr, false) : json();
-    if (a.is_object()) rpc = a["rpc"];
-    if (rpc.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  ASSERT_FALSE(rpc.empty());
+  const pid_t vigild =
+      testing::StartVigild(dir / "job.yaml", dir / "work", dir / "token", dir / "vigild.log");
+  ASSERT_GT(vigild, 0);
+  auto addr = testing::WaitForVigildAddress(dir / "work", std::chrono::seconds(10));
+  ASSERT_TRUE(addr.has_value()) << testing::Slurp(dir / "vigild.log");
+  const std::string rpc = addr->rpc;
   SpawnOptions a;
   a.argv = {std::string(VIGIL_BIN_DIR) + "/vigil-agent",
             "--coordinator",

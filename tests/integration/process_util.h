@@ -9,10 +9,16 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/fs.h"
+#include "common/process.h"
 
 namespace vigil::testing {
 
@@ -67,6 +73,44 @@ inline std::vector<int> ProcessesMentioning(const std::string& needle) {
       pids.push_back(pid);
   }
   return pids;
+}
+
+// vigild's addresses from <workdir>/vigild.addr, once it has written them.
+struct VigildAddress {
+  std::string rpc, http;
+};
+inline std::optional<VigildAddress> ReadVigildAddress(const std::string& workdir) {
+  auto text = ReadFile(workdir + "/vigild.addr");
+  if (!text.ok()) return std::nullopt;
+  auto j = nlohmann::json::parse(text.value(), nullptr, false);
+  if (!j.is_object() || !j.contains("rpc") || !j.contains("http")) return std::nullopt;
+  return VigildAddress{j["rpc"].get<std::string>(), j["http"].get<std::string>()};
+}
+inline std::optional<VigildAddress> WaitForVigildAddress(const std::string& workdir,
+                                                         std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    if (auto addr = ReadVigildAddress(workdir)) return addr;
+    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+// Starts the built vigild for `job` in `workdir`; it dies with the test.
+inline pid_t StartVigild(const std::string& job, const std::string& workdir,
+                         const std::string& token_file, const std::string& log_file) {
+  SpawnOptions o;
+  o.argv = {std::string(VIGIL_BIN_DIR) + "/vigild",
+            "--job",
+            job,
+            "--workdir",
+            workdir,
+            "--token-file",
+            token_file};
+  o.log_file = log_file;
+  o.parent_death_signal = SIGKILL;
+  auto pid = SpawnProcess(o);
+  return pid.ok() ? pid.value() : -1;
 }
 
 }  // namespace vigil::testing

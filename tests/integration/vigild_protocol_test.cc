@@ -27,27 +27,13 @@ class VigildTest : public ::testing::Test {
         << "name: proto\nmodel: {d_model: 16, heads: 2}\nschedule: {steps: 10}\n"
            "world: {hosts: 2, ranks_per_host: 1}\nlimits: {agent_wait_ms: 60000}\n";
     token_ = WriteTokenFile(dir_ / "token").value();
-    SpawnOptions o;
-    o.argv = {std::string(VIGIL_BIN_DIR) + "/vigild",
-              "--job",
-              dir_ / "job.yaml",
-              "--workdir",
-              dir_ / "work",
-              "--token-file",
-              dir_ / "token"};
-    o.log_file = dir_ / "vigild.log";
-    o.parent_death_signal = SIGKILL;
-    pid_ = SpawnProcess(o).value();
-    for (int i = 0; i < 500 && rpc_.empty(); ++i) {
-      auto text = ReadFile(dir_ / "work/vigild.addr");
-      if (text.ok()) {
-        json a = json::parse(text.value(), nullptr, false);
-        if (!a.is_discarded()) {
-          rpc_ = a["rpc"];
-          http_ = a["http"];
-        }
-      }
-      if (rpc_.empty()) std::this_thread::sleep_for(milliseconds(20));
+    pid_ =
+        testing::StartVigild(dir_ / "job.yaml", dir_ / "work", dir_ / "token", dir_ / "vigild.log");
+    ASSERT_GT(pid_, 0);
+    auto addr = testing::WaitForVigildAddress(dir_ / "work", std::chrono::seconds(10));
+    if (addr) {
+      rpc_ = addr->rpc;
+      http_ = addr->http;
     }
     ASSERT_FALSE(rpc_.empty()) << testing::Slurp(dir_ / "vigild.log");
   }
