@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 
@@ -23,10 +24,16 @@ std::string StepDirName(int64_t step) {
   return buf;
 }
 
-void ShardRange(int64_t total, int rank, int world, int64_t* begin, int64_t* end) {
-  const int64_t base = total / world, extra = total % world;
-  *begin = rank * base + std::min<int64_t>(rank, extra);
-  *end = *begin + base + (rank < extra ? 1 : 0);
+int64_t ShardEntry::floats_per_section() const {
+  int64_t n = 0;
+  for (const auto& r : ranges) n += r.size();
+  return n;
+}
+
+int LoadedCheckpoint::FindSection(const std::string& name) const {
+  for (size_t i = 0; i < manifest.sections.size(); ++i)
+    if (manifest.sections[i] == name) return static_cast<int>(i);
+  return -1;
 }
 
 std::string Manifest::ToJson() const {
@@ -37,6 +44,8 @@ std::string Manifest::ToJson() const {
   j["data_position"] = data_position;
   j["seed"] = seed;
   j["optimizer"] = optimizer;
+  j["optimizer_step"] = optimizer_step;
+  j["lr_scale"] = lr_scale;
   j["config_hash"] = config_hash;
   j["world_size"] = world_size;
   j["param_count"] = param_count;
@@ -48,8 +57,9 @@ std::string Manifest::ToJson() const {
   for (const auto& s : shards) {
     char hex[17];
     std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(s.xxh3));
-    j["shards"].push_back(
-        {{"rank", s.rank}, {"file", s.file}, {"begin", s.begin}, {"end", s.end}, {"xxh3", hex}});
+    json ranges = json::array();
+    for (const auto& r : s.ranges) ranges.push_back({r.begin, r.end});
+    j["shards"].push_back({{"rank", s.rank}, {"file", s.file}, {"ranges", ranges}, {"xxh3", hex}});
   }
   return j.dump(2) + "\n";
 }
@@ -59,7 +69,7 @@ Result<Manifest> Manifest::FromJson(const std::string& text, const std::string& 
   try {
     json j = json::parse(text);
     m.format_version = j.at("format_version").get<int>();
-    if (m.format_version != 1) {
+    if (m.format_version != Manifest::kFormatVersion) {
       return Status::Corruption(source + ": unknown format_version " +
                                 std::to_string(m.format_version));
     }
@@ -68,6 +78,8 @@ Result<Manifest> Manifest::FromJson(const std::string& text, const std::string& 
     m.data_position = j.at("data_position").get<int64_t>();
     m.seed = j.at("seed").get<uint64_t>();
     m.optimizer = j.at("optimizer").get<std::string>();
+    m.optimizer_step = j.at("optimizer_step").get<int64_t>();
+    m.lr_scale = j.at("lr_scale").get<double>();
     m.config_hash = j.at("config_hash").get<std::string>();
     m.world_size = j.at("world_size").get<int>();
     m.param_count = j.at("param_count").get<int64_t>();
@@ -81,8 +93,11 @@ Result<Manifest> Manifest::FromJson(const std::string& text, const std::string& 
       ShardEntry e;
       e.rank = s.at("rank").get<int>();
       e.file = s.at("file").get<std::string>();
-      e.begin = s.at("begin").get<int64_t>();
-      e.end = s.at("end").get<int64_t>();
+      for (const auto& r : s.at("ranges")) {
+        const auto pair = r.get<std::vector<int64_t>>();
+        if (pair.size() != 2) throw std::runtime_error("a range is not [begin, end]");
+        e.ranges.push_back({pair[0], pair[1]});
+      }
       e.xxh3 = std::stoull(s.at("xxh3").get<std::string>(), nullptr, 16);
       m.shards.push_back(e);
     }
@@ -90,25 +105,38 @@ Result<Manifest> Manifest::FromJson(const std::string& text, const std::string& 
     return Status::Corruption(source + ": bad manifest: " + e.what());
   }
   if (m.step < 0 || m.param_count <= 0 || m.sections.empty() || m.world_size <= 0 ||
+      m.optimizer_step < 0 || !(m.lr_scale > 0) ||
       static_cast<int>(m.shards.size()) != m.world_size) {
     return Status::Corruption(source + ": manifest fields out of range");
   }
-  // The shards must tile [0, total) in rank order, and name files inside this directory.
-  int64_t next = 0;
+  // Shards are listed in rank order, name files inside this directory, and
+  // their ranges together tile [0, param_count) exactly once.
+  std::vector<IndexRange> all;
   for (size_t i = 0; i < m.shards.size(); ++i) {
     const auto& s = m.shards[i];
     if (s.file.empty() || s.file.find('/') != std::string::npos || s.file == "." ||
         s.file == "..") {
       return Status::Corruption(source + ": shard file '" + s.file + "' is not a plain file name");
     }
-    if (s.rank != static_cast<int>(i) || s.begin != next || s.end < s.begin) {
-      return Status::Corruption(source + ": shard " + std::to_string(i) +
-                                " does not continue the state");
+    if (s.rank != static_cast<int>(i))
+      return Status::Corruption(source + ": shard " + std::to_string(i) + " is out of order");
+    for (const auto& r : s.ranges) {
+      if (r.begin < 0 || r.end <= r.begin || r.end > m.param_count) {
+        return Status::Corruption(source + ": shard " + std::to_string(i) +
+                                  " has a range outside the parameters");
+      }
+      all.push_back(r);
     }
-    next = s.end;
   }
-  if (next != m.total_floats())
-    return Status::Corruption(source + ": shards do not cover the state");
+  std::sort(all.begin(), all.end(),
+            [](const IndexRange& a, const IndexRange& b) { return a.begin < b.begin; });
+  int64_t next = 0;
+  for (const auto& r : all) {
+    if (r.begin != next) return Status::Corruption(source + ": shard ranges overlap or leave gaps");
+    next = r.end;
+  }
+  if (next != m.param_count)
+    return Status::Corruption(source + ": shards do not cover the parameters");
   for (const auto& t : m.tensors) {
     int64_t n = 1;
     for (int64_t d : t.shape) n *= d;
@@ -119,31 +147,45 @@ Result<Manifest> Manifest::FromJson(const std::string& text, const std::string& 
   return m;
 }
 
-Result<ShardEntry> WriteShard(const std::string& tmp_dir, int rank, const float* state,
-                              int64_t begin, int64_t end) {
-  VIGIL_RETURN_IF_ERROR(MakeDirs(tmp_dir));
+Result<ShardEntry> WriteShard(const std::string& tmp_dir, int rank, int sections,
+                              const std::vector<IndexRange>& ranges,
+                              const std::vector<ShardPiece>& pieces) {
   ShardEntry e;
   e.rank = rank;
   e.file = "shard-" + std::to_string(rank) + ".bin";
-  e.begin = begin;
-  e.end = end;
-  const char* data = reinterpret_cast<const char*>(state + begin);
-  const size_t bytes = static_cast<size_t>(end - begin) * sizeof(float);
-  e.xxh3 = XXH3_64bits(data, bytes);
+  e.ranges = ranges;
+  int64_t piece_floats = 0;
+  for (const auto& p : pieces) piece_floats += p.count;
+  if (piece_floats != sections * e.floats_per_section()) {
+    return Status::InvalidArgument("shard " + std::to_string(rank) + ": pieces hold " +
+                                   std::to_string(piece_floats) + " floats, ranges need " +
+                                   std::to_string(sections * e.floats_per_section()));
+  }
+  VIGIL_RETURN_IF_ERROR(MakeDirs(tmp_dir));
   const std::string path = tmp_dir + "/" + e.file;
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return Status::IoError("open " + path + ": " + std::strerror(errno));
-  size_t off = 0;
-  while (off < bytes) {
-    ssize_t n = ::write(fd, data + off, bytes - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      Status st = Status::IoError("write " + path + ": " + std::strerror(errno));
-      ::close(fd);
-      return st;
+  XXH3_state_t* hash = XXH3_createState();
+  XXH3_64bits_reset(hash);
+  for (const auto& p : pieces) {
+    const char* data = reinterpret_cast<const char*>(p.data);
+    const size_t bytes = static_cast<size_t>(p.count) * sizeof(float);
+    XXH3_64bits_update(hash, data, bytes);
+    size_t off = 0;
+    while (off < bytes) {
+      ssize_t n = ::write(fd, data + off, bytes - off);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        Status st = Status::IoError("write " + path + ": " + std::strerror(errno));
+        ::close(fd);
+        XXH3_freeState(hash);
+        return st;
+      }
+      off += static_cast<size_t>(n);
     }
-    off += static_cast<size_t>(n);
   }
+  e.xxh3 = XXH3_64bits_digest(hash);
+  XXH3_freeState(hash);
   if (::fsync(fd) != 0) {
     Status st = Status::IoError("fsync " + path + ": " + std::strerror(errno));
     ::close(fd);
@@ -177,20 +219,31 @@ Result<LoadedCheckpoint> LoadCheckpoint(const std::string& dir) {
   if (!manifest.ok()) return manifest.status();
   LoadedCheckpoint out;
   out.manifest = std::move(manifest.value());
+  const int64_t P = out.manifest.param_count;
+  const size_t sections = out.manifest.sections.size();
+  auto shard_bytes = [&](const ShardEntry& s) {
+    return sections * static_cast<size_t>(s.floats_per_section()) * sizeof(float);
+  };
+  // Every size is checked before anything is allocated: a garbled manifest
+  // must not make the loader reserve terabytes.
+  for (const auto& s : out.manifest.shards) {
+    std::error_code ec;
+    const auto have = fs::file_size(dir + "/" + s.file, ec);
+    if (ec) return Status::Corruption(dir + ": shard " + s.file + " missing");
+    if (have != shard_bytes(s)) {
+      return Status::Corruption(dir + ": shard " + s.file + " has " + std::to_string(have) +
+                                " bytes, manifest says " + std::to_string(shard_bytes(s)));
+    }
+  }
   out.state.resize(out.manifest.total_floats());
+  std::vector<float> buf;
   for (const auto& s : out.manifest.shards) {
     const std::string path = dir + "/" + s.file;
-    const size_t want = static_cast<size_t>(s.end - s.begin) * sizeof(float);
-    std::error_code ec;
-    const auto have = fs::file_size(path, ec);
-    if (ec) return Status::Corruption(dir + ": shard " + s.file + " missing");
-    if (have != want) {
-      return Status::Corruption(dir + ": shard " + s.file + " has " + std::to_string(have) +
-                                " bytes, manifest says " + std::to_string(want));
-    }
+    const size_t want = shard_bytes(s);
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return Status::IoError("open " + path + ": " + std::strerror(errno));
-    char* dst = reinterpret_cast<char*>(out.state.data() + s.begin);
+    buf.resize(want / sizeof(float));
+    char* dst = reinterpret_cast<char*>(buf.data());
     size_t off = 0;
     while (off < want) {
       ssize_t n = ::read(fd, dst + off, want - off);
@@ -204,6 +257,13 @@ Result<LoadedCheckpoint> LoadCheckpoint(const std::string& dir) {
     ::close(fd);
     if (XXH3_64bits(dst, want) != s.xxh3) {
       return Status::Corruption(dir + ": shard " + s.file + " fails its checksum");
+    }
+    const float* src = buf.data();
+    for (size_t sec = 0; sec < sections; ++sec) {
+      for (const auto& r : s.ranges) {
+        std::copy(src, src + r.size(), out.state.begin() + sec * P + r.begin);
+        src += r.size();
+      }
     }
     out.bytes += static_cast<int64_t>(want);
   }

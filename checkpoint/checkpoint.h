@@ -1,7 +1,15 @@
 // Sharded checkpoints of a flat training state.
 //
-// Layout: <root>/step-<N>/ holds shard-<R>.bin (rank R's contiguous slice of
-// the flat state) and manifest.json, written last. Commit protocol:
+// The state is a set of sections (params, then the optimizer's moments if it
+// keeps any), each `param_count` floats over one global parameter index
+// space. Rank R owns a set of index ranges (its ZeRO slice of the replicated
+// parameters, plus its experts under expert parallelism) and writes, for
+// every section in order and every range in order, those floats to
+// shard-<R>.bin. Any world size can read any checkpoint: loading assembles
+// the whole state.
+//
+// Layout: <root>/step-<N>/ holds the shards and manifest.json, written last.
+// Commit protocol:
 //   1. every rank writes its shard into step-<N>.tmp/ and fsyncs it;
 //   2. the ranks exchange (bytes, checksum) of their shards (a collective,
 //      so every shard is durable before the next step);
@@ -30,24 +38,34 @@ struct TensorEntry {
   int64_t offset = 0;  // in floats, within its section of the flat state
 };
 
+struct IndexRange {
+  int64_t begin = 0;  // first parameter index
+  int64_t end = 0;    // one past the last
+  int64_t size() const { return end - begin; }
+};
+
 struct ShardEntry {
   int rank = 0;
   std::string file;
-  int64_t begin = 0;  // first float of the flat state in this shard
-  int64_t end = 0;    // one past the last
+  std::vector<IndexRange> ranges;
   uint64_t xxh3 = 0;
+  int64_t floats_per_section() const;
 };
 
 struct Manifest {
-  int format_version = 1;
+  static constexpr int kFormatVersion = 2;
+  int format_version = kFormatVersion;
   int64_t step = 0;  // number of optimizer steps completed
   int64_t tokens_seen = 0;
   int64_t data_position = 0;  // global sample index of the next batch
   uint64_t seed = 0;
-  std::string optimizer;  // "adamw" | "sgd"
+  std::string optimizer;       // "adamw" | "sgd"
+  int64_t optimizer_step = 0;  // updates the moments have seen (AdamW bias correction)
+  double lr_scale = 1.0;       // the learning-rate multiplier in force when saved
   std::string config_hash;
   int world_size = 0;
-  // The flat state is [params | moment1 | moment2], each `param_count` floats.
+  // The state is sections.size() sections of `param_count` floats each:
+  // "params", then "adam_m" and "adam_v" for AdamW.
   int64_t param_count = 0;
   std::vector<std::string> sections;
   std::vector<TensorEntry> tensors;
@@ -59,18 +77,28 @@ struct Manifest {
 };
 
 std::string StepDirName(int64_t step);
-// Slice of `total` floats owned by `rank` of `world` (contiguous, balanced).
-void ShardRange(int64_t total, int rank, int world, int64_t* begin, int64_t* end);
 
-// Step 1: writes rank's slice [begin, end) of `state` to <tmp_dir>/shard-<rank>.bin, fsynced.
-Result<ShardEntry> WriteShard(const std::string& tmp_dir, int rank, const float* state,
-                              int64_t begin, int64_t end);
+// A run of floats to write: one section's values over one range.
+struct ShardPiece {
+  const float* data = nullptr;
+  int64_t count = 0;
+};
+
+// Step 1: writes rank's shard to <tmp_dir>/shard-<rank>.bin, fsynced. `pieces`
+// are the shard's floats in file order (for each section, for each range);
+// together they must hold `sections` times the ranges' total size.
+Result<ShardEntry> WriteShard(const std::string& tmp_dir, int rank, int sections,
+                              const std::vector<IndexRange>& ranges,
+                              const std::vector<ShardPiece>& pieces);
 // Step 3 (rank 0): manifest, fsyncs, rename, fsync parent. Returns the final directory.
 Result<std::string> CommitCheckpoint(const std::string& root, const Manifest& manifest);
 
 struct LoadedCheckpoint {
   Manifest manifest;
-  std::vector<float> state;  // total_floats() values
+  std::vector<float> state;  // total_floats() values, section after section
+  const float* section(size_t i) const { return state.data() + i * manifest.param_count; }
+  // Index of the named section, or -1.
+  int FindSection(const std::string& name) const;
   int64_t bytes = 0;
 };
 

@@ -131,10 +131,9 @@ std::string JobSpec::ConfigHash() const {
   os.precision(17);
   os << model.kind << '|' << model.vocab << '|' << model.d_model << '|' << model.layers << '|'
      << model.heads << '|' << model.seq_len << '|' << model.activation << '|' << model.init_std
-     << '|' << data.kind << '|' << data.path << '|' << data.seed << '|' << optimizer.kind << '|'
-     << optimizer.lr << '|' << optimizer.beta1 << '|' << optimizer.beta2 << '|' << optimizer.eps
-     << '|' << optimizer.weight_decay << '|' << optimizer.grad_clip << '|' << schedule.steps << '|'
-     << schedule.batch_per_rank << '|' << schedule.warmup_steps << '|' << world.world_size();
+     << '|' << model.moe.experts << '|' << model.moe.every << '|' << model.moe.capacity_factor
+     << '|' << model.moe.aux_loss_weight << '|' << data.kind << '|' << data.path << '|' << data.seed
+     << '|' << schedule.batch_per_rank << '|' << world.world_size();
   const std::string s = os.str();
   char buf[17];
   std::snprintf(buf, sizeof(buf), "%016llx",
@@ -178,26 +177,49 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
                                    "'local'");
             });
 
-  r.Section(root, "model", "",
-            {"kind", "vocab", "d_model", "layers", "heads", "seq_len", "activation", "init_std"},
-            true, [&](const YAML::Node& m, const std::string& p) {
-              r.Field<std::string>(m, p, "kind", &spec.model.kind, OneOf({"decoder"}), "'decoder'");
+  r.Section(
+      root, "model", "",
+      {"kind", "vocab", "d_model", "layers", "heads", "seq_len", "activation", "init_std", "moe"},
+      true, [&](const YAML::Node& m, const std::string& p) {
+        r.Field<std::string>(m, p, "kind", &spec.model.kind, OneOf({"decoder"}), "'decoder'");
+        r.Field<int>(
+            m, p, "vocab", &spec.model.vocab, [](const int& v) { return v >= 2 && v <= 256; },
+            "an integer in [2, 256] (byte-level tokens)");
+        r.Field<int>(m, p, "d_model", &spec.model.d_model, Positive(), "a positive integer");
+        r.Field<int>(m, p, "layers", &spec.model.layers, Positive(), "a positive integer");
+        r.Field<int>(m, p, "heads", &spec.model.heads, Positive(), "a positive integer");
+        r.Field<int>(m, p, "seq_len", &spec.model.seq_len, Positive(), "a positive integer");
+        r.Field<std::string>(m, p, "activation", &spec.model.activation, OneOf({"gelu", "relu"}),
+                             "'gelu' or 'relu'");
+        r.Field<double>(m, p, "init_std", &spec.model.init_std, PositiveNumber(),
+                        "a positive number");
+        if (r.error().ok() && spec.model.d_model % spec.model.heads != 0) {
+          r.Fail(m["heads"], p + ".heads",
+                 "must divide model.d_model (" + std::to_string(spec.model.d_model) + ")");
+        }
+        r.Section(
+            m, "moe", p, {"experts", "every", "capacity_factor", "aux_loss_weight", "placement"},
+            false, [&](const YAML::Node& e, const std::string& q) {
+              auto& moe = spec.model.moe;
+              r.Required(e, q, "experts");
               r.Field<int>(
-                  m, p, "vocab", &spec.model.vocab, [](const int& v) { return v >= 2 && v <= 256; },
-                  "an integer in [2, 256] (byte-level tokens)");
-              r.Field<int>(m, p, "d_model", &spec.model.d_model, Positive(), "a positive integer");
-              r.Field<int>(m, p, "layers", &spec.model.layers, Positive(), "a positive integer");
-              r.Field<int>(m, p, "heads", &spec.model.heads, Positive(), "a positive integer");
-              r.Field<int>(m, p, "seq_len", &spec.model.seq_len, Positive(), "a positive integer");
-              r.Field<std::string>(m, p, "activation", &spec.model.activation,
-                                   OneOf({"gelu", "relu"}), "'gelu' or 'relu'");
-              r.Field<double>(m, p, "init_std", &spec.model.init_std, PositiveNumber(),
+                  e, q, "experts", &moe.experts, [](const int& v) { return v >= 2 && v <= 1024; },
+                  "an integer in [2, 1024] (top-2 routing needs two)");
+              r.Field<int>(e, q, "every", &moe.every, Positive(), "a positive integer");
+              r.Field<double>(e, q, "capacity_factor", &moe.capacity_factor, PositiveNumber(),
                               "a positive number");
-              if (r.error().ok() && spec.model.d_model % spec.model.heads != 0) {
-                r.Fail(m["heads"], p + ".heads",
-                       "must divide model.d_model (" + std::to_string(spec.model.d_model) + ")");
+              r.Field<double>(e, q, "aux_loss_weight", &moe.aux_loss_weight, NonNegativeNumber(),
+                              "a non-negative number");
+              r.Field<std::string>(e, q, "placement", &moe.placement,
+                                   OneOf({"auto", "expert_parallel", "replicated"}),
+                                   "'auto', 'expert_parallel' or 'replicated'");
+              if (r.error().ok() && moe.every > spec.model.layers) {
+                r.Fail(e["every"], q + ".every",
+                       "must be at most model.layers (" + std::to_string(spec.model.layers) +
+                           "), or no block is MoE");
               }
             });
+      });
 
   r.Section(root, "data", "", {"kind", "path", "seed"}, false,
             [&](const YAML::Node& m, const std::string& p) {
@@ -219,8 +241,9 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
             });
 
   r.Section(
-      root, "optimizer", "", {"kind", "lr", "beta1", "beta2", "eps", "weight_decay", "grad_clip"},
-      false, [&](const YAML::Node& m, const std::string& p) {
+      root, "optimizer", "",
+      {"kind", "lr", "beta1", "beta2", "eps", "weight_decay", "grad_clip", "zero"}, false,
+      [&](const YAML::Node& m, const std::string& p) {
         r.Field<std::string>(m, p, "kind", &spec.optimizer.kind, OneOf({"adamw", "sgd"}),
                              "'adamw' or 'sgd'");
         r.Field<double>(m, p, "lr", &spec.optimizer.lr, PositiveNumber(), "a positive number");
@@ -232,6 +255,7 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
                         "a non-negative number");
         r.Field<double>(m, p, "grad_clip", &spec.optimizer.grad_clip, NonNegativeNumber(),
                         "a non-negative number");
+        r.Field<bool>(m, p, "zero", &spec.optimizer.zero, nullptr, "true or false");
       });
 
   r.Section(root, "schedule", "", {"steps", "batch_per_rank", "warmup_steps"}, true,
@@ -293,6 +317,12 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
               }
             });
 
+  if (r.error().ok() && spec.model.moe.placement == "expert_parallel" &&
+      spec.model.moe.experts % spec.world.world_size() != 0) {
+    r.Fail(root["model"]["moe"]["placement"], "model.moe.placement",
+           "expert_parallel needs the world size (" + std::to_string(spec.world.world_size()) +
+               ") to divide model.moe.experts (" + std::to_string(spec.model.moe.experts) + ")");
+  }
   if (r.error().ok() && spec.data.kind == "file" && spec.model.vocab != 256) {
     r.Fail(root["model"]["vocab"].IsDefined() ? root["model"]["vocab"] : root["model"],
            "model.vocab", "must be 256 for data.kind 'file' (byte-level tokens)");

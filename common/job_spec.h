@@ -12,6 +12,18 @@
 
 namespace vigil {
 
+// GLaM-style mixture of experts: the MLP of every `every`-th block (the
+// second, fourth, ... for every: 2) becomes `experts` expert MLPs behind a
+// top-2 gate. Off when experts is 0.
+struct MoeSpec {
+  int experts = 0;
+  int every = 2;
+  double capacity_factor = 1.25;  // expert capacity = ceil(factor * 2 * tokens / experts)
+  double aux_loss_weight = 0.01;  // load-balancing loss added to the cross-entropy
+  // auto: expert parallel when the world divides the experts, else replicated.
+  std::string placement = "auto";  // auto | expert_parallel | replicated
+};
+
 struct ModelSpec {
   std::string kind = "decoder";  // OPT-style decoder-only transformer
   int vocab = 256;               // byte-level tokens
@@ -21,6 +33,7 @@ struct ModelSpec {
   int seq_len = 32;
   std::string activation = "gelu";  // gelu (GPT-2) | relu (OPT)
   double init_std = 0.02;
+  MoeSpec moe;
 };
 
 struct DataSpec {
@@ -37,6 +50,9 @@ struct OptimizerSpec {
   double eps = 1e-8;
   double weight_decay = 0.0;
   double grad_clip = 1.0;  // global-norm clip; 0 disables
+  // ZeRO: each rank keeps the moments of, and updates, only its slice of the
+  // replicated parameters (reduce-scatter gradients, all-gather parameters).
+  bool zero = true;
 };
 
 struct ScheduleSpec {
@@ -86,9 +102,11 @@ struct JobSpec {
   CheckpointSpec checkpoint;
   LimitsSpec limits;
 
-  // A hash of everything that decides the trained parameters (model, data,
-  // optimizer, schedule, world size). A checkpoint records it, and a resume
-  // with a different hash is refused.
+  // A hash of what a checkpoint's state is only meaningful under: the model's
+  // shape, the data and its order (source, seed, batch per rank, world size).
+  // A resume with a different hash is refused. The optimizer, learning rate
+  // and step count are left out on purpose: changing them at a restart is
+  // an operator's (or a playbook's) right, as OPT-175B's logbook shows.
   std::string ConfigHash() const;
 };
 

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include <boost/asio.hpp>
+#include <cstdio>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -181,6 +182,12 @@ class Agent {
                "VIGIL_RESUME_FROM=" + l.resume_from(),
                "VIGIL_BIND_ADDR=" + o_.bind_addr,
                "VIGIL_HOST=" + o_.host};
+      if (l.lr_scale() > 0) {
+        char scale[32];
+        std::snprintf(scale, sizeof(scale), "%.17g", l.lr_scale());
+        r.env.push_back(std::string("VIGIL_LR_SCALE=") + scale);
+      }
+      if (!l.optimizer().empty()) r.env.push_back("VIGIL_OPTIMIZER=" + l.optimizer());
       auto pid = supervisor_.Spawn(r);
       if (!pid.ok()) {
         log_->error("cannot start rank {}: {}", rank, pid.status().ToString());

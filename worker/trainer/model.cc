@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <stdexcept>
 
 #include "kernels/cpu/activation.h"
 #include "kernels/cpu/attention.h"
@@ -29,13 +30,36 @@ int64_t DecoderModel::Add(const std::string& name, std::vector<int64_t> shape) {
   return t.offset;
 }
 
-DecoderModel::DecoderModel(const ModelConfig& cfg) : cfg_(cfg) {
+template <typename AddFn>
+void DecoderModel::AddExpertTensors(int e, AddFn add) const {
+  const int64_t C = cfg_.d_model;
+  for (int l = 0; l < cfg_.layers; ++l) {
+    if (!cfg_.IsMoeLayer(l)) continue;
+    const std::string p = "h." + std::to_string(l) + ".moe.expert." + std::to_string(e) + ".";
+    add(l, 0, p + "fc.weight", std::vector<int64_t>{4 * C, C});
+    add(l, 1, p + "fc.bias", std::vector<int64_t>{4 * C});
+    add(l, 2, p + "proj.weight", std::vector<int64_t>{C, 4 * C});
+    add(l, 3, p + "proj.bias", std::vector<int64_t>{C});
+  }
+}
+
+DecoderModel::DecoderModel(const ModelConfig& cfg, ExpertExchange* exchange) : cfg_(cfg) {
   const int64_t V = cfg.vocab, C = cfg.d_model, T = cfg.max_seq;
+  const int E = cfg.experts;
+  ExpertExchange* ep = (E > 0 && exchange && exchange->world() > 1) ? exchange : nullptr;
+  if (ep && E % ep->world() != 0) {
+    throw std::invalid_argument("expert parallelism needs the world (" +
+                                std::to_string(ep->world()) + ") to divide the experts (" +
+                                std::to_string(E) + ")");
+  }
+  local_experts_ = ep ? E / ep->world() : E;
+  first_expert_ = ep ? ep->rank() * local_experts_ : 0;
   wte_ = Add("wte", {V, C});
   wpe_ = Add("wpe", {T, C});
+  layers_.resize(cfg.layers);
   for (int l = 0; l < cfg.layers; ++l) {
     const std::string p = "h." + std::to_string(l) + ".";
-    Layer L{};
+    Layer& L = layers_[l];
     L.ln1w = Add(p + "ln1.weight", {C});
     L.ln1b = Add(p + "ln1.bias", {C});
     L.qkvw = Add(p + "attn.qkv.weight", {3 * C, C});
@@ -44,24 +68,92 @@ DecoderModel::DecoderModel(const ModelConfig& cfg) : cfg_(cfg) {
     L.projb = Add(p + "attn.proj.bias", {C});
     L.ln2w = Add(p + "ln2.weight", {C});
     L.ln2b = Add(p + "ln2.bias", {C});
-    L.fcw = Add(p + "mlp.fc.weight", {4 * C, C});
-    L.fcb = Add(p + "mlp.fc.bias", {4 * C});
-    L.fcprojw = Add(p + "mlp.proj.weight", {C, 4 * C});
-    L.fcprojb = Add(p + "mlp.proj.bias", {C});
-    layers_.push_back(L);
+    L.moe = cfg.IsMoeLayer(l);
+    if (L.moe) {
+      L.gate = Add(p + "moe.gate.weight", {E, C});
+      L.block = std::make_unique<MoeBlock>(C, 4 * C, E, cfg.capacity_factor, cfg.relu, ep);
+    } else {
+      L.fcw = Add(p + "mlp.fc.weight", {4 * C, C});
+      L.fcb = Add(p + "mlp.fc.bias", {4 * C});
+      L.fcprojw = Add(p + "mlp.proj.weight", {C, 4 * C});
+      L.fcprojb = Add(p + "mlp.proj.bias", {C});
+    }
   }
   lnfw_ = Add("lnf.weight", {C});
   lnfb_ = Add("lnf.bias", {C});
+  dense_count_ = tensors_.back().offset + tensors_.back().numel();
+  // This rank's experts, each a contiguous block of per_expert_ floats.
+  for (int j = 0; j < local_experts_; ++j) {
+    AddExpertTensors(first_expert_ + j, [&](int l, int which, const std::string& name,
+                                            std::vector<int64_t> shape) {
+      const int64_t off = Add(name, std::move(shape));
+      Layer& L = layers_[l];
+      (which == 0 ? L.efcw : which == 1 ? L.efcb : which == 2 ? L.eprojw : L.eprojb).push_back(off);
+    });
+  }
   const int64_t total = tensors_.back().offset + tensors_.back().numel();
+  per_expert_ = local_experts_ > 0 ? (total - dense_count_) / local_experts_ : 0;
+  replicated_count_ = ep ? dense_count_ : total;
+  global_count_ = dense_count_ + static_cast<int64_t>(E) * per_expert_;
   params_.assign(total, 0.0f);
   grads_.assign(total, 0.0f);
+  for (Layer& L : layers_) {
+    if (!L.moe) continue;
+    L.weights.gate = params_.data() + L.gate;
+    L.grads.gate = grads_.data() + L.gate;
+    for (int j = 0; j < local_experts_; ++j) {
+      L.weights.fc_w.push_back(params_.data() + L.efcw[j]);
+      L.weights.fc_b.push_back(params_.data() + L.efcb[j]);
+      L.weights.proj_w.push_back(params_.data() + L.eprojw[j]);
+      L.weights.proj_b.push_back(params_.data() + L.eprojb[j]);
+      L.grads.fc_w.push_back(grads_.data() + L.efcw[j]);
+      L.grads.fc_b.push_back(grads_.data() + L.efcb[j]);
+      L.grads.proj_w.push_back(grads_.data() + L.eprojw[j]);
+      L.grads.proj_b.push_back(grads_.data() + L.eprojb[j]);
+    }
+  }
+}
+
+std::vector<TensorInfo> DecoderModel::GlobalTensors() const {
+  std::vector<TensorInfo> out;
+  for (const auto& t : tensors_)
+    if (t.offset < dense_count_) out.push_back(t);
+  int64_t next = dense_count_;
+  for (int e = 0; e < cfg_.experts; ++e) {
+    AddExpertTensors(e, [&](int, int, const std::string& name, std::vector<int64_t> shape) {
+      TensorInfo t{name, std::move(shape), next};
+      next += t.numel();
+      out.push_back(std::move(t));
+    });
+  }
+  return out;
+}
+
+int DecoderModel::dropped_choices() const {
+  int n = 0;
+  for (const auto& L : layers_)
+    if (L.moe) n += L.block->dropped_choices();
+  return n;
 }
 
 void DecoderModel::InitParameters(uint64_t seed, float std) {
-  Rng rng(seed);
   const float resid_std = std / std::sqrt(2.0f * cfg_.layers);
+  Rng dense_rng(seed);
+  Rng expert_rng(0);
+  int64_t expert_block = -1;
   for (const auto& t : tensors_) {
     float* p = params_.data() + t.offset;
+    Rng* rng = &dense_rng;
+    if (t.offset >= dense_count_) {
+      // A fresh stream at the start of each expert's block, keyed by its global index.
+      const int64_t block = (t.offset - dense_count_) / per_expert_;
+      if (block != expert_block) {
+        expert_block = block;
+        expert_rng =
+            Rng(seed ^ (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(first_expert_ + block + 1)));
+      }
+      rng = &expert_rng;
+    }
     const bool is_ln_weight =
         t.name.find("ln") != std::string::npos && t.name.find(".weight") != std::string::npos;
     const bool is_bias = t.name.find(".bias") != std::string::npos;
@@ -72,7 +164,7 @@ void DecoderModel::InitParameters(uint64_t seed, float std) {
       else if (is_bias)
         p[i] = 0.0f;
       else
-        p[i] = static_cast<float>(rng.Normal()) * (is_resid ? resid_std : std);
+        p[i] = static_cast<float>(rng->Normal()) * (is_resid ? resid_std : std);
     }
   }
 }
@@ -132,6 +224,8 @@ float DecoderModel::Forward(const int32_t* inputs, const int32_t* targets, int B
 
   k::EmbeddingForward(encoded_.data(), inputs, P + wte_, P + wpe_, B, T, C);
   const float* x = encoded_.data();
+  float aux_sum = 0.0f;
+  int moe_layers = 0;
   for (int l = 0; l < cfg_.layers; ++l) {
     const Layer& L = layers_[l];
     LayerActs& a = acts_[l];
@@ -144,12 +238,18 @@ float DecoderModel::Forward(const int32_t* inputs, const int32_t* targets, int B
     for (long i = 0; i < BTC; ++i) a.residual_mid[i] = x[i] + a.attproj[i];
     k::LayerNormForward(a.ln2.data(), a.ln2_mean.data(), a.ln2_rstd.data(), a.residual_mid.data(),
                         P + L.ln2w, P + L.ln2b, BT, C);
-    k::MatmulForward(a.fch.data(), a.ln2.data(), P + L.fcw, P + L.fcb, BT, C, 4 * C);
-    if (cfg_.relu)
-      k::ReluForward(a.fch_act.data(), a.fch.data(), static_cast<long>(BT) * 4 * C);
-    else
-      k::GeluForward(a.fch_act.data(), a.fch.data(), static_cast<long>(BT) * 4 * C);
-    k::MatmulForward(a.fcproj.data(), a.fch_act.data(), P + L.fcprojw, P + L.fcprojb, BT, 4 * C, C);
+    if (L.moe) {
+      aux_sum += L.block->Forward(a.fcproj.data(), a.ln2.data(), BT, L.weights);
+      ++moe_layers;
+    } else {
+      k::MatmulForward(a.fch.data(), a.ln2.data(), P + L.fcw, P + L.fcb, BT, C, 4 * C);
+      if (cfg_.relu)
+        k::ReluForward(a.fch_act.data(), a.fch.data(), static_cast<long>(BT) * 4 * C);
+      else
+        k::GeluForward(a.fch_act.data(), a.fch.data(), static_cast<long>(BT) * 4 * C);
+      k::MatmulForward(a.fcproj.data(), a.fch_act.data(), P + L.fcprojw, P + L.fcprojb, BT, 4 * C,
+                       C);
+    }
     // The block output overwrites fcproj in place: residual_mid + mlp.
     for (long i = 0; i < BTC; ++i) a.fcproj[i] += a.residual_mid[i];
     x = a.fcproj.data();
@@ -159,6 +259,7 @@ float DecoderModel::Forward(const int32_t* inputs, const int32_t* targets, int B
   k::MatmulForward(logits_.data(), lnf_.data(), P + wte_, nullptr, BT, C, V);
   const float loss = k::CrossEntropyForwardBackward(backward ? dlogits_.data() : nullptr,
                                                     logits_.data(), targets, BT, V);
+  aux_loss_ = moe_layers ? aux_sum / static_cast<float>(moe_layers) : 0.0f;
   if (!backward) return loss;
 
   // Backward. Scratch buffers reuse the activation shapes.
@@ -178,18 +279,23 @@ float DecoderModel::Forward(const int32_t* inputs, const int32_t* targets, int B
   for (int l = cfg_.layers - 1; l >= 0; --l) {
     const Layer& L = layers_[l];
     LayerActs& a = acts_[l];
-    // MLP branch: out = residual_mid + proj(act(fc(ln2(residual_mid)))).
-    std::fill(dfch_act.begin(), dfch_act.end(), 0.0f);
-    k::MatmulBackward(dfch_act.data(), G + L.fcprojw, G + L.fcprojb, dx.data(), a.fch_act.data(),
-                      P + L.fcprojw, BT, 4 * C, C);
-    std::fill(dfch.begin(), dfch.end(), 0.0f);
-    if (cfg_.relu)
-      k::ReluBackward(dfch.data(), a.fch.data(), dfch_act.data(), static_cast<long>(BT) * 4 * C);
-    else
-      k::GeluBackward(dfch.data(), a.fch.data(), dfch_act.data(), static_cast<long>(BT) * 4 * C);
+    // MLP branch: out = residual_mid + proj(act(fc(ln2(residual_mid)))), or the MoE.
     std::fill(dln.begin(), dln.end(), 0.0f);
-    k::MatmulBackward(dln.data(), G + L.fcw, G + L.fcb, dfch.data(), a.ln2.data(), P + L.fcw, BT, C,
-                      4 * C);
+    if (L.moe) {
+      L.block->Backward(dln.data(), L.grads, dx.data(), a.ln2.data(), L.weights,
+                        cfg_.aux_loss_weight);
+    } else {
+      std::fill(dfch_act.begin(), dfch_act.end(), 0.0f);
+      k::MatmulBackward(dfch_act.data(), G + L.fcprojw, G + L.fcprojb, dx.data(), a.fch_act.data(),
+                        P + L.fcprojw, BT, 4 * C, C);
+      std::fill(dfch.begin(), dfch.end(), 0.0f);
+      if (cfg_.relu)
+        k::ReluBackward(dfch.data(), a.fch.data(), dfch_act.data(), static_cast<long>(BT) * 4 * C);
+      else
+        k::GeluBackward(dfch.data(), a.fch.data(), dfch_act.data(), static_cast<long>(BT) * 4 * C);
+      k::MatmulBackward(dln.data(), G + L.fcw, G + L.fcb, dfch.data(), a.ln2.data(), P + L.fcw, BT,
+                        C, 4 * C);
+    }
     // d(residual_mid) = dx (skip) + LN2 backward; accumulate into dx.
     k::LayerNormBackward(dx.data(), G + L.ln2w, G + L.ln2b, dln.data(), a.residual_mid.data(),
                          P + L.ln2w, a.ln2_mean.data(), a.ln2_rstd.data(), BT, C);
@@ -211,9 +317,14 @@ float DecoderModel::Forward(const int32_t* inputs, const int32_t* targets, int B
 }
 
 double DecoderModel::FlopsPerToken(int T) const {
-  // Matmul parameters exclude embeddings' lookups but include the tied output.
-  const double N =
-      static_cast<double>(params_.size()) - static_cast<double>(cfg_.max_seq) * cfg_.d_model;
+  // Matmul parameters a token meets: everything but the position lookup
+  // (the tied output counts), and two experts per MoE block (top-2).
+  int moe_layers = 0;
+  for (const auto& L : layers_) moe_layers += L.moe ? 1 : 0;
+  const double per_expert_layer = moe_layers ? static_cast<double>(per_expert_) / moe_layers : 0;
+  const double N = static_cast<double>(dense_count_) -
+                   static_cast<double>(cfg_.max_seq) * cfg_.d_model +
+                   2.0 * moe_layers * per_expert_layer;
   const double attn = 6.0 * cfg_.layers * T * cfg_.d_model;  // QK^T and AV, fwd + bwd, causal half
   return 6.0 * N + attn;
 }

@@ -1,16 +1,29 @@
 // An OPT/GPT-2-style decoder-only transformer on CPU: token + learned
 // position embeddings, pre-LayerNorm blocks (causal multi-head attention,
 // MLP with GELU or ReLU), final LayerNorm, output projection tied to the
-// token embedding. Parameters and gradients live in one flat buffer each, so
-// collectives, optimizers and checkpoints see a single contiguous tensor.
+// token embedding. With experts > 0 it is GLaM-style: the MLP of every
+// moe_every-th block is a top-2 mixture of experts (see moe_block.h).
+//
+// Parameters and gradients live in one flat buffer each, so collectives,
+// optimizers and checkpoints see a single contiguous tensor:
+//   [ replicated: embeddings, attention, dense MLPs, routers, LayerNorms
+//     (and all experts when they are replicated) | this rank's experts ]
+// Every parameter also has a global index, the same on every rank and for
+// every placement: [ non-expert | expert 0 | expert 1 | ... ], each expert's
+// block holding its tensors for every MoE layer. Checkpoints use global
+// indices, so any placement can read any checkpoint.
 //
 // Deterministic: the same parameters and batch give bit-identical outputs.
 // Not thread-safe; one model per rank.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "worker/trainer/expert_exchange.h"
+#include "worker/trainer/moe_block.h"
 
 namespace vigil::trainer {
 
@@ -21,6 +34,11 @@ struct ModelConfig {
   int layers = 2;
   int heads = 4;
   bool relu = false;  // OPT uses ReLU, GPT-2 GELU
+  int experts = 0;    // 0: dense; else experts per MoE block
+  int moe_every = 2;  // blocks moe_every-1, 2*moe_every-1, ... are MoE
+  double capacity_factor = 1.25;
+  float aux_loss_weight = 0.01f;
+  bool IsMoeLayer(int l) const { return experts > 0 && l % moe_every == moe_every - 1; }
 };
 
 struct TensorInfo {
@@ -32,14 +50,21 @@ struct TensorInfo {
 
 class DecoderModel {
  public:
-  explicit DecoderModel(const ModelConfig& cfg);
+  // exchange: experts are sharded over its ranks (expert parallel) when it
+  // spans more than one rank; nullptr replicates them. Throws
+  // std::invalid_argument if the ranks do not divide the experts.
+  explicit DecoderModel(const ModelConfig& cfg, ExpertExchange* exchange = nullptr);
 
   // Fills the parameters from `seed` (normal(0, std); residual projections
-  // scaled by 1/sqrt(2 * layers); LayerNorm weights 1, biases 0).
+  // scaled by 1/sqrt(2 * layers); LayerNorm weights 1, biases 0). Each
+  // expert draws from its own stream, so a parameter's initial value does
+  // not depend on where its expert lives.
   void InitParameters(uint64_t seed, float std);
 
   // Forward and backward over a batch of B sequences of T tokens (T <= max_seq).
-  // Zeroes and fills grads(); returns the mean cross-entropy loss.
+  // Zeroes and fills grads() with the gradient of cross-entropy plus
+  // aux_loss_weight times the MoE load-balancing losses; returns the mean
+  // cross-entropy loss (aux_loss() has the rest).
   float ForwardBackward(const int32_t* inputs, const int32_t* targets, int B, int T);
   // Forward only: mean loss.
   float Loss(const int32_t* inputs, const int32_t* targets, int B, int T);
@@ -49,14 +74,38 @@ class DecoderModel {
   std::vector<float>& grads() { return grads_; }
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
   const ModelConfig& config() const { return cfg_; }
+  // Mean load-balancing loss over the MoE blocks in the last forward (0 if dense).
+  float aux_loss() const { return aux_loss_; }
+  // Expert choices dropped by capacity in the last forward, over all MoE blocks.
+  int dropped_choices() const;
+
+  // The flat buffer's regions (see the file comment).
+  int64_t replicated_count() const { return replicated_count_; }
+  int64_t global_param_count() const { return global_count_; }
+  // Global index of local index i.
+  int64_t GlobalIndex(int64_t i) const {
+    return i < dense_count_ ? i : i + first_expert_ * per_expert_;
+  }
+  // Every tensor of the model with its global offset, including the experts
+  // other ranks hold.
+  std::vector<TensorInfo> GlobalTensors() const;
   // 6 * N FLOPs per token for the matmuls plus the attention scores, forward and backward.
   double FlopsPerToken(int T) const;
 
  private:
   struct Layer {
     int64_t ln1w, ln1b, qkvw, qkvb, projw, projb, ln2w, ln2b, fcw, fcb, fcprojw, fcprojb;
+    bool moe = false;
+    int64_t gate = 0;
+    std::vector<int64_t> efcw, efcb, eprojw, eprojb;  // per local expert
+    std::unique_ptr<MoeBlock> block;
+    MoeBlock::Weights weights;
+    MoeBlock::Grads grads;
   };
   int64_t Add(const std::string& name, std::vector<int64_t> shape);
+  // Appends expert e's tensors for every MoE layer via `add`.
+  template <typename AddFn>
+  void AddExpertTensors(int e, AddFn add) const;
   void EnsureActivations(int B, int T);
   float Forward(const int32_t* inputs, const int32_t* targets, int B, int T, bool backward);
 
@@ -65,6 +114,9 @@ class DecoderModel {
   std::vector<float> params_, grads_;
   int64_t wte_ = 0, wpe_ = 0, lnfw_ = 0, lnfb_ = 0;
   std::vector<Layer> layers_;
+  int64_t dense_count_ = 0, replicated_count_ = 0, global_count_ = 0, per_expert_ = 0;
+  int first_expert_ = 0, local_experts_ = 0;
+  float aux_loss_ = 0.0f;
 
   // Activations for the current batch shape, per layer where it matters.
   int act_B_ = 0, act_T_ = 0;
