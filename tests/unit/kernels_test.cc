@@ -5,6 +5,7 @@
 // so the non-linear parts of each op are exercised.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "kernels/cpu/layernorm.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/optimizer.h"
+#include "kernels/cpu/top2_gating.h"
 #include "worker/trainer/rng.h"
 
 namespace vigil::kernels::cpu {
@@ -178,6 +180,101 @@ TEST(Kernels, AdamWFirstStepMovesByTheLearningRate) {
   AdamWUpdate(p.data(), g.data(), m.data(), v.data(), 2, 0.1f, 0.9f, 0.95f, 1e-8f, 0.0f, 1);
   EXPECT_NEAR(p[0], 0.9f, 1e-6);
   EXPECT_NEAR(p[1], -0.9f, 1e-6);
+}
+
+// Three tokens, three experts, one slot each; worked out by hand.
+//   token 0: logits [2, 1, 0] -> experts 0 then 1
+//   token 1: logits [0, 2, 1] -> experts 1 then 2
+//   token 2: logits [2, 0, 1] -> experts 0 then 2
+// First choices fill slots first: t0 -> e0, t1 -> e1, t2 finds e0 full.
+// Second choices: t0's e1 is full, t1 takes e2, t2's e2 is full. Token 2 is
+// dropped twice and passes on the residual path only.
+TEST(Top2Gating, RoutesDropsAndBalancesAsWorkedOutByHand) {
+  const int N = 3, E = 3, C = 2, cap = 1;
+  const std::vector<float> logits = {2, 1, 0, 0, 2, 1, 2, 0, 1};
+  std::vector<float> probs(N * E), gate(2 * N);
+  std::vector<int32_t> expert(2 * N), slot(2 * N);
+  const float aux = Top2GatingForward(probs.data(), expert.data(), slot.data(), gate.data(),
+                                      logits.data(), N, E, cap);
+  EXPECT_EQ(expert, (std::vector<int32_t>{0, 1, 1, 2, 0, 2}));
+  EXPECT_EQ(slot, (std::vector<int32_t>{0, -1, 0, 0, -1, -1}));
+  const double e = std::exp(1.0), s = e * e + e + 1;
+  // Renormalised top-2 weights: e^2 / (e^2 + e) = e / (e + 1) for every token here.
+  for (int i = 0; i < 2 * N; i += 2) {
+    EXPECT_NEAR(gate[i], e / (e + 1), 1e-6);
+    EXPECT_NEAR(gate[i + 1], 1 / (e + 1), 1e-6);
+  }
+  // f = [2/3, 1/3, 0]; P_0 = (2e^2 + 1) / 3s, P_1 = 1/3; aux = 3 (f0 P0 + f1 P1).
+  const double P0 = (2 * e * e + 1) / (3 * s);
+  EXPECT_NEAR(aux, 3 * (2.0 / 3 * P0 + 1.0 / 9), 1e-6);
+  // A uniform router scores exactly 1.
+  const std::vector<float> flat(4 * 4, 0.0f);
+  std::vector<float> p4(16), g4(8);
+  std::vector<int32_t> e4(8), s4(8);
+  EXPECT_NEAR(Top2GatingForward(p4.data(), e4.data(), s4.data(), g4.data(), flat.data(), 4, 4, 8),
+              1.0, 1e-6);
+
+  // Combine: token 0 gets only its first expert's output, at its gate
+  // weight; token 2 gets nothing.
+  const std::vector<float> expert_out = {1, 2, 3, 4, 5, 6};  // rows: e0, e1, e2 (one slot each)
+  std::vector<float> out(N * C, -1.0f);
+  MoeCombineForward(out.data(), expert_out.data(), gate.data(), expert.data(), slot.data(), N, C,
+                    cap);
+  EXPECT_NEAR(out[0], gate[0] * 1, 1e-6);
+  EXPECT_NEAR(out[2], gate[2] * 3 + gate[3] * 5, 1e-6);
+  EXPECT_EQ(out[4], 0.0f);
+  EXPECT_EQ(out[5], 0.0f);
+}
+
+TEST(Top2Gating, CapacityGivesFirstChoicesPriority) {
+  EXPECT_EQ(Top2Capacity(10, 4, 1.0), 5);
+  EXPECT_EQ(Top2Capacity(10, 4, 0.5), 3);
+  EXPECT_EQ(Top2Capacity(1, 64, 0.1), 1);
+}
+
+// L = sum(out * r) + aux_weight * aux, through combine and gating, against
+// finite differences in the router logits and the experts' outputs. Logits
+// are spread so that eps never changes which experts are chosen.
+TEST(Top2Gating, BackwardMatchesFiniteDifferences) {
+  const int N = 6, E = 4, C = 3, cap = Top2Capacity(N, E, 0.75);
+  auto logits = Random(N * E, 21, 3.0f), expert_out = Random(E * cap * C, 22, 1.0f),
+       r = Random(N * C, 23, 1.0f);
+  const float aux_weight = 0.5f;
+  std::vector<float> probs(N * E), gate(2 * N), out(N * C);
+  std::vector<int32_t> expert(2 * N), slot(2 * N);
+  auto loss = [&] {
+    const float aux = Top2GatingForward(probs.data(), expert.data(), slot.data(), gate.data(),
+                                        logits.data(), N, E, cap);
+    MoeCombineForward(out.data(), expert_out.data(), gate.data(), expert.data(), slot.data(), N, C,
+                      cap);
+    return Dot(out, r) + aux_weight * aux;
+  };
+  loss();
+  ASSERT_GT(std::count(slot.begin(), slot.end(), -1), 0) << "the case should drop some choices";
+  std::vector<float> dexpert_out(E * cap * C), dgate(2 * N), dlogits(N * E);
+  MoeCombineBackward(dexpert_out.data(), dgate.data(), r.data(), expert_out.data(), gate.data(),
+                     expert.data(), slot.data(), N, C, cap, E);
+  Top2GatingBackward(dlogits.data(), dgate.data(), probs.data(), expert.data(), N, E, aux_weight);
+  ExpectMatchesFiniteDifferences(&logits, dlogits, loss, "router logits", 1e-3, 1e-3);
+  ExpectMatchesFiniteDifferences(&expert_out, dexpert_out, loss, "expert outputs", 1e-3, 1e-3);
+}
+
+TEST(Top2Gating, DispatchBackwardGathersWhatForwardScattered) {
+  const int N = 5, E = 3, C = 2, cap = 2;
+  auto logits = Random(N * E, 31, 3.0f), x = Random(N * C, 32, 1.0f),
+       r = Random(E * cap * C, 33, 1.0f);
+  std::vector<float> probs(N * E), gate(2 * N), dispatched(E * cap * C), dx(N * C, 0.0f);
+  std::vector<int32_t> expert(2 * N), slot(2 * N);
+  Top2GatingForward(probs.data(), expert.data(), slot.data(), gate.data(), logits.data(), N, E,
+                    cap);
+  MoeDispatchBackward(dx.data(), r.data(), expert.data(), slot.data(), N, C, cap);
+  ExpectMatchesFiniteDifferences(
+      &x, dx,
+      [&] {
+        MoeDispatchForward(dispatched.data(), x.data(), expert.data(), slot.data(), N, C, cap, E);
+        return Dot(dispatched, r);
+      },
+      "dispatch", 1e-3, 5e-4);
 }
 
 }  // namespace
