@@ -1,8 +1,11 @@
 // CPU training-step throughput for a GPT-2-124M-shaped decoder (d_model 768,
-// 12 layers, 12 heads, vocab 50304), beside OpenBLAS sgemm measured in the
-// same run, on the same cores, at the shape of the model's largest matmul.
+// 12 layers, 12 heads, GELU, vocab 50304; or OPT-125M: ReLU, vocab 50272),
+// beside OpenBLAS sgemm measured in the same run, on the same cores, at the
+// shape of the model's largest matmul. The same shapes as
+// examples/gpt2-124m.yaml and examples/opt-125m.yaml.
 //
-//   build/bin/train_step_bench [--batch B] [--seq T] [--steps N] [--threads K]
+//   build/bin/train_step_bench [--shape gpt2-124m|opt-125m] [--batch B] [--seq T] [--steps N]
+//                              [--threads K]
 //
 // Achieved FLOP/s counts 6 * N_params * tokens + attention (the usual MFU
 // accounting), so the ratio to sgemm says how much of the machine's matmul
@@ -57,7 +60,15 @@ int main(int argc, char** argv) {
   if (threads > 0) openblas_set_num_threads(threads);
   const int used_threads = openblas_get_num_threads();
 
-  vigil::trainer::ModelConfig cfg{50304, T, 768, 12, 12, false};
+  std::string shape = "gpt2-124m";
+  for (int i = 1; i + 1 < argc; ++i)
+    if (std::string(argv[i]) == "--shape") shape = argv[i + 1];
+  if (shape != "gpt2-124m" && shape != "opt-125m") {
+    std::fprintf(stderr, "--shape must be gpt2-124m or opt-125m\n");
+    return 2;
+  }
+  const bool opt = shape == "opt-125m";
+  vigil::trainer::ModelConfig cfg{opt ? 50272 : 50304, T, 768, 12, 12, opt};
   vigil::trainer::DecoderModel model(cfg);
   model.InitParameters(1, 0.02f);
   const long n = static_cast<long>(model.params().size());
@@ -67,9 +78,8 @@ int main(int argc, char** argv) {
   for (auto& x : in) x = static_cast<int32_t>(rng.Next() % cfg.vocab);
   for (auto& x : tgt) x = static_cast<int32_t>(rng.Next() % cfg.vocab);
 
-  std::printf(
-      "GPT-2-124M shape: %.1fM parameters, batch %d x seq %d = %d tokens/step, %d BLAS threads\n",
-      n / 1e6, B, T, B * T, used_threads);
+  std::printf("%s shape: %.1fM parameters, batch %d x seq %d = %d tokens/step, %d BLAS threads\n",
+              shape.c_str(), n / 1e6, B, T, B * T, used_threads);
   // Baseline first and last, so a machine that changes speed mid-run shows.
   const double sgemm_before = SgemmGflops(B * T, 768, 3072, 5);
 

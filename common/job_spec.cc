@@ -183,8 +183,8 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
       true, [&](const YAML::Node& m, const std::string& p) {
         r.Field<std::string>(m, p, "kind", &spec.model.kind, OneOf({"decoder"}), "'decoder'");
         r.Field<int>(
-            m, p, "vocab", &spec.model.vocab, [](const int& v) { return v >= 2 && v <= 256; },
-            "an integer in [2, 256] (byte-level tokens)");
+            m, p, "vocab", &spec.model.vocab, [](const int& v) { return v >= 4 && v <= 131072; },
+            "an integer in [4, 131072]");
         r.Field<int>(m, p, "d_model", &spec.model.d_model, Positive(), "a positive integer");
         r.Field<int>(m, p, "layers", &spec.model.layers, Positive(), "a positive integer");
         r.Field<int>(m, p, "heads", &spec.model.heads, Positive(), "a positive integer");

@@ -26,7 +26,7 @@ struct MoeSpec {
 
 struct ModelSpec {
   std::string kind = "decoder";  // OPT-style decoder-only transformer
-  int vocab = 256;               // byte-level tokens
+  int vocab = 256;  // byte-level token files need 256; the synthetic source uses <= 64 symbols
   int d_model = 64;
   int layers = 2;
   int heads = 4;

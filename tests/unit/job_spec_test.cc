@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 namespace vigil {
 namespace {
 
@@ -33,9 +35,37 @@ TEST(JobSpec, ParsesWithDefaults) {
 }
 
 TEST(JobSpec, ShippedExamplesParse) {
-  auto spec = LoadJobSpec(std::string(VIGIL_SOURCE_DIR) + "/examples/tiny.yaml");
-  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
-  EXPECT_EQ(spec->world.world_size(), 4);
+  int parsed = 0;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(std::string(VIGIL_SOURCE_DIR) + "/examples")) {
+    if (entry.path().extension() != ".yaml") continue;
+    auto spec = LoadJobSpec(entry.path().string());
+    EXPECT_TRUE(spec.ok()) << spec.status().ToString();
+    ++parsed;
+  }
+  EXPECT_GE(parsed, 5);
+  auto glam = LoadJobSpec(std::string(VIGIL_SOURCE_DIR) + "/examples/glam-tiny.yaml");
+  ASSERT_TRUE(glam.ok());
+  EXPECT_EQ(glam->model.moe.experts, 4);
+  EXPECT_EQ(glam->world.world_size(), 4);
+}
+
+TEST(JobSpec, MoeSectionIsChecked) {
+  const std::string base = std::string(kValid);
+  EXPECT_NE(
+      ErrorOf(base + "optimizer: {zero: maybe}\n").find("optimizer.zero: expected true or false"),
+      std::string::npos);
+  std::string yaml = base;
+  yaml.replace(yaml.find("  heads: 4"), 10, "  heads: 4\n  moe: {experts: 1}");
+  EXPECT_NE(ErrorOf(yaml).find("model.moe.experts: expected an integer in [2, 1024]"),
+            std::string::npos)
+      << ErrorOf(yaml);
+  yaml = base;
+  yaml.replace(yaml.find("  heads: 4"), 10,
+               "  heads: 4\n  moe: {experts: 3, placement: expert_parallel}");
+  EXPECT_NE(ErrorOf(yaml).find("model.moe.placement: expert_parallel needs the world size (2)"),
+            std::string::npos)
+      << ErrorOf(yaml);
 }
 
 TEST(JobSpec, BadValueNamesFileLineColumnAndField) {
@@ -89,8 +119,12 @@ TEST(JobSpec, ConfigHashTracksWhatDecidesTheParameters) {
   auto a = ParseJobSpec(kValid, "a.yaml").value();
   auto b = ParseJobSpec(std::string(kValid) + "limits: {max_restarts: 3}\n", "b.yaml").value();
   auto c = ParseJobSpec(std::string(kValid) + "data: {seed: 7}\n", "c.yaml").value();
+  auto d =
+      ParseJobSpec(std::string(kValid) + "optimizer: {kind: sgd, lr: 0.5}\n", "d.yaml").value();
   EXPECT_EQ(a.ConfigHash(), b.ConfigHash());  // limits do not change the math
   EXPECT_NE(a.ConfigHash(), c.ConfigHash());
+  // The optimizer and its learning rate may change at a restart.
+  EXPECT_EQ(a.ConfigHash(), d.ConfigHash());
 }
 
 }  // namespace
