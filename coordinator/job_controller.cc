@@ -208,7 +208,9 @@ void JobController::OnRankReport(int agent, const wire::RankReport& r) {
         metrics_->tokens_per_second.Set(r.tokens_per_second());
         metrics_->tokens_seen.Set(static_cast<double>(r.tokens_seen()));
         metrics_->step_seconds.Observe(r.step_seconds());
+        metrics_->moe_aux_loss.Set(r.aux_loss());
       }
+      metrics_->moe_dropped_choices.Increment(static_cast<double>(r.dropped_choices()));
       MaybeInjectChaos(agent, r);
       break;
     }
@@ -226,6 +228,12 @@ void JobController::OnRankReport(int agent, const wire::RankReport& r) {
       metrics_->last_checkpoint_timestamp.Set(static_cast<double>(c.committed_at_us) / 1e6);
       break;
     }
+    case wire::RankReport::STARTED:
+      // Restart-time changes the rank applied (optimizer switch, LR scale).
+      if (r.rank() == 0 && !r.message().empty()) {
+        log_->warn("generation {} resumes with changes: {}", generation_, r.message());
+      }
+      break;
     case wire::RankReport::FINISHED:
       if (r.rank() == 0) {
         progress_.params_digest = r.params_digest();

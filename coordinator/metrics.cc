@@ -35,6 +35,14 @@ CoordinatorMetrics::CoordinatorMetrics()
           G(*registry_, "vigil_tokens_per_second", "Training throughput of the latest step")),
       tokens_seen(G(*registry_, "vigil_tokens_seen",
                     "Tokens consumed by the training state (resets on rollback)")),
+      moe_aux_loss(G(*registry_, "vigil_moe_aux_loss",
+                     "MoE load-balancing loss of the latest step (1 = balanced, experts = "
+                     "collapsed; 0 for dense models)")),
+      moe_dropped_choices(BuildCounter()
+                              .Name("vigil_moe_dropped_choices_total")
+                              .Help("Expert choices dropped by capacity, summed over ranks")
+                              .Register(*registry_)
+                              .Add({})),
       live_ranks(G(*registry_, "vigil_live_ranks", "Trainer ranks currently alive")),
       world_size(G(*registry_, "vigil_world_size", "Ranks the job runs on")),
       generation(

@@ -36,6 +36,8 @@ class CoordinatorMetrics {
   prometheus::Gauge& grad_norm;
   prometheus::Gauge& tokens_per_second;
   prometheus::Gauge& tokens_seen;
+  prometheus::Gauge& moe_aux_loss;
+  prometheus::Counter& moe_dropped_choices;
   prometheus::Gauge& live_ranks;
   prometheus::Gauge& world_size;
   prometheus::Gauge& generation;

@@ -65,16 +65,18 @@ int main(int argc, char** argv) {
 
   boost::asio::io_context io;
   Coordinator coordinator(io, spec.value(), options, std::move(logbook.value()), run_id.value());
-  if (Status st = coordinator.Start(); !st.ok()) {
-    std::fprintf(stderr, "vigild: %s\n", st.ToString().c_str());
-    return 1;
-  }
+  // The handler is in place before Start() publishes vigild.addr: whoever
+  // reads the address may signal at once, and the stop must reach the logbook.
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](boost::system::error_code ec, int sig) {
     if (ec) return;
     log->warn("signal {}: stopping the job", sig);
     coordinator.StopJob("vigild received signal " + std::to_string(sig));
   });
+  if (Status st = coordinator.Start(); !st.ok()) {
+    std::fprintf(stderr, "vigild: %s\n", st.ToString().c_str());
+    return 1;
+  }
   io.run();
   return coordinator.exit_code();
 }
