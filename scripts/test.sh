@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 
 echo "== clang-format"
-git ls-files '*.cc' '*.h' | xargs clang-format --dry-run --Werror
+git ls-files '*.cc' '*.h' '*.cu' '*.cuh' | xargs clang-format --dry-run --Werror
 
 echo "== build"
 bash scripts/build.sh

@@ -25,13 +25,14 @@ __global__ void PositionGrad(float* dwpe, const float* dout, int B, int T, int C
 }
 
 // Block g handles the g-th distinct token: positions[begin[g] .. begin[g+1]).
-__global__ void TokenGrad(float* dwte, const float* dout, const int32_t* ids,
-                          const int32_t* begin, const int32_t* positions, int C) {
+__global__ void TokenGrad(float* dwte, const float* dout, const int32_t* ids, const int32_t* begin,
+                          const int32_t* positions, int C) {
   const int g = blockIdx.x;
   const long row = static_cast<long>(ids[g]) * C;
   for (int c = threadIdx.x; c < C; c += blockDim.x) {
     float sum = 0.0f;
-    for (int p = begin[g]; p < begin[g + 1]; ++p) sum += dout[static_cast<long>(positions[p]) * C + c];
+    for (int p = begin[g]; p < begin[g + 1]; ++p)
+      sum += dout[static_cast<long>(positions[p]) * C + c];
     dwte[row + c] += sum;
   }
 }
@@ -41,7 +42,7 @@ __global__ void TokenGrad(float* dwte, const float* dout, const int32_t* ids,
 void EmbeddingForward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B,
                       int T, int C) {
   EmbeddingForwardKernel<<<Blocks(static_cast<long>(B) * T * C, 256), 256>>>(out, tokens, wte, wpe,
-                                                                           B * T, T, C);
+                                                                             B * T, T, C);
   VIGIL_CUDA_LAUNCH();
 }
 

@@ -23,8 +23,8 @@ void Gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const
           const float* b, int ldb, float* c, int ldc, float beta) {
   const float alpha = 1.0f;
   VIGIL_CUDA(cublasGemmEx(CublasHandle(), ta, tb, m, n, k, &alpha, a, CUDA_R_32F, lda, b,
-                          CUDA_R_32F, ldb, &beta, c, CUDA_R_32F, ldc,
-                          CUBLAS_COMPUTE_32F_FAST_16BF, CUBLAS_GEMM_DEFAULT));
+                          CUDA_R_32F, ldb, &beta, c, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F_FAST_16BF,
+                          CUBLAS_GEMM_DEFAULT));
 }
 
 }  // namespace

@@ -10,9 +10,9 @@ namespace {
 
 constexpr int kBlocks = 256, kThreads = 256;
 
-__global__ void AdamWKernel(float* params, const float* grads, float* m, float* v, long n,
-                            float lr, float beta1, float beta2, float eps, float weight_decay,
-                            float c1, float c2) {
+__global__ void AdamWKernel(float* params, const float* grads, float* m, float* v, long n, float lr,
+                            float beta1, float beta2, float eps, float weight_decay, float c1,
+                            float c2) {
   const long i = blockIdx.x * static_cast<long>(blockDim.x) + threadIdx.x;
   if (i >= n) return;
   const float g = grads[i];
@@ -54,8 +54,8 @@ void AdamWUpdate(float* params, const float* grads, float* m, float* v, long n, 
                  float beta1, float beta2, float eps, float weight_decay, long t) {
   const float c1 = 1.0f - std::pow(beta1, static_cast<float>(t));
   const float c2 = 1.0f - std::pow(beta2, static_cast<float>(t));
-  AdamWKernel<<<Blocks(n, 256), 256>>>(params, grads, m, v, n, lr, beta1, beta2, eps,
-                                       weight_decay, c1, c2);
+  AdamWKernel<<<Blocks(n, 256), 256>>>(params, grads, m, v, n, lr, beta1, beta2, eps, weight_decay,
+                                       c1, c2);
   VIGIL_CUDA_LAUNCH();
 }
 

@@ -197,8 +197,8 @@ void MoeDispatchBackward(float* dx, const float* ddispatched, const int32_t* exp
 
 void MoeCombineForward(float* out, const float* expert_out, const float* gate,
                        const int32_t* expert, const int32_t* slot, int N, int C, int capacity) {
-  CombineKernel<<<Blocks(static_cast<long>(N) * C, 256), 256>>>(out, expert_out, gate, expert,
-                                                                slot, N, C, capacity);
+  CombineKernel<<<Blocks(static_cast<long>(N) * C, 256), 256>>>(out, expert_out, gate, expert, slot,
+                                                                N, C, capacity);
   VIGIL_CUDA_LAUNCH();
 }
 
@@ -206,8 +206,8 @@ void MoeCombineBackward(float* dexpert_out, float* dgate, const float* dout,
                         const float* expert_out, const float* gate, const int32_t* expert,
                         const int32_t* slot, int N, int C, int capacity, int E) {
   VIGIL_CUDA(cudaMemset(dexpert_out, 0, sizeof(float) * static_cast<size_t>(E) * capacity * C));
-  CombineBackwardKernel<<<2 * N, 32>>>(dexpert_out, dgate, dout, expert_out, gate, expert, slot,
-                                       C, capacity);
+  CombineBackwardKernel<<<2 * N, 32>>>(dexpert_out, dgate, dout, expert_out, gate, expert, slot, C,
+                                       capacity);
   VIGIL_CUDA_LAUNCH();
 }
 
