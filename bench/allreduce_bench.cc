@@ -23,9 +23,7 @@
 
 #include <gloo/allreduce.h>
 #include <gloo/math.h>
-#include <gloo/rendezvous/context.h>
 #include <gloo/rendezvous/file_store.h>
-#include <gloo/transport/tcp/device.h>
 
 #include "worker/trainer/collectives.h"
 
@@ -52,12 +50,8 @@ double BestSeconds(int reps, Fn fn) {
 
 int RunRank(int rank, int world, const std::string& store_dir, int max_mib, int reps) {
   gloo::rendezvous::FileStore store(store_dir);
-  gloo::transport::tcp::attr attr;
-  attr.hostname = "127.0.0.1";
-  auto device = gloo::transport::tcp::CreateDevice(attr);
-  auto context = std::make_shared<gloo::rendezvous::Context>(rank, world);
-  context->setTimeout(std::chrono::seconds(60));
-  context->connectFullMesh(store, device);
+  auto context =
+      vigil::trainer::ConnectTcpMesh(store, rank, world, "127.0.0.1", std::chrono::seconds(60));
   vigil::trainer::Collectives coll(context);
   if (rank == 0) {
     std::printf("%d ranks (processes), loopback TCP; bus bandwidth = bytes * 2(W-1)/W / time\n",

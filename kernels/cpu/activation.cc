@@ -1,31 +1,20 @@
 #include "kernels/cpu/activation.h"
 
-#include <cmath>
+#include "kernels/shared_math.h"
 
 namespace vigil::kernels::cpu {
-
-namespace {
-const float kGeluScale = std::sqrt(2.0f / static_cast<float>(M_PI));
-}
 
 void GeluForward(float* out, const float* inp, long N) {
 #pragma omp parallel for schedule(static)
   for (long i = 0; i < N; ++i) {
-    const float x = inp[i];
-    out[i] = 0.5f * x * (1.0f + std::tanh(kGeluScale * (x + 0.044715f * x * x * x)));
+    out[i] = Gelu(inp[i]);
   }
 }
 
 void GeluBackward(float* dinp, const float* inp, const float* dout, long N) {
 #pragma omp parallel for schedule(static)
   for (long i = 0; i < N; ++i) {
-    const float x = inp[i];
-    const float u = kGeluScale * (x + 0.044715f * x * x * x);
-    const float th = std::tanh(u);
-    const float sech2 = 1.0f - th * th;
-    const float grad =
-        0.5f * (1.0f + th) + 0.5f * x * sech2 * kGeluScale * (1.0f + 3.0f * 0.044715f * x * x);
-    dinp[i] += grad * dout[i];
+    dinp[i] += GeluGrad(inp[i]) * dout[i];
   }
 }
 

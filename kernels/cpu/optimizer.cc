@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/shared_math.h"
+
 namespace vigil::kernels::cpu {
 
 void AdamWUpdate(float* params, const float* grads, float* m, float* v, long n, float lr,
@@ -11,11 +13,7 @@ void AdamWUpdate(float* params, const float* grads, float* m, float* v, long n, 
   const float c2 = 1.0f - std::pow(beta2, static_cast<float>(t));
 #pragma omp parallel for schedule(static)
   for (long i = 0; i < n; ++i) {
-    const float g = grads[i];
-    m[i] = beta1 * m[i] + (1.0f - beta1) * g;
-    v[i] = beta2 * v[i] + (1.0f - beta2) * g * g;
-    const float mhat = m[i] / c1, vhat = v[i] / c2;
-    params[i] -= lr * (mhat / (std::sqrt(vhat) + eps) + weight_decay * params[i]);
+    AdamWElement(params[i], grads[i], m[i], v[i], lr, beta1, beta2, eps, weight_decay, c1, c2);
   }
 }
 

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/shared_math.h"
+
 namespace vigil::kernels::cpu {
 namespace {
 
@@ -23,28 +25,8 @@ float Top2GatingForward(float* probs, int32_t* expert, int32_t* slot, float* gat
                         const float* logits, int N, int E, int capacity) {
 #pragma omp parallel for schedule(static)
   for (int n = 0; n < N; ++n) {
-    const float* l = logits + static_cast<long>(n) * E;
-    float* p = probs + static_cast<long>(n) * E;
-    float mx = l[0];
-    for (int e = 1; e < E; ++e) mx = std::max(mx, l[e]);
-    float sum = 0.0f;
-    for (int e = 0; e < E; ++e) {
-      p[e] = std::exp(l[e] - mx);
-      sum += p[e];
-    }
-    const float inv = 1.0f / sum;
-    for (int e = 0; e < E; ++e) p[e] *= inv;
-    int first = 0;
-    for (int e = 1; e < E; ++e)
-      if (p[e] > p[first]) first = e;
-    int second = first == 0 ? 1 : 0;
-    for (int e = 0; e < E; ++e)
-      if (e != first && p[e] > p[second]) second = e;
-    expert[2 * n] = first;
-    expert[2 * n + 1] = second;
-    const float s = p[first] + p[second];
-    gate[2 * n] = p[first] / s;
-    gate[2 * n + 1] = p[second] / s;
+    RouteToken(logits + static_cast<long>(n) * E, probs + static_cast<long>(n) * E, E,
+               expert + 2 * n, gate + 2 * n);
   }
   // Slots: all first choices in token order, then all second choices.
   std::vector<int> used(E, 0);
@@ -74,20 +56,8 @@ void Top2GatingBackward(float* dlogits, const float* dgate, const float* probs,
     daux[e] = aux_weight * static_cast<float>(E) * (daux[e] / N) / static_cast<float>(N);
 #pragma omp parallel for schedule(static)
   for (int n = 0; n < N; ++n) {
-    const float* p = probs + static_cast<long>(n) * E;
-    float* dl = dlogits + static_cast<long>(n) * E;
-    // dp starts in dl: the aux term, then the renormalised gates
-    // g0 = pa / (pa + pb), g1 = pb / (pa + pb).
-    for (int e = 0; e < E; ++e) dl[e] = daux[e];
-    const int a = expert[2 * n], b = expert[2 * n + 1];
-    const float s = p[a] + p[b], s2 = s * s;
-    const float dg0 = dgate[2 * n], dg1 = dgate[2 * n + 1];
-    dl[a] += (dg0 - dg1) * p[b] / s2;
-    dl[b] += (dg1 - dg0) * p[a] / s2;
-    // Softmax backward: dlogit_e = p_e * (dp_e - sum_j p_j dp_j).
-    float dot = 0.0f;
-    for (int e = 0; e < E; ++e) dot += p[e] * dl[e];
-    for (int e = 0; e < E; ++e) dl[e] = p[e] * (dl[e] - dot);
+    RouteTokenBackward(dlogits + static_cast<long>(n) * E, probs + static_cast<long>(n) * E,
+                       daux.data(), E, expert + 2 * n, dgate + 2 * n);
   }
 }
 

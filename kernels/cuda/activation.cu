@@ -1,26 +1,20 @@
 #include "kernels/cuda/activation.h"
 #include "kernels/cuda/cuda_check.cuh"
+#include "kernels/shared_math.h"
 
 namespace vigil::kernels::cuda {
 namespace {
 
-constexpr float kGeluScale = 0.7978845608028654f;  // sqrt(2 / pi)
-
 __global__ void GeluForwardKernel(float* out, const float* inp, long N) {
   const long i = blockIdx.x * static_cast<long>(blockDim.x) + threadIdx.x;
   if (i >= N) return;
-  const float x = inp[i];
-  out[i] = 0.5f * x * (1.0f + tanhf(kGeluScale * (x + 0.044715f * x * x * x)));
+  out[i] = Gelu(inp[i]);
 }
 
 __global__ void GeluBackwardKernel(float* dinp, const float* inp, const float* dout, long N) {
   const long i = blockIdx.x * static_cast<long>(blockDim.x) + threadIdx.x;
   if (i >= N) return;
-  const float x = inp[i];
-  const float th = tanhf(kGeluScale * (x + 0.044715f * x * x * x));
-  const float grad = 0.5f * (1.0f + th) +
-                     0.5f * x * (1.0f - th * th) * kGeluScale * (1.0f + 3.0f * 0.044715f * x * x);
-  dinp[i] += grad * dout[i];
+  dinp[i] += GeluGrad(inp[i]) * dout[i];
 }
 
 __global__ void ReluForwardKernel(float* out, const float* inp, long N) {

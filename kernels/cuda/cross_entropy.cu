@@ -29,13 +29,8 @@ __global__ void CrossEntropyKernel(float* dlogits, float* row_loss, const float*
 
 float CrossEntropyForwardBackward(float* dlogits, const float* logits, const int32_t* targets,
                                   int N, int V) {
-  static thread_local float* row_loss = nullptr;
-  static thread_local int capacity = 0;
-  if (N > capacity) {
-    if (row_loss) VIGIL_CUDA(cudaFree(row_loss));
-    VIGIL_CUDA(cudaMalloc(&row_loss, sizeof(float) * N));
-    capacity = N;
-  }
+  static thread_local Scratch scratch;
+  float* row_loss = static_cast<float*>(scratch.Get(sizeof(float) * N));
   CrossEntropyKernel<<<N, 256>>>(dlogits, row_loss, logits, targets, V, 1.0f / N);
   VIGIL_CUDA_LAUNCH();
   std::vector<float> host(N);

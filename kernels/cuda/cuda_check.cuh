@@ -31,6 +31,25 @@ inline void Check(cublasStatus_t s, const char* what, const char* file, int line
 // One cuBLAS handle per host thread, on the default stream.
 cublasHandle_t CublasHandle();
 
+// Device memory a kernel wrapper keeps between calls (one per host thread:
+// declare it static thread_local), grown when a call needs more. Never freed:
+// it lives as long as the thread that uses the kernels.
+class Scratch {
+ public:
+  void* Get(size_t bytes) {
+    if (bytes > capacity_) {
+      if (ptr_) VIGIL_CUDA(cudaFree(ptr_));
+      VIGIL_CUDA(cudaMalloc(&ptr_, bytes));
+      capacity_ = bytes;
+    }
+    return ptr_;
+  }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t capacity_ = 0;
+};
+
 inline int Blocks(long n, int threads) { return static_cast<int>((n + threads - 1) / threads); }
 
 }  // namespace vigil::kernels::cuda

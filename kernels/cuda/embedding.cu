@@ -66,15 +66,9 @@ void EmbeddingBackward(float* dwte, float* dwpe, const float* dout, const int32_
   }
   begin.push_back(BT);
   // One device allocation for the three index arrays, reused while large enough.
-  static thread_local int32_t* scratch = nullptr;
-  static thread_local size_t capacity = 0;
+  static thread_local Scratch scratch;
   const size_t need = ids.size() + begin.size() + order.size();
-  if (need > capacity) {
-    if (scratch) VIGIL_CUDA(cudaFree(scratch));
-    VIGIL_CUDA(cudaMalloc(&scratch, need * sizeof(int32_t)));
-    capacity = need;
-  }
-  int32_t* d_ids = scratch;
+  int32_t* d_ids = static_cast<int32_t*>(scratch.Get(need * sizeof(int32_t)));
   int32_t* d_begin = d_ids + ids.size();
   int32_t* d_pos = d_begin + begin.size();
   VIGIL_CUDA(cudaMemcpy(d_ids, ids.data(), ids.size() * sizeof(int32_t), cudaMemcpyHostToDevice));

@@ -4,6 +4,7 @@
 #include "kernels/cpu/optimizer.h"
 #include "kernels/cuda/cuda_check.cuh"
 #include "kernels/cuda/optimizer.h"
+#include "kernels/shared_math.h"
 
 namespace vigil::kernels::cuda {
 namespace {
@@ -15,11 +16,7 @@ __global__ void AdamWKernel(float* params, const float* grads, float* m, float* 
                             float c2) {
   const long i = blockIdx.x * static_cast<long>(blockDim.x) + threadIdx.x;
   if (i >= n) return;
-  const float g = grads[i];
-  m[i] = beta1 * m[i] + (1.0f - beta1) * g;
-  v[i] = beta2 * v[i] + (1.0f - beta2) * g * g;
-  const float mhat = m[i] / c1, vhat = v[i] / c2;
-  params[i] -= lr * (mhat / (sqrtf(vhat) + eps) + weight_decay * params[i]);
+  AdamWElement(params[i], grads[i], m[i], v[i], lr, beta1, beta2, eps, weight_decay, c1, c2);
 }
 
 __global__ void SgdKernel(float* params, const float* grads, long n, float lr, float weight_decay) {
@@ -65,8 +62,8 @@ void SgdUpdate(float* params, const float* grads, long n, float lr, float weight
 }
 
 double SumOfSquares(const float* x, long n) {
-  static thread_local double* partial = nullptr;
-  if (!partial) VIGIL_CUDA(cudaMalloc(&partial, sizeof(double) * kBlocks));
+  static thread_local Scratch scratch;
+  double* partial = static_cast<double*>(scratch.Get(sizeof(double) * kBlocks));
   SquaresKernel<<<kBlocks, kThreads>>>(partial, x, n);
   VIGIL_CUDA_LAUNCH();
   std::vector<double> host(kBlocks);

@@ -1,5 +1,6 @@
 #include "kernels/cuda/cuda_check.cuh"
 #include "kernels/cuda/top2_gating.h"
+#include "kernels/shared_math.h"
 
 namespace vigil::kernels::cuda {
 namespace {
@@ -12,28 +13,8 @@ __global__ void RouteKernel(float* probs, int32_t* expert, float* gate, const fl
                             int E) {
   const int n = blockIdx.x * blockDim.x + threadIdx.x;
   if (n >= N) return;
-  const float* l = logits + static_cast<long>(n) * E;
-  float* p = probs + static_cast<long>(n) * E;
-  float mx = l[0];
-  for (int e = 1; e < E; ++e) mx = fmaxf(mx, l[e]);
-  float sum = 0.0f;
-  for (int e = 0; e < E; ++e) {
-    p[e] = expf(l[e] - mx);
-    sum += p[e];
-  }
-  const float inv = 1.0f / sum;
-  for (int e = 0; e < E; ++e) p[e] *= inv;
-  int first = 0;
-  for (int e = 1; e < E; ++e)
-    if (p[e] > p[first]) first = e;
-  int second = first == 0 ? 1 : 0;
-  for (int e = 0; e < E; ++e)
-    if (e != first && p[e] > p[second]) second = e;
-  expert[2 * n] = first;
-  expert[2 * n + 1] = second;
-  const float s = p[first] + p[second];
-  gate[2 * n] = p[first] / s;
-  gate[2 * n + 1] = p[second] / s;
+  RouteToken(logits + static_cast<long>(n) * E, probs + static_cast<long>(n) * E, E, expert + 2 * n,
+             gate + 2 * n);
 }
 
 // One thread: slots in priority order, then aux = E * sum_e f_e * P_e.
@@ -70,17 +51,8 @@ __global__ void GatingBackwardKernel(float* dlogits, const float* dgate, const f
                                      const int32_t* expert, const float* daux, int N, int E) {
   const int n = blockIdx.x * blockDim.x + threadIdx.x;
   if (n >= N) return;
-  const float* p = probs + static_cast<long>(n) * E;
-  float* dl = dlogits + static_cast<long>(n) * E;
-  for (int e = 0; e < E; ++e) dl[e] = daux[e];
-  const int a = expert[2 * n], b = expert[2 * n + 1];
-  const float s = p[a] + p[b], s2 = s * s;
-  const float dg0 = dgate[2 * n], dg1 = dgate[2 * n + 1];
-  dl[a] += (dg0 - dg1) * p[b] / s2;
-  dl[b] += (dg1 - dg0) * p[a] / s2;
-  float dot = 0.0f;
-  for (int e = 0; e < E; ++e) dot += p[e] * dl[e];
-  for (int e = 0; e < E; ++e) dl[e] = p[e] * (dl[e] - dot);
+  RouteTokenBackward(dlogits + static_cast<long>(n) * E, probs + static_cast<long>(n) * E, daux, E,
+                     expert + 2 * n, dgate + 2 * n);
 }
 
 __global__ void DispatchKernel(float* dispatched, const float* x, const int32_t* expert,
@@ -148,14 +120,8 @@ __global__ void CombineBackwardKernel(float* dexpert_out, float* dgate, const fl
 
 float Top2GatingForward(float* probs, int32_t* expert, int32_t* slot, float* gate,
                         const float* logits, int N, int E, int capacity) {
-  static thread_local void* scratch = nullptr;
-  static thread_local int capacity_e = 0;
-  if (E > capacity_e) {
-    if (scratch) VIGIL_CUDA(cudaFree(scratch));
-    VIGIL_CUDA(cudaMalloc(&scratch, sizeof(float) + sizeof(int) * E));
-    capacity_e = E;
-  }
-  float* aux = static_cast<float*>(scratch);
+  static thread_local Scratch scratch;
+  float* aux = static_cast<float*>(scratch.Get(sizeof(float) + sizeof(int) * E));
   int* used = reinterpret_cast<int*>(aux + 1);
   RouteKernel<<<Blocks(N, 128), 128>>>(probs, expert, gate, logits, N, E);
   VIGIL_CUDA_LAUNCH();
@@ -168,13 +134,8 @@ float Top2GatingForward(float* probs, int32_t* expert, int32_t* slot, float* gat
 
 void Top2GatingBackward(float* dlogits, const float* dgate, const float* probs,
                         const int32_t* expert, int N, int E, float aux_weight) {
-  static thread_local float* daux = nullptr;
-  static thread_local int capacity_e = 0;
-  if (E > capacity_e) {
-    if (daux) VIGIL_CUDA(cudaFree(daux));
-    VIGIL_CUDA(cudaMalloc(&daux, sizeof(float) * E));
-    capacity_e = E;
-  }
+  static thread_local Scratch scratch;
+  float* daux = static_cast<float*>(scratch.Get(sizeof(float) * E));
   AuxGrad<<<1, 1>>>(daux, expert, N, E, aux_weight);
   VIGIL_CUDA_LAUNCH();
   GatingBackwardKernel<<<Blocks(N, 128), 128>>>(dlogits, dgate, probs, expert, daux, N, E);

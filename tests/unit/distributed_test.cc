@@ -41,7 +41,11 @@ JobSpec Spec(int world, const std::string& optimizer_extra, const std::string& m
   return spec.value();
 }
 
-const std::string kMoe = ", moe: {experts: 4, every: 2, capacity_factor: 1.0}";
+// Block 1 of 2 is a top-2 MoE of 4 experts, placed as told.
+JobSpec MoeSpec(int world, const std::string& placement) {
+  return Spec(world, "",
+              ", moe: {experts: 4, every: 2, capacity_factor: 1.0, placement: " + placement + "}");
+}
 
 struct RankResult {
   std::vector<float> params;
@@ -204,9 +208,8 @@ TEST(ExpertParallel, SameLossAsReplicated) {
   TrainerOptions ep_opts, rep_opts;
   ep_opts.checkpoint_dir = ep_root.path();
   rep_opts.checkpoint_dir = rep_root.path();
-  const auto ep_spec =
-      Spec(W, "", kMoe.substr(0, kMoe.size() - 1) + ", placement: expert_parallel}");
-  const auto rep_spec = Spec(W, "", kMoe.substr(0, kMoe.size() - 1) + ", placement: replicated}");
+  const auto ep_spec = MoeSpec(W, "expert_parallel");
+  const auto rep_spec = MoeSpec(W, "replicated");
   ASSERT_TRUE(UsesExpertParallelism(ep_spec, W));
   ASSERT_FALSE(UsesExpertParallelism(rep_spec, W));
   const auto ep = Train(ep_spec, W, 4, ep_opts, "", true);
@@ -236,9 +239,8 @@ TEST(ExpertParallel, CheckpointsResumeUnderAnotherPlacement) {
   TempDir root;
   TrainerOptions opts;
   opts.checkpoint_dir = root.path();
-  const auto ep_spec =
-      Spec(W, "", kMoe.substr(0, kMoe.size() - 1) + ", placement: expert_parallel}");
-  const auto rep_spec = Spec(W, "", kMoe.substr(0, kMoe.size() - 1) + ", placement: replicated}");
+  const auto ep_spec = MoeSpec(W, "expert_parallel");
+  const auto rep_spec = MoeSpec(W, "replicated");
   const auto straight = Train(ep_spec, W, 3, opts);
   Train(ep_spec, W, 2, opts, "", true);
   const auto resumed = Train(rep_spec, W, 1, opts, Latest(root.path(), 2));

@@ -12,9 +12,7 @@
 #include <thread>
 #include <vector>
 
-#include <gloo/rendezvous/context.h>
 #include <gloo/rendezvous/hash_store.h>
-#include <gloo/transport/tcp/device.h>
 #include <omp.h>
 
 #include "worker/trainer/collectives.h"
@@ -34,13 +32,8 @@ inline void RunWorld(int world, const std::function<void(trainer::Collectives&)>
     threads.emplace_back([&, r] {
       try {
         omp_set_num_threads(1);
-        gloo::transport::tcp::attr attr;
-        attr.hostname = "127.0.0.1";
-        auto device = gloo::transport::tcp::CreateDevice(attr);
-        auto context = std::make_shared<gloo::rendezvous::Context>(r, world);
-        context->setTimeout(std::chrono::seconds(30));
-        context->connectFullMesh(store, device);
-        trainer::Collectives coll(context);
+        trainer::Collectives coll(
+            trainer::ConnectTcpMesh(store, r, world, "127.0.0.1", std::chrono::seconds(30)));
         body(coll);
       } catch (...) {
         errors[r] = std::current_exception();

@@ -8,6 +8,8 @@
 #include <gloo/barrier.h>
 #include <gloo/common/error.h>
 #include <gloo/context.h>
+#include <gloo/rendezvous/context.h>
+#include <gloo/transport/tcp/device.h>
 #include <gloo/transport/unbound_buffer.h>
 #include <gloo/types.h>
 
@@ -23,6 +25,18 @@ constexpr uint8_t kAllgatherPrefix = 0x42;
 int Mod(int a, int w) { return ((a % w) + w) % w; }
 
 }  // namespace
+
+std::shared_ptr<gloo::Context> ConnectTcpMesh(gloo::rendezvous::Store& store, int rank, int world,
+                                              const std::string& host,
+                                              std::chrono::milliseconds timeout) {
+  gloo::transport::tcp::attr attr;
+  attr.hostname = host;
+  auto device = gloo::transport::tcp::CreateDevice(attr);
+  auto context = std::make_shared<gloo::rendezvous::Context>(rank, world);
+  context->setTimeout(timeout);
+  context->connectFullMesh(store, device);
+  return context;
+}
 
 Collectives::Collectives() = default;
 

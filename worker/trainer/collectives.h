@@ -14,13 +14,17 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "worker/trainer/expert_exchange.h"
 
 namespace gloo {
 class Context;
+namespace rendezvous {
+class Store;
 }
+}  // namespace gloo
 
 namespace vigil::trainer {
 
@@ -55,5 +59,12 @@ class Collectives : public ExpertExchange {
   int rank_ = 0, world_ = 1;
   std::vector<float> scratch_;
 };
+
+// Joins rank `rank` of `world` to a full mesh of Gloo TCP pairs, bound to
+// `host`, rendezvousing through `store`. Waits (and later collectives time
+// out) after `timeout`; throws gloo::IoException on failure.
+std::shared_ptr<gloo::Context> ConnectTcpMesh(gloo::rendezvous::Store& store, int rank, int world,
+                                              const std::string& host,
+                                              std::chrono::milliseconds timeout);
 
 }  // namespace vigil::trainer

@@ -16,9 +16,7 @@
 
 #include <cblas.h>
 #include <gloo/common/error.h>
-#include <gloo/rendezvous/context.h>
 #include <gloo/rendezvous/prefix_store.h>
-#include <gloo/transport/tcp/device.h>
 #include <omp.h>
 
 #include "checkpoint/checkpoint.h"
@@ -85,13 +83,9 @@ class Mesh {
     store_ = std::make_unique<CoordinatorStore>(std::move(sock.value()), timeout);
     prefix_store_ = std::make_unique<gloo::rendezvous::PrefixStore>(
         "gen-" + std::to_string(o.generation), *store_);
-    gloo::transport::tcp::attr attr;
-    attr.hostname = o.bind_addr;
-    device_ = gloo::transport::tcp::CreateDevice(attr);
-    auto context = std::make_shared<gloo::rendezvous::Context>(o.rank, o.world);
-    context->setTimeout(std::chrono::milliseconds(spec.limits.collective_timeout_ms));
-    context->connectFullMesh(*prefix_store_, device_);
-    collectives_ = std::make_unique<Collectives>(context);
+    collectives_ = std::make_unique<Collectives>(
+        ConnectTcpMesh(*prefix_store_, o.rank, o.world, o.bind_addr,
+                       std::chrono::milliseconds(spec.limits.collective_timeout_ms)));
   }
   Collectives* collectives() { return collectives_.get(); }
 
@@ -110,7 +104,6 @@ class Mesh {
 
   std::unique_ptr<CoordinatorStore> store_;
   std::unique_ptr<gloo::rendezvous::PrefixStore> prefix_store_;
-  std::shared_ptr<gloo::transport::Device> device_;
   std::unique_ptr<Collectives> collectives_;
 };
 
