@@ -1,7 +1,7 @@
 // Per-element rules that the CPU and CUDA kernels must apply identically,
 // written once and compiled for both (host and device under nvcc, host
-// under g++): GELU and its derivative, the AdamW update, and top-2 routing
-// of one token.
+// under g++): GELU and its derivative, the AdamW update, LayerNorm's
+// parameter gradients, and top-2 routing of one token.
 #pragma once
 
 #include <cmath>
@@ -37,6 +37,21 @@ VIGIL_HOST_DEVICE inline void AdamWElement(float& p, float g, float& m, float& v
   v = beta2 * v + (1.0f - beta2) * g * g;
   const float mhat = m / c1, vhat = v / c2;
   p -= lr * (mhat / (sqrtf(vhat) + eps) + weight_decay * p);
+}
+
+// LayerNorm's parameter gradients for column c: summed over the N rows in
+// row order (accumulated into dweight[c] and dbias[c]).
+VIGIL_HOST_DEVICE inline void LayerNormParamGrad(float* dweight, float* dbias, const float* dout,
+                                                 const float* inp, const float* mean,
+                                                 const float* rstd, int N, int C, int c) {
+  float dw = 0.0f, db = 0.0f;
+  for (int i = 0; i < N; ++i) {
+    const float dy = dout[static_cast<long>(i) * C + c];
+    dw += (inp[static_cast<long>(i) * C + c] - mean[i]) * rstd[i] * dy;
+    db += dy;
+  }
+  dweight[c] += dw;
+  dbias[c] += db;
 }
 
 // Softmax of one token's router logits into p[E], its two most probable

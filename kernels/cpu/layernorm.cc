@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "kernels/shared_math.h"
+
 namespace vigil::kernels::cpu {
 
 namespace {
@@ -56,14 +58,7 @@ void LayerNormBackward(float* dinp, float* dweight, float* dbias, const float* d
   }
 #pragma omp parallel for schedule(static)
   for (int c = 0; c < C; ++c) {
-    float dw = 0.0f, db = 0.0f;
-    for (int i = 0; i < N; ++i) {
-      const float dy = dout[static_cast<long>(i) * C + c];
-      dw += (inp[static_cast<long>(i) * C + c] - mean[i]) * rstd[i] * dy;
-      db += dy;
-    }
-    dweight[c] += dw;
-    dbias[c] += db;
+    LayerNormParamGrad(dweight, dbias, dout, inp, mean, rstd, N, C, c);
   }
 }
 

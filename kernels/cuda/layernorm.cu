@@ -1,6 +1,7 @@
 #include "kernels/cuda/cuda_check.cuh"
 #include "kernels/cuda/layernorm.h"
 #include "kernels/cuda/warp.cuh"
+#include "kernels/shared_math.h"
 
 namespace vigil::kernels::cuda {
 namespace {
@@ -53,14 +54,7 @@ __global__ void LayerNormBackwardParams(float* dweight, float* dbias, const floa
                                         int N, int C) {
   const int c = blockIdx.x * blockDim.x + threadIdx.x;
   if (c >= C) return;
-  float dw = 0.0f, db = 0.0f;
-  for (int i = 0; i < N; ++i) {
-    const float dy = dout[static_cast<long>(i) * C + c];
-    dw += (inp[static_cast<long>(i) * C + c] - mean[i]) * rstd[i] * dy;
-    db += dy;
-  }
-  dweight[c] += dw;
-  dbias[c] += db;
+  LayerNormParamGrad(dweight, dbias, dout, inp, mean, rstd, N, C, c);
 }
 
 }  // namespace
