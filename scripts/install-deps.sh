@@ -10,7 +10,7 @@ packages=(
   # libraries
   libboost-dev libprotobuf-dev protobuf-compiler libyaml-cpp-dev libspdlog-dev libfmt-dev
   libsqlite3-dev prometheus-cpp-dev libgtest-dev libgmock-dev libgloo-dev
-  libopenblas-dev libcli11-dev nlohmann-json3-dev libxxhash-dev
+  libopenblas-dev libopenblas-openmp-dev libcli11-dev nlohmann-json3-dev libxxhash-dev
   # tools the tests and the demo run for real
   sqlite3 prometheus procps gdb iproute2 clang-format
 )
