@@ -13,6 +13,12 @@
 // block holding its tensors for every MoE layer. Checkpoints use global
 // indices, so any placement can read any checkpoint.
 //
+// The model is written once over a kernel set K (kernels/cpu/backend.h,
+// kernels/cuda/backend.h): DecoderModel runs on the CPU, DecoderModelT<
+// kernels::CudaKernels> keeps parameters, gradients and activations on a
+// GPU (in VIGIL_KERNELS_ONLY builds and wherever nvcc is). Inputs and
+// targets are host arrays either way.
+//
 // Deterministic: the same parameters and batch give bit-identical outputs.
 // Not thread-safe; one model per rank.
 #pragma once
@@ -22,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu/backend.h"
 #include "worker/trainer/expert_exchange.h"
 #include "worker/trainer/moe_block.h"
 
@@ -48,12 +55,16 @@ struct TensorInfo {
   int64_t numel() const;
 };
 
-class DecoderModel {
+template <class K>
+class DecoderModelT {
  public:
+  template <typename T>
+  using Vec = typename K::template Vector<T>;
+
   // exchange: experts are sharded over its ranks (expert parallel) when it
   // spans more than one rank; nullptr replicates them. Throws
   // std::invalid_argument if the ranks do not divide the experts.
-  explicit DecoderModel(const ModelConfig& cfg, ExpertExchange* exchange = nullptr);
+  explicit DecoderModelT(const ModelConfig& cfg, ExpertExchange* exchange = nullptr);
 
   // Fills the parameters from `seed` (normal(0, std); residual projections
   // scaled by 1/sqrt(2 * layers); LayerNorm weights 1, biases 0). Each
@@ -69,9 +80,9 @@ class DecoderModel {
   // Forward only: mean loss.
   float Loss(const int32_t* inputs, const int32_t* targets, int B, int T);
 
-  std::vector<float>& params() { return params_; }
-  const std::vector<float>& params() const { return params_; }
-  std::vector<float>& grads() { return grads_; }
+  Vec<float>& params() { return params_; }
+  const Vec<float>& params() const { return params_; }
+  Vec<float>& grads() { return grads_; }
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
   const ModelConfig& config() const { return cfg_; }
   // Mean load-balancing loss over the MoE blocks in the last forward (0 if dense).
@@ -98,9 +109,9 @@ class DecoderModel {
     bool moe = false;
     int64_t gate = 0;
     std::vector<int64_t> efcw, efcb, eprojw, eprojb;  // per local expert
-    std::unique_ptr<MoeBlock> block;
-    MoeBlock::Weights weights;
-    MoeBlock::Grads grads;
+    std::unique_ptr<MoeBlockT<K>> block;
+    typename MoeBlockT<K>::Weights weights;
+    typename MoeBlockT<K>::Grads grads;
   };
   int64_t Add(const std::string& name, std::vector<int64_t> shape);
   // Appends expert e's tensors for every MoE layer via `add`.
@@ -111,7 +122,7 @@ class DecoderModel {
 
   ModelConfig cfg_;
   std::vector<TensorInfo> tensors_;
-  std::vector<float> params_, grads_;
+  Vec<float> params_, grads_;
   int64_t wte_ = 0, wpe_ = 0, lnfw_ = 0, lnfb_ = 0;
   std::vector<Layer> layers_;
   int64_t dense_count_ = 0, replicated_count_ = 0, global_count_ = 0, per_expert_ = 0;
@@ -120,14 +131,18 @@ class DecoderModel {
 
   // Activations for the current batch shape, per layer where it matters.
   int act_B_ = 0, act_T_ = 0;
-  std::vector<float> encoded_, logits_, dlogits_, lnf_, lnf_mean_, lnf_rstd_;
+  Vec<float> encoded_, logits_, dlogits_, lnf_, lnf_mean_, lnf_rstd_;
+  Vec<int32_t> inputs_, targets_;  // staged for the kernels
   struct LayerActs {
-    std::vector<float> residual_in, ln1, ln1_mean, ln1_rstd, qkv, att, atty, attproj, residual_mid,
-        ln2, ln2_mean, ln2_rstd, fch, fch_act, fcproj;
+    Vec<float> residual_in, ln1, ln1_mean, ln1_rstd, qkv, att, atty, attproj, residual_mid, ln2,
+        ln2_mean, ln2_rstd, fch, fch_act, fcproj;
   };
   std::vector<LayerActs> acts_;
   // Backward scratch, kept between steps (no allocation, no page faults per step).
-  std::vector<float> dx_, dln_, dtmp_, dfch_, dfch_act_, dqkv_, datt_;
+  Vec<float> dx_, dln_, dtmp_, dfch_, dfch_act_, dqkv_, datt_;
 };
+
+using DecoderModel = DecoderModelT<kernels::CpuKernels>;
+extern template class DecoderModelT<kernels::CpuKernels>;
 
 }  // namespace vigil::trainer

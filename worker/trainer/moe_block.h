@@ -12,18 +12,25 @@
 // all-to-all brings the outputs home. The backward mirrors both exchanges.
 // Either way the forward gives the same bits for the same tokens.
 //
-// Holds the activations of its last forward for the backward.
+// Holds the activations of its last forward for the backward. Written over
+// a kernel set K like the model; expert parallelism exchanges host memory
+// (Gloo), so it is CPU-only until an NCCL exchange exists.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include "kernels/cpu/backend.h"
 #include "worker/trainer/expert_exchange.h"
 
 namespace vigil::trainer {
 
-class MoeBlock {
+template <class K>
+class MoeBlockT {
  public:
+  template <typename T>
+  using Vec = typename K::template Vector<T>;
+
   struct Weights {  // of the experts this rank holds, in order
     const float* gate = nullptr;
     std::vector<const float*> fc_w, fc_b, proj_w, proj_b;
@@ -34,8 +41,8 @@ class MoeBlock {
   };
 
   // exchange: nullptr (or a world of one) for replicated placement.
-  MoeBlock(int C, int hidden, int experts, double capacity_factor, bool relu,
-           ExpertExchange* exchange);
+  MoeBlockT(int C, int hidden, int experts, double capacity_factor, bool relu,
+            ExpertExchange* exchange);
 
   int local_experts() const { return local_experts_; }
   int capacity() const { return capacity_; }
@@ -59,11 +66,15 @@ class MoeBlock {
   const bool relu_;
   ExpertExchange* exchange_;
   int sources_ = 1, local_experts_ = 0, capacity_ = 0, N_ = -1, dropped_ = 0;
-  std::vector<float> logits_, probs_, gate_, dispatched_, expert_in_, h_pre_, h_act_, expert_y_,
+  Vec<float> logits_, probs_, gate_, dispatched_, expert_in_, h_pre_, h_act_, expert_y_,
       expert_out_;
-  std::vector<int32_t> expert_, slot_;
-  std::vector<float> dlogits_, dgate_, dexpert_out_, dexpert_y_, dh_act_, dh_pre_, dexpert_in_,
+  Vec<int32_t> expert_, slot_;
+  std::vector<int32_t> host_slot_;
+  Vec<float> dlogits_, dgate_, dexpert_out_, dexpert_y_, dh_act_, dh_pre_, dexpert_in_,
       ddispatched_;
 };
+
+using MoeBlock = MoeBlockT<kernels::CpuKernels>;
+extern template class MoeBlockT<kernels::CpuKernels>;
 
 }  // namespace vigil::trainer
