@@ -52,7 +52,7 @@ int RunRank(int rank, int world, const std::string& store_dir, int max_mib, int 
   gloo::rendezvous::FileStore store(store_dir);
   auto context =
       vigil::trainer::ConnectTcpMesh(store, rank, world, "127.0.0.1", std::chrono::seconds(60));
-  vigil::trainer::Collectives coll(context);
+  vigil::trainer::GlooCollectives coll(context);
   if (rank == 0) {
     std::printf("%d ranks (processes), loopback TCP; bus bandwidth = bytes * 2(W-1)/W / time\n",
                 world);

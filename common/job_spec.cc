@@ -276,8 +276,8 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
               r.Field<int>(
                   m, p, "ranks_per_host", &spec.world.ranks_per_host,
                   [](const int& v) { return v > 0 && v <= 64; }, "an integer in [1, 64]");
-              r.Field<std::string>(m, p, "device", &spec.world.device, OneOf({"cpu"}),
-                                   "'cpu' (cuda arrives with the CUDA trainer)");
+              r.Field<std::string>(m, p, "device", &spec.world.device, OneOf({"cpu", "cuda"}),
+                                   "'cpu' or 'cuda'");
             });
 
   r.Section(root, "checkpoint", "", {"dir", "every_steps"}, false,
@@ -317,6 +317,11 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
               }
             });
 
+  if (r.error().ok() && spec.model.moe.placement == "expert_parallel" &&
+      spec.world.device == "cuda") {
+    r.Fail(root["model"]["moe"]["placement"], "model.moe.placement",
+           "expert_parallel runs on cpu ranks only (the expert exchange moves host memory)");
+  }
   if (r.error().ok() && spec.model.moe.placement == "expert_parallel" &&
       spec.model.moe.experts % spec.world.world_size() != 0) {
     r.Fail(root["model"]["moe"]["placement"], "model.moe.placement",

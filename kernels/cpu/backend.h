@@ -15,6 +15,7 @@
 #include "kernels/cpu/embedding.h"
 #include "kernels/cpu/layernorm.h"
 #include "kernels/cpu/matmul.h"
+#include "kernels/cpu/optimizer.h"
 #include "kernels/cpu/residual.h"
 #include "kernels/cpu/top2_gating.h"
 
@@ -68,6 +69,10 @@ struct CpuKernels {
   static constexpr auto MoeDispatchBackward = &cpu::MoeDispatchBackward;
   static constexpr auto MoeCombineForward = &cpu::MoeCombineForward;
   static constexpr auto MoeCombineBackward = &cpu::MoeCombineBackward;
+  static constexpr auto AdamWUpdate = &cpu::AdamWUpdate;
+  static constexpr auto SgdUpdate = &cpu::SgdUpdate;
+  static constexpr auto SumOfSquares = &cpu::SumOfSquares;
+  static constexpr auto Scale = &cpu::Scale;
 };
 
 }  // namespace vigil::kernels

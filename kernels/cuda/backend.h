@@ -15,6 +15,7 @@
 #include "kernels/cuda/embedding.h"
 #include "kernels/cuda/layernorm.h"
 #include "kernels/cuda/matmul.h"
+#include "kernels/cuda/optimizer.h"
 #include "kernels/cuda/residual.h"
 #include "kernels/cuda/top2_gating.h"
 
@@ -69,6 +70,10 @@ struct CudaKernels {
   static constexpr auto MoeDispatchBackward = &cuda::MoeDispatchBackward;
   static constexpr auto MoeCombineForward = &cuda::MoeCombineForward;
   static constexpr auto MoeCombineBackward = &cuda::MoeCombineBackward;
+  static constexpr auto AdamWUpdate = &cuda::AdamWUpdate;
+  static constexpr auto SgdUpdate = &cuda::SgdUpdate;
+  static constexpr auto SumOfSquares = &cuda::SumOfSquares;
+  static constexpr auto Scale = &cuda::Scale;
 
  private:
   static void Check(cudaError_t e, const char* what) {

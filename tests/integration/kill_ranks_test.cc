@@ -239,15 +239,12 @@ TEST(FileData, TrainsOnAPreparedCorpusAndResumesExactly) {
 namespace vigil {
 namespace {
 
-// vigild started directly (vigil run would refuse this job up front): every
-// rank exits 2 because its corpus is missing, and vigild fails the job at
-// the first such exit instead of spending its restart budget.
-TEST(ConfigError, IsNotRestarted) {
-  TempDir dir;
-  std::ofstream(dir / "job.yaml")
-      << "name: nodata\nmodel: {d_model: 16, heads: 2}\n"
-         "data: {kind: file, path: absent.tok}\nschedule: {steps: 5}\n"
-         "world: {hosts: 1, ranks_per_host: 2}\nlimits: {max_restarts: 5}\n";
+// Runs `job` under a vigild started directly (vigil run would refuse some
+// of these up front) and one agent, until vigild exits; checks that the
+// failure was a configuration error, handled by failing the job at the first
+// rank's exit instead of spending the restart budget.
+void ExpectFailsAsConfigError(const TempDir& dir, const std::string& job) {
+  std::ofstream(dir / "job.yaml") << job;
   ASSERT_TRUE(WriteTokenFile(dir / "token").ok());
   const pid_t vigild =
       testing::StartVigild(dir / "job.yaml", dir / "work", dir / "token", dir / "vigild.log");
@@ -283,6 +280,31 @@ TEST(ConfigError, IsNotRestarted) {
   EXPECT_EQ(interventions[0].action, "fail_job");
   EXPECT_EQ(lb.value()->Generations(run).value().size(), 1u)
       << "no restart for a configuration error";
+}
+
+// Every rank exits 2 because its corpus is missing.
+TEST(ConfigError, IsNotRestarted) {
+  TempDir dir;
+  ExpectFailsAsConfigError(dir,
+                           "name: nodata\nmodel: {d_model: 16, heads: 2}\n"
+                           "data: {kind: file, path: absent.tok}\nschedule: {steps: 5}\n"
+                           "world: {hosts: 1, ranks_per_host: 2}\nlimits: {max_restarts: 5}\n");
+}
+
+// A CUDA job on a host without a GPU: vigil-train hands over to
+// vigil-train-cuda (where the build has CUDA), which finds no device; either
+// way the rank exits 2 and says why in its log.
+TEST(ConfigError, CudaJobOnAHostWithoutAGpu) {
+  if (::access((std::string(VIGIL_BIN_DIR) + "/vigil-train-cuda").c_str(), X_OK) == 0 &&
+      ::access("/dev/nvidia0", F_OK) == 0) {
+    GTEST_SKIP() << "this host has a GPU";
+  }
+  TempDir dir;
+  ExpectFailsAsConfigError(dir,
+                           "name: nogpu\nmodel: {d_model: 16, heads: 2}\nschedule: {steps: 5}\n"
+                           "world: {hosts: 1, ranks_per_host: 2, device: cuda}\n");
+  const std::string log = testing::Slurp(dir / "work/logs/rank-0.gen-0.log");
+  EXPECT_NE(log.find("world.device is 'cuda' but"), std::string::npos) << log;
 }
 
 }  // namespace

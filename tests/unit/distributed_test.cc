@@ -190,7 +190,7 @@ TEST(OptimizerSwitch, ACheckpointOfAnotherModelIsRefused) {
   Train(Spec(1, ""), 1, 1, opts, "", true);
   auto spec = Spec(1, "", ", activation: relu");
   auto data = MakeDataSource(spec);
-  Collectives single;
+  GlooCollectives single;
   Trainer t(spec, opts, *data.value(), &single, MakeLogger("dist.0"));
   Status st = t.Resume(Latest(root.path(), 1));
   EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st.ToString();

@@ -21,7 +21,7 @@ namespace vigil::testing {
 
 inline void RunWorld(int world, const std::function<void(trainer::Collectives&)>& body) {
   if (world == 1) {
-    trainer::Collectives single;
+    trainer::GlooCollectives single;
     body(single);
     return;
   }
@@ -32,7 +32,7 @@ inline void RunWorld(int world, const std::function<void(trainer::Collectives&)>
     threads.emplace_back([&, r] {
       try {
         omp_set_num_threads(1);
-        trainer::Collectives coll(
+        trainer::GlooCollectives coll(
             trainer::ConnectTcpMesh(store, r, world, "127.0.0.1", std::chrono::seconds(30)));
         body(coll);
       } catch (...) {

@@ -5,7 +5,6 @@
 
 #include <gloo/allgather.h>
 #include <gloo/alltoall.h>
-#include <gloo/barrier.h>
 #include <gloo/common/error.h>
 #include <gloo/context.h>
 #include <gloo/rendezvous/context.h>
@@ -38,18 +37,18 @@ std::shared_ptr<gloo::Context> ConnectTcpMesh(gloo::rendezvous::Store& store, in
   return context;
 }
 
-Collectives::Collectives() = default;
+GlooCollectives::GlooCollectives() = default;
 
-Collectives::Collectives(std::shared_ptr<gloo::Context> context)
+GlooCollectives::GlooCollectives(std::shared_ptr<gloo::Context> context)
     : context_(std::move(context)), rank_(context_->rank), world_(context_->size) {}
 
-Collectives::~Collectives() = default;
+GlooCollectives::~GlooCollectives() = default;
 
-void Collectives::Wait(bool recv_ok, bool send_ok, const char* what) const {
+void GlooCollectives::Wait(bool recv_ok, bool send_ok, const char* what) const {
   if (!recv_ok || !send_ok) throw gloo::IoException(std::string(what) + " aborted");
 }
 
-void Collectives::ReduceScatterSum(float* data, const std::vector<int64_t>& off) {
+void GlooCollectives::ReduceScatterSum(float* data, const std::vector<int64_t>& off) {
   if (world_ == 1) return;
   const int W = world_, r = rank_;
   int64_t longest = 0;
@@ -77,7 +76,7 @@ void Collectives::ReduceScatterSum(float* data, const std::vector<int64_t>& off)
   }
 }
 
-void Collectives::Allgather(float* data, const std::vector<int64_t>& off) {
+void GlooCollectives::Allgather(float* data, const std::vector<int64_t>& off) {
   if (world_ == 1) return;
   const int W = world_, r = rank_;
   auto buf = context_->createUnboundBuffer(data, static_cast<size_t>(off[W]) * sizeof(float));
@@ -96,14 +95,20 @@ void Collectives::Allgather(float* data, const std::vector<int64_t>& off) {
   }
 }
 
+void Collectives::Barrier() {
+  const char mine = 1;
+  std::vector<char> all(world());
+  AllgatherBytes(&mine, 1, all.data());
+}
+
 void Collectives::AllreduceSum(float* data, int64_t n) {
-  if (world_ == 1) return;
-  const auto off = BalancedOffsets(n, world_);
+  if (world() == 1) return;
+  const auto off = BalancedOffsets(n, world());
   ReduceScatterSum(data, off);
   Allgather(data, off);
 }
 
-void Collectives::AllgatherBytes(const void* mine, size_t bytes, void* all) {
+void GlooCollectives::AllgatherBytes(const void* mine, size_t bytes, void* all) {
   if (world_ == 1) {
     std::memcpy(all, mine, bytes);
     return;
@@ -114,7 +119,7 @@ void Collectives::AllgatherBytes(const void* mine, size_t bytes, void* all) {
   gloo::allgather(opts);
 }
 
-void Collectives::AllToAll(const float* send, float* recv, int64_t block_floats) {
+void GlooCollectives::AllToAll(const float* send, float* recv, int64_t block_floats) {
   const size_t n = static_cast<size_t>(block_floats) * world_;
   if (world_ == 1) {
     std::memcpy(recv, send, n * sizeof(float));
@@ -124,12 +129,6 @@ void Collectives::AllToAll(const float* send, float* recv, int64_t block_floats)
   opts.setInput(const_cast<float*>(send), n);
   opts.setOutput(recv, n);
   gloo::alltoall(opts);
-}
-
-void Collectives::Barrier() {
-  if (world_ == 1) return;
-  gloo::BarrierOptions opts(context_);
-  gloo::barrier(opts);
 }
 
 }  // namespace vigil::trainer

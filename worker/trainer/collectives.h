@@ -1,4 +1,6 @@
-// Collectives among one generation's ranks, over a Gloo context (TCP).
+// Collectives among one generation's ranks: an interface with a Gloo (TCP,
+// host memory) implementation here and an NCCL (device memory) one in
+// nccl_collectives.h.
 //
 // Every method is collective: all ranks call it in the same order with the
 // same sizes. Reductions run as a ring whose summation order is fixed by the
@@ -6,9 +8,9 @@
 // a reduce-scatter followed by an allgather gives exactly what an allreduce
 // gives (ZeRO and plain data parallelism agree bit for bit).
 //
-// Failures (a peer lost, a timeout) throw gloo::IoException or
-// gloo::EnforceNotMet; the trainer turns them into exit code 3. Not
-// thread-safe: one caller at a time.
+// Failures (a peer lost, a timeout) throw (gloo::IoException,
+// gloo::EnforceNotMet, std::runtime_error); the trainer turns them into exit
+// code 3. Not thread-safe: one caller at a time.
 #pragma once
 
 #include <chrono>
@@ -30,27 +32,41 @@ namespace vigil::trainer {
 
 class Collectives : public ExpertExchange {
  public:
-  // A single rank: every collective is the identity.
-  Collectives();
-  explicit Collectives(std::shared_ptr<gloo::Context> context);
-  ~Collectives() override;
-
-  int rank() const override { return rank_; }
-  int world() const override { return world_; }
+  // Where the float buffers of ReduceScatterSum, Allgather, AllreduceSum and
+  // AllToAll live: host memory (Gloo) or device memory (NCCL).
+  virtual bool device_memory() const = 0;
 
   // In place over data[0, offsets[world]): afterwards rank r holds, in
   // [offsets[r], offsets[r + 1]), the sum over all ranks of that chunk. The
   // other chunks hold partial sums (garbage to the caller).
-  void ReduceScatterSum(float* data, const std::vector<int64_t>& offsets);
+  virtual void ReduceScatterSum(float* data, const std::vector<int64_t>& offsets) = 0;
   // In place: chunk r of rank r is copied to every rank.
-  void Allgather(float* data, const std::vector<int64_t>& offsets);
+  virtual void Allgather(float* data, const std::vector<int64_t>& offsets) = 0;
   // Sum over ranks, in place (a reduce-scatter and an allgather over
   // balanced chunks).
   void AllreduceSum(float* data, int64_t n);
-  // Gathers `bytes` from every rank into all[rank * bytes].
-  void AllgatherBytes(const void* mine, size_t bytes, void* all);
-  void AllToAll(const float* send, float* recv, int64_t block_floats) override;
+  // Gathers `bytes` of host memory from every rank into all[rank * bytes]
+  // (host memory whatever the backend).
+  virtual void AllgatherBytes(const void* mine, size_t bytes, void* all) = 0;
+  // Returns once every rank has called it.
   void Barrier();
+};
+
+// vigil's rings over a Gloo context (TCP), on host memory. A default-made
+// one is a world of one rank, where every collective is the identity.
+class GlooCollectives : public Collectives {
+ public:
+  GlooCollectives();
+  explicit GlooCollectives(std::shared_ptr<gloo::Context> context);
+  ~GlooCollectives() override;
+
+  int rank() const override { return rank_; }
+  int world() const override { return world_; }
+  bool device_memory() const override { return false; }
+  void ReduceScatterSum(float* data, const std::vector<int64_t>& offsets) override;
+  void Allgather(float* data, const std::vector<int64_t>& offsets) override;
+  void AllgatherBytes(const void* mine, size_t bytes, void* all) override;
+  void AllToAll(const float* send, float* recv, int64_t block_floats) override;
 
  private:
   void Wait(bool recv_ok, bool send_ok, const char* what) const;

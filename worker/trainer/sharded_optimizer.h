@@ -21,6 +21,9 @@
 // Checkpoints: each rank owns, in global indices, its slice of the
 // replicated region plus its experts, in both modes, so a checkpoint written
 // sharded resumes unsharded and back.
+//
+// Written over a kernel set K: parameters, gradients and moments live where
+// K's buffers do, and the collectives must work on that memory.
 #pragma once
 
 #include <cstdint>
@@ -28,6 +31,7 @@
 #include <vector>
 
 #include "checkpoint/checkpoint.h"
+#include "kernels/cpu/backend.h"
 #include "worker/trainer/collectives.h"
 
 namespace vigil::trainer {
@@ -44,11 +48,13 @@ struct OptimizerHyper {
   float beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0.0f, grad_clip = 1.0f;
 };
 
-class ShardedOptimizer {
+template <class K>
+class ShardedOptimizerT {
  public:
-  // kind: "adamw" or "sgd". shard: ZeRO on.
-  ShardedOptimizer(const ParamLayout& layout, Collectives* coll, std::string kind, bool shard,
-                   const OptimizerHyper& hyper);
+  // kind: "adamw" or "sgd". shard: ZeRO on. Throws std::invalid_argument if
+  // the collectives work on other memory than K's buffers.
+  ShardedOptimizerT(const ParamLayout& layout, Collectives* coll, std::string kind, bool shard,
+                    const OptimizerHyper& hyper);
 
   // Averages, clips and applies grads to params (both the rank's flat
   // buffers; grads is consumed). Returns the global gradient norm before
@@ -61,13 +67,15 @@ class ShardedOptimizer {
   int64_t step() const { return step_; }
 
   // Checkpoint: the global ranges this rank owns, and its floats over them in
-  // file order (params, then the moments when it keeps any).
+  // file order (params, then the moments when it keeps any), in host memory:
+  // copied into *staging where K's buffers are elsewhere.
   std::vector<checkpoint::IndexRange> OwnedRanges() const;
   std::vector<std::string> Sections() const;
-  std::vector<checkpoint::ShardPiece> Pieces(const float* params) const;
+  std::vector<checkpoint::ShardPiece> Pieces(const float* params,
+                                             std::vector<float>* staging) const;
   // Takes the moments of the owned ranges from a loaded checkpoint's
-  // sections (m and v, each global_total floats) and the step count; null
-  // m and v start the moments from zero.
+  // sections (m and v, each global_total floats, host memory) and the step
+  // count; null m and v start the moments from zero.
   void LoadMoments(const float* m, const float* v, int64_t step);
   // Bytes of optimizer state this rank holds.
   int64_t state_bytes() const {
@@ -92,8 +100,11 @@ class ShardedOptimizer {
   OptimizerHyper hyper_;
   std::vector<int64_t> offsets_;  // ZeRO slices of the replicated region
   int64_t lo_ = 0, hi_ = 0;       // this rank's slice
-  std::vector<float> m_, v_;
+  typename K::template Vector<float> m_, v_;
   int64_t step_ = 0;
 };
+
+using ShardedOptimizer = ShardedOptimizerT<kernels::CpuKernels>;
+extern template class ShardedOptimizerT<kernels::CpuKernels>;
 
 }  // namespace vigil::trainer

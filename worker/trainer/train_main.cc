@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -26,6 +27,11 @@
 #include "worker/trainer/coordinator_store.h"
 #include "worker/trainer/data_source.h"
 #include "worker/trainer/trainer.h"
+#ifdef VIGIL_WITH_CUDA
+#include "kernels/cuda/device.h"
+#include "worker/trainer/nccl_collectives.h"
+#include "worker/trainer/trainer_cuda.h"
+#endif
 
 namespace vigil::trainer {
 namespace {
@@ -35,7 +41,7 @@ constexpr int kExitCollective = 3;
 constexpr int kExitBadCheckpoint = 4;
 
 struct Orders {
-  int rank = 0, world = 1;
+  int rank = 0, world = 1, local_rank = 0;
   uint64_t generation = 0;
   std::string store_addr, agent_socket, token_file, job_file, checkpoint_dir, resume_from,
       bind_addr;
@@ -73,7 +79,8 @@ class Reporter {
   FramedSocket sock_;
 };
 
-// Connects to the generation's Gloo mesh through vigild's store.
+// Connects to the generation's collectives through vigild's store: a Gloo
+// TCP mesh for CPU ranks, an NCCL communicator (GPU = local rank) for CUDA.
 class Mesh {
  public:
   Mesh(const Orders& o, const JobSpec& spec) {
@@ -83,9 +90,16 @@ class Mesh {
     store_ = std::make_unique<CoordinatorStore>(std::move(sock.value()), timeout);
     prefix_store_ = std::make_unique<gloo::rendezvous::PrefixStore>(
         "gen-" + std::to_string(o.generation), *store_);
-    collectives_ = std::make_unique<Collectives>(
-        ConnectTcpMesh(*prefix_store_, o.rank, o.world, o.bind_addr,
-                       std::chrono::milliseconds(spec.limits.collective_timeout_ms)));
+    if (spec.world.device == "cuda") {
+#ifdef VIGIL_WITH_CUDA
+      collectives_ = std::make_unique<NcclCollectives>(*prefix_store_, "nccl-id", o.rank, o.world,
+                                                       o.local_rank);
+#endif
+    } else {
+      collectives_ = std::make_unique<GlooCollectives>(
+          ConnectTcpMesh(*prefix_store_, o.rank, o.world, o.bind_addr,
+                         std::chrono::milliseconds(spec.limits.collective_timeout_ms)));
+    }
   }
   Collectives* collectives() { return collectives_.get(); }
 
@@ -107,6 +121,7 @@ class Mesh {
   std::unique_ptr<Collectives> collectives_;
 };
 
+template <class TrainerType>
 int Train(const Orders& o, const JobSpec& spec, const DataSource& data, Reporter* reporter) {
   auto log = MakeLogger("train." + std::to_string(o.rank));
   if (o.rank == 0) {
@@ -115,7 +130,7 @@ int Train(const Orders& o, const JobSpec& spec, const DataSource& data, Reporter
   }
   // The mesh comes first: the trainer's expert placement depends on the world.
   Mesh mesh(o, spec);
-  Trainer trainer(spec, o.options, data, mesh.collectives(), log);
+  TrainerType trainer(spec, o.options, data, mesh.collectives(), log);
   if (o.resume_from.empty()) {
     trainer.Initialize();
   } else if (Status st = trainer.Resume(o.resume_from); !st.ok()) {
@@ -206,6 +221,7 @@ int main() {
   try {
     o.rank = std::stoi(Env("VIGIL_RANK"));
     o.world = std::stoi(Env("VIGIL_WORLD_SIZE"));
+    o.local_rank = std::stoi(Env("VIGIL_LOCAL_RANK", "0"));
     o.generation = std::stoull(Env("VIGIL_GENERATION", "0"));
     o.store_addr = Env("VIGIL_STORE_ADDR");
     o.agent_socket = Env("VIGIL_AGENT_SOCKET", "");
@@ -238,7 +254,33 @@ int main() {
   }
   Reporter reporter(o);
   try {
-    return Train(o, spec.value(), *data.value(), &reporter);
+    if (spec->world.device == "cuda") {
+#ifdef VIGIL_WITH_CUDA
+      // One GPU per rank, chosen by local rank; a host without one is a
+      // configuration error (exit 2 fails the job rather than restarting it).
+      std::string why;
+      if (!kernels::cuda::DeviceAvailable(&why)) {
+        std::fprintf(stderr, "vigil-train: world.device is 'cuda' but %s\n", why.c_str());
+        return kExitConfig;
+      }
+      return Train<CudaTrainer>(o, spec.value(), *data.value(), &reporter);
+#else
+      // The CUDA build of this program sits beside it; it takes over this process.
+      std::error_code ec;
+      const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+      const std::string cuda_binary = (self.parent_path() / "vigil-train-cuda").string();
+      if (!ec && ::access(cuda_binary.c_str(), X_OK) == 0) {
+        char* args[] = {const_cast<char*>(cuda_binary.c_str()), nullptr};
+        ::execv(cuda_binary.c_str(), args);
+      }
+      std::fprintf(stderr,
+                   "vigil-train: world.device is 'cuda' but %s is missing (built "
+                   "without CUDA or NCCL)\n",
+                   cuda_binary.c_str());
+      return kExitConfig;
+#endif
+    }
+    return Train<Trainer>(o, spec.value(), *data.value(), &reporter);
   } catch (const std::invalid_argument& e) {
     // The model cannot be placed on this world (checked by the spec too).
     std::fprintf(stderr, "vigil-train: %s\n", e.what());

@@ -11,6 +11,9 @@
 //   * lr_scale multiplies the schedule's learning rate from the resumed
 //     step on; it is recorded in every checkpoint's manifest.
 // Changing the model, the data or the world size is refused (ConfigHash).
+//
+// Written over a kernel set K (Trainer: CPU with Gloo; CudaTrainer in
+// trainer_cuda.h: GPU with NCCL); checkpoints are the same either way.
 #pragma once
 
 #include <cstdint>
@@ -41,11 +44,12 @@ struct StepStats {
   int dropped_choices = 0;
 };
 
-class Trainer {
+template <class K>
+class TrainerT {
  public:
   // Throws std::invalid_argument if the model cannot be placed on this world.
-  Trainer(const JobSpec& spec, const TrainerOptions& options, const DataSource& data,
-          Collectives* coll, std::shared_ptr<spdlog::logger> log);
+  TrainerT(const JobSpec& spec, const TrainerOptions& options, const DataSource& data,
+           Collectives* coll, std::shared_ptr<spdlog::logger> log);
 
   // A fresh start from the spec's seed.
   void Initialize();
@@ -66,8 +70,8 @@ class Trainer {
   int64_t tokens_seen() const { return tokens_seen_; }
   bool done() const { return step_ >= spec_.schedule.steps; }
   const std::vector<std::string>& resume_notes() const { return notes_; }
-  DecoderModel& model() { return model_; }
-  const ShardedOptimizer& optimizer() const { return *opt_; }
+  DecoderModelT<K>& model() { return model_; }
+  const ShardedOptimizerT<K>& optimizer() const { return *opt_; }
   int64_t state_bytes() const;
   // Bytes one checkpoint of the whole job takes.
   int64_t checkpoint_bytes() const;
@@ -80,12 +84,16 @@ class Trainer {
   const DataSource& data_;
   Collectives* coll_;
   std::shared_ptr<spdlog::logger> log_;
-  DecoderModel model_;
-  std::unique_ptr<ShardedOptimizer> opt_;
+  DecoderModelT<K> model_;
+  std::unique_ptr<ShardedOptimizerT<K>> opt_;
   std::vector<int32_t> inputs_, targets_;
+  std::vector<float> staging_;  // host copies of device state (checkpoints, digests)
   int64_t step_ = 0, tokens_seen_ = 0;
   std::vector<std::string> notes_;
 };
+
+using Trainer = TrainerT<kernels::CpuKernels>;
+extern template class TrainerT<kernels::CpuKernels>;
 
 // The model configuration a job spec describes.
 ModelConfig ModelConfigFor(const JobSpec& spec);
