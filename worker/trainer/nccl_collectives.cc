@@ -24,6 +24,15 @@ void Check(cudaError_t e, const char* what) {
 
 int Mod(int a, int w) { return ((a % w) + w) % w; }
 
+// One ring step: send_n floats to the right while receiving recv_n from the left.
+void RingStep(const float* send, int64_t send_n, int right, float* recv, int64_t recv_n, int left,
+              ncclComm_t comm) {
+  Check(ncclGroupStart(), "ncclGroupStart");
+  if (send_n > 0) Check(ncclSend(send, send_n, ncclFloat, right, comm, nullptr), "ncclSend");
+  if (recv_n > 0) Check(ncclRecv(recv, recv_n, ncclFloat, left, comm, nullptr), "ncclRecv");
+  Check(ncclGroupEnd(), "ncclGroupEnd");
+}
+
 }  // namespace
 
 struct NcclCollectives::State {
@@ -66,13 +75,7 @@ void NcclCollectives::ReduceScatterSum(float* data, const std::vector<int64_t>& 
   for (int s = 0; s < W - 1; ++s) {
     const int send_c = Mod(r - s - 1, W), recv_c = Mod(r - s - 2, W);
     const int64_t send_n = off[send_c + 1] - off[send_c], recv_n = off[recv_c + 1] - off[recv_c];
-    Check(ncclGroupStart(), "ncclGroupStart");
-    if (send_n > 0)
-      Check(ncclSend(data + off[send_c], send_n, ncclFloat, right, state_->comm, nullptr),
-            "ncclSend");
-    if (recv_n > 0)
-      Check(ncclRecv(tmp, recv_n, ncclFloat, left, state_->comm, nullptr), "ncclRecv");
-    Check(ncclGroupEnd(), "ncclGroupEnd");
+    RingStep(data + off[send_c], send_n, right, tmp, recv_n, left, state_->comm);
     if (recv_n > 0)
       kernels::cuda::ResidualForward(data + off[recv_c], data + off[recv_c], tmp, recv_n);
   }
@@ -84,14 +87,7 @@ void NcclCollectives::Allgather(float* data, const std::vector<int64_t>& off) {
   for (int s = 0; s < W - 1; ++s) {
     const int send_c = Mod(r - s, W), recv_c = Mod(r - s - 1, W);
     const int64_t send_n = off[send_c + 1] - off[send_c], recv_n = off[recv_c + 1] - off[recv_c];
-    Check(ncclGroupStart(), "ncclGroupStart");
-    if (send_n > 0)
-      Check(ncclSend(data + off[send_c], send_n, ncclFloat, right, state_->comm, nullptr),
-            "ncclSend");
-    if (recv_n > 0)
-      Check(ncclRecv(data + off[recv_c], recv_n, ncclFloat, left, state_->comm, nullptr),
-            "ncclRecv");
-    Check(ncclGroupEnd(), "ncclGroupEnd");
+    RingStep(data + off[send_c], send_n, right, data + off[recv_c], recv_n, left, state_->comm);
   }
 }
 
