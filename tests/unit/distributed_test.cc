@@ -165,7 +165,7 @@ TEST(OptimizerSwitch, MomentsAreNeverCarriedAcrossASwitch) {
   EXPECT_GT(moved_by_lr, checked * 9 / 10) << moved_by_lr << " of " << checked;
 }
 
-TEST(OptimizerSwitch, LearningRateScaleAppliesFromTheResumedStepAndIsRecorded) {
+TEST(OptimizerSwitch, LearningRateScaleAppliesFromTheResumedStepAndPersists) {
   const int W = 2;
   TempDir root;
   TrainerOptions opts;
@@ -181,6 +181,10 @@ TEST(OptimizerSwitch, LearningRateScaleAppliesFromTheResumedStepAndIsRecorded) {
   ASSERT_TRUE(ckpt.ok());
   EXPECT_EQ(ckpt->manifest.lr_scale, 0.25);
   EXPECT_EQ(ckpt->manifest.optimizer_step, 4);
+  // A later restart that names no scale (a crash, say) keeps it, silently.
+  const auto later = Train(Spec(W, ""), W, 1, opts, Latest(root.path(), 4));
+  EXPECT_FLOAT_EQ(later[0].stats[0].lr, 0.0025f);
+  EXPECT_TRUE(later[0].notes.empty());
 }
 
 TEST(OptimizerSwitch, ACheckpointOfAnotherModelIsRefused) {

@@ -230,8 +230,11 @@ int main() {
     o.checkpoint_dir = Env("VIGIL_CHECKPOINT_DIR");
     o.options.checkpoint_dir = o.checkpoint_dir;
     o.options.optimizer = Env("VIGIL_OPTIMIZER", "");
-    o.options.lr_scale = std::stod(Env("VIGIL_LR_SCALE", "1"));
-    if (!(o.options.lr_scale > 0)) throw std::runtime_error("VIGIL_LR_SCALE must be positive");
+    const std::string scale = Env("VIGIL_LR_SCALE", "");
+    if (!scale.empty()) {
+      o.options.lr_scale = std::stod(scale);
+      if (!(o.options.lr_scale > 0)) throw std::runtime_error("VIGIL_LR_SCALE must be positive");
+    }
     if (!o.options.optimizer.empty() && o.options.optimizer != "adamw" &&
         o.options.optimizer != "sgd") {
       throw std::runtime_error("VIGIL_OPTIMIZER must be adamw or sgd");

@@ -9,7 +9,9 @@
 //     bias-correction count. Moments are never taken from a checkpoint of
 //     another optimizer, and the switch is reported in resume_notes().
 //   * lr_scale multiplies the schedule's learning rate from the resumed
-//     step on; it is recorded in every checkpoint's manifest.
+//     step on; it is recorded in every checkpoint's manifest, and a later
+//     restart that names no scale keeps the checkpoint's (a crash must not
+//     undo a deliberate change).
 // Changing the model, the data or the world size is refused (ConfigHash).
 //
 // Written over a kernel set K (Trainer: CPU with Gloo; CudaTrainer in
@@ -35,7 +37,7 @@ namespace vigil::trainer {
 struct TrainerOptions {
   std::string checkpoint_dir;
   std::string optimizer;  // empty: the spec's
-  double lr_scale = 1.0;
+  double lr_scale = 0.0;  // 0: the checkpoint's (1 for a fresh start)
 };
 
 struct StepStats {
@@ -90,6 +92,7 @@ class TrainerT {
   std::vector<float> staging_;  // host copies of device state (checkpoints, digests)
   int64_t step_ = 0, tokens_seen_ = 0;
   std::vector<std::string> notes_;
+  bool inherit_lr_scale_ = false;  // no scale was named: take the checkpoint's
 };
 
 using Trainer = TrainerT<kernels::CpuKernels>;

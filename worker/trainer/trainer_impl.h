@@ -54,6 +54,10 @@ TrainerT<K>::TrainerT(const JobSpec& spec, const TrainerOptions& options, const 
       log_(std::move(log)),
       model_(ModelConfigFor(spec), UsesExpertParallelism(spec, coll->world()) ? coll : nullptr) {
   if (options_.optimizer.empty()) options_.optimizer = spec.optimizer.kind;
+  if (!(options_.lr_scale > 0)) {
+    inherit_lr_scale_ = true;
+    options_.lr_scale = 1.0;
+  }
   opt_ = std::make_unique<ShardedOptimizerT<K>>(trainer_detail::LayoutOf(model_), coll_,
                                                 options_.optimizer, spec.optimizer.zero,
                                                 trainer_detail::HyperOf(spec.optimizer));
@@ -96,7 +100,9 @@ Status TrainerT<K>::Resume(const std::string& dir) {
                                             : ": the checkpoint's moments are dropped"));
     }
   }
-  if (m.lr_scale != options_.lr_scale) {
+  if (inherit_lr_scale_) {
+    options_.lr_scale = m.lr_scale;
+  } else if (m.lr_scale != options_.lr_scale) {
     char buf[96];
     std::snprintf(buf, sizeof(buf), "learning rate scale %.6g (was %.6g) from step %lld",
                   options_.lr_scale, m.lr_scale, static_cast<long long>(m.step));
