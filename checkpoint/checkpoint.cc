@@ -236,36 +236,41 @@ Result<LoadedCheckpoint> LoadCheckpoint(const std::string& dir) {
     }
   }
   out.state.resize(out.manifest.total_floats());
-  std::vector<float> buf;
   for (const auto& s : out.manifest.shards) {
     const std::string path = dir + "/" + s.file;
-    const size_t want = shard_bytes(s);
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return Status::IoError("open " + path + ": " + std::strerror(errno));
-    buf.resize(want / sizeof(float));
-    char* dst = reinterpret_cast<char*>(buf.data());
-    size_t off = 0;
-    while (off < want) {
-      ssize_t n = ::read(fd, dst + off, want - off);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        ::close(fd);
-        return Status::IoError("read " + path + ": short read");
+    // Each run of the file goes straight to its place in the state, hashed
+    // on the way; nothing is handed out unless the whole shard verifies.
+    XXH3_state_t* hash = XXH3_createState();
+    XXH3_64bits_reset(hash);
+    Status st;
+    for (size_t sec = 0; sec < sections && st.ok(); ++sec) {
+      for (const auto& r : s.ranges) {
+        char* dst = reinterpret_cast<char*>(out.state.data() + sec * P + r.begin);
+        const size_t want = static_cast<size_t>(r.size()) * sizeof(float);
+        size_t off = 0;
+        while (off < want) {
+          const ssize_t n = ::read(fd, dst + off, want - off);
+          if (n < 0 && errno == EINTR) continue;
+          if (n <= 0) break;
+          off += static_cast<size_t>(n);
+        }
+        if (off < want) {
+          st = Status::IoError("read " + path + ": short read");
+          break;
+        }
+        XXH3_64bits_update(hash, dst, want);
       }
-      off += static_cast<size_t>(n);
     }
+    const uint64_t digest = XXH3_64bits_digest(hash);
+    XXH3_freeState(hash);
     ::close(fd);
-    if (XXH3_64bits(dst, want) != s.xxh3) {
+    if (!st.ok()) return st;
+    if (digest != s.xxh3) {
       return Status::Corruption(dir + ": shard " + s.file + " fails its checksum");
     }
-    const float* src = buf.data();
-    for (size_t sec = 0; sec < sections; ++sec) {
-      for (const auto& r : s.ranges) {
-        std::copy(src, src + r.size(), out.state.begin() + sec * P + r.begin);
-        src += r.size();
-      }
-    }
-    out.bytes += static_cast<int64_t>(want);
+    out.bytes += static_cast<int64_t>(shard_bytes(s));
   }
   return out;
 }
