@@ -61,6 +61,13 @@ class MoeBlockT {
   void ExpertsForward(const Weights& w);
   void ExpertsBackward(const Grads& g, const Weights& w);
 
+  // The buffers the experts read and write: the exchange's when tokens
+  // travel, otherwise the tokens' own (no copies).
+  float* ExpertIn() { return (exchange_ ? expert_in_ : dispatched_).data(); }
+  float* ExpertY() { return (exchange_ ? expert_y_ : expert_out_).data(); }
+  float* DExpertY() { return (exchange_ ? dexpert_y_ : dexpert_out_).data(); }
+  float* DExpertIn() { return (exchange_ ? dexpert_in_ : ddispatched_).data(); }
+
   const int C_, H_, E_;
   const double capacity_factor_;
   const bool relu_;

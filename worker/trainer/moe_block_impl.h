@@ -46,9 +46,12 @@ void MoeBlockT<K>::Ensure(int N) {
   dgate_.assign(2 * static_cast<size_t>(N), 0);
   expert_.assign(2 * static_cast<size_t>(N), 0);
   slot_.assign(2 * static_cast<size_t>(N), 0);
-  for (auto* v : {&dispatched_, &expert_in_, &expert_y_, &expert_out_, &dexpert_out_, &dexpert_y_,
-                  &dexpert_in_, &ddispatched_})
+  for (auto* v : {&dispatched_, &expert_out_, &dexpert_out_, &ddispatched_})
     v->assign(rows * C_, 0);
+  // The experts' side of the exchange; replicated, it is the tokens' side itself.
+  if (exchange_) {
+    for (auto* v : {&expert_in_, &expert_y_, &dexpert_y_, &dexpert_in_}) v->assign(rows * C_, 0);
+  }
   for (auto* v : {&h_pre_, &h_act_, &dh_act_, &dh_pre_}) v->assign(rows * H_, 0);
 }
 
@@ -63,15 +66,9 @@ float MoeBlockT<K>::Forward(float* out, const float* x, int N, const Weights& w)
   dropped_ = static_cast<int>(std::count(host_slot_.begin(), host_slot_.end(), -1));
   K::MoeDispatchForward(dispatched_.data(), x, expert_.data(), slot_.data(), N, C_, capacity_, E_);
   const int64_t block = static_cast<int64_t>(local_experts_) * capacity_ * C_;
-  if (exchange_)
-    exchange_->AllToAll(dispatched_.data(), expert_in_.data(), block);
-  else
-    K::Copy(expert_in_.data(), dispatched_.data(), dispatched_.size());
+  if (exchange_) exchange_->AllToAll(dispatched_.data(), expert_in_.data(), block);
   ExpertsForward(w);
-  if (exchange_)
-    exchange_->AllToAll(expert_y_.data(), expert_out_.data(), block);
-  else
-    K::Copy(expert_out_.data(), expert_y_.data(), expert_y_.size());
+  if (exchange_) exchange_->AllToAll(expert_y_.data(), expert_out_.data(), block);
   K::MoeCombineForward(out, expert_out_.data(), gate_.data(), expert_.data(), slot_.data(), N, C_,
                        capacity_);
   return aux;
@@ -85,12 +82,12 @@ void MoeBlockT<K>::ExpertsForward(const Weights& w) {
       const size_t row = (static_cast<size_t>(src) * local_experts_ + j) * cap;
       float* pre = h_pre_.data() + row * H_;
       float* act = h_act_.data() + row * H_;
-      K::MatmulForward(pre, expert_in_.data() + row * C_, w.fc_w[j], w.fc_b[j], cap, C_, H_);
+      K::MatmulForward(pre, ExpertIn() + row * C_, w.fc_w[j], w.fc_b[j], cap, C_, H_);
       if (relu_)
         K::ReluForward(act, pre, static_cast<long>(cap) * H_);
       else
         K::GeluForward(act, pre, static_cast<long>(cap) * H_);
-      K::MatmulForward(expert_y_.data() + row * C_, act, w.proj_w[j], w.proj_b[j], cap, H_, C_);
+      K::MatmulForward(ExpertY() + row * C_, act, w.proj_w[j], w.proj_b[j], cap, H_, C_);
     }
   }
 }
@@ -98,7 +95,7 @@ void MoeBlockT<K>::ExpertsForward(const Weights& w) {
 template <class K>
 void MoeBlockT<K>::ExpertsBackward(const Grads& g, const Weights& w) {
   const int cap = capacity_;
-  K::Zero(dexpert_in_.data(), dexpert_in_.size());
+  K::Zero(DExpertIn(), dispatched_.size());
   K::Zero(dh_act_.data(), dh_act_.size());
   K::Zero(dh_pre_.data(), dh_pre_.size());
   for (int src = 0; src < sources_; ++src) {
@@ -106,14 +103,14 @@ void MoeBlockT<K>::ExpertsBackward(const Grads& g, const Weights& w) {
       const size_t row = (static_cast<size_t>(src) * local_experts_ + j) * cap;
       float* dact = dh_act_.data() + row * H_;
       float* dpre = dh_pre_.data() + row * H_;
-      K::MatmulBackward(dact, g.proj_w[j], g.proj_b[j], dexpert_y_.data() + row * C_,
+      K::MatmulBackward(dact, g.proj_w[j], g.proj_b[j], DExpertY() + row * C_,
                         h_act_.data() + row * H_, w.proj_w[j], cap, H_, C_);
       if (relu_)
         K::ReluBackward(dpre, h_pre_.data() + row * H_, dact, static_cast<long>(cap) * H_);
       else
         K::GeluBackward(dpre, h_pre_.data() + row * H_, dact, static_cast<long>(cap) * H_);
-      K::MatmulBackward(dexpert_in_.data() + row * C_, g.fc_w[j], g.fc_b[j], dpre,
-                        expert_in_.data() + row * C_, w.fc_w[j], cap, C_, H_);
+      K::MatmulBackward(DExpertIn() + row * C_, g.fc_w[j], g.fc_b[j], dpre, ExpertIn() + row * C_,
+                        w.fc_w[j], cap, C_, H_);
     }
   }
 }
@@ -125,15 +122,9 @@ void MoeBlockT<K>::Backward(float* dx, const Grads& g, const float* dout, const 
   K::MoeCombineBackward(dexpert_out_.data(), dgate_.data(), dout, expert_out_.data(), gate_.data(),
                         expert_.data(), slot_.data(), N, C_, capacity_, E_);
   const int64_t block = static_cast<int64_t>(local_experts_) * capacity_ * C_;
-  if (exchange_)
-    exchange_->AllToAll(dexpert_out_.data(), dexpert_y_.data(), block);
-  else
-    K::Copy(dexpert_y_.data(), dexpert_out_.data(), dexpert_out_.size());
+  if (exchange_) exchange_->AllToAll(dexpert_out_.data(), dexpert_y_.data(), block);
   ExpertsBackward(g, w);
-  if (exchange_)
-    exchange_->AllToAll(dexpert_in_.data(), ddispatched_.data(), block);
-  else
-    K::Copy(ddispatched_.data(), dexpert_in_.data(), dexpert_in_.size());
+  if (exchange_) exchange_->AllToAll(dexpert_in_.data(), ddispatched_.data(), block);
   K::MoeDispatchBackward(dx, ddispatched_.data(), expert_.data(), slot_.data(), N, C_, capacity_);
   K::Top2GatingBackward(dlogits_.data(), dgate_.data(), probs_.data(), expert_.data(), N, E_,
                         aux_weight);
