@@ -69,7 +69,12 @@ class ShardedOptimizerT {
   // Checkpoint: the global ranges this rank owns, and its floats over them in
   // file order (params, then the moments when it keeps any), in host memory:
   // copied into *staging where K's buffers are elsewhere.
-  std::vector<checkpoint::IndexRange> OwnedRanges() const;
+  std::vector<checkpoint::IndexRange> OwnedRanges() const {
+    return RangesOf(coll_->rank(), layout_.own_global_begin);
+  }
+  // The same for any rank, given where its experts start (every rank holds
+  // as many experts, so only that differs).
+  std::vector<checkpoint::IndexRange> RangesOf(int rank, int64_t own_global_begin) const;
   std::vector<std::string> Sections() const;
   std::vector<checkpoint::ShardPiece> Pieces(const float* params,
                                              std::vector<float>* staging) const;

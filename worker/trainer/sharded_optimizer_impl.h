@@ -74,11 +74,11 @@ float ShardedOptimizerT<K>::Step(float* params, float* grads, float lr) {
 }
 
 template <class K>
-std::vector<checkpoint::IndexRange> ShardedOptimizerT<K>::OwnedRanges() const {
+std::vector<checkpoint::IndexRange> ShardedOptimizerT<K>::RangesOf(int rank,
+                                                                   int64_t own_global_begin) const {
   std::vector<checkpoint::IndexRange> out;
-  if (hi_ > lo_) out.push_back({lo_, hi_});
-  if (own_count() > 0)
-    out.push_back({layout_.own_global_begin, layout_.own_global_begin + own_count()});
+  if (offsets_[rank + 1] > offsets_[rank]) out.push_back({offsets_[rank], offsets_[rank + 1]});
+  if (own_count() > 0) out.push_back({own_global_begin, own_global_begin + own_count()});
   return out;
 }
 

@@ -11,7 +11,6 @@
 #include <cstdio>
 
 #include "checkpoint/checkpoint.h"
-#include "common/partition.h"
 
 namespace vigil::trainer {
 namespace trainer_detail {
@@ -158,17 +157,15 @@ Result<std::string> TrainerT<K>::Save() {
   auto shard = checkpoint::WriteShard(tmp, coll_->rank(), static_cast<int>(sections.size()), ranges,
                                       opt_->Pieces(model_.params().data(), &staging_));
   if (!shard.ok()) log_->error("checkpoint shard write failed: {}", shard.status().ToString());
-  // Everyone learns every shard's (ok, checksum); ranges are recomputed
-  // from the layout, which every rank knows.
-  const uint64_t mine[2] = {shard.ok() ? 1u : 0u, shard.ok() ? shard->xxh3 : 0};
+  // Everyone learns every shard's (ok, checksum, first expert index); the
+  // ranges follow from the layout.
+  const uint64_t mine[3] = {shard.ok() ? 1u : 0u, shard.ok() ? shard->xxh3 : 0,
+                            static_cast<uint64_t>(model_.GlobalIndex(model_.replicated_count()))};
   const int W = coll_->world();
-  std::vector<uint64_t> all(2 * W);
+  std::vector<uint64_t> all(3 * W);
   coll_->AllgatherBytes(mine, sizeof(mine), all.data());
-  std::vector<int64_t> own_begin(W);
-  const int64_t own_global = model_.GlobalIndex(model_.replicated_count());
-  coll_->AllgatherBytes(&own_global, sizeof(own_global), own_begin.data());
   for (int r = 0; r < W; ++r) {
-    if (all[2 * r] != 1) {
+    if (all[3 * r] != 1) {
       return Status::IoError("checkpoint at step " + std::to_string(step_) + " abandoned: rank " +
                              std::to_string(r) + " failed its shard");
     }
@@ -187,16 +184,12 @@ Result<std::string> TrainerT<K>::Save() {
   m.param_count = model_.global_param_count();
   m.sections = sections;
   for (const auto& t : model_.GlobalTensors()) m.tensors.push_back({t.name, t.shape, t.offset});
-  const int64_t R = model_.replicated_count();
-  const int64_t own = static_cast<int64_t>(model_.params().size()) - R;
-  const auto slices = BalancedOffsets(R, W);
   for (int r = 0; r < W; ++r) {
     checkpoint::ShardEntry e;
     e.rank = r;
     e.file = "shard-" + std::to_string(r) + ".bin";
-    if (slices[r + 1] > slices[r]) e.ranges.push_back({slices[r], slices[r + 1]});
-    if (own > 0) e.ranges.push_back({own_begin[r], own_begin[r] + own});
-    e.xxh3 = all[2 * r + 1];
+    e.ranges = opt_->RangesOf(r, static_cast<int64_t>(all[3 * r + 2]));
+    e.xxh3 = all[3 * r + 1];
     m.shards.push_back(e);
   }
   return checkpoint::CommitCheckpoint(options_.checkpoint_dir, m);
