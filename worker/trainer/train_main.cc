@@ -43,9 +43,8 @@ constexpr int kExitBadCheckpoint = 4;
 struct Orders {
   int rank = 0, world = 1, local_rank = 0;
   uint64_t generation = 0;
-  std::string store_addr, agent_socket, token_file, job_file, checkpoint_dir, resume_from,
-      bind_addr;
-  TrainerOptions options;  // restart-time changes (optimizer, learning-rate scale)
+  std::string store_addr, agent_socket, token_file, job_file, resume_from, bind_addr;
+  TrainerOptions options;  // checkpoint directory, restart-time changes (optimizer, LR scale)
 };
 
 std::string Env(const char* name, const char* fallback = nullptr) {
@@ -125,7 +124,7 @@ template <class TrainerType>
 int Train(const Orders& o, const JobSpec& spec, const DataSource& data, Reporter* reporter) {
   auto log = MakeLogger("train." + std::to_string(o.rank));
   if (o.rank == 0) {
-    Status st = checkpoint::RemoveIncomplete(o.checkpoint_dir);
+    Status st = checkpoint::RemoveIncomplete(o.options.checkpoint_dir);
     if (!st.ok()) log->warn("cannot clear incomplete checkpoints: {}", st.ToString());
   }
   // The mesh comes first: the trainer's expert placement depends on the world.
@@ -227,8 +226,7 @@ int main() {
     o.agent_socket = Env("VIGIL_AGENT_SOCKET", "");
     o.token_file = Env("VIGIL_TOKEN_FILE");
     o.job_file = Env("VIGIL_JOB_FILE");
-    o.checkpoint_dir = Env("VIGIL_CHECKPOINT_DIR");
-    o.options.checkpoint_dir = o.checkpoint_dir;
+    o.options.checkpoint_dir = Env("VIGIL_CHECKPOINT_DIR");
     o.options.optimizer = Env("VIGIL_OPTIMIZER", "");
     const std::string scale = Env("VIGIL_LR_SCALE", "");
     if (!scale.empty()) {
