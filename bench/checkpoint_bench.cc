@@ -2,15 +2,16 @@
 // run on the same filesystem: a sharded save (every shard written and
 // fsynced, the manifest, the directory fsyncs and the rename) against one
 // plain sequential write + fdatasync of the same bytes; and the verified
-// load (sizes, xxHash3 of every shard) against a plain read.
+// load (sizes, xxHash3 of every slice) against a plain read,
 //
 //   build/bin/checkpoint_bench [--dir DIR] [--mib N] [--shards S] [--reps R]
 //
+// and the offline reshard to half as many shards.
+//
 // Prints best-of-R figures in GB/s. Reads follow writes, so they are served
 // from the page cache unless the state is larger than memory: the load
-// figures measure checksumming, copying and faulting in the loaded state's
-// fresh memory (the plain read reuses a buffer already touched), not the
-// disk. On this project's VMs first-touch page faults dominate the load.
+// figures measure checksumming and copying into memory already touched (as
+// a trainer's parameters are), not the disk.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -24,6 +25,8 @@
 #include <vector>
 
 #include "checkpoint/checkpoint.h"
+#include "checkpoint/layout.h"
+#include "checkpoint/reshard.h"
 #include "common/partition.h"
 
 namespace {
@@ -75,8 +78,17 @@ bool PlainRead(const std::string& path, std::vector<float>* data) {
   return left == 0;
 }
 
-// One checkpoint of `state` (one section) cut into `shards` balanced ranges,
-// written the way the ranks write theirs, then committed.
+// The state cut into 64 tensors, as a model's would be.
+std::vector<ck::TensorInfo> Tensors(int64_t n) {
+  std::vector<ck::TensorInfo> out;
+  const auto off = vigil::BalancedOffsets(n, 64);
+  for (int t = 0; t < 64; ++t)
+    out.push_back({"t" + std::to_string(t), {off[t + 1] - off[t]}, off[t]});
+  return out;
+}
+
+// One checkpoint of `state` (one section) in `shards` shards, written the way
+// the ranks write theirs, then committed.
 bool Save(const std::string& root, int64_t step, const std::vector<float>& state, int shards) {
   ck::Manifest m;
   m.step = step;
@@ -84,22 +96,43 @@ bool Save(const std::string& root, int64_t step, const std::vector<float>& state
   m.config_hash = "bench";
   m.world_size = shards;
   m.param_count = static_cast<int64_t>(state.size());
+  m.layout.dense_params = m.param_count;
   m.sections = {"params"};
-  m.tensors = {{"state", {m.param_count}, 0}};
+  const auto tensors = Tensors(m.param_count);
+  std::vector<ck::ShardReport> reports(shards);
   const std::string tmp = root + "/" + ck::StepDirName(step) + ".tmp";
-  const auto off = vigil::BalancedOffsets(m.param_count, shards);
   for (int r = 0; r < shards; ++r) {
-    const ck::IndexRange range{off[r], off[r + 1]};
-    auto shard = ck::WriteShard(tmp, r, 1, {range}, {{state.data() + range.begin, range.size()}});
-    if (!shard.ok()) {
-      std::fprintf(stderr, "%s\n", shard.status().ToString().c_str());
+    reports[r].ranges = ck::OwnedRanges(m.layout, r, shards);
+    std::vector<ck::ShardPiece> pieces;
+    for (const auto& range : reports[r].ranges)
+      pieces.push_back({state.data() + range.begin, range.size()});
+    auto sums = ck::WriteShard(ck::Storage::Default(), tmp + "/" + ck::ShardFileName(r),
+                               ck::PlanShard(tensors, 1, reports[r].ranges), pieces);
+    if (!sums.ok()) {
+      std::fprintf(stderr, "%s\n", sums.status().ToString().c_str());
       return false;
     }
-    m.shards.push_back(shard.value());
+    reports[r].checksums = sums.value();
   }
-  auto dir = ck::CommitCheckpoint(root, m);
+  vigil::Status st = ck::DescribeShards(&m, tensors, reports);
+  if (!st.ok()) {
+    std::fprintf(stderr, "%s\n", st.ToString().c_str());
+    return false;
+  }
+  auto dir = ck::CommitCheckpoint(ck::Storage::Default(), root, m);
   if (!dir.ok()) std::fprintf(stderr, "%s\n", dir.status().ToString().c_str());
   return dir.ok();
+}
+
+// Reads a whole checkpoint into `out` (memory already touched, as a
+// trainer's parameters are), verifying every slice.
+bool Load(const std::string& dir, std::vector<float>* out) {
+  auto reader = ck::CheckpointReader::Open(ck::Storage::Default(), dir);
+  vigil::Status st =
+      reader.ok() ? reader.value()->Read(0, 0, static_cast<int64_t>(out->size()), out->data())
+                  : reader.status();
+  if (!st.ok()) std::fprintf(stderr, "%s\n", st.ToString().c_str());
+  return st.ok();
 }
 
 }  // namespace
@@ -111,12 +144,13 @@ int main(int argc, char** argv) {
   const int reps = std::atoi(Arg(argc, argv, "--reps", "3"));
   const std::string root = base + "/vigil-ckpt-bench-" + std::to_string(::getpid());
   std::filesystem::create_directories(root);
-  std::vector<float> state(static_cast<size_t>(mib) << 18), back(state.size());
+  std::vector<float> state(static_cast<size_t>(mib) << 18), back(state.size()),
+      loaded(state.size());
   for (size_t i = 0; i < state.size(); ++i) state[i] = static_cast<float>(i % 1000003) * 0.5f;
   const double gb = static_cast<double>(state.size() * sizeof(float)) / 1e9;
   std::printf("state %.2f GB in %d shards under %s, best of %d\n", gb, shards, root.c_str(), reps);
 
-  double plain_w = 1e30, save = 1e30, plain_r = 1e30, load = 1e30;
+  double plain_w = 1e30, save = 1e30, plain_r = 1e30, load = 1e30, reshard = 1e30;
   for (int r = 0; r < reps; ++r) {
     // Alternate the two writers so a filesystem that speeds up or slows down shows in both.
     auto t0 = Clock::now();
@@ -128,17 +162,25 @@ int main(int argc, char** argv) {
     t0 = Clock::now();
     if (!PlainRead(root + "/plain.bin", &back)) return 1;
     plain_r = std::min(plain_r, Since(t0));
+    std::fill(loaded.begin(), loaded.end(), 0.0f);
     t0 = Clock::now();
-    auto loaded = ck::LoadCheckpoint(root + "/" + ck::StepDirName(r + 1));
-    if (!loaded.ok()) {
-      std::fprintf(stderr, "%s\n", loaded.status().ToString().c_str());
-      return 1;
-    }
+    if (!Load(root + "/" + ck::StepDirName(r + 1), &loaded)) return 1;
     load = std::min(load, Since(t0));
-    if (loaded->state != state) {
+    if (loaded != state) {
       std::fprintf(stderr, "loaded state differs from the saved one\n");
       return 1;
     }
+    // Reshard to half as many shards (or to 2 from 1): every slice read and
+    // verified, every new shard written and synced, committed.
+    t0 = Clock::now();
+    auto moved = ck::Reshard(ck::Storage::Default(), root + "/" + ck::StepDirName(r + 1),
+                             root + "/resharded", shards > 1 ? shards / 2 : 2);
+    if (!moved.ok()) {
+      std::fprintf(stderr, "%s\n", moved.status().ToString().c_str());
+      return 1;
+    }
+    reshard = std::min(reshard, Since(t0));
+    std::filesystem::remove_all(root + "/resharded");
     std::filesystem::remove(root + "/plain.bin");
     std::filesystem::remove_all(root + "/" + ck::StepDirName(r + 1));
   }
@@ -149,5 +191,7 @@ int main(int argc, char** argv) {
       gb / save, gb / plain_w, 100.0 * plain_w / save);
   std::printf("verified load %6.2f GB/s   plain read            %6.2f GB/s   ratio %5.1f%%\n",
               gb / load, gb / plain_r, 100.0 * plain_r / load);
+  std::printf("reshard %d -> %d shards: %.2f s (%.2f GB/s read, verified, written, synced)\n",
+              shards, shards > 1 ? shards / 2 : 2, reshard, gb / reshard);
   return 0;
 }

@@ -1,22 +1,14 @@
 #include "checkpoint/checkpoint.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <unistd.h>
 #include <xxhash.h>
 
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
 
-#include <nlohmann/json.hpp>
-
-#include "common/fs.h"
-
 namespace vigil::checkpoint {
 
 namespace fs = std::filesystem;
-using nlohmann::json;
 
 std::string StepDirName(int64_t step) {
   char buf[32];
@@ -24,271 +16,260 @@ std::string StepDirName(int64_t step) {
   return buf;
 }
 
-int64_t ShardEntry::floats_per_section() const {
-  int64_t n = 0;
-  for (const auto& r : ranges) n += r.size();
-  return n;
+std::string ShardFileName(int rank) { return "shard-" + std::to_string(rank) + ".bin"; }
+
+int64_t StepOfDirName(const std::string& name) {
+  if (name.size() <= 5 || name.compare(0, 5, "step-") != 0) return -1;
+  const std::string digits = name.substr(5);
+  if (digits.size() > 18 || digits.find_first_not_of("0123456789") != std::string::npos) return -1;
+  return std::stoll(digits);
 }
 
-int LoadedCheckpoint::FindSection(const std::string& name) const {
-  for (size_t i = 0; i < manifest.sections.size(); ++i)
-    if (manifest.sections[i] == name) return static_cast<int>(i);
-  return -1;
-}
-
-std::string Manifest::ToJson() const {
-  json j;
-  j["format_version"] = format_version;
-  j["step"] = step;
-  j["tokens_seen"] = tokens_seen;
-  j["data_position"] = data_position;
-  j["seed"] = seed;
-  j["optimizer"] = optimizer;
-  j["optimizer_step"] = optimizer_step;
-  j["lr_scale"] = lr_scale;
-  j["config_hash"] = config_hash;
-  j["world_size"] = world_size;
-  j["param_count"] = param_count;
-  j["sections"] = sections;
-  j["tensors"] = json::array();
-  for (const auto& t : tensors)
-    j["tensors"].push_back({{"name", t.name}, {"shape", t.shape}, {"offset", t.offset}});
-  j["shards"] = json::array();
-  for (const auto& s : shards) {
-    char hex[17];
-    std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(s.xxh3));
-    json ranges = json::array();
-    for (const auto& r : s.ranges) ranges.push_back({r.begin, r.end});
-    j["shards"].push_back({{"rank", s.rank}, {"file", s.file}, {"ranges", ranges}, {"xxh3", hex}});
-  }
-  return j.dump(2) + "\n";
-}
-
-Result<Manifest> Manifest::FromJson(const std::string& text, const std::string& source) {
-  Manifest m;
-  try {
-    json j = json::parse(text);
-    m.format_version = j.at("format_version").get<int>();
-    if (m.format_version != Manifest::kFormatVersion) {
-      return Status::Corruption(source + ": unknown format_version " +
-                                std::to_string(m.format_version));
-    }
-    m.step = j.at("step").get<int64_t>();
-    m.tokens_seen = j.at("tokens_seen").get<int64_t>();
-    m.data_position = j.at("data_position").get<int64_t>();
-    m.seed = j.at("seed").get<uint64_t>();
-    m.optimizer = j.at("optimizer").get<std::string>();
-    m.optimizer_step = j.at("optimizer_step").get<int64_t>();
-    m.lr_scale = j.at("lr_scale").get<double>();
-    m.config_hash = j.at("config_hash").get<std::string>();
-    m.world_size = j.at("world_size").get<int>();
-    m.param_count = j.at("param_count").get<int64_t>();
-    m.sections = j.at("sections").get<std::vector<std::string>>();
-    for (const auto& t : j.at("tensors")) {
-      m.tensors.push_back({t.at("name").get<std::string>(),
-                           t.at("shape").get<std::vector<int64_t>>(),
-                           t.at("offset").get<int64_t>()});
-    }
-    for (const auto& s : j.at("shards")) {
-      ShardEntry e;
-      e.rank = s.at("rank").get<int>();
-      e.file = s.at("file").get<std::string>();
-      for (const auto& r : s.at("ranges")) {
-        const auto pair = r.get<std::vector<int64_t>>();
-        if (pair.size() != 2) throw std::runtime_error("a range is not [begin, end]");
-        e.ranges.push_back({pair[0], pair[1]});
-      }
-      e.xxh3 = std::stoull(s.at("xxh3").get<std::string>(), nullptr, 16);
-      m.shards.push_back(e);
-    }
-  } catch (const std::exception& e) {
-    return Status::Corruption(source + ": bad manifest: " + e.what());
-  }
-  if (m.step < 0 || m.param_count <= 0 || m.sections.empty() || m.world_size <= 0 ||
-      m.optimizer_step < 0 || !(m.lr_scale > 0) ||
-      static_cast<int>(m.shards.size()) != m.world_size) {
-    return Status::Corruption(source + ": manifest fields out of range");
-  }
-  // Shards are listed in rank order, name files inside this directory, and
-  // their ranges together tile [0, param_count) exactly once.
-  std::vector<IndexRange> all;
-  for (size_t i = 0; i < m.shards.size(); ++i) {
-    const auto& s = m.shards[i];
-    if (s.file.empty() || s.file.find('/') != std::string::npos || s.file == "." ||
-        s.file == "..") {
-      return Status::Corruption(source + ": shard file '" + s.file + "' is not a plain file name");
-    }
-    if (s.rank != static_cast<int>(i))
-      return Status::Corruption(source + ": shard " + std::to_string(i) + " is out of order");
-    for (const auto& r : s.ranges) {
-      if (r.begin < 0 || r.end <= r.begin || r.end > m.param_count) {
-        return Status::Corruption(source + ": shard " + std::to_string(i) +
-                                  " has a range outside the parameters");
-      }
-      all.push_back(r);
-    }
-  }
-  std::sort(all.begin(), all.end(),
-            [](const IndexRange& a, const IndexRange& b) { return a.begin < b.begin; });
-  int64_t next = 0;
-  for (const auto& r : all) {
-    if (r.begin != next) return Status::Corruption(source + ": shard ranges overlap or leave gaps");
-    next = r.end;
-  }
-  if (next != m.param_count)
-    return Status::Corruption(source + ": shards do not cover the parameters");
-  for (const auto& t : m.tensors) {
-    int64_t n = 1;
-    for (int64_t d : t.shape) n *= d;
-    if (t.offset < 0 || t.offset + n > m.param_count) {
-      return Status::Corruption(source + ": tensor " + t.name + " lies outside the parameters");
-    }
-  }
-  return m;
-}
-
-Result<ShardEntry> WriteShard(const std::string& tmp_dir, int rank, int sections,
-                              const std::vector<IndexRange>& ranges,
-                              const std::vector<ShardPiece>& pieces) {
-  ShardEntry e;
-  e.rank = rank;
-  e.file = "shard-" + std::to_string(rank) + ".bin";
-  e.ranges = ranges;
-  int64_t piece_floats = 0;
-  for (const auto& p : pieces) piece_floats += p.count;
-  if (piece_floats != sections * e.floats_per_section()) {
-    return Status::InvalidArgument("shard " + std::to_string(rank) + ": pieces hold " +
-                                   std::to_string(piece_floats) + " floats, ranges need " +
-                                   std::to_string(sections * e.floats_per_section()));
-  }
-  VIGIL_RETURN_IF_ERROR(MakeDirs(tmp_dir));
-  const std::string path = tmp_dir + "/" + e.file;
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Status::IoError("open " + path + ": " + std::strerror(errno));
-  XXH3_state_t* hash = XXH3_createState();
-  XXH3_64bits_reset(hash);
-  for (const auto& p : pieces) {
-    const char* data = reinterpret_cast<const char*>(p.data);
-    const size_t bytes = static_cast<size_t>(p.count) * sizeof(float);
-    XXH3_64bits_update(hash, data, bytes);
-    size_t off = 0;
-    while (off < bytes) {
-      ssize_t n = ::write(fd, data + off, bytes - off);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        Status st = Status::IoError("write " + path + ": " + std::strerror(errno));
-        ::close(fd);
-        XXH3_freeState(hash);
-        return st;
-      }
-      off += static_cast<size_t>(n);
-    }
-  }
-  e.xxh3 = XXH3_64bits_digest(hash);
-  XXH3_freeState(hash);
-  if (::fsync(fd) != 0) {
-    Status st = Status::IoError("fsync " + path + ": " + std::strerror(errno));
-    ::close(fd);
-    return st;
-  }
-  ::close(fd);
-  return e;
-}
-
-Result<std::string> CommitCheckpoint(const std::string& root, const Manifest& manifest) {
-  const std::string final_dir = root + "/" + StepDirName(manifest.step);
-  const std::string tmp_dir = final_dir + ".tmp";
-  VIGIL_RETURN_IF_ERROR(WriteFileAtomic(tmp_dir + "/manifest.json", manifest.ToJson()));
-  VIGIL_RETURN_IF_ERROR(FsyncPath(tmp_dir));
-  std::error_code ec;
-  if (fs::exists(final_dir, ec)) fs::remove_all(final_dir, ec);  // a re-save after a rollback
-  if (::rename(tmp_dir.c_str(), final_dir.c_str()) != 0) {
-    return Status::IoError("rename " + tmp_dir + ": " + std::strerror(errno));
-  }
-  VIGIL_RETURN_IF_ERROR(FsyncPath(root));
-  return final_dir;
-}
-
-Result<LoadedCheckpoint> LoadCheckpoint(const std::string& dir) {
-  if (dir.size() >= 4 && dir.compare(dir.size() - 4, 4, ".tmp") == 0) {
-    return Status::Corruption(dir + ": an uncommitted checkpoint");
-  }
-  auto text = ReadFile(dir + "/manifest.json");
-  if (!text.ok()) return Status::Corruption(dir + ": manifest.json missing");
-  auto manifest = Manifest::FromJson(text.value(), dir + "/manifest.json");
-  if (!manifest.ok()) return manifest.status();
-  LoadedCheckpoint out;
-  out.manifest = std::move(manifest.value());
-  const int64_t P = out.manifest.param_count;
-  const size_t sections = out.manifest.sections.size();
-  auto shard_bytes = [&](const ShardEntry& s) {
-    return sections * static_cast<size_t>(s.floats_per_section()) * sizeof(float);
-  };
-  // Every size is checked before anything is allocated: a garbled manifest
-  // must not make the loader reserve terabytes.
-  for (const auto& s : out.manifest.shards) {
-    std::error_code ec;
-    const auto have = fs::file_size(dir + "/" + s.file, ec);
-    if (ec) return Status::Corruption(dir + ": shard " + s.file + " missing");
-    if (have != shard_bytes(s)) {
-      return Status::Corruption(dir + ": shard " + s.file + " has " + std::to_string(have) +
-                                " bytes, manifest says " + std::to_string(shard_bytes(s)));
-    }
-  }
-  out.state.resize(out.manifest.total_floats());
-  for (const auto& s : out.manifest.shards) {
-    const std::string path = dir + "/" + s.file;
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return Status::IoError("open " + path + ": " + std::strerror(errno));
-    // Each run of the file goes straight to its place in the state, hashed
-    // on the way; nothing is handed out unless the whole shard verifies.
-    XXH3_state_t* hash = XXH3_createState();
-    XXH3_64bits_reset(hash);
-    Status st;
-    for (size_t sec = 0; sec < sections && st.ok(); ++sec) {
-      for (const auto& r : s.ranges) {
-        char* dst = reinterpret_cast<char*>(out.state.data() + sec * P + r.begin);
-        const size_t want = static_cast<size_t>(r.size()) * sizeof(float);
-        size_t off = 0;
-        while (off < want) {
-          const ssize_t n = ::read(fd, dst + off, want - off);
-          if (n < 0 && errno == EINTR) continue;
-          if (n <= 0) break;
-          off += static_cast<size_t>(n);
-        }
-        if (off < want) {
-          st = Status::IoError("read " + path + ": short read");
-          break;
-        }
-        XXH3_64bits_update(hash, dst, want);
+std::vector<PlannedSlice> PlanShard(const std::vector<TensorInfo>& tensors, int sections,
+                                    const std::vector<IndexRange>& ranges) {
+  std::vector<PlannedSlice> out;
+  int64_t file_offset = 0;
+  for (int sec = 0; sec < sections; ++sec) {
+    for (const auto& r : ranges) {
+      // The first tensor that ends past r.begin, then every one that starts before r.end.
+      auto it =
+          std::upper_bound(tensors.begin(), tensors.end(), r.begin,
+                           [](int64_t v, const TensorInfo& t) { return v < t.offset + t.numel(); });
+      for (; it != tensors.end() && it->offset < r.end; ++it) {
+        const int64_t b = std::max(r.begin, it->offset) - it->offset;
+        const int64_t e = std::min(r.end, it->offset + it->numel()) - it->offset;
+        out.push_back({sec, static_cast<int>(it - tensors.begin()), b, e, file_offset});
+        file_offset += (e - b) * static_cast<int64_t>(sizeof(float));
       }
     }
-    const uint64_t digest = XXH3_64bits_digest(hash);
-    XXH3_freeState(hash);
-    ::close(fd);
-    if (!st.ok()) return st;
-    if (digest != s.xxh3) {
-      return Status::Corruption(dir + ": shard " + s.file + " fails its checksum");
-    }
-    out.bytes += static_cast<int64_t>(shard_bytes(s));
   }
   return out;
 }
 
-Status VerifyCheckpoint(const std::string& dir) {
-  auto loaded = LoadCheckpoint(dir);
-  return loaded.ok() ? Status::Ok() : loaded.status();
+Result<std::vector<uint64_t>> WriteShard(Storage* storage, const std::string& path,
+                                         const std::vector<PlannedSlice>& plan,
+                                         const std::vector<ShardPiece>& pieces) {
+  int64_t planned = 0, given = 0;
+  for (const auto& s : plan) planned += s.end - s.begin;
+  for (const auto& p : pieces) given += p.count;
+  if (planned != given) {
+    return Status::InvalidArgument(path + ": pieces hold " + std::to_string(given) +
+                                   " floats, the plan " + std::to_string(planned));
+  }
+  VIGIL_RETURN_IF_ERROR(storage->CreateDirs(fs::path(path).parent_path().string()));
+  auto file = storage->NewWritableFile(path);
+  if (!file.ok()) return file.status();
+  WritableFile& out = *file.value();
+  std::vector<uint64_t> sums;
+  sums.reserve(plan.size());
+  size_t piece = 0;
+  int64_t used = 0;  // floats of pieces[piece] already written
+  XXH3_state_t* hash = XXH3_createState();
+  Status st;
+  for (const auto& s : plan) {
+    XXH3_64bits_reset(hash);
+    int64_t left = s.end - s.begin;
+    while (left > 0 && st.ok()) {
+      while (pieces[piece].count == used) {
+        ++piece;
+        used = 0;
+      }
+      const int64_t n = std::min(left, pieces[piece].count - used);
+      const float* src = pieces[piece].data + used;
+      XXH3_64bits_update(hash, src, static_cast<size_t>(n) * sizeof(float));
+      st = out.Append(src, static_cast<size_t>(n) * sizeof(float));
+      used += n;
+      left -= n;
+    }
+    if (!st.ok()) break;
+    sums.push_back(XXH3_64bits_digest(hash));
+  }
+  XXH3_freeState(hash);
+  if (st.ok()) st = out.Sync();
+  if (st.ok()) st = out.Close();
+  if (!st.ok()) return st;
+  return sums;
 }
 
-Status RemoveIncomplete(const std::string& root) {
-  std::error_code ec;
-  if (!fs::exists(root, ec)) return Status::Ok();
-  for (const auto& entry : fs::directory_iterator(root, ec)) {
-    const std::string name = entry.path().filename().string();
+Status DescribeShards(Manifest* m, const std::vector<TensorInfo>& tensors,
+                      const std::vector<ShardReport>& shards) {
+  const int sections = static_cast<int>(m->sections.size());
+  m->shards.clear();
+  m->tensors.clear();
+  for (int sec = 0; sec < sections; ++sec) {
+    for (const auto& t : tensors)
+      m->tensors.push_back({m->sections[sec], t.name, "f32", t.shape, t.offset, {}});
+  }
+  for (size_t r = 0; r < shards.size(); ++r) {
+    const auto plan = PlanShard(tensors, sections, shards[r].ranges);
+    if (plan.size() != shards[r].checksums.size()) {
+      return Status::Internal("shard " + std::to_string(r) + " reports " +
+                              std::to_string(shards[r].checksums.size()) + " checksums for " +
+                              std::to_string(plan.size()) + " slices");
+    }
+    int64_t bytes = 0;
+    for (size_t i = 0; i < plan.size(); ++i) {
+      const auto& p = plan[i];
+      const int64_t length = (p.end - p.begin) * static_cast<int64_t>(sizeof(float));
+      m->tensors[static_cast<size_t>(p.section) * tensors.size() + p.tensor].slices.push_back(
+          {p.begin, p.end, static_cast<int>(r), p.file_offset, length, shards[r].checksums[i]});
+      bytes += length;
+    }
+    m->shards.push_back({static_cast<int>(r), ShardFileName(static_cast<int>(r)), bytes});
+  }
+  return Status::Ok();
+}
+
+Result<std::string> CommitCheckpoint(Storage* storage, const std::string& root,
+                                     const Manifest& manifest) {
+  const std::string final_dir = root + "/" + StepDirName(manifest.step);
+  const std::string tmp_dir = final_dir + ".tmp";
+  VIGIL_RETURN_IF_ERROR(WriteFileDurably(storage, tmp_dir + "/manifest.json", manifest.ToJson()));
+  // WriteFileDurably synced tmp_dir, which also makes the shards' entries durable.
+  if (storage->Exists(final_dir)) {
+    // A save of a step saved before (a rollback replays it): the old copy
+    // goes only once the new one is complete.
+    VIGIL_RETURN_IF_ERROR(storage->RemoveAll(final_dir));
+  }
+  VIGIL_RETURN_IF_ERROR(storage->Rename(tmp_dir, final_dir));
+  VIGIL_RETURN_IF_ERROR(storage->SyncDir(root));
+  return final_dir;
+}
+
+CheckpointReader::CheckpointReader(Storage* storage, std::string dir, Manifest m)
+    : storage_(storage), dir_(std::move(dir)), manifest_(std::move(m)) {
+  by_section_.resize(manifest_.sections.size());
+  for (const auto& t : manifest_.tensors)
+    by_section_[static_cast<size_t>(manifest_.FindSection(t.section))].push_back(&t);
+  for (auto& v : by_section_)
+    std::sort(v.begin(), v.end(),
+              [](const TensorEntry* a, const TensorEntry* b) { return a->offset < b->offset; });
+}
+
+Result<std::unique_ptr<CheckpointReader>> CheckpointReader::Open(Storage* storage,
+                                                                 const std::string& dir) {
+  if (dir.size() >= 4 && dir.compare(dir.size() - 4, 4, ".tmp") == 0)
+    return Status::Corruption(dir + ": an uncommitted checkpoint");
+  auto text = storage->ReadWholeFile(dir + "/manifest.json");
+  if (!text.ok()) return Status::Corruption(dir + ": manifest.json is missing or unreadable");
+  auto manifest = Manifest::FromJson(text.value(), dir + "/manifest.json");
+  if (!manifest.ok()) return manifest.status();
+  // Every size is checked before anything is allocated or read.
+  for (const auto& s : manifest->shards) {
+    auto size = storage->FileSize(dir + "/" + s.file);
+    if (!size.ok()) return Status::Corruption(dir + ": shard " + s.file + " is missing");
+    if (size.value() != static_cast<uint64_t>(s.bytes)) {
+      return Status::Corruption(dir + ": shard " + s.file + " has " + std::to_string(size.value()) +
+                                " bytes, the manifest says " + std::to_string(s.bytes));
+    }
+  }
+  return std::unique_ptr<CheckpointReader>(
+      new CheckpointReader(storage, dir, std::move(manifest.value())));
+}
+
+Result<const ReadableFile*> CheckpointReader::Shard(int shard) {
+  auto it = files_.find(shard);
+  if (it != files_.end()) return it->second.get();
+  const std::string& name = manifest_.shards[static_cast<size_t>(shard)].file;
+  auto file = storage_->OpenReadable(dir_ + "/" + name);
+  if (!file.ok())
+    return Status::Corruption(dir_ + ": shard " + name + ": " + file.status().message());
+  return (files_[shard] = std::move(file.value())).get();
+}
+
+Status CheckpointReader::ReadSlice(const TensorEntry& t, const SliceEntry& s, float* dst) {
+  auto file = Shard(s.shard);
+  if (!file.ok()) return file.status();
+  const std::string& name = manifest_.shards[static_cast<size_t>(s.shard)].file;
+  Status st = file.value()->ReadAt(static_cast<uint64_t>(s.file_offset),
+                                   static_cast<size_t>(s.length), dst);
+  if (!st.ok()) return Status::Corruption(dir_ + ": shard " + name + ": " + st.message());
+  bytes_read_ += s.length;
+  if (XXH3_64bits(dst, static_cast<size_t>(s.length)) != s.xxh3) {
+    return Status::Corruption(dir_ + ": shard " + name + ", tensor " + t.full_name() +
+                              " elements [" + std::to_string(s.begin) + ", " +
+                              std::to_string(s.end) + ") fail their checksum");
+  }
+  return Status::Ok();
+}
+
+Status CheckpointReader::Read(int section, int64_t begin, int64_t end, float* dst) {
+  if (section < 0 || section >= static_cast<int>(by_section_.size()) || begin < 0 ||
+      end > manifest_.param_count || begin > end) {
+    return Status::InvalidArgument(dir_ + ": no section " + std::to_string(section) + " range [" +
+                                   std::to_string(begin) + ", " + std::to_string(end) + ")");
+  }
+  const auto& tensors = by_section_[static_cast<size_t>(section)];
+  auto it =
+      std::upper_bound(tensors.begin(), tensors.end(), begin,
+                       [](int64_t v, const TensorEntry* t) { return v < t->offset + t->numel(); });
+  for (; it != tensors.end() && (*it)->offset < end; ++it) {
+    const TensorEntry& t = **it;
+    for (const auto& s : t.slices) {
+      const int64_t gb = t.offset + s.begin, ge = t.offset + s.end;
+      const int64_t lo = std::max(gb, begin), hi = std::min(ge, end);
+      if (lo >= hi) continue;
+      if (lo == gb && hi == ge) {  // wholly wanted: straight into place
+        VIGIL_RETURN_IF_ERROR(ReadSlice(t, s, dst + (gb - begin)));
+        continue;
+      }
+      bounce_.resize(static_cast<size_t>(s.end - s.begin));
+      VIGIL_RETURN_IF_ERROR(ReadSlice(t, s, bounce_.data()));
+      std::memcpy(dst + (lo - begin), bounce_.data() + (lo - gb),
+                  static_cast<size_t>(hi - lo) * sizeof(float));
+    }
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<float>> CheckpointReader::ReadSection(const std::string& name) {
+  const int sec = manifest_.FindSection(name);
+  if (sec < 0) return Status::NotFound(dir_ + " has no section " + name);
+  std::vector<float> out(static_cast<size_t>(manifest_.param_count));
+  VIGIL_RETURN_IF_ERROR(Read(sec, 0, manifest_.param_count, out.data()));
+  return out;
+}
+
+Status CheckpointReader::VerifyAll() {
+  for (const auto& t : manifest_.tensors) {
+    for (const auto& s : t.slices) {
+      bounce_.resize(static_cast<size_t>(s.end - s.begin));
+      VIGIL_RETURN_IF_ERROR(ReadSlice(t, s, bounce_.data()));
+    }
+  }
+  return Status::Ok();
+}
+
+Status VerifyCheckpoint(Storage* storage, const std::string& dir) {
+  auto reader = CheckpointReader::Open(storage, dir);
+  if (!reader.ok()) return reader.status();
+  return reader.value()->VerifyAll();
+}
+
+Result<std::vector<std::string>> ListCommitted(Storage* storage, const std::string& root) {
+  std::vector<std::pair<int64_t, std::string>> found;
+  if (!storage->Exists(root)) return std::vector<std::string>();
+  auto names = storage->ListDir(root);
+  if (!names.ok()) return names.status();
+  for (const auto& name : names.value()) {
+    const int64_t step = StepOfDirName(name);
+    if (step >= 0 && storage->Exists(root + "/" + name + "/manifest.json"))
+      found.push_back({step, root + "/" + name});
+  }
+  std::sort(found.rbegin(), found.rend());
+  std::vector<std::string> out;
+  for (auto& f : found) out.push_back(std::move(f.second));
+  return out;
+}
+
+Status RemoveIncomplete(Storage* storage, const std::string& root) {
+  if (!storage->Exists(root)) return Status::Ok();
+  auto names = storage->ListDir(root);
+  if (!names.ok()) return names.status();
+  for (const auto& name : names.value()) {
     if (name.rfind("step-", 0) == 0 && name.size() > 4 &&
         name.compare(name.size() - 4, 4, ".tmp") == 0) {
-      fs::remove_all(entry.path(), ec);
-      if (ec) return Status::IoError("remove " + entry.path().string() + ": " + ec.message());
+      VIGIL_RETURN_IF_ERROR(storage->RemoveAll(root + "/" + name));
     }
   }
   return Status::Ok();

@@ -1,82 +1,41 @@
-// Sharded checkpoints of a flat training state.
+// Sharded checkpoints: writing, committing, reading and verifying them.
 //
-// The state is a set of sections (params, then the optimizer's moments if it
-// keeps any), each `param_count` floats over one global parameter index
-// space. Rank R owns a set of index ranges (its ZeRO slice of the replicated
-// parameters, plus its experts under expert parallelism) and writes, for
-// every section in order and every range in order, those floats to
-// shard-<R>.bin. Any world size can read any checkpoint: loading assembles
-// the whole state.
+// Layout: <root>/step-<N>/ holds shard-<R>.bin per rank and manifest.json
+// (manifest.h), written last. Rank R's shard holds, for every section in
+// order and every range it owns in order (layout.h), those floats; the
+// manifest cuts them into per-tensor slices, each with its checksum.
 //
-// Layout: <root>/step-<N>/ holds the shards and manifest.json, written last.
-// Commit protocol:
-//   1. every rank writes its shard into step-<N>.tmp/ and fsyncs it;
-//   2. the ranks exchange (bytes, checksum) of their shards (a collective,
-//      so every shard is durable before the next step);
-//   3. rank 0 writes the manifest, fsyncs it and the directory, renames
-//      step-<N>.tmp to step-<N> and fsyncs <root>.
-// A directory without ".tmp" and with a manifest is complete; anything else
-// is debris from a crash and is never loaded.
+// Commit protocol (every step goes through a Storage, storage.h):
+//   1. every rank writes its shard into step-<N>.tmp/ and syncs it;
+//   2. the ranks exchange their slice checksums (a collective: no rank goes
+//      on believing in a checkpoint whose other shards failed);
+//   3. rank 0 writes the manifest durably (manifest.json.tmp, sync, rename),
+//      syncs step-<N>.tmp/ (the shards' directory entries), renames it to
+//      step-<N> and syncs <root>.
+// Only then is the checkpoint reported, recorded in the logbook and
+// considered for resume. A crash at any point leaves either no step-<N> or a
+// complete, durable one; step-*.tmp debris is removed at the next start.
 //
-// Loading verifies everything before handing back a byte: manifest fields,
-// shard names (plain file names only), sizes, xxHash3 checksums, the slices
-// tiling the state exactly. This library only stores; callers record in the
-// logbook.
+// Reading verifies before handing back a byte: the manifest (manifest.h),
+// every shard's size, and the checksum of every slice read. A rank reads only
+// the slices holding the ranges it needs, so any world size can load any
+// checkpoint. This library only stores; callers record in the logbook.
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "checkpoint/manifest.h"
+#include "checkpoint/storage.h"
 #include "common/status.h"
 
 namespace vigil::checkpoint {
 
-struct TensorEntry {
-  std::string name;
-  std::vector<int64_t> shape;
-  int64_t offset = 0;  // in floats, within its section of the flat state
-};
-
-struct IndexRange {
-  int64_t begin = 0;  // first parameter index
-  int64_t end = 0;    // one past the last
-  int64_t size() const { return end - begin; }
-};
-
-struct ShardEntry {
-  int rank = 0;
-  std::string file;
-  std::vector<IndexRange> ranges;
-  uint64_t xxh3 = 0;
-  int64_t floats_per_section() const;
-};
-
-struct Manifest {
-  static constexpr int kFormatVersion = 2;
-  int format_version = kFormatVersion;
-  int64_t step = 0;  // number of optimizer steps completed
-  int64_t tokens_seen = 0;
-  int64_t data_position = 0;  // global sample index of the next batch
-  uint64_t seed = 0;
-  std::string optimizer;       // "adamw" | "sgd"
-  int64_t optimizer_step = 0;  // updates the moments have seen (AdamW bias correction)
-  double lr_scale = 1.0;       // the learning-rate multiplier in force when saved
-  std::string config_hash;
-  int world_size = 0;
-  // The state is sections.size() sections of `param_count` floats each:
-  // "params", then "adam_m" and "adam_v" for AdamW.
-  int64_t param_count = 0;
-  std::vector<std::string> sections;
-  std::vector<TensorEntry> tensors;
-  std::vector<ShardEntry> shards;
-
-  std::string ToJson() const;
-  static Result<Manifest> FromJson(const std::string& text, const std::string& source);
-  int64_t total_floats() const { return param_count * static_cast<int64_t>(sections.size()); }
-};
-
 std::string StepDirName(int64_t step);
+std::string ShardFileName(int rank);
 
 // A run of floats to write: one section's values over one range.
 struct ShardPiece {
@@ -84,30 +43,80 @@ struct ShardPiece {
   int64_t count = 0;
 };
 
-// Step 1: writes rank's shard to <tmp_dir>/shard-<rank>.bin, fsynced. `pieces`
-// are the shard's floats in file order (for each section, for each range);
-// together they must hold `sections` times the ranges' total size.
-Result<ShardEntry> WriteShard(const std::string& tmp_dir, int rank, int sections,
-                              const std::vector<IndexRange>& ranges,
-                              const std::vector<ShardPiece>& pieces);
-// Step 3 (rank 0): manifest, fsyncs, rename, fsync parent. Returns the final directory.
-Result<std::string> CommitCheckpoint(const std::string& root, const Manifest& manifest);
-
-struct LoadedCheckpoint {
-  Manifest manifest;
-  std::vector<float> state;  // total_floats() values, section after section
-  const float* section(size_t i) const { return state.data() + i * manifest.param_count; }
-  // Index of the named section, or -1.
-  int FindSection(const std::string& name) const;
-  int64_t bytes = 0;
+// One per-tensor slice of a shard file.
+struct PlannedSlice {
+  int section = 0;
+  int tensor = 0;              // index into the tensor list
+  int64_t begin = 0, end = 0;  // element range within the tensor
+  int64_t file_offset = 0;     // bytes
 };
 
-// Reads and verifies a committed checkpoint directory.
-Result<LoadedCheckpoint> LoadCheckpoint(const std::string& dir);
-// Verifies without keeping the state.
-Status VerifyCheckpoint(const std::string& dir);
+// The slices of a shard holding `ranges` of each of `sections` sections, in
+// file order: for each section, each range, each tensor the range crosses.
+// `tensors` must tile the index space in offset order.
+std::vector<PlannedSlice> PlanShard(const std::vector<TensorInfo>& tensors, int sections,
+                                    const std::vector<IndexRange>& ranges);
 
+// Step 1: writes a shard file (pieces in file order, as many floats as the
+// plan) and syncs it. Returns the checksum of every planned slice.
+Result<std::vector<uint64_t>> WriteShard(Storage* storage, const std::string& path,
+                                         const std::vector<PlannedSlice>& plan,
+                                         const std::vector<ShardPiece>& pieces);
+
+// What rank 0 learns of every shard in step 2.
+struct ShardReport {
+  std::vector<IndexRange> ranges;
+  std::vector<uint64_t> checksums;  // one per slice of PlanShard(tensors, sections, ranges)
+};
+// Fills m->shards and m->tensors (m->sections and the header come from the caller).
+Status DescribeShards(Manifest* m, const std::vector<TensorInfo>& tensors,
+                      const std::vector<ShardReport>& shards);
+
+// Step 3: the manifest, syncs, rename. Returns the committed directory.
+Result<std::string> CommitCheckpoint(Storage* storage, const std::string& root,
+                                     const Manifest& manifest);
+
+// A committed checkpoint opened for reading. Open checks the manifest and
+// that every shard has the size it promises; Read verifies as it goes.
+// Not thread-safe.
+class CheckpointReader {
+ public:
+  static Result<std::unique_ptr<CheckpointReader>> Open(Storage* storage, const std::string& dir);
+
+  const Manifest& manifest() const { return manifest_; }
+  const std::string& dir() const { return dir_; }
+  // Copies section values [begin, end) into dst after verifying every slice
+  // that holds part of them. Corruption names the shard file and tensor.
+  Status Read(int section, int64_t begin, int64_t end, float* dst);
+  // A whole section, verified.
+  Result<std::vector<float>> ReadSection(const std::string& name);
+  // Reads and verifies every slice of every shard; reports the first failure.
+  Status VerifyAll();
+  int64_t bytes_read() const { return bytes_read_; }
+
+ private:
+  CheckpointReader(Storage* storage, std::string dir, Manifest m);
+  Result<const ReadableFile*> Shard(int shard);
+  Status ReadSlice(const TensorEntry& t, const SliceEntry& s, float* dst);
+
+  Storage* storage_;
+  std::string dir_;
+  Manifest manifest_;
+  std::vector<std::vector<const TensorEntry*>> by_section_;  // in offset order
+  std::map<int, std::unique_ptr<ReadableFile>> files_;
+  std::vector<float> bounce_;
+  int64_t bytes_read_ = 0;
+};
+
+// Checks the manifest and every checksum of a committed checkpoint.
+Status VerifyCheckpoint(Storage* storage, const std::string& dir);
+
+// The step of a committed checkpoint directory name ("step-00000040"), or -1.
+int64_t StepOfDirName(const std::string& name);
+// Committed checkpoint directories under root (a step-<N> with a manifest
+// file; not verified), newest step first.
+Result<std::vector<std::string>> ListCommitted(Storage* storage, const std::string& root);
 // Removes <root>/step-*.tmp debris left by a crash mid-save.
-Status RemoveIncomplete(const std::string& root);
+Status RemoveIncomplete(Storage* storage, const std::string& root);
 
 }  // namespace vigil::checkpoint

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include <yaml-cpp/yaml.h>
+#include <nlohmann/json.hpp>
 
 #include "common/fs.h"
 
@@ -133,12 +134,34 @@ std::string JobSpec::ConfigHash() const {
      << model.heads << '|' << model.seq_len << '|' << model.activation << '|' << model.init_std
      << '|' << model.moe.experts << '|' << model.moe.every << '|' << model.moe.capacity_factor
      << '|' << model.moe.aux_loss_weight << '|' << data.kind << '|' << data.path << '|' << data.seed
-     << '|' << schedule.batch_per_rank << '|' << world.world_size();
+     << '|' << global_batch();
   const std::string s = os.str();
   char buf[17];
   std::snprintf(buf, sizeof(buf), "%016llx",
                 static_cast<unsigned long long>(XXH3_64bits(s.data(), s.size())));
   return buf;
+}
+
+std::string JobSpec::ConfigJson() const {
+  nlohmann::json j;
+  j["model"] = {{"kind", model.kind},
+                {"vocab", model.vocab},
+                {"d_model", model.d_model},
+                {"layers", model.layers},
+                {"heads", model.heads},
+                {"seq_len", model.seq_len},
+                {"activation", model.activation},
+                {"init_std", model.init_std}};
+  if (model.moe.experts > 0) {
+    j["model"]["moe"] = {{"experts", model.moe.experts},
+                         {"every", model.moe.every},
+                         {"capacity_factor", model.moe.capacity_factor},
+                         {"aux_loss_weight", model.moe.aux_loss_weight},
+                         {"placement", model.moe.placement}};
+  }
+  j["data"] = {{"kind", data.kind}, {"path", data.path}, {"seed", data.seed}};
+  j["global_batch"] = global_batch();
+  return j.dump();
 }
 
 Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& source_name) {

@@ -102,12 +102,19 @@ struct JobSpec {
   CheckpointSpec checkpoint;
   LimitsSpec limits;
 
+  // Sequences per optimizer step over the whole world.
+  int64_t global_batch() const {
+    return static_cast<int64_t>(schedule.batch_per_rank) * world.world_size();
+  }
   // A hash of what a checkpoint's state is only meaningful under: the model's
-  // shape, the data and its order (source, seed, batch per rank, world size).
-  // A resume with a different hash is refused. The optimizer, learning rate
-  // and step count are left out on purpose: changing them at a restart is
-  // an operator's (or a playbook's) right, as OPT-175B's logbook shows.
+  // shape, the data and its order (source, seed, global batch). A resume
+  // with a different hash is refused. The world size is left out (a
+  // checkpoint reshards; the global batch fixes the data order), and so are
+  // the optimizer, learning rate and step count: changing them at a restart
+  // is an operator's (or a playbook's) right, as OPT-175B's logbook shows.
   std::string ConfigHash() const;
+  // The same configuration as JSON, recorded in every checkpoint's manifest.
+  std::string ConfigJson() const;
 };
 
 Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& source_name);

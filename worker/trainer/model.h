@@ -93,6 +93,10 @@ class DecoderModelT {
   // The flat buffer's regions (see the file comment).
   int64_t replicated_count() const { return replicated_count_; }
   int64_t global_param_count() const { return global_count_; }
+  // Global index space: [dense | expert 0 | ... | expert E-1], each expert
+  // params_per_expert() floats (its share of every MoE layer).
+  int64_t dense_count() const { return dense_count_; }
+  int64_t params_per_expert() const { return per_expert_; }
   // Global index of local index i.
   int64_t GlobalIndex(int64_t i) const {
     return i < dense_count_ ? i : i + first_expert_ * per_expert_;

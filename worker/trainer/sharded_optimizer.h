@@ -66,21 +66,20 @@ class ShardedOptimizerT {
   // Updates the moments have seen; AdamW's bias correction counts from here.
   int64_t step() const { return step_; }
 
-  // Checkpoint: the global ranges this rank owns, and its floats over them in
-  // file order (params, then the moments when it keeps any), in host memory:
-  // copied into *staging where K's buffers are elsewhere.
-  std::vector<checkpoint::IndexRange> OwnedRanges() const {
-    return RangesOf(coll_->rank(), layout_.own_global_begin);
-  }
-  // The same for any rank, given where its experts start (every rank holds
-  // as many experts, so only that differs).
-  std::vector<checkpoint::IndexRange> RangesOf(int rank, int64_t own_global_begin) const;
+  // Checkpoint: the global ranges this rank owns (its update slice of the
+  // replicated region, then its experts; checkpoint/layout.h states the
+  // rule), and its floats over them in file order (params, then the moments
+  // when it keeps any), in host memory: copied into *staging where K's
+  // buffers are elsewhere.
+  std::vector<checkpoint::IndexRange> OwnedRanges() const;
   std::vector<std::string> Sections() const;
   std::vector<checkpoint::ShardPiece> Pieces(const float* params,
                                              std::vector<float>* staging) const;
-  // Takes the moments of the owned ranges from a loaded checkpoint's
-  // sections (m and v, each global_total floats, host memory) and the step
-  // count; null m and v start the moments from zero.
+  // The global ranges whose moments this rank holds, in the order
+  // LoadMoments takes them: its update slice, then its experts.
+  std::vector<checkpoint::IndexRange> MomentRanges() const;
+  // Takes the moments over MomentRanges() (m and v, host memory, the ranges
+  // back to back) and the step count; null m and v start them from zero.
   void LoadMoments(const float* m, const float* v, int64_t step);
   // Bytes of optimizer state this rank holds.
   int64_t state_bytes() const {

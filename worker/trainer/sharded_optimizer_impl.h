@@ -74,11 +74,11 @@ float ShardedOptimizerT<K>::Step(float* params, float* grads, float lr) {
 }
 
 template <class K>
-std::vector<checkpoint::IndexRange> ShardedOptimizerT<K>::RangesOf(int rank,
-                                                                   int64_t own_global_begin) const {
+std::vector<checkpoint::IndexRange> ShardedOptimizerT<K>::OwnedRanges() const {
   std::vector<checkpoint::IndexRange> out;
-  if (offsets_[rank + 1] > offsets_[rank]) out.push_back({offsets_[rank], offsets_[rank + 1]});
-  if (own_count() > 0) out.push_back({own_global_begin, own_global_begin + own_count()});
+  if (hi_ > lo_) out.push_back({lo_, hi_});
+  if (own_count() > 0)
+    out.push_back({layout_.own_global_begin, layout_.own_global_begin + own_count()});
   return out;
 }
 
@@ -119,6 +119,16 @@ std::vector<checkpoint::ShardPiece> ShardedOptimizerT<K>::Pieces(
 }
 
 template <class K>
+std::vector<checkpoint::IndexRange> ShardedOptimizerT<K>::MomentRanges() const {
+  std::vector<checkpoint::IndexRange> out;
+  if (!has_moments()) return out;
+  if (update_end() > update_begin()) out.push_back({update_begin(), update_end()});
+  if (own_count() > 0)
+    out.push_back({layout_.own_global_begin, layout_.own_global_begin + own_count()});
+  return out;
+}
+
+template <class K>
 void ShardedOptimizerT<K>::LoadMoments(const float* m, const float* v, int64_t step) {
   step_ = step;
   if (!has_moments()) return;
@@ -127,12 +137,8 @@ void ShardedOptimizerT<K>::LoadMoments(const float* m, const float* v, int64_t s
     K::Zero(v_.data(), v_.size());
     return;
   }
-  const int64_t ub = update_begin(), ue = update_end(), R = layout_.replicated;
-  K::FromHost(m_.data() + MomentIndex(ub), m + ub, static_cast<size_t>(ue - ub));
-  K::FromHost(v_.data() + MomentIndex(ub), v + ub, static_cast<size_t>(ue - ub));
-  const int64_t g = layout_.own_global_begin, own = own_count();
-  K::FromHost(m_.data() + MomentIndex(R), m + g, static_cast<size_t>(own));
-  K::FromHost(v_.data() + MomentIndex(R), v + g, static_cast<size_t>(own));
+  K::FromHost(m_.data(), m, m_.size());
+  K::FromHost(v_.data(), v, v_.size());
 }
 
 }  // namespace vigil::trainer

@@ -124,7 +124,7 @@ template <class TrainerType>
 int Train(const Orders& o, const JobSpec& spec, const DataSource& data, Reporter* reporter) {
   auto log = MakeLogger("train." + std::to_string(o.rank));
   if (o.rank == 0) {
-    Status st = checkpoint::RemoveIncomplete(o.options.checkpoint_dir);
+    Status st = checkpoint::RemoveIncomplete(o.options.storage, o.options.checkpoint_dir);
     if (!st.ok()) log->warn("cannot clear incomplete checkpoints: {}", st.ToString());
   }
   // The mesh comes first: the trainer's expert placement depends on the world.

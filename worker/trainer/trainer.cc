@@ -1,5 +1,7 @@
 #include "worker/trainer/trainer_impl.h"
 
+#include "checkpoint/layout.h"
+
 namespace vigil::trainer {
 
 ModelConfig ModelConfigFor(const JobSpec& spec) {
@@ -19,10 +21,7 @@ ModelConfig ModelConfigFor(const JobSpec& spec) {
 
 bool UsesExpertParallelism(const JobSpec& spec, int world) {
   const auto& moe = spec.model.moe;
-  // The expert exchange moves host memory: CUDA ranks replicate their experts.
-  if (moe.experts == 0 || world == 1 || moe.placement == "replicated") return false;
-  if (spec.world.device != "cpu") return false;
-  return moe.experts % world == 0;  // "auto" falls back to replicated otherwise
+  return checkpoint::ExpertsShardedAt(moe.experts, moe.placement, spec.world.device, world);
 }
 
 template class TrainerT<kernels::CpuKernels>;

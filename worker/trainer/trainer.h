@@ -12,7 +12,11 @@
 //     step on; it is recorded in every checkpoint's manifest, and a later
 //     restart that names no scale keeps the checkpoint's (a crash must not
 //     undo a deliberate change).
-// Changing the model, the data or the world size is refused (ConfigHash).
+//   * the world size may differ from the checkpoint's (a reshard): each
+//     rank reads the slices holding what it owns at the new size. The
+//     global batch must stay the same (ConfigHash holds it), so the data
+//     order is the same too.
+// Changing the model, the data or the global batch is refused (ConfigHash).
 //
 // Written over a kernel set K (Trainer: CPU with Gloo; CudaTrainer in
 // trainer_cuda.h: GPU with NCCL); checkpoints are the same either way.
@@ -25,6 +29,7 @@
 
 #include <spdlog/logger.h>
 
+#include "checkpoint/checkpoint.h"
 #include "common/job_spec.h"
 #include "common/status.h"
 #include "worker/trainer/collectives.h"
@@ -36,6 +41,7 @@ namespace vigil::trainer {
 
 struct TrainerOptions {
   std::string checkpoint_dir;
+  checkpoint::Storage* storage = checkpoint::Storage::Default();
   std::string optimizer;  // empty: the spec's
   double lr_scale = 0.0;  // 0: the checkpoint's (1 for a fresh start)
 };
@@ -55,8 +61,10 @@ class TrainerT {
 
   // A fresh start from the spec's seed.
   void Initialize();
-  // Loads a checkpoint. Corruption: it failed verification (never loaded);
-  // InvalidArgument: it belongs to another model, data order or world.
+  // Loads a checkpoint, at any world size. Collective: every rank reads and
+  // verifies its part, and all fail if any does. Corruption: it failed
+  // verification (nothing of it is used); InvalidArgument: it belongs to
+  // another model, data order or global batch.
   Status Resume(const std::string& dir);
   // One optimizer step. Collective.
   StepStats Step();
@@ -77,9 +85,13 @@ class TrainerT {
   int64_t state_bytes() const;
   // Bytes one checkpoint of the whole job takes.
   int64_t checkpoint_bytes() const;
+  // Where the job's state lies (checkpoint/layout.h).
+  const checkpoint::StateLayout& state_layout() const { return state_layout_; }
 
  private:
   float LearningRate(int64_t step) const;
+  Status ReadState(checkpoint::CheckpointReader* reader);
+  checkpoint::Manifest ManifestHeader() const;
 
   const JobSpec& spec_;
   TrainerOptions options_;
@@ -88,6 +100,8 @@ class TrainerT {
   std::shared_ptr<spdlog::logger> log_;
   DecoderModelT<K> model_;
   std::unique_ptr<ShardedOptimizerT<K>> opt_;
+  checkpoint::StateLayout state_layout_;
+  std::vector<checkpoint::TensorInfo> tensors_;  // global, in offset order
   std::vector<int32_t> inputs_, targets_;
   std::vector<float> staging_;  // host copies of device state (checkpoints, digests)
   int64_t step_ = 0, tokens_seen_ = 0;

@@ -7,10 +7,14 @@
 #include <xxhash.h>
 
 #include <spdlog/spdlog.h>
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
+#include <stdexcept>
+#include <type_traits>
 
 #include "checkpoint/checkpoint.h"
+#include "checkpoint/layout.h"
 
 namespace vigil::trainer {
 namespace trainer_detail {
@@ -60,6 +64,23 @@ TrainerT<K>::TrainerT(const JobSpec& spec, const TrainerOptions& options, const 
   opt_ = std::make_unique<ShardedOptimizerT<K>>(trainer_detail::LayoutOf(model_), coll_,
                                                 options_.optimizer, spec.optimizer.zero,
                                                 trainer_detail::HyperOf(spec.optimizer));
+  state_layout_.dense_params = model_.dense_count();
+  state_layout_.experts = spec.model.moe.experts;
+  state_layout_.params_per_expert = model_.params_per_expert();
+  state_layout_.expert_placement = spec.model.moe.placement;
+  state_layout_.device = spec.world.device;
+  for (const auto& t : model_.GlobalTensors()) tensors_.push_back({t.name, t.shape, t.offset});
+  std::sort(tensors_.begin(), tensors_.end(),
+            [](const auto& a, const auto& b) { return a.offset < b.offset; });
+  // The optimizer's ownership and the checkpoint's placement rule must agree,
+  // or a resharded checkpoint would not be what this world writes.
+  const auto mine = opt_->OwnedRanges();
+  const auto rule = checkpoint::OwnedRanges(state_layout_, coll_->rank(), coll_->world());
+  bool same = mine.size() == rule.size();
+  for (size_t i = 0; same && i < mine.size(); ++i)
+    same = mine[i].begin == rule[i].begin && mine[i].end == rule[i].end;
+  if (!same)
+    throw std::logic_error("the optimizer's shard differs from checkpoint/layout.h's rule");
 }
 
 template <class K>
@@ -70,34 +91,83 @@ void TrainerT<K>::Initialize() {
 }
 
 template <class K>
-Status TrainerT<K>::Resume(const std::string& dir) {
-  auto loaded = checkpoint::LoadCheckpoint(dir);
-  if (!loaded.ok()) return loaded.status();
-  const auto& m = loaded->manifest;
-  if (m.config_hash != spec_.ConfigHash() || m.param_count != model_.global_param_count()) {
-    return Status::InvalidArgument(dir + " belongs to another model, data order or world (config " +
-                                   m.config_hash + ", this job " + spec_.ConfigHash() + ")");
-  }
-  // Parameters: the replicated region, then this rank's experts.
-  const float* p = loaded->section(0);
-  auto& params = model_.params();
-  const int64_t R = model_.replicated_count();
-  K::FromHost(params.data(), p, static_cast<size_t>(R));
+Status TrainerT<K>::ReadState(checkpoint::CheckpointReader* reader) {
+  const auto& m = reader->manifest();
+  // Parameters: the replicated region, then this rank's experts, straight
+  // into place on the CPU, through host staging elsewhere.
+  const bool host = std::is_same_v<K, kernels::CpuKernels>;
+  auto read = [&](int section, int64_t begin, int64_t end, float* dst) -> Status {
+    if (host) return reader->Read(section, begin, end, dst);
+    staging_.resize(static_cast<size_t>(end - begin));
+    VIGIL_RETURN_IF_ERROR(reader->Read(section, begin, end, staging_.data()));
+    K::FromHost(dst, staging_.data(), staging_.size());
+    return Status::Ok();
+  };
+  const int pi = m.FindSection("params");
+  if (pi < 0) return Status::Corruption(reader->dir() + ": no params section");
+  float* params = model_.params().data();
+  const int64_t R = model_.replicated_count(), total = static_cast<int64_t>(model_.params().size());
+  VIGIL_RETURN_IF_ERROR(read(pi, 0, R, params));
   const int64_t g = model_.GlobalIndex(R);
-  K::FromHost(params.data() + R, p + g, params.size() - static_cast<size_t>(R));
+  VIGIL_RETURN_IF_ERROR(read(pi, g, g + (total - R), params + R));
 
-  const int mi = loaded->FindSection("adam_m"), vi = loaded->FindSection("adam_v");
-  const bool ckpt_moments = mi >= 0 && vi >= 0;
-  if (opt_->has_moments() && ckpt_moments) {
-    opt_->LoadMoments(loaded->section(mi), loaded->section(vi), m.optimizer_step);
-  } else {
+  const int mi = m.FindSection("adam_m"), vi = m.FindSection("adam_v");
+  if (!opt_->has_moments() || mi < 0 || vi < 0) {
     opt_->LoadMoments(nullptr, nullptr, 0);
-    if (m.optimizer != opt_->kind()) {
-      notes_.push_back("optimizer switched from " + m.optimizer + " to " + opt_->kind() +
-                       " at step " + std::to_string(m.step) +
-                       (opt_->has_moments() ? ": moments start from zero"
-                                            : ": the checkpoint's moments are dropped"));
+    return Status::Ok();
+  }
+  int64_t n = 0;
+  for (const auto& r : opt_->MomentRanges()) n += r.size();
+  std::vector<float> mv(static_cast<size_t>(2 * n));
+  int64_t at = 0;
+  for (const auto& r : opt_->MomentRanges()) {
+    VIGIL_RETURN_IF_ERROR(reader->Read(mi, r.begin, r.end, mv.data() + at));
+    VIGIL_RETURN_IF_ERROR(reader->Read(vi, r.begin, r.end, mv.data() + n + at));
+    at += r.size();
+  }
+  opt_->LoadMoments(mv.data(), mv.data() + n, m.optimizer_step);
+  return Status::Ok();
+}
+
+template <class K>
+Status TrainerT<K>::Resume(const std::string& dir) {
+  Status st;
+  auto reader = checkpoint::CheckpointReader::Open(options_.storage, dir);
+  if (!reader.ok()) st = reader.status();
+  if (st.ok()) {
+    const auto& m = reader.value()->manifest();
+    if (m.config_hash != spec_.ConfigHash() || m.param_count != model_.global_param_count()) {
+      st = Status::InvalidArgument(dir +
+                                   " belongs to another model, data order or global batch "
+                                   "(config " +
+                                   m.config_hash + ", this job " + spec_.ConfigHash() + ")");
     }
+  }
+  if (st.ok()) st = ReadState(reader.value().get());
+  // All ranks or none: a rank whose part failed verification takes the rest with it.
+  const uint8_t mine = st.ok() ? 0 : st.code() == StatusCode::kInvalidArgument ? 1 : 2;
+  std::vector<uint8_t> all(static_cast<size_t>(coll_->world()));
+  coll_->AllgatherBytes(&mine, 1, all.data());
+  for (int r = 0; st.ok() && r < coll_->world(); ++r) {
+    if (all[r] == 1)
+      st = Status::InvalidArgument(dir + " does not fit this job (rank " + std::to_string(r) + ")");
+    if (all[r] == 2)
+      st = Status::Corruption(dir + ": rank " + std::to_string(r) + " could not verify its part");
+  }
+  if (!st.ok()) return st;
+
+  const auto& m = reader.value()->manifest();
+  if (opt_->has_moments() && m.FindSection("adam_m") >= 0) {
+    // Moments and their step count came with the state.
+  } else if (m.optimizer != opt_->kind()) {
+    notes_.push_back("optimizer switched from " + m.optimizer + " to " + opt_->kind() +
+                     " at step " + std::to_string(m.step) +
+                     (opt_->has_moments() ? ": moments start from zero"
+                                          : ": the checkpoint's moments are dropped"));
+  }
+  if (m.world_size != coll_->world()) {
+    notes_.push_back("resharded from " + std::to_string(m.world_size) + " to " +
+                     std::to_string(coll_->world()) + " ranks at step " + std::to_string(m.step));
   }
   if (inherit_lr_scale_) {
     options_.lr_scale = m.lr_scale;
@@ -110,7 +180,8 @@ Status TrainerT<K>::Resume(const std::string& dir) {
   for (const auto& n : notes_) log_->warn("{}", n);
   step_ = m.step;
   tokens_seen_ = m.tokens_seen;
-  log_->info("resumed from {} at step {} ({} bytes verified)", dir, step_, loaded->bytes);
+  log_->info("resumed from {} at step {} ({} bytes read and verified here)", dir, step_,
+             reader.value()->bytes_read());
   return Status::Ok();
 }
 
@@ -150,49 +221,61 @@ StepStats TrainerT<K>::Step() {
 }
 
 template <class K>
-Result<std::string> TrainerT<K>::Save() {
-  const std::string tmp = options_.checkpoint_dir + "/" + checkpoint::StepDirName(step_) + ".tmp";
-  const auto sections = opt_->Sections();
-  const auto ranges = opt_->OwnedRanges();
-  auto shard = checkpoint::WriteShard(tmp, coll_->rank(), static_cast<int>(sections.size()), ranges,
-                                      opt_->Pieces(model_.params().data(), &staging_));
-  if (!shard.ok()) log_->error("checkpoint shard write failed: {}", shard.status().ToString());
-  // Everyone learns every shard's (ok, checksum, first expert index); the
-  // ranges follow from the layout.
-  const uint64_t mine[3] = {shard.ok() ? 1u : 0u, shard.ok() ? shard->xxh3 : 0,
-                            static_cast<uint64_t>(model_.GlobalIndex(model_.replicated_count()))};
-  const int W = coll_->world();
-  std::vector<uint64_t> all(3 * W);
-  coll_->AllgatherBytes(mine, sizeof(mine), all.data());
-  for (int r = 0; r < W; ++r) {
-    if (all[3 * r] != 1) {
-      return Status::IoError("checkpoint at step " + std::to_string(step_) + " abandoned: rank " +
-                             std::to_string(r) + " failed its shard");
-    }
-  }
-  if (coll_->rank() != 0) return std::string();
+checkpoint::Manifest TrainerT<K>::ManifestHeader() const {
   checkpoint::Manifest m;
+  const int64_t G = static_cast<int64_t>(spec_.schedule.batch_per_rank) * coll_->world();
   m.step = step_;
   m.tokens_seen = tokens_seen_;
-  m.data_position = step_ * static_cast<int64_t>(spec_.schedule.batch_per_rank) * W;
-  m.seed = spec_.data.seed;
+  m.data_loader = {spec_.data.seed, step_ * G, G};
+  m.rng_seed = spec_.data.seed;
   m.optimizer = opt_->kind();
   m.optimizer_step = opt_->has_moments() ? opt_->step() : 0;
   m.lr_scale = options_.lr_scale;
   m.config_hash = spec_.ConfigHash();
-  m.world_size = W;
+  m.config_json = spec_.ConfigJson();
+  m.world_size = coll_->world();
+  m.layout = state_layout_;
   m.param_count = model_.global_param_count();
-  m.sections = sections;
-  for (const auto& t : model_.GlobalTensors()) m.tensors.push_back({t.name, t.shape, t.offset});
+  m.sections = opt_->Sections();
+  return m;
+}
+
+template <class K>
+Result<std::string> TrainerT<K>::Save() {
+  const std::string tmp = options_.checkpoint_dir + "/" + checkpoint::StepDirName(step_) + ".tmp";
+  const int W = coll_->world(), sections = static_cast<int>(opt_->Sections().size());
+  const auto plan = checkpoint::PlanShard(tensors_, sections, opt_->OwnedRanges());
+  auto sums =
+      checkpoint::WriteShard(options_.storage, tmp + "/" + checkpoint::ShardFileName(coll_->rank()),
+                             plan, opt_->Pieces(model_.params().data(), &staging_));
+  if (!sums.ok()) log_->error("checkpoint shard write failed: {}", sums.status().ToString());
+  // Everyone learns whether every shard made it, then every slice's checksum
+  // (padded to the longest list: the exchange takes equal sizes).
+  const uint64_t mine[2] = {sums.ok() ? 1u : 0u, sums.ok() ? sums->size() : 0};
+  std::vector<uint64_t> status(2 * static_cast<size_t>(W));
+  coll_->AllgatherBytes(mine, sizeof(mine), status.data());
+  size_t longest = 0;
   for (int r = 0; r < W; ++r) {
-    checkpoint::ShardEntry e;
-    e.rank = r;
-    e.file = "shard-" + std::to_string(r) + ".bin";
-    e.ranges = opt_->RangesOf(r, static_cast<int64_t>(all[3 * r + 2]));
-    e.xxh3 = all[3 * r + 1];
-    m.shards.push_back(e);
+    if (status[2 * r] != 1) {
+      return Status::IoError("checkpoint at step " + std::to_string(step_) + " abandoned: rank " +
+                             std::to_string(r) + " failed its shard");
+    }
+    longest = std::max<size_t>(longest, status[2 * r + 1]);
   }
-  return checkpoint::CommitCheckpoint(options_.checkpoint_dir, m);
+  std::vector<uint64_t> padded(longest, 0), all(longest * static_cast<size_t>(W));
+  std::copy(sums->begin(), sums->end(), padded.begin());
+  if (longest > 0) coll_->AllgatherBytes(padded.data(), longest * sizeof(uint64_t), all.data());
+  if (coll_->rank() != 0) return std::string();
+
+  checkpoint::Manifest m = ManifestHeader();
+  std::vector<checkpoint::ShardReport> shards(static_cast<size_t>(W));
+  for (int r = 0; r < W; ++r) {
+    shards[r].ranges = checkpoint::OwnedRanges(state_layout_, r, W);
+    const auto first = all.begin() + static_cast<long>(longest) * r;
+    shards[r].checksums.assign(first, first + static_cast<long>(status[2 * r + 1]));
+  }
+  VIGIL_RETURN_IF_ERROR(checkpoint::DescribeShards(&m, tensors_, shards));
+  return checkpoint::CommitCheckpoint(options_.storage, options_.checkpoint_dir, m);
 }
 
 template <class K>
