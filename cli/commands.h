@@ -29,6 +29,20 @@ struct DataPrepareArgs {
 int DataPrepare(const DataPrepareArgs& args);
 int DataVerify(const std::string& path);
 
+struct CkptArgs {
+  std::string path;              // a checkpoint directory, or (ls) a folder of them
+  std::string output = "table";  // table | json
+};
+int CkptLs(const CkptArgs& args);
+int CkptVerify(const CkptArgs& args);  // 1 names the failing shard and tensor
+int CkptInspect(const CkptArgs& args);
+
+struct CkptReshardArgs {
+  std::string src, dst;  // a checkpoint; the folder to write step-<N> into
+  int world = 0;
+};
+int CkptReshard(const CkptReshardArgs& args);
+
 // Prints a run's summary and logbook (used at the end of `vigil run`).
 // Returns the JSON summary line.
 std::string PrintRunReport(const std::string& workdir, int64_t run_id, double wall_seconds,

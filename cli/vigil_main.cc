@@ -3,6 +3,8 @@
 //   vigil logbook ls --workdir DIR [--run R] [-o table|json]
 //   vigil data prepare FILE... -o OUT.tok
 //   vigil data verify FILE.tok
+//   vigil ckpt ls DIR [-o table|json] · verify PATH · inspect PATH [-o table|json]
+//   vigil ckpt reshard SRC DST --world M
 #include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
@@ -39,6 +41,30 @@ int main(int argc, char** argv) {
   auto* verify_cmd = data_cmd->add_subcommand("verify", "check a token file's header and checksum");
   verify_cmd->add_option("file", verify_path, "token file")->required();
 
+  auto* ckpt_cmd = app.add_subcommand("ckpt", "list, verify, inspect and reshard checkpoints");
+  ckpt_cmd->require_subcommand(1);
+  CkptArgs ckpt_ls, ckpt_verify, ckpt_inspect;
+  auto* ckpt_ls_cmd = ckpt_cmd->add_subcommand("ls", "list checkpoints (cheap checks only)");
+  ckpt_ls_cmd->add_option("dir", ckpt_ls.path, "a checkpoints folder")->required();
+  ckpt_ls_cmd->add_option("-o,--output", ckpt_ls.output, "table or json")
+      ->check(CLI::IsMember({"table", "json"}));
+  auto* ckpt_verify_cmd =
+      ckpt_cmd->add_subcommand("verify", "read and check every byte (exit 1 if any fails)");
+  ckpt_verify_cmd->add_option("path", ckpt_verify.path, "a checkpoint directory")->required();
+  auto* ckpt_inspect_cmd =
+      ckpt_cmd->add_subcommand("inspect", "step, configuration and tensors of a checkpoint");
+  ckpt_inspect_cmd->add_option("path", ckpt_inspect.path, "a checkpoint directory")->required();
+  ckpt_inspect_cmd->add_option("-o,--output", ckpt_inspect.output, "table or json")
+      ->check(CLI::IsMember({"table", "json"}));
+  CkptReshardArgs reshard;
+  auto* reshard_cmd =
+      ckpt_cmd->add_subcommand("reshard", "rewrite a checkpoint for another world size");
+  reshard_cmd->add_option("src", reshard.src, "a checkpoint directory")->required();
+  reshard_cmd->add_option("dst", reshard.dst, "folder to write step-<N>/ into")->required();
+  reshard_cmd->add_option("--world", reshard.world, "ranks of the new world")
+      ->required()
+      ->check(CLI::Range(1, 65536));
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -49,5 +75,9 @@ int main(int argc, char** argv) {
   if (ls_cmd->parsed()) return LogbookLs(ls);
   if (prep_cmd->parsed()) return DataPrepare(prep);
   if (verify_cmd->parsed()) return DataVerify(verify_path);
+  if (ckpt_ls_cmd->parsed()) return CkptLs(ckpt_ls);
+  if (ckpt_verify_cmd->parsed()) return CkptVerify(ckpt_verify);
+  if (ckpt_inspect_cmd->parsed()) return CkptInspect(ckpt_inspect);
+  if (reshard_cmd->parsed()) return CkptReshard(reshard);
   return 2;
 }

@@ -303,11 +303,19 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
                                    "'cpu' or 'cuda'");
             });
 
-  r.Section(root, "checkpoint", "", {"dir", "every_steps"}, false,
+  r.Section(root, "checkpoint", "",
+            {"dir", "every_steps", "keep_last", "keep_every", "max_fallbacks", "async"}, false,
             [&](const YAML::Node& m, const std::string& p) {
               r.Field<std::string>(m, p, "dir", &spec.checkpoint.dir);
               r.Field<int>(m, p, "every_steps", &spec.checkpoint.every_steps, Positive(),
                            "a positive integer");
+              r.Field<int>(m, p, "keep_last", &spec.checkpoint.keep_last, Positive(),
+                           "a positive integer");
+              r.Field<int>(m, p, "keep_every", &spec.checkpoint.keep_every, NonNegative(),
+                           "a non-negative integer (0: no archive)");
+              r.Field<int>(m, p, "max_fallbacks", &spec.checkpoint.max_fallbacks, NonNegative(),
+                           "a non-negative integer");
+              r.Field<bool>(m, p, "async", &spec.checkpoint.async, nullptr, "true or false");
             });
 
   r.Section(root, "limits", "",

@@ -71,6 +71,17 @@ struct WorldSpec {
 struct CheckpointSpec {
   std::string dir;  // empty: <workdir>/checkpoints
   int every_steps = 20;
+  // Retention: the newest keep_last checkpoints, plus every one whose step
+  // is a multiple of keep_every (0: no archive), are kept; vigild deletes
+  // the rest, never the one being restored nor the newest verified one.
+  int keep_last = 3;
+  int keep_every = 0;
+  // A recovery skips at most this many corrupt checkpoints (newest first)
+  // before the job pauses for a person.
+  int max_fallbacks = 3;
+  // Saves run in a background writer while training goes on (at most one
+  // in flight); false writes them inline.
+  bool async = true;
 };
 
 // Every wait in the system has one of these named, configurable bounds.

@@ -7,6 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/retention.h"
 #include "common/util.h"
 
 namespace vigil::coordinator {
@@ -27,6 +29,8 @@ const char* JobStateName(JobState s) {
       return "succeeded";
     case JobState::kFailed:
       return "failed";
+    case JobState::kPaused:
+      return "paused";
   }
   return "unknown";
 }
@@ -74,25 +78,155 @@ void JobController::OnAllAgentsRegistered() {
   Launch(std::nullopt);
 }
 
-std::optional<CheckpointRow> JobController::ChooseCheckpoint() {
+JobController::Choice JobController::ChooseCheckpoint() {
+  Choice c;
   auto rows = logbook_->Checkpoints(run_id_);
   if (!rows.ok()) {
-    log_->error("cannot read checkpoints from the logbook: {}", rows.status().ToString());
-    return std::nullopt;
-  }
-  for (const auto& c : rows.value()) {
-    if (bad_checkpoints_.count(c.path)) continue;
-    std::error_code ec;
-    if (!std::filesystem::exists(c.path + "/manifest.json", ec)) {
-      log_->warn("checkpoint {} is recorded but gone from disk; skipping it", c.path);
-      continue;
-    }
+    c.pause = true;
+    c.why = "cannot read checkpoints from the logbook: " + rows.status().ToString();
     return c;
   }
-  return std::nullopt;
+  bool any = false;
+  for (const auto& row : rows.value()) {
+    if (row.state == "deleted") continue;
+    any = true;
+    if (row.state != "committed" || bad_checkpoints_.count(row.path)) continue;
+    if (fallbacks_ > spec_.checkpoint.max_fallbacks) break;
+    // A cheap check before a whole world is launched at it: the manifest and
+    // every shard's size. The ranks verify every byte they load.
+    auto reader = checkpoint::CheckpointReader::Open(checkpoint::Storage::Default(), row.path);
+    if (!reader.ok()) {
+      RecordCorrupt(row.path, reader.status().message());
+      continue;
+    }
+    if (fallbacks_ > spec_.checkpoint.max_fallbacks) break;
+    c.checkpoint = row;
+    return c;
+  }
+  if (!any) return c;  // nothing was ever committed: a fresh start
+  c.pause = true;
+  c.why = fallbacks_ > spec_.checkpoint.max_fallbacks
+              ? std::to_string(fallbacks_) +
+                    " corrupt checkpoints skipped, past checkpoint.max_fallbacks (" +
+                    std::to_string(spec_.checkpoint.max_fallbacks) + ")"
+              : "no committed checkpoint is left that verifies";
+  c.why += "; the job is paused instead of starting over. Check them with `vigil ckpt verify " +
+           paths_.checkpoint_dir + "/step-*` and see the checkpoint_corrupt events";
+  return c;
+}
+
+void JobController::MarkCorrupt(const std::string& path) {
+  if (!bad_checkpoints_.insert(path).second) return;
+  ++fallbacks_;
+  auto rows = logbook_->Checkpoints(run_id_);
+  if (!rows.ok()) return Check(rows.status(), "checkpoints");
+  for (const auto& row : rows.value()) {
+    if (row.path == path)
+      Check(logbook_->SetCheckpointState(row.id, "corrupt", NowMicros()), "checkpoint state");
+  }
+}
+
+json JobController::CorruptDetail(const std::string& path, const std::string& reason,
+                                  const std::string& found_by) const {
+  return json{{"checkpoint", path},
+              {"reason", reason},
+              {"found_by", found_by},
+              {"fallback", fallbacks_},
+              {"max_fallbacks", spec_.checkpoint.max_fallbacks}};
+}
+
+void JobController::RecordCorrupt(const std::string& path, const std::string& reason) {
+  MarkCorrupt(path);
+  EventRow ev;
+  ev.run_id = run_id_;
+  ev.generation_id = generation_row_ ? std::optional<int64_t>(generation_row_) : std::nullopt;
+  ev.time_us = NowMicros();
+  ev.kind = "checkpoint_corrupt";
+  ev.step = progress_.step;
+  ev.detail_json = CorruptDetail(path, reason, "vigild").dump();
+  Check(logbook_->AddEvent(ev).status(), "event");
+  metrics_->Failures("checkpoint_corrupt").Increment();
+  log_->warn("checkpoint {} is corrupt ({}): skipped, never loaded ({} of at most {} fallbacks)",
+             path, reason, fallbacks_, spec_.checkpoint.max_fallbacks);
+}
+
+void JobController::Pause(std::optional<int64_t> cause, const std::string& why) {
+  InterventionRow i;
+  i.run_id = run_id_;
+  i.time_us = NowMicros();
+  i.action = "pause_and_page";
+  i.actor = "auto:default";
+  i.params_json = json{{"after_intervention", cause ? json(*cause) : json(nullptr)}}.dump();
+  i.outcome = why;
+  Check(logbook_->AddIntervention(i).status(), "intervention");
+  Finish(Outcome::kPaused, "paused: " + why);
+}
+
+void JobController::ApplyRetention() {
+  auto rows = logbook_->Checkpoints(run_id_);
+  if (!rows.ok()) return Check(rows.status(), "checkpoints");
+  std::vector<int64_t> steps;
+  std::set<int64_t> protect;
+  std::map<int64_t, CheckpointRow> by_step;
+  for (const auto& row : rows.value()) {
+    if (row.state != "committed" || bad_checkpoints_.count(row.path)) continue;
+    steps.push_back(row.step);
+    by_step.emplace(row.step, row);  // newest row of a step first
+    if (row.path == resumed_from_) protect.insert(row.step);
+  }
+  for (int64_t step : checkpoint::RetentionVictims(steps, spec_.checkpoint.keep_last,
+                                                   spec_.checkpoint.keep_every, protect)) {
+    const CheckpointRow& row = by_step.at(step);
+    Status st = checkpoint::Storage::Default()->RemoveAll(row.path);
+    if (st.ok()) Check(logbook_->SetCheckpointState(row.id, "deleted", NowMicros()), "checkpoint");
+    InterventionRow i;
+    i.run_id = run_id_;
+    i.time_us = NowMicros();
+    i.action = "delete_checkpoint";
+    i.actor = "auto:retention";
+    i.params_json = json{{"checkpoint", row.path},
+                         {"checkpoint_step", row.step},
+                         {"bytes", row.bytes},
+                         {"keep_last", spec_.checkpoint.keep_last},
+                         {"keep_every", spec_.checkpoint.keep_every}}
+                        .dump();
+    i.outcome = st.ok() ? "deleted" : "failed: " + st.message();
+    Check(logbook_->AddIntervention(i).status(), "retention intervention");
+    log_->info("retention: {} {} (step {})", st.ok() ? "deleted" : "could not delete", row.path,
+               row.step);
+  }
+}
+
+void JobController::OnCheckpointFailed(const wire::RankReport& r) {
+  // Every rank whose shard failed says why (a full disk fails them all): one event per save.
+  if (!failed_saves_.insert({generation_, static_cast<int64_t>(r.step())}).second) return;
+  EventRow ev;
+  ev.run_id = run_id_;
+  ev.generation_id = generation_row_ ? std::optional<int64_t>(generation_row_) : std::nullopt;
+  ev.time_us = NowMicros();
+  ev.kind = "checkpoint_write_failed";
+  ev.rank = static_cast<int>(r.rank());
+  ev.step = static_cast<int64_t>(r.step());
+  ev.detail_json = json{{"reason", r.message()}, {"step", r.step()}}.dump();
+  auto event_id = logbook_->AddEvent(ev);
+  Check(event_id.status(), "event");
+  metrics_->Failures("checkpoint_write_failed").Increment();
+  InterventionRow i;
+  i.run_id = run_id_;
+  if (event_id.ok()) i.event_id = event_id.value();
+  i.time_us = NowMicros();
+  i.action = "continue_training";
+  i.actor = "auto:default";
+  i.params_json = json{{"abandoned_step", r.step()}}.dump();
+  i.outcome = "the save was abandoned; older checkpoints are intact";
+  Check(logbook_->AddIntervention(i).status(), "intervention");
+  log_->warn("checkpoint at step {} failed: {}; training goes on", r.step(), r.message());
 }
 
 void JobController::Launch(std::optional<int64_t> cause_intervention) {
+  const Choice choice = ChooseCheckpoint();
+  if (choice.pause) return Pause(cause_intervention, choice.why);
+  const auto& ckpt = choice.checkpoint;
   if (generation_ >= 0) store_->ErasePrefix("gen-" + std::to_string(generation_) + "/");
   ++generation_;
   first_step_seen_ = false;
@@ -100,7 +234,6 @@ void JobController::Launch(std::optional<int64_t> cause_intervention) {
   ranks_succeeded_.clear();
   agents_stopped_.clear();
   rank_errors_.clear();
-  const auto ckpt = ChooseCheckpoint();
   resumed_from_ = ckpt ? ckpt->path : "";
 
   GenerationRow g;
@@ -194,6 +327,7 @@ void JobController::OnRankReport(int agent, const wire::RankReport& r) {
                                              1e6);
           failure_at_us_.reset();
         }
+        fallbacks_ = 0;  // this generation restored: a later recovery starts counting afresh
         Transition(JobState::kRunning, "generation " + std::to_string(generation_) +
                                            " reached step " + std::to_string(r.step()));
       }
@@ -226,8 +360,12 @@ void JobController::OnRankReport(int agent, const wire::RankReport& r) {
       metrics_->checkpoints_total.Increment();
       metrics_->last_checkpoint_step.Set(static_cast<double>(c.step));
       metrics_->last_checkpoint_timestamp.Set(static_cast<double>(c.committed_at_us) / 1e6);
+      ApplyRetention();
       break;
     }
+    case wire::RankReport::CHECKPOINT_FAILED:
+      OnCheckpointFailed(r);
+      break;
     case wire::RankReport::STARTED:
       // Restart-time changes the rank applied (optimizer switch, LR scale).
       if (r.rank() == 0 && !r.message().empty()) {
@@ -265,7 +403,8 @@ void JobController::OnRankExited(int agent, const wire::RankExited& e) {
   if (e.signal() == 0 && e.exit_code() == 0) {
     ranks_succeeded_.insert(rank);
     if (static_cast<int>(ranks_succeeded_.size()) == spec_.world.world_size()) {
-      Finish(true, "all " + std::to_string(ranks_succeeded_.size()) + " ranks finished");
+      Finish(Outcome::kSucceeded,
+             "all " + std::to_string(ranks_succeeded_.size()) + " ranks finished");
     }
     return;
   }
@@ -274,8 +413,6 @@ void JobController::OnRankExited(int agent, const wire::RankExited& e) {
   if (e.signal() == 0 && e.exit_code() == 4) kind = "checkpoint_corrupt";
   if (e.signal() == 0 && e.exit_code() == 3) kind = "collective_error";
   if (e.signal() == 0 && e.exit_code() == 2) kind = "config_error";
-  if (kind == "checkpoint_corrupt" && !resumed_from_.empty())
-    bad_checkpoints_.insert(resumed_from_);
 
   json detail{{"pid", e.pid()}, {"exited_at_us", e.exited_at_us()}, {"generation", generation_}};
   if (e.signal() != 0) {
@@ -285,7 +422,12 @@ void JobController::OnRankExited(int agent, const wire::RankExited& e) {
     detail["exit_code"] = e.exit_code();
   }
   if (rank_errors_.count(rank)) detail["message"] = rank_errors_[rank];
-  if (kind == "checkpoint_corrupt") detail["checkpoint"] = resumed_from_;
+  if (kind == "checkpoint_corrupt" && !resumed_from_.empty()) {
+    // The ranks verify every byte they load; all of them refuse together.
+    MarkCorrupt(resumed_from_);
+    detail.update(CorruptDetail(resumed_from_, rank_errors_.count(rank) ? rank_errors_[rank] : "",
+                                "rank " + std::to_string(rank)));
+  }
   if (e.signal_sent_at_us() > 0) {
     detail["fault_injected_at_us"] = e.signal_sent_at_us();
     detail["detection_latency_ms"] =
@@ -349,7 +491,9 @@ void JobController::HandleFailure(const std::string& kind, int agent, std::optio
   // A rank that rejects its configuration (or its corpus) rejects it again
   // after any restart: stop instead of burning the restart budget.
   const bool config_error = kind == "config_error";
-  if (host_lost || config_error || progress_.restarts >= spec_.limits.max_restarts) {
+  // A corrupt checkpoint costs a fallback to an older one, not a restart.
+  const bool fallback = kind == "checkpoint_corrupt";
+  if (host_lost || config_error || (!fallback && progress_.restarts >= spec_.limits.max_restarts)) {
     i.action = "fail_job";
     i.params_json =
         json{{"restarts", progress_.restarts}, {"max_restarts", spec_.limits.max_restarts}}.dump();
@@ -357,11 +501,20 @@ void JobController::HandleFailure(const std::string& kind, int agent, std::optio
                 : config_error ? "a configuration error does not go away by restarting"
                                : "restart limit reached";
     Check(logbook_->AddIntervention(i).status(), "intervention");
-    Finish(false, summary + "; " + i.outcome);
+    Finish(Outcome::kFailed, summary + "; " + i.outcome);
     return;
   }
-  const auto ckpt = ChooseCheckpoint();
-  i.action = "restart_from_latest";
+  const Choice choice = ChooseCheckpoint();
+  if (choice.pause) {
+    i.action = "pause_and_page";
+    i.params_json = json{{"fallbacks", fallbacks_}}.dump();
+    i.outcome = choice.why;
+    Check(logbook_->AddIntervention(i).status(), "intervention");
+    Finish(Outcome::kPaused, "paused: " + summary + "; " + choice.why);
+    return;
+  }
+  const auto& ckpt = choice.checkpoint;
+  i.action = fallback ? "fallback_to_older_checkpoint" : "restart_from_latest";
   i.params_json = json{{"checkpoint", ckpt ? ckpt->path : ""},
                        {"checkpoint_step", ckpt ? ckpt->step : 0},
                        {"next_generation", generation_ + 1}}
@@ -370,7 +523,7 @@ void JobController::HandleFailure(const std::string& kind, int agent, std::optio
   auto iid = logbook_->AddIntervention(i);
   Check(iid.status(), "intervention");
   pending_intervention_ = iid.ok() ? std::optional<int64_t>(iid.value()) : std::nullopt;
-  ++progress_.restarts;
+  if (!fallback) ++progress_.restarts;
   metrics_->Restarts(kind).Increment();
   TearDownGeneration(summary);
 }
@@ -425,18 +578,22 @@ void JobController::Stop(const std::string& why) {
   ev.step = progress_.step;
   ev.detail_json = json{{"reason", why}}.dump();
   Check(logbook_->AddEvent(ev).status(), "event");
-  Finish(false, why);
+  Finish(Outcome::kFailed, why);
 }
 
-void JobController::Finish(bool succeeded, const std::string& why) {
+void JobController::Finish(Outcome outcome, const std::string& why) {
   teardown_timer_.cancel();
   FinishGeneration(why);
-  Transition(succeeded ? JobState::kSucceeded : JobState::kFailed, why);
+  const bool succeeded = outcome == Outcome::kSucceeded;
+  Transition(succeeded                     ? JobState::kSucceeded
+             : outcome == Outcome::kPaused ? JobState::kPaused
+                                           : JobState::kFailed,
+             why);
   progress_.message = why;
   const double wall = static_cast<double>(NowMicros() - progress_.started_at_us) / 1e6;
   std::optional<double> tps;
   if (succeeded && wall > 0) tps = static_cast<double>(final_tokens_) / wall;
-  Check(logbook_->FinishRun(run_id_, succeeded ? "succeeded" : "failed", NowMicros(),
+  Check(logbook_->FinishRun(run_id_, JobStateName(state_), NowMicros(),
                             succeeded ? std::optional<int64_t>(progress_.step) : std::nullopt,
                             succeeded ? std::optional<double>(final_loss_) : std::nullopt,
                             progress_.params_digest, tps),

@@ -5,6 +5,18 @@
 //   RENDEZVOUS|RUNNING --a rank fails--> RECOVERING --generation torn down--> RENDEZVOUS
 //   RUNNING --all ranks exit 0--> SUCCEEDED
 //   any --restart limit reached, host lost, stopped--> FAILED
+//   RECOVERING --no checkpoint verifies within checkpoint.max_fallbacks--> PAUSED
+//
+// Checkpoints: one is considered for resume only once committed and
+// recorded. Before a launch the newest is checked (manifest, shard sizes);
+// one that fails, or that a rank finds corrupt while loading it (exit 4), is
+// marked corrupt in the logbook with an event and never chosen again, and
+// the next older one is tried: a fallback, not a restart. Past
+// checkpoint.max_fallbacks in one recovery, or with none left, the job
+// pauses for a person instead of starting over or looping. After each
+// commit, retention (checkpoint/retention.h) deletes what keep_last and
+// keep_every do not keep, never the checkpoint being restored, and records
+// each deletion as an intervention.
 //
 // A failure is detected from a rank's exit (reported by its agent the moment
 // waitpid returns) or a lost agent. Each detection is one `events` row; each
@@ -22,6 +34,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <string>
@@ -37,7 +50,7 @@
 
 namespace vigil::coordinator {
 
-enum class JobState { kPending, kRendezvous, kRunning, kRecovering, kSucceeded, kFailed };
+enum class JobState { kPending, kRendezvous, kRunning, kRecovering, kSucceeded, kFailed, kPaused };
 const char* JobStateName(JobState s);
 
 // How the controller reaches agents (implemented by the coordinator's
@@ -85,14 +98,33 @@ class JobController {
 
   JobState state() const { return state_; }
   const JobProgress& progress() const { return progress_; }
-  bool terminal() const { return state_ == JobState::kSucceeded || state_ == JobState::kFailed; }
+  bool terminal() const {
+    return state_ == JobState::kSucceeded || state_ == JobState::kFailed ||
+           state_ == JobState::kPaused;
+  }
   // Called once when the job reaches a terminal state and agents were told to shut down.
   std::function<void()> on_terminal;
 
  private:
   void Transition(JobState to, const std::string& why);
   void Launch(std::optional<int64_t> cause_intervention);
-  std::optional<CheckpointRow> ChooseCheckpoint();
+  // The checkpoint the next generation resumes from: none for a fresh
+  // start, or `pause` with the reason when no usable one is left.
+  struct Choice {
+    std::optional<CheckpointRow> checkpoint;
+    bool pause = false;
+    std::string why;
+  };
+  Choice ChooseCheckpoint();
+  // Marks a checkpoint corrupt in the logbook, never to be chosen again: one
+  // more fallback. RecordCorrupt also records the event (vigild found it).
+  void MarkCorrupt(const std::string& path);
+  void RecordCorrupt(const std::string& path, const std::string& reason);
+  nlohmann::json CorruptDetail(const std::string& path, const std::string& reason,
+                               const std::string& found_by) const;
+  void Pause(std::optional<int64_t> cause, const std::string& why);
+  void ApplyRetention();
+  void OnCheckpointFailed(const wire::RankReport& r);
   // A failure held back for limits.failure_settle_ms because it may be the
   // symptom of another (see OnRankExited).
   struct HeldFailure {
@@ -105,7 +137,8 @@ class JobController {
                      const std::string& detail_json, const std::string& summary);
   void TearDownGeneration(const std::string& reason);
   void FinishGeneration(const std::string& reason);
-  void Finish(bool succeeded, const std::string& why);
+  enum class Outcome { kSucceeded, kFailed, kPaused };
+  void Finish(Outcome outcome, const std::string& why);
   void MaybeInjectChaos(int agent, const wire::RankReport& report);
   int AgentOfRank(int rank) const { return rank / spec_.world.ranks_per_host; }
   void Check(const Status& st, const char* what);
@@ -130,6 +163,8 @@ class JobController {
   std::set<int> agents_stopped_;
   std::string resumed_from_;
   std::set<std::string> bad_checkpoints_;
+  int fallbacks_ = 0;  // corrupt checkpoints skipped since the last healthy start
+  std::set<std::pair<int64_t, int64_t>> failed_saves_;  // (generation, step) already recorded
   // Failure being recovered from (for recovery time), and chaos kill times by rank.
   std::optional<int64_t> failure_at_us_;
   std::map<int, int64_t> chaos_sent_at_us_;

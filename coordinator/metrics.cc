@@ -9,8 +9,8 @@ using prometheus::BuildCounter;
 using prometheus::BuildGauge;
 using prometheus::BuildHistogram;
 
-constexpr const char* kStates[] = {"pending",    "rendezvous", "running",
-                                   "recovering", "succeeded",  "failed"};
+constexpr const char* kStates[] = {"pending",   "rendezvous", "running", "recovering",
+                                   "succeeded", "failed",     "paused"};
 
 prometheus::Gauge& G(prometheus::Registry& r, const std::string& name, const std::string& help) {
   return BuildGauge().Name(name).Help(help).Register(r).Add({});

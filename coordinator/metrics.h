@@ -16,9 +16,9 @@
 namespace vigil::coordinator {
 
 // Failure kinds the detector can report today, and restart reasons.
-inline constexpr const char* kFailureKinds[] = {"process_exit",       "collective_error",
-                                                "checkpoint_corrupt", "host_lost",
-                                                "start_timeout",      "config_error"};
+inline constexpr const char* kFailureKinds[] = {
+    "process_exit", "collective_error", "checkpoint_corrupt", "checkpoint_write_failed",
+    "host_lost",    "start_timeout",    "config_error"};
 
 class CoordinatorMetrics {
   // Declared first: every reference member below is registered in it.

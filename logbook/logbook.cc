@@ -189,6 +189,14 @@ Result<std::unique_ptr<Logbook>> Logbook::Open(const std::string& path, bool cre
   return lb;
 }
 
+// Version 2: a checkpoint's life after its commit. `state` is committed,
+// corrupt (failed verification; never loaded again) or deleted (by
+// retention; the deletion is also an intervention row).
+constexpr const char* kMigrationV2 = R"sql(
+ALTER TABLE checkpoints ADD COLUMN state TEXT NOT NULL DEFAULT 'committed';
+ALTER TABLE checkpoints ADD COLUMN state_changed_at_us INTEGER;
+)sql";
+
 Status Logbook::Migrate() {
   int version = -1;
   Stmt q(db_, "PRAGMA user_version");
@@ -209,6 +217,11 @@ Status Logbook::Migrate() {
     }
     VIGIL_RETURN_IF_ERROR(
         Exec(std::string("BEGIN IMMEDIATE;") + kSchemaV1 + "PRAGMA user_version = 1; COMMIT;"));
+    version = 1;
+  }
+  if (version == 1) {
+    VIGIL_RETURN_IF_ERROR(
+        Exec(std::string("BEGIN IMMEDIATE;") + kMigrationV2 + "PRAGMA user_version = 2; COMMIT;"));
   }
   return Status::Ok();
 }
@@ -298,6 +311,12 @@ Result<int64_t> Logbook::AddCheckpoint(const CheckpointRow& c) {
   return sqlite3_last_insert_rowid(db_);
 }
 
+Status Logbook::SetCheckpointState(int64_t checkpoint_id, const std::string& state, int64_t at_us) {
+  Stmt s(db_, "UPDATE checkpoints SET state=?, state_changed_at_us=? WHERE id=?");
+  s.Bind(1, state).Bind(2, at_us).Bind(3, checkpoint_id);
+  return s.Run();
+}
+
 Result<std::vector<RunRow>> Logbook::Runs() {
   std::vector<RunRow> out;
   Stmt s(db_,
@@ -350,8 +369,8 @@ Result<std::vector<GenerationRow>> Logbook::Generations(int64_t run_id) {
 Result<std::vector<CheckpointRow>> Logbook::Checkpoints(int64_t run_id) {
   std::vector<CheckpointRow> out;
   Stmt s(db_,
-         "SELECT id, run_id, generation_id, step, path, bytes, committed_at_us FROM checkpoints "
-         "WHERE run_id=? ORDER BY step DESC, id DESC");
+         "SELECT id, run_id, generation_id, step, path, bytes, committed_at_us, state FROM "
+         "checkpoints WHERE run_id=? ORDER BY step DESC, id DESC");
   s.Bind(1, run_id);
   VIGIL_RETURN_IF_ERROR(s.ForEach([&](sqlite3_stmt* r) {
     CheckpointRow c;
@@ -362,6 +381,7 @@ Result<std::vector<CheckpointRow>> Logbook::Checkpoints(int64_t run_id) {
     c.path = Text(r, 4);
     c.bytes = sqlite3_column_int64(r, 5);
     c.committed_at_us = sqlite3_column_int64(r, 6);
+    c.state = Text(r, 7);
     out.push_back(std::move(c));
   }));
   return out;

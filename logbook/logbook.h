@@ -20,7 +20,7 @@
 
 namespace vigil {
 
-inline constexpr int kLogbookSchemaVersion = 1;
+inline constexpr int kLogbookSchemaVersion = 2;
 
 struct EventRow {
   int64_t id = 0;
@@ -68,6 +68,7 @@ struct CheckpointRow {
   std::string path;
   int64_t bytes = 0;
   int64_t committed_at_us = 0;
+  std::string state = "committed";  // committed | corrupt | deleted
 };
 
 struct RunRow {
@@ -135,6 +136,8 @@ class Logbook {
   Result<int64_t> AddEvent(const EventRow& e);
   Result<int64_t> AddIntervention(const InterventionRow& i);
   Result<int64_t> AddCheckpoint(const CheckpointRow& c);
+  // committed -> corrupt (failed verification) or deleted (retention).
+  Status SetCheckpointState(int64_t checkpoint_id, const std::string& state, int64_t at_us);
 
   Result<std::vector<RunRow>> Runs();
   Result<std::vector<GenerationRow>> Generations(int64_t run_id);

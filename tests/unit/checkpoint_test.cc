@@ -7,6 +7,7 @@
 
 #include "checkpoint/fault_storage.h"
 #include "checkpoint/layout.h"
+#include "checkpoint/retention.h"
 #include "common/fs.h"
 #include "common/partition.h"
 #include "tests/unit/test_util.h"
@@ -366,6 +367,17 @@ TEST(CheckpointFaults, AFullDiskFailsTheSaveAndLeavesOlderCheckpoints) {
   ASSERT_TRUE(listed.ok());
   EXPECT_EQ(*listed, std::vector<std::string>{old_dir});
   EXPECT_TRUE(VerifyCheckpoint(Storage::Default(), old_dir).ok());
+}
+
+TEST(Retention, KeepsTheNewestTheArchiveAndTheProtected) {
+  const std::vector<int64_t> steps = {10, 20, 30, 40, 50, 60, 70};
+  EXPECT_EQ(RetentionVictims(steps, 2, 0, {}), (std::vector<int64_t>{10, 20, 30, 40, 50}));
+  EXPECT_EQ(RetentionVictims(steps, 2, 30, {}), (std::vector<int64_t>{10, 20, 40, 50}));
+  // The checkpoint a generation is restoring from stays, however old.
+  EXPECT_EQ(RetentionVictims(steps, 2, 30, {20}), (std::vector<int64_t>{10, 40, 50}));
+  EXPECT_TRUE(RetentionVictims({5}, 1, 0, {}).empty());
+  // keep_last 0 would delete the newest: it counts as 1.
+  EXPECT_EQ(RetentionVictims({5, 6}, 0, 0, {}), (std::vector<int64_t>{5}));
 }
 
 }  // namespace

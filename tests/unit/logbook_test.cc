@@ -171,5 +171,37 @@ TEST(Logbook, RefusesMissingForeignAndNewerFiles) {
   EXPECT_NE(newer.status().message().find("newer"), std::string::npos);
 }
 
+// A version-1 logbook (written by an older vigil) is migrated in place on
+// open: its checkpoints keep their rows and become `committed`, and the new
+// state column takes corrupt and deleted marks.
+TEST(Logbook, MigratesAVersion1FileInPlace) {
+  TempDir dir;
+  const std::string path = dir / "old.sqlite";
+  int64_t run = 0;
+  {
+    auto lb = Logbook::Open(path, true);
+    ASSERT_TRUE(lb.ok());
+    run = lb.value()->CreateRun("old", "name: old\n", "abcd", "/w", 1).value();
+  }
+  ASSERT_EQ(ExecRaw(path,
+                    "ALTER TABLE checkpoints DROP COLUMN state; "
+                    "ALTER TABLE checkpoints DROP COLUMN state_changed_at_us; "
+                    "INSERT INTO checkpoints (run_id, step, path, bytes, committed_at_us) "
+                    "VALUES (" +
+                        std::to_string(run) +
+                        ", 20, '/w/step-20', 10, 5); "
+                        "PRAGMA user_version = 1;"),
+            SQLITE_OK);
+  auto lb = Logbook::Open(path, false);
+  ASSERT_TRUE(lb.ok()) << lb.status().ToString();
+  auto rows = lb.value()->Checkpoints(run).value();
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].state, "committed");
+  ASSERT_TRUE(lb.value()->SetCheckpointState(rows[0].id, "corrupt", 7).ok());
+  EXPECT_EQ(lb.value()->Checkpoints(run).value()[0].state, "corrupt");
+  EXPECT_EQ(ExecRaw(path, "ALTER TABLE checkpoints DROP COLUMN state"), SQLITE_OK)
+      << "the migrated file has the new column";
+}
+
 }  // namespace
 }  // namespace vigil

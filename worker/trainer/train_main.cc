@@ -163,6 +163,21 @@ int Train(const Orders& o, const JobSpec& spec, const DataSource& data, Reporter
 
   const int64_t tokens_per_step =
       static_cast<int64_t>(spec.schedule.batch_per_rank) * spec.model.seq_len * o.world;
+  auto report_save = [&](const std::optional<SaveOutcome>& out) {
+    if (!out || !out->report) return;
+    wire::RankReport c;
+    c.set_step(static_cast<uint64_t>(out->step));
+    if (out->status.ok()) {
+      c.set_kind(wire::RankReport::CHECKPOINT);
+      c.set_checkpoint_path(out->dir);
+      c.set_checkpoint_bytes(static_cast<uint64_t>(trainer.checkpoint_bytes()));
+    } else {
+      log->error("{}", out->status.ToString());
+      c.set_kind(wire::RankReport::CHECKPOINT_FAILED);
+      c.set_message(out->status.message());
+    }
+    reporter->Send(c);
+  };
   StepStats last;
   while (!trainer.done()) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -180,20 +195,13 @@ int Train(const Orders& o, const JobSpec& spec, const DataSource& data, Reporter
     r.set_tokens_per_second(static_cast<double>(tokens_per_step) / dt);
     r.set_tokens_seen(static_cast<uint64_t>(trainer.tokens_seen()));
     reporter->Send(r);
-    if (trainer.step() % spec.checkpoint.every_steps == 0 || trainer.done()) {
-      auto dir = trainer.Save();
-      if (!dir.ok()) {
-        log->error("{}", dir.status().ToString());
-      } else if (o.rank == 0) {
-        wire::RankReport c;
-        c.set_kind(wire::RankReport::CHECKPOINT);
-        c.set_step(static_cast<uint64_t>(trainer.step()));
-        c.set_checkpoint_path(dir.value());
-        c.set_checkpoint_bytes(static_cast<uint64_t>(trainer.checkpoint_bytes()));
-        reporter->Send(c);
-      }
-    }
+    // A save in flight completes when every rank's shard is written; a new
+    // one waits for it (one in flight at most).
+    const bool save_now = trainer.step() % spec.checkpoint.every_steps == 0 || trainer.done();
+    report_save(trainer.FinishSave(/*wait=*/save_now));
+    if (save_now) trainer.BeginSave();
   }
+  report_save(trainer.FinishSave(/*wait=*/true));
   const std::string digest = trainer.ParamsDigest();
   wire::RankReport done;
   done.set_kind(wire::RankReport::FINISHED);
@@ -248,6 +256,7 @@ int main() {
     std::fprintf(stderr, "vigil-train: %s\n", spec.status().ToString().c_str());
     return kExitConfig;
   }
+  o.options.async_save = spec->checkpoint.async;
   auto data = MakeDataSource(spec.value());
   if (!data.ok()) {
     std::fprintf(stderr, "vigil-train: %s\n", data.status().ToString().c_str());

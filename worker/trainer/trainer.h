@@ -24,11 +24,13 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <spdlog/logger.h>
 
+#include "checkpoint/async_writer.h"
 #include "checkpoint/checkpoint.h"
 #include "common/job_spec.h"
 #include "common/status.h"
@@ -42,8 +44,20 @@ namespace vigil::trainer {
 struct TrainerOptions {
   std::string checkpoint_dir;
   checkpoint::Storage* storage = checkpoint::Storage::Default();
+  // Saves write their shard in a background thread (checkpoint/async_writer.h).
+  bool async_save = false;
   std::string optimizer;  // empty: the spec's
   double lr_scale = 0.0;  // 0: the checkpoint's (1 for a fresh start)
+};
+
+// How a checkpoint ended, on one rank.
+struct SaveOutcome {
+  int64_t step = 0;
+  Status status;    // ok: committed
+  std::string dir;  // the committed directory (rank 0)
+  // Whether this rank tells vigild: rank 0 always (the commit or why it was
+  // abandoned), another rank when its own shard failed (its own reason).
+  bool report = false;
 };
 
 struct StepStats {
@@ -68,9 +82,23 @@ class TrainerT {
   Status Resume(const std::string& dir);
   // One optimizer step. Collective.
   StepStats Step();
-  // Writes this rank's shard; rank 0 commits. Collective. Returns the
-  // committed directory on rank 0, "" on the others, or an error when any
-  // rank's shard failed (the save is abandoned everywhere; training goes on).
+  // Checkpoints, in two halves so that the writing overlaps training:
+  //   BeginSave() starts saving the state as it is now (step(), the
+  //   parameters, the moments). Asynchronous, it returns at once; the next
+  //   Step() waits for the snapshot just before the optimizer changes the
+  //   state. Otherwise the shard is written before it returns. Requires no
+  //   save in flight (FinishSave(true) first: that is the back-pressure).
+  //   FinishSave(wait) is collective, called by every rank at the same
+  //   points (once per step is enough): when every rank's shard is written
+  //   (waiting for it with `wait`), the ranks exchange their checksums and
+  //   rank 0 commits. Returns the outcome then, nullopt before. A failed
+  //   shard abandons the save everywhere (its directory is removed);
+  //   training goes on.
+  void BeginSave();
+  std::optional<SaveOutcome> FinishSave(bool wait);
+  bool save_in_flight() const { return pending_save_.has_value(); }
+  // BeginSave() then FinishSave(true): the committed directory on rank 0, ""
+  // on the others, or the error.
   Result<std::string> Save();
   // A digest of every parameter of the model, experts on other ranks
   // included; the same on every rank. Collective.
@@ -103,7 +131,17 @@ class TrainerT {
   checkpoint::StateLayout state_layout_;
   std::vector<checkpoint::TensorInfo> tensors_;  // global, in offset order
   std::vector<int32_t> inputs_, targets_;
-  std::vector<float> staging_;  // host copies of device state (checkpoints, digests)
+  std::vector<float> staging_;  // host copies of device state (loads, digests)
+  // A save in flight: what the manifest will say, the plan and (once
+  // written) this rank's checksums.
+  struct PendingSave {
+    checkpoint::Manifest header;
+    std::string tmp_dir;
+    std::optional<Result<std::vector<uint64_t>>> sums;
+  };
+  std::optional<PendingSave> pending_save_;
+  std::unique_ptr<checkpoint::AsyncShardWriter> writer_;
+  std::vector<float> save_staging_;  // host copy of device state being saved
   int64_t step_ = 0, tokens_seen_ = 0;
   std::vector<std::string> notes_;
   bool inherit_lr_scale_ = false;  // no scale was named: take the checkpoint's

@@ -203,6 +203,8 @@ StepStats TrainerT<K>::Step() {
   StepStats s;
   s.dropped_choices = model_.dropped_choices();
   s.lr = LearningRate(step_);
+  // A save in flight has its own copy of the state before the optimizer changes it.
+  if (writer_) writer_->WaitSnapshot();
   s.grad_norm = opt_->Step(model_.params().data(), model_.grads().data(), s.lr);
   // The mean over ranks, added in rank order (host values whatever K is).
   std::vector<float> all(2 * W);
@@ -241,41 +243,88 @@ checkpoint::Manifest TrainerT<K>::ManifestHeader() const {
 }
 
 template <class K>
-Result<std::string> TrainerT<K>::Save() {
-  const std::string tmp = options_.checkpoint_dir + "/" + checkpoint::StepDirName(step_) + ".tmp";
-  const int W = coll_->world(), sections = static_cast<int>(opt_->Sections().size());
-  const auto plan = checkpoint::PlanShard(tensors_, sections, opt_->OwnedRanges());
-  auto sums =
-      checkpoint::WriteShard(options_.storage, tmp + "/" + checkpoint::ShardFileName(coll_->rank()),
-                             plan, opt_->Pieces(model_.params().data(), &staging_));
-  if (!sums.ok()) log_->error("checkpoint shard write failed: {}", sums.status().ToString());
-  // Everyone learns whether every shard made it, then every slice's checksum
-  // (padded to the longest list: the exchange takes equal sizes).
-  const uint64_t mine[2] = {sums.ok() ? 1u : 0u, sums.ok() ? sums->size() : 0};
-  std::vector<uint64_t> status(2 * static_cast<size_t>(W));
+void TrainerT<K>::BeginSave() {
+  if (pending_save_) throw std::logic_error("BeginSave with a save in flight");
+  PendingSave p;
+  p.header = ManifestHeader();
+  p.tmp_dir = options_.checkpoint_dir + "/" + checkpoint::StepDirName(step_) + ".tmp";
+  const std::string path = p.tmp_dir + "/" + checkpoint::ShardFileName(coll_->rank());
+  auto plan = checkpoint::PlanShard(tensors_, static_cast<int>(p.header.sections.size()),
+                                    opt_->OwnedRanges());
+  auto pieces = opt_->Pieces(model_.params().data(), &save_staging_);
+  if (options_.async_save) {
+    if (!writer_) writer_ = std::make_unique<checkpoint::AsyncShardWriter>();
+    writer_->Start(options_.storage, path, std::move(plan), std::move(pieces));
+  } else {
+    p.sums = checkpoint::WriteShard(options_.storage, path, plan, pieces);
+  }
+  pending_save_ = std::move(p);
+}
+
+template <class K>
+std::optional<SaveOutcome> TrainerT<K>::FinishSave(bool wait) {
+  if (!pending_save_) return std::nullopt;
+  PendingSave& p = *pending_save_;
+  if (!p.sums && (wait || writer_->written())) p.sums = writer_->Wait();
+  const bool ready = p.sums.has_value(), ok = ready && p.sums->ok();
+  if (ready && !ok) log_->error("checkpoint shard write failed: {}", p.sums->status().ToString());
+  // Everyone learns whether every shard is written and good, then every
+  // slice's checksum (padded to the longest list: the exchange takes equal sizes).
+  const int W = coll_->world(), rank = coll_->rank();
+  const uint64_t mine[3] = {ready ? 1u : 0u, ok ? 1u : 0u, ok ? p.sums->value().size() : 0};
+  std::vector<uint64_t> status(3 * static_cast<size_t>(W));
   coll_->AllgatherBytes(mine, sizeof(mine), status.data());
   size_t longest = 0;
+  int failed = -1;
   for (int r = 0; r < W; ++r) {
-    if (status[2 * r] != 1) {
-      return Status::IoError("checkpoint at step " + std::to_string(step_) + " abandoned: rank " +
-                             std::to_string(r) + " failed its shard");
+    if (status[3 * r] != 1) return std::nullopt;  // a shard is still being written
+    if (status[3 * r + 1] != 1 && failed < 0) failed = r;
+    longest = std::max<size_t>(longest, status[3 * r + 2]);
+  }
+  SaveOutcome out;
+  out.step = p.header.step;
+  Status st;
+  if (failed >= 0) {
+    st = ok ? Status::IoError("checkpoint at step " + std::to_string(out.step) +
+                              " abandoned: rank " + std::to_string(failed) + " failed its shard")
+            : p.sums->status();
+    out.report = !ok || rank == 0;
+  } else {
+    std::vector<uint64_t> padded(longest, 0), all(longest * static_cast<size_t>(W));
+    std::copy(p.sums->value().begin(), p.sums->value().end(), padded.begin());
+    if (longest > 0) coll_->AllgatherBytes(padded.data(), longest * sizeof(uint64_t), all.data());
+    if (rank == 0) {
+      checkpoint::Manifest m = p.header;
+      std::vector<checkpoint::ShardReport> shards(static_cast<size_t>(W));
+      for (int r = 0; r < W; ++r) {
+        shards[r].ranges = checkpoint::OwnedRanges(state_layout_, r, W);
+        const auto first = all.begin() + static_cast<long>(longest) * r;
+        shards[r].checksums.assign(first, first + static_cast<long>(status[3 * r + 2]));
+      }
+      st = checkpoint::DescribeShards(&m, tensors_, shards);
+      if (st.ok()) {
+        auto dir = checkpoint::CommitCheckpoint(options_.storage, options_.checkpoint_dir, m);
+        if (dir.ok()) out.dir = dir.value();
+        st = dir.status();
+      }
+      out.report = true;
     }
-    longest = std::max<size_t>(longest, status[2 * r + 1]);
   }
-  std::vector<uint64_t> padded(longest, 0), all(longest * static_cast<size_t>(W));
-  std::copy(sums->begin(), sums->end(), padded.begin());
-  if (longest > 0) coll_->AllgatherBytes(padded.data(), longest * sizeof(uint64_t), all.data());
-  if (coll_->rank() != 0) return std::string();
+  // Rank 0 clears an abandoned save's files (every rank is done writing):
+  // a full disk must not stay full of a checkpoint nobody will load.
+  if (!st.ok() && rank == 0) (void)options_.storage->RemoveAll(p.tmp_dir);
+  out.status = st;
+  pending_save_.reset();
+  return out;
+}
 
-  checkpoint::Manifest m = ManifestHeader();
-  std::vector<checkpoint::ShardReport> shards(static_cast<size_t>(W));
-  for (int r = 0; r < W; ++r) {
-    shards[r].ranges = checkpoint::OwnedRanges(state_layout_, r, W);
-    const auto first = all.begin() + static_cast<long>(longest) * r;
-    shards[r].checksums.assign(first, first + static_cast<long>(status[2 * r + 1]));
-  }
-  VIGIL_RETURN_IF_ERROR(checkpoint::DescribeShards(&m, tensors_, shards));
-  return checkpoint::CommitCheckpoint(options_.storage, options_.checkpoint_dir, m);
+template <class K>
+Result<std::string> TrainerT<K>::Save() {
+  if (pending_save_) (void)FinishSave(true);
+  BeginSave();
+  auto out = FinishSave(true);
+  if (!out->status.ok()) return out->status;
+  return out->dir;
 }
 
 template <class K>
