@@ -1,5 +1,5 @@
 // vigil: the command people type.
-//   vigil run JOB.yaml [--workdir DIR] [--chaos kill-rank:RANK@STEP]... [-o text|json]
+//   vigil run JOB.yaml [--workdir DIR] [--chaos FAULT]... [-o text|json]
 //   vigil logbook ls --workdir DIR [--run R] [-o table|json]
 //   vigil data prepare FILE... -o OUT.tok
 //   vigil data verify FILE.tok
@@ -18,7 +18,10 @@ int main(int argc, char** argv) {
   auto* run_cmd = app.add_subcommand("run", "run a job on this machine (vigild + local agents)");
   run_cmd->add_option("job", run.job_file, "job spec (YAML), e.g. examples/tiny.yaml")->required();
   run_cmd->add_option("--workdir", run.workdir, "work directory (default ./vigil-runs/<job name>)");
-  run_cmd->add_option("--chaos", run.chaos, "inject a fault: kill-rank:RANK@STEP (repeatable)");
+  run_cmd->add_option(
+      "--chaos", run.chaos,
+      "inject a fault (repeatable): kill-rank:RANK@STEP, or corrupt-checkpoint:HOW@STEP with HOW "
+      "flip, truncate, remove-shard or garble-manifest");
   run_cmd->add_option("-o,--output", run.output, "text or json (last stdout line)")
       ->check(CLI::IsMember({"text", "json"}));
 

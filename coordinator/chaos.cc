@@ -1,11 +1,16 @@
 #include "coordinator/chaos.h"
 
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <stdexcept>
 
 namespace vigil::coordinator {
 
 Result<ChaosFault> ParseChaosFault(const std::string& spec) {
-  const std::string usage = "chaos fault '" + spec + "': expected kill-rank:RANK@STEP";
+  const std::string usage = "chaos fault '" + spec +
+                            "': expected kill-rank:RANK@STEP or corrupt-checkpoint:HOW@STEP "
+                            "(HOW: flip, truncate, remove-shard, garble-manifest)";
   const auto colon = spec.find(':');
   const auto at = spec.find('@');
   if (colon == std::string::npos || at == std::string::npos || at < colon)
@@ -13,13 +18,21 @@ Result<ChaosFault> ParseChaosFault(const std::string& spec) {
   ChaosFault f;
   f.kind = spec.substr(0, colon);
   f.spec = spec;
-  if (f.kind != "kill-rank")
+  if (f.kind != "kill-rank" && f.kind != "corrupt-checkpoint")
     return Status::InvalidArgument(usage + " (unknown kind '" + f.kind + "')");
   try {
     size_t used = 0;
-    const std::string rank = spec.substr(colon + 1, at - colon - 1);
-    f.rank = std::stoi(rank, &used);
-    if (used != rank.size() || f.rank < 0) throw std::invalid_argument("rank");
+    const std::string target = spec.substr(colon + 1, at - colon - 1);
+    if (f.kind == "kill-rank") {
+      f.rank = std::stoi(target, &used);
+      if (used != target.size() || f.rank < 0) throw std::invalid_argument("rank");
+    } else {
+      f.how = target;
+      if (f.how != "flip" && f.how != "truncate" && f.how != "remove-shard" &&
+          f.how != "garble-manifest") {
+        throw std::invalid_argument("how");
+      }
+    }
     const std::string step = spec.substr(at + 1);
     f.step = std::stoll(step, &used);
     if (used != step.size() || f.step < 1) throw std::invalid_argument("step");
@@ -29,13 +42,46 @@ Result<ChaosFault> ParseChaosFault(const std::string& spec) {
   return f;
 }
 
+Status DamageCheckpoint(const std::string& dir, const std::string& how) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  std::vector<fs::path> shards;
+  for (const auto& e : fs::directory_iterator(dir, ec))
+    if (e.path().extension() == ".bin") shards.push_back(e.path());
+  if (ec || shards.empty()) return Status::NotFound(dir + " has no shards to damage");
+  std::sort(shards.begin(), shards.end());
+  const fs::path& shard = shards.back();
+  const auto size = fs::file_size(shard, ec);
+  if (ec) return Status::IoError("stat " + shard.string() + ": " + ec.message());
+  if (how == "flip") {
+    std::fstream f(shard, std::ios::in | std::ios::out | std::ios::binary);
+    char c = 0;
+    f.seekg(static_cast<std::streamoff>(size / 2));
+    f.read(&c, 1);
+    c = static_cast<char>(c ^ 0x5a);
+    f.seekp(static_cast<std::streamoff>(size / 2));
+    f.write(&c, 1);
+    if (!f) return Status::IoError("cannot flip a byte of " + shard.string());
+  } else if (how == "truncate") {
+    fs::resize_file(shard, size / 2, ec);
+  } else if (how == "remove-shard") {
+    fs::remove(shard, ec);
+  } else if (how == "garble-manifest") {
+    std::ofstream(dir + "/manifest.json", std::ios::trunc) << "{\"format_version\": 3, \"step\":";
+  } else {
+    return Status::InvalidArgument("unknown damage '" + how + "'");
+  }
+  if (ec) return Status::IoError(how + " " + shard.string() + ": " + ec.message());
+  return Status::Ok();
+}
+
 Result<std::vector<ChaosFault>> ParseChaosFaults(const std::vector<std::string>& specs,
                                                  int world_size) {
   std::vector<ChaosFault> faults;
   for (const auto& spec : specs) {
     auto f = ParseChaosFault(spec);
     if (!f.ok()) return f.status();
-    if (f->rank >= world_size) {
+    if (f->kind == "kill-rank" && f->rank >= world_size) {
       return Status::InvalidArgument("chaos fault '" + spec + "': rank " + std::to_string(f->rank) +
                                      " is outside the world of " + std::to_string(world_size) +
                                      " ranks");

@@ -287,12 +287,36 @@ void JobController::Launch(std::optional<int64_t> cause_intervention) {
                  (ckpt ? "from " + resumed_from_ : std::string("from scratch")));
 }
 
+void JobController::DamageNewestCheckpoint(ChaosFault& f) {
+  f.fired = true;
+  std::string target;
+  auto rows = logbook_->Checkpoints(run_id_);
+  if (rows.ok()) {
+    for (const auto& row : rows.value()) {
+      if (row.state == "committed" && !bad_checkpoints_.count(row.path)) {
+        target = row.path;
+        break;
+      }
+    }
+  }
+  Status st = target.empty() ? Status::NotFound("no committed checkpoint to damage")
+                             : DamageCheckpoint(target, f.how);
+  InterventionRow i;
+  i.run_id = run_id_;
+  i.time_us = NowMicros();
+  i.action = "inject_fault";
+  i.actor = "chaos";
+  i.params_json = json{{"fault", f.spec}, {"checkpoint", target}, {"damage", f.how}}.dump();
+  i.outcome = st.ok() ? "checkpoint damaged" : "not injected: " + st.message();
+  Check(logbook_->AddIntervention(i).status(), "chaos intervention");
+  log_->warn("chaos: {} {} ({})", f.how, target, i.outcome);
+}
+
 void JobController::MaybeInjectChaos(int agent, const wire::RankReport& report) {
   for (auto& f : chaos_) {
-    if (f.fired || f.kind != "kill-rank" || f.rank != static_cast<int>(report.rank()) ||
-        static_cast<int64_t>(report.step()) < f.step) {
-      continue;
-    }
+    if (f.fired || static_cast<int64_t>(report.step()) < f.step) continue;
+    if (f.kind == "corrupt-checkpoint" && report.rank() == 0) DamageNewestCheckpoint(f);
+    if (f.kind != "kill-rank" || f.rank != static_cast<int>(report.rank())) continue;
     f.fired = true;
     InterventionRow i;
     i.run_id = run_id_;
@@ -356,6 +380,8 @@ void JobController::OnRankReport(int agent, const wire::RankReport& r) {
       c.path = r.checkpoint_path();
       c.bytes = static_cast<int64_t>(r.checkpoint_bytes());
       c.committed_at_us = r.at_us();
+      // A step saved again (after a fallback) replaces a damaged copy at that path.
+      bad_checkpoints_.erase(c.path);
       Check(logbook_->AddCheckpoint(c).status(), "checkpoint");
       metrics_->checkpoints_total.Increment();
       metrics_->last_checkpoint_step.Set(static_cast<double>(c.step));
@@ -380,8 +406,8 @@ void JobController::OnRankReport(int agent, const wire::RankReport& r) {
       }
       break;
     case wire::RankReport::ERROR:
+      // A refused checkpoint is marked when the rank's exit (code 4) arrives.
       rank_errors_[static_cast<int>(r.rank())] = r.message();
-      if (!r.checkpoint_path().empty()) bad_checkpoints_.insert(r.checkpoint_path());
       break;
     default:
       break;
@@ -425,8 +451,20 @@ void JobController::OnRankExited(int agent, const wire::RankExited& e) {
   if (kind == "checkpoint_corrupt" && !resumed_from_.empty()) {
     // The ranks verify every byte they load; all of them refuse together.
     MarkCorrupt(resumed_from_);
-    detail.update(CorruptDetail(resumed_from_, rank_errors_.count(rank) ? rank_errors_[rank] : "",
-                                "rank " + std::to_string(rank)));
+    // Every rank refuses; the ones whose own part failed say which shard and tensor.
+    json errors = json::object();
+    std::string reason = rank_errors_.count(rank) ? rank_errors_[rank] : "", found_by;
+    for (const auto& [r, message] : rank_errors_) {
+      errors[std::to_string(r)] = message;
+      // A rank that only heard of another's failure says "rank N could not verify its part".
+      if (found_by.empty() && message.find("could not verify its part") == std::string::npos) {
+        reason = message;
+        found_by = "rank " + std::to_string(r);
+      }
+    }
+    detail.update(CorruptDetail(resumed_from_, reason,
+                                found_by.empty() ? "rank " + std::to_string(rank) : found_by));
+    detail["rank_errors"] = errors;
   }
   if (e.signal_sent_at_us() > 0) {
     detail["fault_injected_at_us"] = e.signal_sent_at_us();

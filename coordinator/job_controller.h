@@ -140,6 +140,7 @@ class JobController {
   enum class Outcome { kSucceeded, kFailed, kPaused };
   void Finish(Outcome outcome, const std::string& why);
   void MaybeInjectChaos(int agent, const wire::RankReport& report);
+  void DamageNewestCheckpoint(ChaosFault& f);
   int AgentOfRank(int rank) const { return rank / spec_.world.ranks_per_host; }
   void Check(const Status& st, const char* what);
 
