@@ -10,7 +10,7 @@ AsyncShardWriter::AsyncShardWriter() : thread_([this] { Run(); }) {}
 AsyncShardWriter::~AsyncShardWriter() {
   {
     std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return !has_job_ || written_; });
+    cv_.wait(lock, [&] { return (!has_job_ || written_) && (!has_commit_ || commit_done_); });
     stop_ = true;
   }
   cv_.notify_all();
@@ -21,7 +21,8 @@ void AsyncShardWriter::Start(Storage* storage, std::string path, std::vector<Pla
                              std::vector<ShardPiece> pieces) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (has_job_) throw std::logic_error("AsyncShardWriter::Start with a shard still in flight");
+    if (has_job_ || has_commit_)
+      throw std::logic_error("AsyncShardWriter::Start with a task still in flight");
     has_job_ = true;
     snapshot_done_ = false;
     written_ = false;
@@ -64,11 +65,55 @@ size_t AsyncShardWriter::buffer_bytes() const {
   return buffer_bytes_;
 }
 
+void AsyncShardWriter::StartCommit(std::function<Result<std::string>()> commit) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (has_job_ || has_commit_)
+      throw std::logic_error("AsyncShardWriter::StartCommit with a task still in flight");
+    has_commit_ = true;
+    commit_done_ = false;
+    commit_ = std::move(commit);
+  }
+  cv_.notify_all();
+}
+
+bool AsyncShardWriter::committing() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return has_commit_;
+}
+
+bool AsyncShardWriter::committed() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return has_commit_ && commit_done_;
+}
+
+Result<std::string> AsyncShardWriter::WaitCommit() {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!has_commit_) return Status::FailedPrecondition("no commit in flight");
+  cv_.wait(lock, [&] { return commit_done_; });
+  has_commit_ = false;
+  Result<std::string> out = std::move(*commit_result_);
+  commit_result_.reset();
+  return out;
+}
+
 void AsyncShardWriter::Run() {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
-    cv_.wait(lock, [&] { return stop_ || (has_job_ && !snapshot_done_); });
+    cv_.wait(lock, [&] {
+      return stop_ || (has_job_ && !snapshot_done_) || (has_commit_ && !commit_done_);
+    });
     if (stop_) return;
+    if (has_commit_ && !commit_done_) {
+      auto commit = std::move(commit_);
+      lock.unlock();
+      Result<std::string> result = commit();
+      lock.lock();
+      commit_result_ = std::move(result);
+      commit_done_ = true;
+      cv_.notify_all();
+      continue;
+    }
     // The snapshot: the training thread waits for it before changing the state.
     size_t total = 0;
     for (const auto& p : pieces_) total += static_cast<size_t>(p.count);

@@ -14,11 +14,16 @@
 // buffer is reused from save to save, so the memory is one shard, however
 // often the job saves.
 //
+// Rank 0 also hands it the commit (manifest, syncs, renames: several
+// fsyncs a training step need not wait for) with StartCommit(); the result
+// is collected with WaitCommit(). One task at a time, shard or commit.
+//
 // Thread-safety: one training thread calls everything; the writer thread is
 // internal.
 #pragma once
 
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -48,6 +53,12 @@ class AsyncShardWriter {
   // Bytes of the snapshot buffer.
   size_t buffer_bytes() const;
 
+  // Runs `commit` on the writer thread; requires no shard or commit in flight.
+  void StartCommit(std::function<Result<std::string>()> commit);
+  bool committing() const;  // started and not yet collected
+  bool committed() const;   // done and ready to collect
+  Result<std::string> WaitCommit();
+
  private:
   void Run();
 
@@ -60,6 +71,9 @@ class AsyncShardWriter {
   std::vector<PlannedSlice> plan_;
   std::vector<ShardPiece> pieces_;
   std::optional<Result<std::vector<uint64_t>>> result_;
+  std::function<Result<std::string>()> commit_;
+  bool has_commit_ = false, commit_done_ = false;
+  std::optional<Result<std::string>> commit_result_;
   std::vector<float> buffer_;  // the writer thread's alone
   size_t buffer_bytes_ = 0;
   std::thread thread_;

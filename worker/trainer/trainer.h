@@ -97,6 +97,9 @@ class TrainerT {
   void BeginSave();
   std::optional<SaveOutcome> FinishSave(bool wait);
   bool save_in_flight() const { return pending_save_.has_value(); }
+  // Seconds the training thread has spent blocked on checkpoints: starting
+  // saves, waiting for snapshots and shards, exchanging checksums, committing.
+  double save_stall_seconds() const { return save_stall_seconds_; }
   // BeginSave() then FinishSave(true): the committed directory on rank 0, ""
   // on the others, or the error.
   Result<std::string> Save();
@@ -120,6 +123,7 @@ class TrainerT {
   float LearningRate(int64_t step) const;
   Status ReadState(checkpoint::CheckpointReader* reader);
   checkpoint::Manifest ManifestHeader() const;
+  std::optional<SaveOutcome> CollectCommit(bool wait);
 
   const JobSpec& spec_;
   TrainerOptions options_;
@@ -138,10 +142,12 @@ class TrainerT {
     checkpoint::Manifest header;
     std::string tmp_dir;
     std::optional<Result<std::vector<uint64_t>>> sums;
+    bool committing = false;  // rank 0: the commit runs on the writer thread
   };
   std::optional<PendingSave> pending_save_;
   std::unique_ptr<checkpoint::AsyncShardWriter> writer_;
   std::vector<float> save_staging_;  // host copy of device state being saved
+  double save_stall_seconds_ = 0.0;
   int64_t step_ = 0, tokens_seen_ = 0;
   std::vector<std::string> notes_;
   bool inherit_lr_scale_ = false;  // no scale was named: take the checkpoint's

@@ -8,6 +8,7 @@
 
 #include <spdlog/spdlog.h>
 #include <algorithm>
+#include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <stdexcept>
@@ -18,6 +19,19 @@
 
 namespace vigil::trainer {
 namespace trainer_detail {
+
+// Adds the scope's wall time to a counter.
+class StallTimer {
+ public:
+  explicit StallTimer(double* total) : total_(total), t0_(std::chrono::steady_clock::now()) {}
+  ~StallTimer() {
+    *total_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+  }
+
+ private:
+  double* total_;
+  std::chrono::steady_clock::time_point t0_;
+};
 
 inline std::string Hex64(uint64_t v) {
   char buf[17];
@@ -204,7 +218,10 @@ StepStats TrainerT<K>::Step() {
   s.dropped_choices = model_.dropped_choices();
   s.lr = LearningRate(step_);
   // A save in flight has its own copy of the state before the optimizer changes it.
-  if (writer_) writer_->WaitSnapshot();
+  if (writer_ && writer_->busy()) {
+    trainer_detail::StallTimer timer(&save_stall_seconds_);
+    writer_->WaitSnapshot();
+  }
   s.grad_norm = opt_->Step(model_.params().data(), model_.grads().data(), s.lr);
   // The mean over ranks, added in rank order (host values whatever K is).
   std::vector<float> all(2 * W);
@@ -244,6 +261,7 @@ checkpoint::Manifest TrainerT<K>::ManifestHeader() const {
 
 template <class K>
 void TrainerT<K>::BeginSave() {
+  trainer_detail::StallTimer timer(&save_stall_seconds_);
   if (pending_save_) throw std::logic_error("BeginSave with a save in flight");
   PendingSave p;
   p.header = ManifestHeader();
@@ -264,7 +282,9 @@ void TrainerT<K>::BeginSave() {
 template <class K>
 std::optional<SaveOutcome> TrainerT<K>::FinishSave(bool wait) {
   if (!pending_save_) return std::nullopt;
+  trainer_detail::StallTimer timer(&save_stall_seconds_);
   PendingSave& p = *pending_save_;
+  if (p.committing) return CollectCommit(wait);
   if (!p.sums && (wait || writer_->written())) p.sums = writer_->Wait();
   const bool ready = p.sums.has_value(), ok = ready && p.sums->ok();
   if (ready && !ok) log_->error("checkpoint shard write failed: {}", p.sums->status().ToString());
@@ -302,6 +322,16 @@ std::optional<SaveOutcome> TrainerT<K>::FinishSave(bool wait) {
         shards[r].checksums.assign(first, first + static_cast<long>(status[3 * r + 2]));
       }
       st = checkpoint::DescribeShards(&m, tensors_, shards);
+      if (st.ok() && writer_) {
+        // The commit's syncs and renames run on the writer thread; the next
+        // FinishSave collects the outcome.
+        writer_->StartCommit([storage = options_.storage, root = options_.checkpoint_dir,
+                              m = std::move(m)] {
+          return checkpoint::CommitCheckpoint(storage, root, m);
+        });
+        p.committing = true;
+        return CollectCommit(wait);
+      }
       if (st.ok()) {
         auto dir = checkpoint::CommitCheckpoint(options_.storage, options_.checkpoint_dir, m);
         if (dir.ok()) out.dir = dir.value();
@@ -314,6 +344,21 @@ std::optional<SaveOutcome> TrainerT<K>::FinishSave(bool wait) {
   // a full disk must not stay full of a checkpoint nobody will load.
   if (!st.ok() && rank == 0) (void)options_.storage->RemoveAll(p.tmp_dir);
   out.status = st;
+  pending_save_.reset();
+  return out;
+}
+
+template <class K>
+std::optional<SaveOutcome> TrainerT<K>::CollectCommit(bool wait) {
+  // Rank 0 alone: no collective from here on.
+  if (!wait && !writer_->committed()) return std::nullopt;
+  auto dir = writer_->WaitCommit();
+  SaveOutcome out;
+  out.step = pending_save_->header.step;
+  out.report = true;
+  if (dir.ok()) out.dir = dir.value();
+  out.status = dir.status();
+  if (!dir.ok()) (void)options_.storage->RemoveAll(pending_save_->tmp_dir);
   pending_save_.reset();
   return out;
 }
