@@ -95,8 +95,7 @@ int main(int argc, char** argv) {
     bytes = t.checkpoint_bytes();
     std::printf("state %.2f GB (%lld parameters), %d steps per phase, best of %d, under %s\n",
                 static_cast<double>(bytes) / 1e9,
-                static_cast<long long>(t.model().global_param_count()), steps, reps,
-                root.c_str());
+                static_cast<long long>(t.model().global_param_count()), steps, reps, root.c_str());
     RunSteps(t, 2);  // warm-up: touch everything once, grow the writer's buffer below
     t.BeginSave();
     (void)t.FinishSave(true);
@@ -143,7 +142,7 @@ int main(int argc, char** argv) {
               static_cast<double>(bytes) / 1e9 / sync_save);
   std::printf("async save    %6.3f s blocked = %5.2f%% of the sync save (target <= 2%%)\n",
               async_blocked, 100.0 * async_blocked / sync_save);
-  std::printf("async loop    %+6.3f s against the baseline = %+5.2f%% of the sync save\n",
-              slowdown, 100.0 * slowdown / sync_save);
+  std::printf("async loop    %+6.3f s against the baseline = %+5.2f%% of the sync save\n", slowdown,
+              100.0 * slowdown / sync_save);
   return 0;
 }

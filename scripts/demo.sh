@@ -11,4 +11,4 @@ bash scripts/build.sh
 workdir=vigil-runs/demo
 rm -rf "$workdir"
 exec build/bin/vigil run examples/tiny.yaml --workdir "$workdir" \
-  --chaos kill-rank:1@60 --chaos kill-rank:2@170
+  --chaos kill-rank:1@60 --chaos corrupt-checkpoint:flip@160 --chaos kill-rank:2@170

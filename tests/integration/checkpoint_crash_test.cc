@@ -67,7 +67,8 @@ std::string Train(ck::Storage* storage, const std::string& root, const std::stri
     opts.checkpoint_dir = root;
     opts.storage = storage;
     opts.async_save = true;
-    trainer::Trainer t(spec, opts, *data.value(), &c, MakeLogger("crash." + std::to_string(c.rank())));
+    trainer::Trainer t(spec, opts, *data.value(), &c,
+                       MakeLogger("crash." + std::to_string(c.rank())));
     if (resume.empty()) {
       t.Initialize();
     } else {
@@ -159,9 +160,8 @@ TEST(CrashPoints, SigkillAtEveryStepOfTheCommitProtocol) {
     const char* argv[] = {self.c_str(), "--crash-child", arg_op.c_str(), root.path().c_str(),
                           nullptr};
     pid_t pid = 0;
-    ASSERT_EQ(::posix_spawn(&pid, self.c_str(), nullptr, nullptr, const_cast<char**>(argv),
-                            environ),
-              0);
+    ASSERT_EQ(
+        ::posix_spawn(&pid, self.c_str(), nullptr, nullptr, const_cast<char**>(argv), environ), 0);
     int status = 0;
     ASSERT_EQ(::waitpid(pid, &status, 0), pid);
     // Threads interleave differently in the child, so op N may fall on

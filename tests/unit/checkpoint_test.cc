@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "checkpoint/async_writer.h"
 #include "checkpoint/fault_storage.h"
 #include "checkpoint/layout.h"
 #include "checkpoint/retention.h"
@@ -367,6 +368,47 @@ TEST(CheckpointFaults, AFullDiskFailsTheSaveAndLeavesOlderCheckpoints) {
   ASSERT_TRUE(listed.ok());
   EXPECT_EQ(*listed, std::vector<std::string>{old_dir});
   EXPECT_TRUE(VerifyCheckpoint(Storage::Default(), old_dir).ok());
+}
+
+// The writer copies the pieces before the caller may change them: what lands
+// on disk is the state at Start(), whatever the training thread does after
+// WaitSnapshot(). One shard at a time; the buffer is reused.
+TEST(AsyncShardWriter, WritesTheSnapshotNotTheLaterState) {
+  TempDir root;
+  TestState s;
+  const auto plan = PlanShard(s.tensors, 1, {{0, s.P}});
+  auto expected = WriteShard(Storage::Default(), root / "sync.bin", plan, {{s.values.data(), s.P}});
+  ASSERT_TRUE(expected.ok());
+  std::vector<float> live(s.values.begin(), s.values.begin() + s.P);
+  AsyncShardWriter writer;
+  EXPECT_FALSE(writer.busy());
+  writer.WaitSnapshot();  // nothing in flight: returns at once
+  writer.Start(Storage::Default(), root / "async.bin", plan, {{live.data(), s.P}});
+  EXPECT_TRUE(writer.busy());
+  EXPECT_THROW(writer.Start(Storage::Default(), root / "again.bin", plan, {{live.data(), s.P}}),
+               std::logic_error);
+  writer.WaitSnapshot();
+  std::fill(live.begin(), live.end(), 42.0f);  // the optimizer step
+  auto sums = writer.Wait();
+  ASSERT_TRUE(sums.ok()) << sums.status().ToString();
+  EXPECT_EQ(sums.value(), expected.value());
+  EXPECT_EQ(ReadFile(root / "async.bin").value(), ReadFile(root / "sync.bin").value());
+  EXPECT_FALSE(writer.busy());
+  EXPECT_EQ(writer.buffer_bytes(), static_cast<size_t>(s.P) * sizeof(float));
+
+  // A failing disk fails the shard, reported by Wait(); the writer goes on.
+  FaultInjectionStorage full;
+  full.FailWritesAfter(10);
+  writer.Start(&full, root / "full.bin", plan, {{live.data(), s.P}});
+  auto failed = writer.Wait();
+  ASSERT_FALSE(failed.ok());
+  EXPECT_NE(failed.status().message().find("No space left on device"), std::string::npos);
+  // And the commit task runs on the writer thread too.
+  writer.StartCommit([] { return Result<std::string>(std::string("committed")); });
+  EXPECT_TRUE(writer.committing());
+  auto committed = writer.WaitCommit();
+  ASSERT_TRUE(committed.ok());
+  EXPECT_EQ(committed.value(), "committed");
 }
 
 TEST(Retention, KeepsTheNewestTheArchiveAndTheProtected) {

@@ -325,10 +325,10 @@ std::optional<SaveOutcome> TrainerT<K>::FinishSave(bool wait) {
       if (st.ok() && writer_) {
         // The commit's syncs and renames run on the writer thread; the next
         // FinishSave collects the outcome.
-        writer_->StartCommit([storage = options_.storage, root = options_.checkpoint_dir,
-                              m = std::move(m)] {
-          return checkpoint::CommitCheckpoint(storage, root, m);
-        });
+        writer_->StartCommit(
+            [storage = options_.storage, root = options_.checkpoint_dir, m = std::move(m)] {
+              return checkpoint::CommitCheckpoint(storage, root, m);
+            });
         p.committing = true;
         return CollectCommit(wait);
       }
