@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# Configures and builds vigil. Usage: scripts/build.sh [--sanitize]
+# Configures and builds vigil. Usage: scripts/build.sh [--sanitize | --tsan [TARGET...]]
 #   (default)   Release-with-debug-info build in build/
 #   --sanitize  AddressSanitizer + UndefinedBehaviorSanitizer build in build-asan/
+#   --tsan      ThreadSanitizer build of TARGETs (default: everything) in build-tsan/
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 dir=build
 flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
+targets=()
 if [ "${1:-}" = "--sanitize" ]; then
   dir=build-asan
   flags=(-DCMAKE_BUILD_TYPE=Debug -DVIGIL_SANITIZE=ON)
+elif [ "${1:-}" = "--tsan" ]; then
+  dir=build-tsan
+  flags=(-DCMAKE_BUILD_TYPE=Debug -DVIGIL_TSAN=ON)
+  targets=("${@:2}")
 fi
 jobs=$(nproc 2>/dev/null || echo 2)
 cmake -S . -B "$dir" -G Ninja "${flags[@]}" >/dev/null
-ninja -C "$dir" -j"$jobs"
+ninja -C "$dir" -j"$jobs" "${targets[@]}"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, checks formatting, builds,
 # runs every ctest label (unit, integration, slow), then builds again with
-# ASan + UBSan and runs the suite under the sanitizers.
+# ASan + UBSan and runs the suite under the sanitizers, and runs the tests
+# where threads meet (the checkpoint writer beside training ranks) under
+# ThreadSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,4 +23,9 @@ echo "== tests under ASan/UBSan"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 (cd build-asan && ctest --output-on-failure -j2)
+echo "== ThreadSanitizer: the asynchronous checkpoint writer and the ranks around it"
+bash scripts/build.sh --tsan checkpoint_test checkpoint_crash_test
+export TSAN_OPTIONS=halt_on_error=1
+build-tsan/bin/checkpoint_test
+build-tsan/bin/checkpoint_crash_test
 echo "== all tests passed"
