@@ -64,7 +64,8 @@ std::string Manifest::ToJson() const {
   j["optimizer_step"] = optimizer_step;
   j["lr_scale"] = lr_scale;
   j["config_hash"] = config_hash;
-  j["config"] = json::parse(config_json, nullptr, false);
+  const json config = json::parse(config_json, nullptr, false);
+  j["config"] = config.is_discarded() ? json::object() : config;
   j["world_size"] = world_size;
   j["layout"] = {{"dense_params", layout.dense_params},
                  {"experts", layout.experts},
@@ -161,10 +162,16 @@ Result<Manifest> Manifest::FromJson(const std::string& text, const std::string& 
     return bad(std::string("bad manifest: ") + e.what());
   }
 
-  if (m.step < 0 || m.tokens_seen < 0 || m.param_count <= 0 || m.world_size <= 0 ||
-      m.optimizer_step < 0 || !(m.lr_scale > 0) || m.data_loader.next_sample < 0 ||
-      m.data_loader.samples_per_step < 0 || m.layout.dense_params < 0 || m.layout.experts < 0 ||
-      m.layout.params_per_expert < 0 ||
+  // Every count is bounded before any arithmetic: a garbled manifest must
+  // neither overflow nor make the loader reserve absurd amounts.
+  constexpr int64_t kMaxParams = int64_t{1} << 50;
+  const auto in = [](int64_t v, int64_t hi) { return v >= 0 && v <= hi; };
+  if (m.step < 0 || m.tokens_seen < 0 || !in(m.param_count, kMaxParams) || m.param_count == 0 ||
+      m.world_size <= 0 || m.world_size > (1 << 24) || m.optimizer_step < 0 || !(m.lr_scale > 0) ||
+      m.data_loader.next_sample < 0 || m.data_loader.samples_per_step < 0 ||
+      !in(m.layout.dense_params, kMaxParams) || !in(m.layout.experts, 1 << 20) ||
+      !in(m.layout.params_per_expert, kMaxParams) ||
+      (m.layout.experts > 0 && m.layout.params_per_expert > kMaxParams / m.layout.experts) ||
       m.layout.dense_params + m.layout.experts * m.layout.params_per_expert != m.param_count) {
     return bad("manifest fields out of range");
   }
