@@ -48,6 +48,32 @@ std::vector<PlannedSlice> PlanShard(const std::vector<TensorInfo>& tensors, int 
 
 Result<std::vector<uint64_t>> WriteShard(Storage* storage, const std::string& path,
                                          const std::vector<PlannedSlice>& plan,
+                                         const SliceSource& source) {
+  VIGIL_RETURN_IF_ERROR(storage->CreateDirs(fs::path(path).parent_path().string()));
+  auto file = storage->NewWritableFile(path);
+  if (!file.ok()) return file.status();
+  WritableFile& out = *file.value();
+  std::vector<uint64_t> sums;
+  sums.reserve(plan.size());
+  Status st;
+  for (size_t i = 0; i < plan.size() && st.ok(); ++i) {
+    auto data = source(i);
+    if (!data.ok()) {
+      st = data.status();
+      break;
+    }
+    const size_t bytes = static_cast<size_t>(plan[i].end - plan[i].begin) * sizeof(float);
+    sums.push_back(XXH3_64bits(data.value(), bytes));
+    st = out.Append(data.value(), bytes);
+  }
+  if (st.ok()) st = out.Sync();
+  if (st.ok()) st = out.Close();
+  if (!st.ok()) return st;
+  return sums;
+}
+
+Result<std::vector<uint64_t>> WriteShard(Storage* storage, const std::string& path,
+                                         const std::vector<PlannedSlice>& plan,
                                          const std::vector<ShardPiece>& pieces) {
   int64_t planned = 0, given = 0;
   for (const auto& s : plan) planned += s.end - s.begin;
@@ -56,39 +82,23 @@ Result<std::vector<uint64_t>> WriteShard(Storage* storage, const std::string& pa
     return Status::InvalidArgument(path + ": pieces hold " + std::to_string(given) +
                                    " floats, the plan " + std::to_string(planned));
   }
-  VIGIL_RETURN_IF_ERROR(storage->CreateDirs(fs::path(path).parent_path().string()));
-  auto file = storage->NewWritableFile(path);
-  if (!file.ok()) return file.status();
-  WritableFile& out = *file.value();
-  std::vector<uint64_t> sums;
-  sums.reserve(plan.size());
+  // The plan cuts each piece (one section over one range) at tensor
+  // boundaries, so every slice lies inside one piece.
+  std::vector<const float*> at(plan.size());
   size_t piece = 0;
-  int64_t used = 0;  // floats of pieces[piece] already written
-  XXH3_state_t* hash = XXH3_createState();
-  Status st;
-  for (const auto& s : plan) {
-    XXH3_64bits_reset(hash);
-    int64_t left = s.end - s.begin;
-    while (left > 0 && st.ok()) {
-      while (pieces[piece].count == used) {
-        ++piece;
-        used = 0;
-      }
-      const int64_t n = std::min(left, pieces[piece].count - used);
-      const float* src = pieces[piece].data + used;
-      XXH3_64bits_update(hash, src, static_cast<size_t>(n) * sizeof(float));
-      st = out.Append(src, static_cast<size_t>(n) * sizeof(float));
-      used += n;
-      left -= n;
+  int64_t used = 0;
+  for (size_t i = 0; i < plan.size(); ++i) {
+    while (piece < pieces.size() && pieces[piece].count == used) {
+      ++piece;
+      used = 0;
     }
-    if (!st.ok()) break;
-    sums.push_back(XXH3_64bits_digest(hash));
+    const int64_t n = plan[i].end - plan[i].begin;
+    if (piece == pieces.size() || used + n > pieces[piece].count)
+      return Status::InvalidArgument(path + ": slice " + std::to_string(i) + " spans two pieces");
+    at[i] = pieces[piece].data + used;
+    used += n;
   }
-  XXH3_freeState(hash);
-  if (st.ok()) st = out.Sync();
-  if (st.ok()) st = out.Close();
-  if (!st.ok()) return st;
-  return sums;
+  return WriteShard(storage, path, plan, [&](size_t i) -> Result<const float*> { return at[i]; });
 }
 
 Status DescribeShards(Manifest* m, const std::vector<TensorInfo>& tensors,

@@ -23,6 +23,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -62,6 +63,12 @@ std::vector<PlannedSlice> PlanShard(const std::vector<TensorInfo>& tensors, int 
 Result<std::vector<uint64_t>> WriteShard(Storage* storage, const std::string& path,
                                          const std::vector<PlannedSlice>& plan,
                                          const std::vector<ShardPiece>& pieces);
+// The same with the slices' data fetched one at a time: source(i) returns
+// plan[i]'s floats, valid until the next call (a resharder's scratch buffer).
+using SliceSource = std::function<Result<const float*>(size_t slice)>;
+Result<std::vector<uint64_t>> WriteShard(Storage* storage, const std::string& path,
+                                         const std::vector<PlannedSlice>& plan,
+                                         const SliceSource& source);
 
 // What rank 0 learns of every shard in step 2.
 struct ShardReport {

@@ -31,24 +31,21 @@ Result<std::string> Reshard(Storage* storage, const std::string& src, const std:
   const std::string tmp = dst_root + "/" + StepDirName(from.step) + ".tmp";
   VIGIL_RETURN_IF_ERROR(storage->CreateDirs(dst_root));
   std::vector<ShardReport> reports(static_cast<size_t>(world));
-  std::vector<float> buffer;
+  // One slice (at most one tensor) in memory at a time, in a buffer reused
+  // from slice to slice and shard to shard.
+  std::vector<float> scratch;
   for (int r = 0; r < world; ++r) {
     reports[r].ranges = OwnedRanges(from.layout, r, world);
-    int64_t per_section = 0;
-    for (const auto& range : reports[r].ranges) per_section += range.size();
-    buffer.resize(static_cast<size_t>(per_section * sections));
-    std::vector<ShardPiece> pieces;
-    int64_t at = 0;
-    for (int sec = 0; sec < sections; ++sec) {
-      for (const auto& range : reports[r].ranges) {
-        VIGIL_RETURN_IF_ERROR(
-            reader.value()->Read(sec, range.begin, range.end, buffer.data() + at));
-        pieces.push_back({buffer.data() + at, range.size()});
-        at += range.size();
-      }
-    }
-    auto sums = WriteShard(storage, tmp + "/" + ShardFileName(r),
-                           PlanShard(tensors, sections, reports[r].ranges), pieces);
+    const auto plan = PlanShard(tensors, sections, reports[r].ranges);
+    auto sums = WriteShard(
+        storage, tmp + "/" + ShardFileName(r), plan, [&](size_t i) -> Result<const float*> {
+          const PlannedSlice& s = plan[i];
+          const int64_t at = tensors[static_cast<size_t>(s.tensor)].offset;
+          scratch.resize(std::max(scratch.size(), static_cast<size_t>(s.end - s.begin)));
+          VIGIL_RETURN_IF_ERROR(
+              reader.value()->Read(s.section, at + s.begin, at + s.end, scratch.data()));
+          return scratch.data();
+        });
     if (!sums.ok()) return sums.status();
     reports[r].checksums = std::move(sums.value());
   }

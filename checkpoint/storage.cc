@@ -32,6 +32,14 @@ class PosixWritableFile final : public WritableFile {
       if (n < 0) return Errno("write", path_);
       p += n;
       bytes -= static_cast<size_t>(n);
+      written_ += static_cast<uint64_t>(n);
+    }
+    // Start writeback of every full window as soon as it is written, so the
+    // disk works while the rest is checksummed and written, and Sync() waits
+    // only for the tail. (A hint: durability still comes from Sync().)
+    while (written_ - kicked_ >= kWriteback) {
+      (void)::sync_file_range(fd_, static_cast<off_t>(kicked_), kWriteback, SYNC_FILE_RANGE_WRITE);
+      kicked_ += kWriteback;
     }
     return Status::Ok();
   }
@@ -43,8 +51,10 @@ class PosixWritableFile final : public WritableFile {
   }
 
  private:
+  static constexpr uint64_t kWriteback = 32u << 20;
   std::string path_;
   int fd_;
+  uint64_t written_ = 0, kicked_ = 0;
 };
 
 class PosixReadableFile final : public ReadableFile {
