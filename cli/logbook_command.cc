@@ -97,11 +97,12 @@ std::string PrintRunReport(const std::string& workdir, int64_t run_id, double wa
     summary["error"] = "run " + std::to_string(run_id) + " is not in the logbook";
     return summary.dump();
   }
-  int restarts = 0;
+  // A relaunch past a corrupt checkpoint is a fallback, not a restart.
+  int restarts = 0, fallbacks = 0;
   json rec = json::array();
   if (recoveries.ok()) {
     for (const auto& r : recoveries.value()) {
-      ++restarts;
+      ++(r.kind == "checkpoint_corrupt" ? fallbacks : restarts);
       json j{{"event_id", r.event_id}, {"kind", r.kind}, {"generation", r.generation}};
       if (r.rank) j["rank"] = *r.rank;
       if (r.detection_ms) j["detection_ms"] = *r.detection_ms;
@@ -115,6 +116,17 @@ std::string PrintRunReport(const std::string& workdir, int64_t run_id, double wa
   summary["final_loss"] = run->final_loss ? json(*run->final_loss) : json(nullptr);
   summary["entropy_floor"] = trainer::SyntheticCorpus::EntropyRateNats();
   summary["restarts"] = restarts;
+  summary["checkpoint_fallbacks"] = fallbacks;
+  // Why a run that did not succeed stopped: its last decision.
+  std::string why;
+  if (run->status != "succeeded") {
+    auto interventions = book.Interventions(run_id);
+    if (interventions.ok()) {
+      for (const auto& i : interventions.value())
+        if (i.action == "fail_job" || i.action == "pause_and_page") why = i.outcome;
+    }
+    summary["why"] = why;
+  }
   summary["tokens_per_second"] =
       run->tokens_per_second ? json(*run->tokens_per_second) : json(nullptr);
   summary["params_digest"] = run->params_digest;
@@ -126,11 +138,13 @@ std::string PrintRunReport(const std::string& workdir, int64_t run_id, double wa
   if (run->final_loss) {
     std::printf(
         "  steps %lld, final loss %.4f (entropy floor of the corpus %.4f), %.0f tokens/s, %d "
-        "restarts\n",
+        "restarts, %d checkpoint fallback%s\n",
         static_cast<long long>(run->final_step.value_or(0)), *run->final_loss,
-        trainer::SyntheticCorpus::EntropyRateNats(), run->tokens_per_second.value_or(0), restarts);
+        trainer::SyntheticCorpus::EntropyRateNats(), run->tokens_per_second.value_or(0), restarts,
+        fallbacks, fallbacks == 1 ? "" : "s");
     std::printf("  params_digest %s\n", run->params_digest.c_str());
   }
+  if (!why.empty()) std::printf("  why: %s\n", why.c_str());
   auto ms = [](const json& j, const char* key) {
     char buf[32] = "n/a";
     if (j.contains(key)) std::snprintf(buf, sizeof(buf), "%.1f ms", j[key].get<double>());

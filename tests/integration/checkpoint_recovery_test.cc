@@ -87,6 +87,8 @@ TEST_F(CheckpointRecovery, FlippedByteIsFoundByTheRanksAndSkipped) {
   ASSERT_EQ(run.exit_code, 0) << run.err;
   EXPECT_EQ(run.summary["status"], "succeeded");
   EXPECT_EQ(run.summary["params_digest"], *clean_digest_);
+  EXPECT_EQ(run.summary["restarts"], 1);
+  EXPECT_EQ(run.summary["checkpoint_fallbacks"], 1);
   auto lb = OpenLogbook(work);
   ASSERT_TRUE(lb);
   const int64_t id = run.summary["run_id"];
@@ -157,6 +159,8 @@ TEST_F(CheckpointRecovery, RunningOutOfFallbacksPausesTheJob) {
                               "--chaos corrupt-checkpoint:flip@110 --chaos kill-rank:1@115");
   EXPECT_EQ(run.exit_code, 1);
   EXPECT_EQ(run.summary["status"], "paused") << run.summary.dump();
+  EXPECT_NE(run.summary.value("why", "").find("max_fallbacks"), std::string::npos)
+      << run.summary.dump();
   auto lb = OpenLogbook(work);
   ASSERT_TRUE(lb);
   const int64_t id = run.summary["run_id"];
