@@ -29,6 +29,7 @@
 #include <filesystem>
 #include <string>
 
+#include "bench/bench_util.h"
 #include "common/job_spec.h"
 #include "common/util.h"
 #include "worker/trainer/data_source.h"
@@ -36,18 +37,10 @@
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using vigil::bench::Arg;
+using vigil::bench::Clock;
+using vigil::bench::Since;
 using vigil::trainer::Trainer;
-
-const char* Arg(int argc, char** argv, const char* name, const char* fallback) {
-  for (int i = 1; i + 1 < argc; ++i)
-    if (std::string(argv[i]) == name) return argv[i + 1];
-  return fallback;
-}
-
-double Since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
 
 double RunSteps(Trainer& t, int steps) {
   const auto t0 = Clock::now();

@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_util.h"
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/layout.h"
 #include "checkpoint/reshard.h"
@@ -31,18 +32,10 @@
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using vigil::bench::Arg;
+using vigil::bench::Clock;
+using vigil::bench::Since;
 namespace ck = vigil::checkpoint;
-
-const char* Arg(int argc, char** argv, const char* name, const char* fallback) {
-  for (int i = 1; i + 1 < argc; ++i)
-    if (std::string(argv[i]) == name) return argv[i + 1];
-  return fallback;
-}
-
-double Since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
 
 bool PlainWrite(const std::string& path, const std::vector<float>& data) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

@@ -25,8 +25,8 @@ using nlohmann::json;
 using testing::RunCommand;
 using testing::TempDir;
 
-const std::string kVigil = std::string(VIGIL_BIN_DIR) + "/vigil";
-const std::string kTiny = std::string(VIGIL_SOURCE_DIR) + "/examples/tiny.yaml";
+using testing::kTiny;
+using testing::kVigil;
 
 struct JobRun {
   int exit_code = -1;

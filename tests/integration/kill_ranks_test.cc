@@ -21,8 +21,8 @@ using nlohmann::json;
 using testing::RunCommand;
 using testing::TempDir;
 
-const std::string kVigil = std::string(VIGIL_BIN_DIR) + "/vigil";
-const std::string kTiny = std::string(VIGIL_SOURCE_DIR) + "/examples/tiny.yaml";
+using testing::kTiny;
+using testing::kVigil;
 
 json RunTiny(const TempDir& dir, const std::string& workdir, const std::string& extra) {
   auto r = RunCommand(kVigil + " run " + kTiny + " --workdir " + workdir + " -o json " + extra,

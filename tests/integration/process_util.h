@@ -22,6 +22,10 @@
 
 namespace vigil::testing {
 
+// The built `vigil` command and the demo job (the tests' build defines where they are).
+inline const std::string kVigil = std::string(VIGIL_BIN_DIR) + "/vigil";
+inline const std::string kTiny = std::string(VIGIL_SOURCE_DIR) + "/examples/tiny.yaml";
+
 struct CommandResult {
   int exit_code = -1;
   std::string out, err;
