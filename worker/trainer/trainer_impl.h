@@ -323,8 +323,8 @@ std::optional<SaveOutcome> TrainerT<K>::FinishSave(bool wait) {
       }
       st = checkpoint::DescribeShards(&m, tensors_, shards);
       if (st.ok() && writer_) {
-        // The commit's syncs and renames run on the writer thread; the next
-        // FinishSave collects the outcome.
+        // The commit's syncs and renames run on the writer thread: collected
+        // now when waiting, by a later FinishSave otherwise.
         writer_->StartCommit(
             [storage = options_.storage, root = options_.checkpoint_dir, m = std::move(m)] {
               return checkpoint::CommitCheckpoint(storage, root, m);
