@@ -153,6 +153,8 @@ TEST(CrashPoints, SigkillAtEveryStepOfTheCommitProtocol) {
   const Protocol& p = Uninterrupted();
   const auto points = CrashPoints(p.ops);
   ASSERT_GT(points.size(), 20u);
+  std::printf("%zu crash points among the %zu storage operations of 3 saves\n", points.size(),
+              p.ops.size());
   for (int op : points) {
     SCOPED_TRACE("SIGKILL in place of op " + std::to_string(op) + ": " + p.ops[op]);
     TempDir root;
