@@ -55,8 +55,8 @@ struct SaveOutcome {
   int64_t step = 0;
   Status status;    // ok: committed
   std::string dir;  // the committed directory (rank 0)
-  // Whether this rank tells vigild: rank 0 always (the commit or why it was
-  // abandoned), another rank when its own shard failed (its own reason).
+  // Whether this rank tells vigild: rank 0 of a commit (or of its failure),
+  // any rank whose own shard failed (with its own reason).
   bool report = false;
 };
 
