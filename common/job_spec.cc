@@ -13,119 +13,9 @@
 #include <nlohmann/json.hpp>
 
 #include "common/fs.h"
+#include "common/yaml_reader.h"
 
 namespace vigil {
-namespace {
-
-// Walks a YAML mapping, remembering the first error with its position.
-class SpecReader {
- public:
-  explicit SpecReader(std::string source) : source_(std::move(source)) {}
-
-  void Fail(const YAML::Node& node, const std::string& field, const std::string& what) {
-    if (!error_.ok()) return;
-    std::ostringstream os;
-    os << source_;
-    if (node.IsDefined() && node.Mark().line >= 0) {
-      os << ":" << node.Mark().line + 1 << ":" << node.Mark().column + 1;
-    }
-    os << ": " << field << ": " << what;
-    error_ = Status::InvalidArgument(os.str());
-  }
-  const Status& error() const { return error_; }
-
-  // Visits a mapping, rejecting keys that are not in `known`.
-  void Section(const YAML::Node& parent, const std::string& key, const std::string& path,
-               const std::set<std::string>& known, bool required,
-               const std::function<void(const YAML::Node&, const std::string&)>& body) {
-    if (!error_.ok()) return;
-    YAML::Node node = key.empty() ? parent : parent[key];
-    const std::string here = path.empty() ? key : (key.empty() ? path : path + "." + key);
-    if (!node.IsDefined() || node.IsNull()) {
-      if (required) Fail(parent, here, "required section is missing");
-      return;
-    }
-    if (!node.IsMap()) {
-      Fail(node, here.empty() ? "(top level)" : here, "expected a mapping");
-      return;
-    }
-    for (const auto& kv : node) {
-      const std::string k = kv.first.Scalar();
-      if (!known.count(k)) {
-        std::string list;
-        for (const auto& n : known) list += (list.empty() ? "" : ", ") + n;
-        Fail(kv.first, here.empty() ? k : here + "." + k, "unknown field (known: " + list + ")");
-        return;
-      }
-    }
-    body(node, here);
-  }
-
-  template <typename T>
-  void Field(const YAML::Node& map, const std::string& path, const std::string& key, T* out,
-             const std::function<bool(const T&)>& valid = nullptr, const char* expect = nullptr) {
-    if (!error_.ok()) return;
-    YAML::Node node = map[key];
-    const std::string here = path.empty() ? key : path + "." + key;
-    if (!node.IsDefined() || node.IsNull()) return;  // keep the default
-    if (!node.IsScalar()) {
-      Fail(node, here, "expected a scalar value");
-      return;
-    }
-    T value{};
-    try {
-      value = node.as<T>();
-    } catch (const YAML::Exception&) {
-      Fail(node, here,
-           std::string("expected ") + (expect ? expect : TypeName<T>()) + ", got '" +
-               node.Scalar() + "'");
-      return;
-    }
-    if (valid && !valid(value)) {
-      Fail(node, here,
-           std::string("expected ") + (expect ? expect : TypeName<T>()) + ", got '" +
-               node.Scalar() + "'");
-      return;
-    }
-    *out = value;
-  }
-
-  void Required(const YAML::Node& map, const std::string& path, const std::string& key) {
-    if (!error_.ok()) return;
-    if (!map[key].IsDefined() || map[key].IsNull()) {
-      Fail(map, path.empty() ? key : path + "." + key, "required field is missing");
-    }
-  }
-
- private:
-  template <typename T>
-  static const char* TypeName() {
-    if constexpr (std::is_same_v<T, std::string>) return "a string";
-    if constexpr (std::is_same_v<T, double>) return "a number";
-    if constexpr (std::is_same_v<T, uint64_t>) return "a non-negative integer";
-    return "an integer";
-  }
-  std::string source_;
-  Status error_;
-};
-
-std::function<bool(const int&)> Positive() {
-  return [](const int& v) { return v > 0; };
-}
-std::function<bool(const int&)> NonNegative() {
-  return [](const int& v) { return v >= 0; };
-}
-std::function<bool(const double&)> PositiveNumber() {
-  return [](const double& v) { return v > 0; };
-}
-std::function<bool(const double&)> NonNegativeNumber() {
-  return [](const double& v) { return v >= 0; };
-}
-std::function<bool(const std::string&)> OneOf(std::set<std::string> allowed) {
-  return [allowed](const std::string& v) { return allowed.count(v) > 0; };
-}
-
-}  // namespace
 
 std::string JobSpec::ConfigHash() const {
   std::ostringstream os;
@@ -175,13 +65,13 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
   }
   JobSpec spec;
   spec.source = source_name;
-  SpecReader r(source_name);
+  YamlReader r(source_name);
   if (!root.IsDefined() || root.IsNull())
     return Status::InvalidArgument(source_name + ": empty job spec");
 
   r.Section(root, "", "",
             {"name", "launcher", "model", "data", "optimizer", "schedule", "world", "checkpoint",
-             "limits"},
+             "limits", "detection", "playbook"},
             true, [&](const YAML::Node& top, const std::string&) {
               r.Required(top, "", "name");
               r.Field<std::string>(
@@ -198,6 +88,12 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
                   "a name of letters, digits, '-', '_' or '.' (at most 64)");
               r.Field<std::string>(top, "", "launcher", &spec.launcher, OneOf({"local"}),
                                    "'local'");
+              r.Field<std::string>(top, "", "playbook", &spec.playbook);
+              if (r.error().ok() && !spec.playbook.empty() && spec.playbook[0] != '/') {
+                const auto base = std::filesystem::path(source_name).parent_path();
+                spec.playbook =
+                    std::filesystem::absolute(base / spec.playbook).lexically_normal().string();
+              }
             });
 
   r.Section(
@@ -346,6 +242,30 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
                 r.Fail(m["heartbeat_timeout_ms"], p + ".heartbeat_timeout_ms",
                        "must be longer than limits.heartbeat_interval_ms");
               }
+            });
+
+  r.Section(root, "detection", "",
+            {"hang_factor", "hang_floor_ms", "save_timeout_ms", "straggler_factor",
+             "straggler_steps", "loss_spike_factor", "grad_norm_spike_factor", "spike_window"},
+            false, [&](const YAML::Node& m, const std::string& p) {
+              auto d = &spec.detection;
+              auto above_one = [](const double& v) { return v > 1.0; };
+              r.Field<double>(m, p, "hang_factor", &d->hang_factor, above_one, "a number > 1");
+              r.Field<int>(m, p, "hang_floor_ms", &d->hang_floor_ms, Positive(),
+                           "a positive integer");
+              r.Field<int>(m, p, "save_timeout_ms", &d->save_timeout_ms, Positive(),
+                           "a positive integer");
+              r.Field<double>(m, p, "straggler_factor", &d->straggler_factor, above_one,
+                              "a number > 1");
+              r.Field<int>(m, p, "straggler_steps", &d->straggler_steps, Positive(),
+                           "a positive integer");
+              r.Field<double>(m, p, "loss_spike_factor", &d->loss_spike_factor, above_one,
+                              "a number > 1");
+              r.Field<double>(m, p, "grad_norm_spike_factor", &d->grad_norm_spike_factor,
+                              above_one, "a number > 1");
+              r.Field<int>(
+                  m, p, "spike_window", &d->spike_window, [](const int& v) { return v >= 3; },
+                  "an integer >= 3");
             });
 
   if (r.error().ok() && spec.model.moe.placement == "expert_parallel" &&

@@ -101,6 +101,28 @@ struct LimitsSpec {
   int agent_wait_ms = 30000;  // how long vigild waits for all agents to register
 };
 
+// How vigild tells a hung rank, a straggler and a numerical anomaly from
+// normal variation. Every threshold is relative to what this job has done
+// recently, with floors so that a tiny job's millisecond steps do not
+// trigger on scheduling noise.
+struct DetectionSpec {
+  // No step from a rank for max(hang_factor x the median recent step time,
+  // hang_floor_ms) is a hang. A rank in a blocking checkpoint save gets
+  // save_timeout_ms instead.
+  double hang_factor = 3.0;
+  int hang_floor_ms = 2000;
+  int save_timeout_ms = 600000;
+  // A rank whose compute time (its step minus its wait in collectives) is
+  // straggler_factor x the median rank's for straggler_steps steps in a row.
+  double straggler_factor = 1.5;
+  int straggler_steps = 20;
+  // A loss (grad norm) above spike_factor x its running median over the last
+  // spike_window steps, once spike_window steps are seen in a generation.
+  double loss_spike_factor = 1.5;
+  double grad_norm_spike_factor = 10.0;
+  int spike_window = 20;
+};
+
 struct JobSpec {
   std::string name;
   std::string source;  // file it came from (for messages)
@@ -112,6 +134,10 @@ struct JobSpec {
   WorldSpec world;
   CheckpointSpec checkpoint;
   LimitsSpec limits;
+  DetectionSpec detection;
+  // The playbook vigild follows (absolute; relative paths in the YAML are to
+  // the job file). Empty: the built-in default (playbooks/default.yaml).
+  std::string playbook;
 
   // Sequences per optimizer step over the whole world.
   int64_t global_batch() const {

@@ -1,0 +1,134 @@
+// Playbooks: what vigild does about each detection, written down in YAML a
+// person can read, review and change (playbooks/default.yaml is the one it
+// follows unless the job names another).
+//
+//   version: 1
+//   rules:                      # first match wins
+//     - name: numerics
+//       when: {kind: [nonfinite, loss_spike]}   # kinds, optional codes
+//       do: [restart_from_latest, {skip_batches: 2}]
+//       limit: {max: 2, within: 6h, then: [{rollback: 1}, {scale_lr: 0.5}, {skip_batches: 4}]}
+//     - name: flaky-host
+//       when: {kind: process_exit, per: host, count: 3, within: 1h}
+//       do: [pause_and_page]
+//     - name: default
+//       when: {kind: any}
+//       do: [restart_from_latest]
+//   restart_loop: {max: 5, within: 30m, then: [pause_and_page]}
+//
+// A rule matches a detection by kind (or `any`) and, optionally, codes (an
+// exit code, a signal as 128+N, a GPU Xid). With `count`, it matches only
+// when this is at least the count-th matching detection within `within`,
+// counted over the whole job or `per` host or rank. A rule's `limit`
+// escalates: once the rule has been applied `max` times within `within`,
+// its `then` actions are taken instead. `restart_loop` bounds restarts of
+// any cause: past `max` within `within` the job does `then` instead of
+// restarting again (by default it pauses and pages rather than burn GPUs).
+//
+// Each rule's actions are one outcome (exactly one of restart_from_latest,
+// rollback, continue, pause_and_page, fail_job) plus modifiers applied to
+// the next generation (skip_batches, scale_lr, switch_optimizer) or
+// alongside (page).
+//
+// The engine is pure: it keeps the history of detections and decisions it
+// has seen and decides; the JobController carries decisions out.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+
+namespace vigil::coordinator {
+
+// Detection kinds a playbook may name (`any` matches every one).
+const std::vector<std::string>& DetectionKinds();
+
+struct PlaybookAction {
+  static PlaybookAction Named(std::string name) {
+    PlaybookAction a;
+    a.name = std::move(name);
+    return a;
+  }
+  // restart_from_latest | rollback | continue | pause_and_page | fail_job
+  // | skip_batches | scale_lr | switch_optimizer | page
+  std::string name;
+  int64_t count = 0;      // rollback: checkpoints back; skip_batches: batches
+  double factor = 0.0;    // scale_lr
+  std::string optimizer;  // switch_optimizer
+  bool is_outcome() const;
+  nlohmann::json Params() const;
+  std::string ToString() const;
+};
+
+struct PlaybookRule {
+  std::string name;
+  int line = 0;                    // where it is written, for messages
+  std::vector<std::string> kinds;  // empty: any
+  std::vector<int64_t> codes;      // empty: any
+  std::string per = "job";         // job | host | rank
+  int count = 1;
+  int64_t within_us = 0;  // 0: the whole run
+  std::vector<PlaybookAction> actions;
+  // Escalation: after `limit_max` applications within `limit_within_us`.
+  int limit_max = 0;  // 0: none
+  int64_t limit_within_us = 0;
+  std::vector<PlaybookAction> limit_then;
+};
+
+struct Playbook {
+  std::string source;
+  std::vector<PlaybookRule> rules;
+  int restart_loop_max = 0;  // 0: unbounded (limits.max_restarts still applies)
+  int64_t restart_loop_within_us = 0;
+  std::vector<PlaybookAction> restart_loop_then;
+};
+
+// Parses and validates; errors name the file, line and field.
+Result<Playbook> ParsePlaybook(const std::string& yaml_text, const std::string& source_name);
+// Reads `path`, or the built-in default when `path` is empty.
+Result<Playbook> LoadPlaybook(const std::string& path);
+// playbooks/default.yaml as built into this binary.
+const std::string& DefaultPlaybookYaml();
+// "90s", "30m", "6h", "2d", "500ms" -> microseconds.
+Result<int64_t> ParseDuration(const std::string& text);
+
+struct Detection {
+  std::string kind;
+  std::string host;
+  std::optional<int> rank;
+  std::vector<int64_t> codes;
+  int64_t time_us = 0;
+};
+
+struct Decision {
+  std::string rule;  // "" when no rule matched (then: restart_from_latest)
+  std::vector<PlaybookAction> actions;
+  // Why these actions: "rule numerics (2nd within 6h: escalated by its limit)".
+  std::string why;
+  const PlaybookAction* Find(const std::string& name) const;
+  const PlaybookAction& outcome() const;  // the one outcome action
+  bool restarts() const;                  // restart_from_latest or rollback
+};
+
+class PlaybookEngine {
+ public:
+  explicit PlaybookEngine(Playbook playbook) : playbook_(std::move(playbook)) {}
+  // Records `d` and decides what to do about it.
+  Decision Decide(const Detection& d);
+  const Playbook& playbook() const { return playbook_; }
+
+ private:
+  bool Matches(const PlaybookRule& rule, const Detection& d) const;
+  Playbook playbook_;
+  std::deque<Detection> seen_;  // every detection so far (bounded)
+  std::vector<std::deque<int64_t>> applied_;  // per rule: when it was applied
+  std::deque<int64_t> restarts_;              // when a restart was ordered
+};
+
+}  // namespace vigil::coordinator

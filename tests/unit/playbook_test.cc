@@ -1,0 +1,174 @@
+#include "coordinator/playbook.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace vigil::coordinator {
+namespace {
+
+constexpr int64_t kMinute = 60'000'000;
+
+Playbook Parse(const std::string& yaml) {
+  auto pb = ParsePlaybook(yaml, "pb.yaml");
+  EXPECT_TRUE(pb.ok()) << pb.status().ToString();
+  return pb.ok() ? pb.value() : Playbook{};
+}
+
+std::string ErrorOf(const std::string& yaml) {
+  auto pb = ParsePlaybook(yaml, "pb.yaml");
+  EXPECT_FALSE(pb.ok()) << yaml;
+  return pb.ok() ? "" : pb.status().message();
+}
+
+Detection At(const std::string& kind, int64_t minute, const std::string& host = "h0",
+             std::optional<int> rank = std::nullopt, std::vector<int64_t> codes = {}) {
+  return Detection{kind, host, rank, std::move(codes), minute * kMinute};
+}
+
+std::string Actions(const Decision& d) {
+  std::string out;
+  for (const auto& a : d.actions) out += (out.empty() ? "" : " ") + a.ToString();
+  return out;
+}
+
+TEST(Playbook, DefaultPlaybookParsesAndEveryKindHasAnAnswer) {
+  auto pb = LoadPlaybook("");
+  ASSERT_TRUE(pb.ok()) << pb.status().ToString();
+  PlaybookEngine engine(pb.value());
+  int minute = 0;
+  for (const auto& kind : DetectionKinds()) {
+    // Far apart, so no window or loop guard mixes them up.
+    Decision d = engine.Decide(At(kind, minute += 24 * 60));
+    EXPECT_FALSE(d.rule.empty()) << kind << " is left to the fallback";
+    EXPECT_FALSE(d.actions.empty()) << kind;
+  }
+}
+
+TEST(Playbook, DefaultAnswers) {
+  PlaybookEngine engine(LoadPlaybook("").value());
+  EXPECT_EQ(Actions(engine.Decide(At("process_exit", 0))), "restart_from_latest");
+  EXPECT_EQ(Actions(engine.Decide(At("config_error", 100))), "fail_job");
+  EXPECT_EQ(Actions(engine.Decide(At("nonfinite", 200))),
+            "restart_from_latest {\"skip_batches\":1}");
+  // The second within six hours escalates.
+  const Decision again = engine.Decide(At("nonfinite", 260));
+  EXPECT_EQ(Actions(again),
+            "{\"rollback\":1} {\"scale_lr\":0.5} {\"skip_batches\":8} page");
+  EXPECT_NE(again.why.find("escalated"), std::string::npos) << again.why;
+  // Seven hours later the window is clear again.
+  EXPECT_EQ(Actions(engine.Decide(At("nonfinite", 260 + 7 * 60))),
+            "restart_from_latest {\"skip_batches\":1}");
+  EXPECT_EQ(Actions(engine.Decide(At("straggler", 2000))), "continue page");
+}
+
+TEST(Playbook, RestartLoopPausesInsteadOfBurningGpus) {
+  PlaybookEngine engine(LoadPlaybook("").value());
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_TRUE(engine.Decide(At("process_exit", i)).restarts()) << i;
+  }
+  const Decision sixth = engine.Decide(At("rank_hang", 6));
+  EXPECT_EQ(sixth.outcome().name, "pause_and_page");
+  EXPECT_NE(sixth.why.find("restart loop"), std::string::npos) << sixth.why;
+  // Restarts further apart than the window are not a loop.
+  EXPECT_TRUE(engine.Decide(At("process_exit", 60)).restarts());
+}
+
+TEST(Playbook, CountsPerHostWithinAWindow) {
+  PlaybookEngine engine(Parse(R"(version: 1
+rules:
+  - name: flaky-host
+    when: {kind: [process_exit, rank_hang], per: host, count: 3, within: 1h}
+    do: [pause_and_page]
+  - name: otherwise
+    when: {kind: any}
+    do: [restart_from_latest]
+)"));
+  EXPECT_EQ(engine.Decide(At("process_exit", 0, "a")).rule, "otherwise");
+  EXPECT_EQ(engine.Decide(At("rank_hang", 10, "b")).rule, "otherwise");
+  EXPECT_EQ(engine.Decide(At("rank_hang", 20, "a")).rule, "otherwise");
+  EXPECT_EQ(engine.Decide(At("host_lost", 25, "a")).rule, "otherwise");  // not counted
+  EXPECT_EQ(engine.Decide(At("process_exit", 30, "a")).rule, "flaky-host");
+  // An hour on, the window holds none of the earlier three.
+  EXPECT_EQ(engine.Decide(At("process_exit", 95, "a")).rule, "otherwise");
+}
+
+TEST(Playbook, MatchesCodes) {
+  PlaybookEngine engine(Parse(R"(version: 1
+rules:
+  - name: fatal-xid
+    when: {kind: gpu_fault, codes: [48, 79]}
+    do: [fail_job]
+  - name: rest
+    when: {kind: any}
+    do: [restart_from_latest]
+)"));
+  EXPECT_EQ(engine.Decide(At("gpu_fault", 0, "h", 0, {79})).rule, "fatal-xid");
+  EXPECT_EQ(engine.Decide(At("gpu_fault", 1, "h", 0, {13})).rule, "rest");
+  EXPECT_EQ(engine.Decide(At("gpu_fault", 2, "h", 0, {})).rule, "rest");
+}
+
+TEST(Playbook, NoRuleMatchingRestarts) {
+  PlaybookEngine engine(Parse(
+      "version: 1\nrules:\n  - name: only\n    when: {kind: straggler}\n    do: [continue]\n"));
+  const Decision d = engine.Decide(At("process_exit", 0));
+  EXPECT_EQ(d.rule, "");
+  EXPECT_EQ(Actions(d), "restart_from_latest");
+  EXPECT_NE(d.why.find("no rule"), std::string::npos);
+}
+
+TEST(Playbook, ErrorsNameFileLineAndField) {
+  EXPECT_EQ(ErrorOf("version: 1\nrules:\n  - name: a\n    when: {kind: proces_exit}\n"
+                    "    do: [restart_from_latest]\n"),
+            "pb.yaml:4:18: rules[0] (a).when.kind: unknown detection kind 'proces_exit' (known: "
+            "process_exit, rank_hang, host_lost, gpu_fault, collective_error, straggler, "
+            "nonfinite, loss_spike, grad_norm_spike, start_timeout, config_error, "
+            "checkpoint_write_failed, any)");
+  EXPECT_EQ(ErrorOf("version: 1\nrules:\n  - name: a\n    when: {kind: any}\n"
+                    "    do: [restart_from_latest, {skip_batches: -3}]\n"),
+            "pb.yaml:5:46: rules[0] (a).do[1].skip_batches: expected an integer in [1, 1000000], "
+            "got '-3'");
+  EXPECT_EQ(ErrorOf("version: 1\nrules:\n  - name: a\n    when: {kind: any}\n"
+                    "    do: [restart_from_latest, fail_job]\n"),
+            "pb.yaml:5:9: rules[0] (a).do: has two outcomes, 'restart_from_latest' and 'fail_job' "
+            "(exactly one of continue, fail_job, pause_and_page, restart_from_latest, rollback)");
+  EXPECT_NE(ErrorOf("version: 1\nrules:\n  - name: a\n    when: {kind: any}\n"
+                    "    do: [continue, {scale_lr: 0.5}]\n")
+                .find("'scale_lr' changes the next generation"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("version: 1\nrules:\n  - name: a\n    when: {kind: any}\n    do: [reboot]\n")
+                .find("pb.yaml:5:10: rules[0] (a).do[0]: unknown action 'reboot'"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("version: 1\nrules:\n  - name: a\n    when: {kind: any, within: 5 minutes}\n"
+                    "    do: [continue]\n")
+                .find("rules[0] (a).when.within: expected a duration"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("version: 1\nrules:\n  - name: a\n    when: {kind: any}\n    do: [continue]\n"
+                    "  - name: a\n    when: {kind: any}\n    do: [continue]\n")
+                .find("pb.yaml:6:11: rules[1].name: another rule is named 'a'"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("version: 2\nrules: []\n").find("pb.yaml:1:10: version: expected 1"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("version: 1\nrules:\n  - name: a\n    when: {kind: any}\n    do: [continue]\n"
+                    "restart_loop: {max: 3, within: 1h, then: [restart_from_latest]}\n")
+                .find("restart_loop.then: must not restart"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("version: 1\nrules:\n  - name: a\n    when: {kind: any}\n    do: [continue\n")
+                .find("YAML syntax error"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("version: 1\nrulez: []\n").find("pb.yaml:2:1: rulez: unknown field"),
+            std::string::npos);
+}
+
+TEST(Playbook, Durations) {
+  EXPECT_EQ(ParseDuration("500ms").value(), 500'000);
+  EXPECT_EQ(ParseDuration("90s").value(), 90'000'000);
+  EXPECT_EQ(ParseDuration("30m").value(), 30 * kMinute);
+  EXPECT_EQ(ParseDuration("6h").value(), 360 * kMinute);
+  EXPECT_EQ(ParseDuration("2d").value(), 2 * 24 * 60 * kMinute);
+  for (const char* bad : {"", "m", "5", "5 m", "-5m", "5w", "1.5h", "9999999999s"})
+    EXPECT_FALSE(ParseDuration(bad).ok()) << bad;
+}
+
+}  // namespace
+}  // namespace vigil::coordinator
