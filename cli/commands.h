@@ -43,6 +43,16 @@ struct CkptReshardArgs {
 };
 int CkptReshard(const CkptReshardArgs& args);
 
+struct ControlArgs {
+  std::string workdir;
+  std::string actor;  // default: $USER
+  std::string note;   // resume: why (recorded in the logbook)
+  std::string fault;  // chaos: KIND:TARGET[@STEP]
+};
+int Resume(const ControlArgs& args);         // continue a paused job
+int Chaos(const ControlArgs& args);          // inject a fault into a running job
+int PlaybookCheck(const std::string& path);  // 1: invalid (file, line and field named)
+
 // Prints a run's summary and logbook (used at the end of `vigil run`).
 // Returns the JSON summary line.
 std::string PrintRunReport(const std::string& workdir, int64_t run_id, double wall_seconds,

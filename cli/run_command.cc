@@ -21,6 +21,7 @@
 #include "common/process.h"
 #include "common/util.h"
 #include "coordinator/chaos.h"
+#include "coordinator/playbook.h"
 #include "worker/trainer/data_source.h"
 
 namespace vigil::cli {
@@ -113,6 +114,10 @@ int RunJob(const RunArgs& args) {
   if (auto data = trainer::MakeDataSource(spec.value()); !data.ok()) {
     std::fprintf(stderr, "vigil run: %s: data: %s\n", args.job_file.c_str(),
                  data.status().message().c_str());
+    return 2;
+  }
+  if (auto playbook = coordinator::LoadPlaybook(spec->playbook); !playbook.ok()) {
+    std::fprintf(stderr, "vigil run: %s\n", playbook.status().message().c_str());
     return 2;
   }
   if (auto faults = coordinator::ParseChaosFaults(args.chaos, spec->world.world_size());
@@ -227,6 +232,7 @@ int RunJob(const RunArgs& args) {
   ProgressLine progress(!json_output);
   int vigild_status = -1;
   bool forwarded_interrupt = false;
+  std::string last_pause_message;
   while (true) {
     int status = 0;
     if (::waitpid(vigild.value(), &status, WNOHANG) == vigild.value()) {
@@ -242,6 +248,12 @@ int RunJob(const RunArgs& args) {
     if (resp.ok() && resp->status == 200) {
       json s = json::parse(resp->body, nullptr, false);
       if (!s.is_discarded()) progress.Show(s, elapsed());
+      // A paused job waits for a person: say so once, with how to continue.
+      const std::string message = s.is_object() ? s.value("message", "") : "";
+      if (s.is_object() && s.value("state", "") == "paused" && message != last_pause_message) {
+        std::fprintf(stderr, "\nvigil run: %s\n", message.c_str());
+        last_pause_message = message;
+      }
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }

@@ -5,6 +5,8 @@
 //   vigil data verify FILE.tok
 //   vigil ckpt ls DIR [-o table|json] · verify PATH · inspect PATH [-o table|json]
 //   vigil ckpt reshard SRC DST --world M
+//   vigil resume --workdir DIR [--note TEXT] · vigil chaos FAULT --workdir DIR
+//   vigil playbook check FILE
 #include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
@@ -20,8 +22,8 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--workdir", run.workdir, "work directory (default ./vigil-runs/<job name>)");
   run_cmd->add_option(
       "--chaos", run.chaos,
-      "inject a fault (repeatable): kill-rank:RANK@STEP, or corrupt-checkpoint:HOW@STEP with HOW "
-      "flip, truncate, remove-shard or garble-manifest");
+      "inject a fault (repeatable): kill-rank|hang-rank|nan|spike:RANK@STEP, or "
+      "corrupt-checkpoint:HOW@STEP with HOW flip, truncate, remove-shard or garble-manifest");
   run_cmd->add_option("-o,--output", run.output, "text or json (last stdout line)")
       ->check(CLI::IsMember({"text", "json"}));
 
@@ -68,6 +70,25 @@ int main(int argc, char** argv) {
       ->required()
       ->check(CLI::Range(1, 65536));
 
+  ControlArgs resume;
+  auto* resume_cmd = app.add_subcommand("resume", "continue a paused job");
+  resume_cmd->add_option("--workdir", resume.workdir, "the job's work directory")->required();
+  resume_cmd->add_option("--note", resume.note, "why (kept in the logbook)");
+  resume_cmd->add_option("--by", resume.actor, "who (default: $USER)");
+  ControlArgs chaos;
+  auto* chaos_cmd = app.add_subcommand("chaos", "inject a fault into a running job");
+  chaos_cmd
+      ->add_option("fault", chaos.fault,
+                   "kill-rank|hang-rank|nan|spike:RANK[@STEP] or corrupt-checkpoint:HOW[@STEP]")
+      ->required();
+  chaos_cmd->add_option("--workdir", chaos.workdir, "the job's work directory")->required();
+  chaos_cmd->add_option("--by", chaos.actor, "who (default: $USER)");
+  auto* playbook_cmd = app.add_subcommand("playbook", "validate playbooks");
+  playbook_cmd->require_subcommand(1);
+  std::string playbook_path;
+  auto* check_cmd = playbook_cmd->add_subcommand("check", "validate a playbook (exit 1 if not)");
+  check_cmd->add_option("file", playbook_path, "playbook YAML")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -82,5 +103,8 @@ int main(int argc, char** argv) {
   if (ckpt_verify_cmd->parsed()) return CkptVerify(ckpt_verify);
   if (ckpt_inspect_cmd->parsed()) return CkptInspect(ckpt_inspect);
   if (reshard_cmd->parsed()) return CkptReshard(reshard);
+  if (resume_cmd->parsed()) return Resume(resume);
+  if (chaos_cmd->parsed()) return Chaos(chaos);
+  if (check_cmd->parsed()) return PlaybookCheck(playbook_path);
   return 2;
 }

@@ -1,5 +1,7 @@
 #include "coordinator/chaos.h"
 
+#include <signal.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -7,23 +9,48 @@
 
 namespace vigil::coordinator {
 
+namespace {
+
+// Rank faults: what the agent does to the rank's process.
+struct RankFaultKind {
+  const char* name;
+  int signal;
+};
+constexpr RankFaultKind kRankFaults[] = {
+    {"kill-rank", SIGKILL},  // dies
+    {"hang-rank", SIGSTOP},  // stops making progress, stays alive
+    {"nan", SIGUSR1},        // its next gradient is poisoned with NaN
+    {"spike", SIGUSR2},      // its next batch's targets are scrambled
+};
+
+}  // namespace
+
+int ChaosSignal(const std::string& kind) {
+  for (const auto& k : kRankFaults) {
+    if (kind == k.name) return k.signal;
+  }
+  return 0;
+}
+
 Result<ChaosFault> ParseChaosFault(const std::string& spec) {
-  const std::string usage = "chaos fault '" + spec +
-                            "': expected kill-rank:RANK@STEP or corrupt-checkpoint:HOW@STEP "
-                            "(HOW: flip, truncate, remove-shard, garble-manifest)";
+  const std::string usage =
+      "chaos fault '" + spec +
+      "': expected KIND:RANK[@STEP] (KIND: kill-rank, hang-rank, nan, spike) or "
+      "corrupt-checkpoint:HOW[@STEP] (HOW: flip, truncate, remove-shard, garble-manifest)";
   const auto colon = spec.find(':');
   const auto at = spec.find('@');
-  if (colon == std::string::npos || at == std::string::npos || at < colon)
+  if (colon == std::string::npos || (at != std::string::npos && at < colon))
     return Status::InvalidArgument(usage);
   ChaosFault f;
   f.kind = spec.substr(0, colon);
   f.spec = spec;
-  if (f.kind != "kill-rank" && f.kind != "corrupt-checkpoint")
+  if (!ChaosSignal(f.kind) && f.kind != "corrupt-checkpoint")
     return Status::InvalidArgument(usage + " (unknown kind '" + f.kind + "')");
   try {
     size_t used = 0;
-    const std::string target = spec.substr(colon + 1, at - colon - 1);
-    if (f.kind == "kill-rank") {
+    const std::string target =
+        spec.substr(colon + 1, at == std::string::npos ? std::string::npos : at - colon - 1);
+    if (f.kind != "corrupt-checkpoint") {
       f.rank = std::stoi(target, &used);
       if (used != target.size() || f.rank < 0) throw std::invalid_argument("rank");
     } else {
@@ -33,9 +60,11 @@ Result<ChaosFault> ParseChaosFault(const std::string& spec) {
         throw std::invalid_argument("how");
       }
     }
-    const std::string step = spec.substr(at + 1);
-    f.step = std::stoll(step, &used);
-    if (used != step.size() || f.step < 1) throw std::invalid_argument("step");
+    if (at != std::string::npos) {
+      const std::string step = spec.substr(at + 1);
+      f.step = std::stoll(step, &used);
+      if (used != step.size() || f.step < 1) throw std::invalid_argument("step");
+    }
   } catch (const std::exception&) {
     return Status::InvalidArgument(usage);
   }
@@ -81,7 +110,7 @@ Result<std::vector<ChaosFault>> ParseChaosFaults(const std::vector<std::string>&
   for (const auto& spec : specs) {
     auto f = ParseChaosFault(spec);
     if (!f.ok()) return f.status();
-    if (f->kind == "kill-rank" && f->rank >= world_size) {
+    if (ChaosSignal(f->kind) && f->rank >= world_size) {
       return Status::InvalidArgument("chaos fault '" + spec + "': rank " + std::to_string(f->rank) +
                                      " is outside the world of " + std::to_string(world_size) +
                                      " ranks");

@@ -1,6 +1,13 @@
-// Injected faults, parsed from `--chaos` specs. Each fires once:
-//   kill-rank:RANK@STEP — when RANK first reports a step at or past STEP,
-//     its agent delivers a real SIGKILL;
+// Injected faults, parsed from `--chaos` specs (or sent to a running job by
+// `vigil chaos`). Each fires once, when the rank it names (rank 0 for
+// checkpoints) first reports a step at or past STEP (at once without @STEP):
+//   kill-rank:RANK[@STEP] — its agent delivers a real SIGKILL;
+//   hang-rank:RANK[@STEP] — SIGSTOP: the rank stops, alive, and its peers
+//     block in their next collective (a hang);
+//   nan:RANK[@STEP] — SIGUSR1: vigil-train poisons its next gradient with a
+//     NaN, which the real all-reduce carries to every rank;
+//   spike:RANK[@STEP] — SIGUSR2: vigil-train scrambles its next batch's
+//     targets, a real loss (and gradient) spike;
 //   corrupt-checkpoint:HOW@STEP — when rank 0 first reports a step at or
 //     past STEP, vigild damages the newest committed checkpoint on disk:
 //     flip (one byte of a shard: only the ranks' checksums can tell),
@@ -16,16 +23,17 @@
 namespace vigil::coordinator {
 
 struct ChaosFault {
-  std::string kind;  // "kill-rank" | "corrupt-checkpoint"
+  std::string kind;  // kill-rank | hang-rank | nan | spike | corrupt-checkpoint
   int rank = 0;
-  std::string how;  // corrupt-checkpoint: flip | truncate | remove-shard | garble-manifest
-  int64_t step = 0;
+  std::string how;   // corrupt-checkpoint: flip | truncate | remove-shard | garble-manifest
+  int64_t step = 0;  // 0: at the next report
   bool fired = false;
   std::string spec;  // as the user wrote it
 };
 
-// "kill-rank:RANK@STEP" or "corrupt-checkpoint:HOW@STEP"
 Result<ChaosFault> ParseChaosFault(const std::string& spec);
+// The signal a rank fault delivers (0 for kinds that are not rank faults).
+int ChaosSignal(const std::string& kind);
 // Damages the committed checkpoint `dir` the way `how` says (see above).
 Status DamageCheckpoint(const std::string& dir, const std::string& how);
 

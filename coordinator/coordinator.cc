@@ -115,8 +115,11 @@ Status Coordinator::Start() {
   VIGIL_RETURN_IF_ERROR(MakeDirs(options_.workdir + "/logs"));
   JobPaths paths{options_.workdir, options_.job_file, checkpoint_dir, options_.workdir + "/logs",
                  rpc_address()};
-  controller_ = std::make_unique<JobController>(io_, spec_, paths, logbook_.get(), run_id_,
-                                                &registry_, &store_, &metrics_, options_.chaos);
+  auto playbook = LoadPlaybook(spec_.playbook);
+  if (!playbook.ok()) return playbook.status();
+  controller_ =
+      std::make_unique<JobController>(io_, spec_, paths, logbook_.get(), run_id_, &registry_,
+                                      &store_, &metrics_, options_.chaos, playbook.value());
   controller_->on_terminal = [this] { Shutdown(); };
 
   json addr_file{
@@ -167,6 +170,12 @@ void Coordinator::OnHello(const TcpConnection::Ptr& conn, const wire::Hello& hel
     conn->Send(reply);
     return;
   }
+  if (hello.role() == wire::Hello::CONTROL) {
+    entry.first = Role::kControl;
+    ack->set_ok(true);
+    conn->Send(reply);
+    return;
+  }
   if (hello.role() != wire::Hello::AGENT) return reject("unknown role");
   auto index = registry_.Register(hello.host(), static_cast<int>(hello.slots()),
                                   spec_.world.ranks_per_host, spec_.world.hosts, conn);
@@ -193,6 +202,11 @@ void Coordinator::OnMessage(const TcpConnection::Ptr& conn, wire::Envelope env) 
     if (!env.has_hello())
       return conn->Close(Status::InvalidArgument("first message must be Hello"));
     return OnHello(conn, env.hello());
+  }
+  if (role == Role::kControl) {
+    if (!env.has_control_request())
+      return conn->Close(Status::InvalidArgument("control clients send control requests"));
+    return OnControl(conn, env.control_request());
   }
   if (role == Role::kStoreClient) {
     if (!env.has_store_request())
@@ -224,9 +238,35 @@ void Coordinator::OnMessage(const TcpConnection::Ptr& conn, wire::Envelope env) 
     case wire::Envelope::kGenerationStopped:
       controller_->OnGenerationStopped(agent, env.generation_stopped().generation());
       break;
+    case wire::Envelope::kDiagnosis:
+      controller_->OnDiagnosis(agent, env.diagnosis());
+      break;
     default:
       conn->Close(Status::InvalidArgument("unexpected message from agent"));
   }
+}
+
+void Coordinator::OnControl(const TcpConnection::Ptr& conn, const wire::ControlRequest& req) {
+  Status st;
+  std::string done;
+  const std::string actor = req.actor().empty() ? "unknown" : req.actor();
+  switch (req.command()) {
+    case wire::ControlRequest::RESUME:
+      st = controller_->Resume(actor, req.note());
+      done = "resumed";
+      break;
+    case wire::ControlRequest::CHAOS:
+      st = controller_->InjectChaos(req.chaos(), actor);
+      done = "fault " + req.chaos() + " queued";
+      break;
+    default:
+      st = Status::InvalidArgument("unknown control command");
+  }
+  wire::Envelope out;
+  out.mutable_control_response()->set_ok(st.ok());
+  out.mutable_control_response()->set_message(st.ok() ? done : st.message());
+  conn->Send(out);
+  conn->CloseAfterWrites(Status::Ok());
 }
 
 void Coordinator::OnClose(const TcpConnection::Ptr& conn, const Status& why) {
@@ -257,6 +297,7 @@ void Coordinator::MarkAgentLost(int agent, const std::string& why) {
 void Coordinator::Tick() {
   const auto now = std::chrono::steady_clock::now();
   store_.Expire(now);
+  controller_->OnTick();
   const auto hb_timeout = std::chrono::milliseconds(spec_.limits.heartbeat_timeout_ms);
   auto& agents = registry_.agents();
   for (size_t i = 0; i < agents.size(); ++i) {

@@ -73,6 +73,8 @@ class Coordinator {
   void OnMessage(const TcpConnection::Ptr& conn, wire::Envelope env);
   void OnHello(const TcpConnection::Ptr& conn, const wire::Hello& hello);
   void OnClose(const TcpConnection::Ptr& conn, const Status& why);
+  // `vigil resume` and `vigil chaos`: one request, one response, closed.
+  void OnControl(const TcpConnection::Ptr& conn, const wire::ControlRequest& req);
   // Records a lost agent once, and drops its connection.
   void MarkAgentLost(int agent, const std::string& why);
   void Tick();
@@ -94,7 +96,7 @@ class Coordinator {
   CoordinatorMetrics metrics_;
   std::unique_ptr<JobController> controller_;
   uint64_t next_connection_id_ = 1;
-  enum class Role { kUnknown, kAgent, kStoreClient };
+  enum class Role { kUnknown, kAgent, kStoreClient, kControl };
   std::map<uint64_t, std::pair<Role, TcpConnection::Ptr>> connections_;
   bool agents_complete_ = false;
   std::chrono::steady_clock::time_point started_;

@@ -38,7 +38,7 @@ const char* JobStateName(JobState s) {
 JobController::JobController(boost::asio::io_context& io, const JobSpec& spec, JobPaths paths,
                              Logbook* logbook, int64_t run_id, AgentLink* agents,
                              RendezvousStore* store, CoordinatorMetrics* metrics,
-                             std::vector<ChaosFault> chaos)
+                             std::vector<ChaosFault> chaos, Playbook playbook)
     : spec_(spec),
       paths_(std::move(paths)),
       logbook_(logbook),
@@ -47,10 +47,12 @@ JobController::JobController(boost::asio::io_context& io, const JobSpec& spec, J
       store_(store),
       metrics_(metrics),
       chaos_(std::move(chaos)),
+      playbook_(std::move(playbook)),
       log_(MakeLogger("job")),
       teardown_timer_(io),
       settle_timer_(io),
-      start_timer_(io) {
+      start_timer_(io),
+      hang_timer_(io) {
   progress_.run_id = run_id;
   progress_.total_steps = spec.schedule.steps;
   progress_.started_at_us = NowMicros();
@@ -87,10 +89,16 @@ JobController::Choice JobController::ChooseCheckpoint() {
     return c;
   }
   bool any = false;
+  int to_skip = next_.rollback;
   for (const auto& row : rows.value()) {
     if (row.state == "deleted") continue;
     any = true;
     if (row.state != "committed" || bad_checkpoints_.count(row.path)) continue;
+    // Taken at or after a numerical anomaly: it may hold the bad update.
+    if (next_.before_step && row.step >= *next_.before_step) {
+      c.rolled_back.push_back(row);
+      continue;
+    }
     if (fallbacks_ > spec_.checkpoint.max_fallbacks) break;
     // A cheap check before a whole world is launched at it: the manifest and
     // every shard's size. The ranks verify every byte they load.
@@ -100,10 +108,21 @@ JobController::Choice JobController::ChooseCheckpoint() {
       continue;
     }
     if (fallbacks_ > spec_.checkpoint.max_fallbacks) break;
+    if (to_skip > 0) {  // a playbook's rollback: go further back
+      --to_skip;
+      c.rolled_back.push_back(row);
+      continue;
+    }
     c.checkpoint = row;
+    c.lr_scale = reader.value()->manifest().lr_scale;
     return c;
   }
   if (!any) return c;  // nothing was ever committed: a fresh start
+  if (fallbacks_ <= spec_.checkpoint.max_fallbacks && (next_.rollback > 0 || next_.before_step)) {
+    // Rolled back past every checkpoint: the start is the one state known good.
+    return c;
+  }
+  c.rolled_back.clear();
   c.pause = true;
   c.why = fallbacks_ > spec_.checkpoint.max_fallbacks
               ? std::to_string(fallbacks_) +
@@ -113,6 +132,20 @@ JobController::Choice JobController::ChooseCheckpoint() {
   c.why += "; the job is paused instead of starting over. Check them with `vigil ckpt verify " +
            paths_.checkpoint_dir + "/step-*` and see the checkpoint_corrupt events";
   return c;
+}
+
+void JobController::RollBack(const std::vector<CheckpointRow>& rows) {
+  // Moved aside, not deleted (a person may want to look at what went wrong),
+  // so that replaying those steps saves afresh beside them.
+  for (const auto& row : rows) {
+    const std::string aside = row.path + ".rolled-back.gen-" + std::to_string(generation_ + 1);
+    std::error_code ec;
+    std::filesystem::rename(row.path, aside, ec);
+    if (ec) log_->warn("cannot move rolled-back {} aside: {}", row.path, ec.message());
+    Check(logbook_->SetCheckpointState(row.id, "rolled_back", NowMicros(), ec ? "" : aside),
+          "checkpoint state");
+    log_->warn("rolled back over {} (step {})", row.path, row.step);
+  }
 }
 
 void JobController::MarkCorrupt(const std::string& path) {
@@ -150,16 +183,67 @@ void JobController::RecordCorrupt(const std::string& path, const std::string& re
              path, reason, fallbacks_, spec_.checkpoint.max_fallbacks);
 }
 
-void JobController::Pause(std::optional<int64_t> cause, const std::string& why) {
+int64_t JobController::AddIntervention(std::optional<int64_t> event, const std::string& action,
+                                       const std::string& actor, const json& params,
+                                       const std::string& outcome) {
   InterventionRow i;
   i.run_id = run_id_;
+  i.event_id = event;
   i.time_us = NowMicros();
-  i.action = "pause_and_page";
-  i.actor = "auto:default";
-  i.params_json = json{{"after_intervention", cause ? json(*cause) : json(nullptr)}}.dump();
-  i.outcome = why;
-  Check(logbook_->AddIntervention(i).status(), "intervention");
-  Finish(Outcome::kPaused, "paused: " + why);
+  i.action = action;
+  i.actor = actor;
+  i.params_json = params.dump();
+  i.outcome = outcome;
+  auto id = logbook_->AddIntervention(i);
+  Check(id.status(), "intervention");
+  return id.ok() ? id.value() : 0;
+}
+
+void JobController::Page(std::optional<int64_t> event, const std::string& actor,
+                         const std::string& why) {
+  AddIntervention(event, "page", actor, json::object(), why);
+  metrics_->pages_total.Increment();
+  log_->error("PAGE: {}", why);
+}
+
+void JobController::Pause(std::optional<int64_t> cause, const std::string& why) {
+  paused_event_ = cause;
+  progress_.message =
+      "paused: " + why + ". Continue with `vigil resume --workdir " + paths_.workdir + "`";
+  metrics_->pages_total.Increment();
+  metrics_->waiting_for_human.Set(1);
+  Check(logbook_->SetRunStatus(run_id_, "paused"), "run status");
+  log_->error("PAGE: {}", progress_.message);
+  const bool torn_down = state_ == JobState::kRecovering;
+  Transition(JobState::kPaused, why);
+  if (!torn_down) FinishGeneration("paused: " + why);
+  if (!ranks_alive_.empty()) {
+    // The ranks are stopped; agents stay, ready for a resume.
+    for (int a = 0; a < agents_->agent_count(); ++a) {
+      wire::Envelope env;
+      env.mutable_kill_generation()->set_generation(static_cast<uint64_t>(generation_));
+      env.mutable_kill_generation()->set_grace_ms(
+          static_cast<uint32_t>(spec_.limits.kill_grace_ms));
+      agents_->SendToAgent(a, env);
+    }
+  }
+}
+
+Status JobController::Resume(const std::string& actor, const std::string& note) {
+  if (state_ != JobState::kPaused)
+    return Status::FailedPrecondition(std::string("the job is ") + JobStateName(state_) +
+                                      ", not paused");
+  if (!ranks_alive_.empty())
+    return Status::Unavailable("the paused generation is still being torn down; try again");
+  const int64_t id = AddIntervention(paused_event_, "resume", "human:" + actor,
+                                     json{{"note", note}}, "resumed by " + actor);
+  metrics_->waiting_for_human.Set(0);
+  Check(logbook_->SetRunStatus(run_id_, "running"), "run status");
+  fallbacks_ = 0;  // a person looked: skip corrupt checkpoints afresh
+  progress_.message.clear();
+  log_->warn("resumed by {}{}", actor, note.empty() ? "" : ": " + note);
+  Launch(id ? std::optional<int64_t>(id) : std::nullopt);
+  return Status::Ok();
 }
 
 void JobController::ApplyRetention() {
@@ -226,6 +310,7 @@ void JobController::OnCheckpointFailed(const wire::RankReport& r) {
 void JobController::Launch(std::optional<int64_t> cause_intervention) {
   const Choice choice = ChooseCheckpoint();
   if (choice.pause) return Pause(cause_intervention, choice.why);
+  RollBack(choice.rolled_back);
   const auto& ckpt = choice.checkpoint;
   if (generation_ >= 0) store_->ErasePrefix("gen-" + std::to_string(generation_) + "/");
   ++generation_;
@@ -234,7 +319,21 @@ void JobController::Launch(std::optional<int64_t> cause_intervention) {
   ranks_succeeded_.clear();
   agents_stopped_.clear();
   rank_errors_.clear();
+  nonfinite_.clear();
+  rank_progress_.clear();
+  chaos_sent_at_us_.clear();  // faults sent to the last generation died with it
+  // The running baselines belong to where training is: a resume goes back in steps.
+  recent_losses_.clear();
+  recent_grad_norms_.clear();
+  hang_.reset();
+  hang_timer_.cancel();
   resumed_from_ = ckpt ? ckpt->path : "";
+  // The playbook's modifiers for this generation.
+  const int64_t resume_step = ckpt ? ckpt->step : 0;
+  int64_t skip = next_.skip_batches, skip_at = resume_step;
+  if (skip > 0 && next_.skip_end_step) skip_at = std::max(resume_step, *next_.skip_end_step - skip);
+  const double lr_scale = next_.scale_lr > 0 ? next_.scale_lr * choice.lr_scale : 0.0;
+  next_ = NextLaunch{};
 
   GenerationRow g;
   g.run_id = run_id_;
@@ -266,6 +365,12 @@ void JobController::Launch(std::optional<int64_t> cause_intervention) {
     l->set_workdir(paths_.workdir);
     l->set_log_dir(paths_.log_dir);
     l->set_checkpoint_dir(paths_.checkpoint_dir);
+    l->set_optimizer(optimizer_override_);
+    if (lr_scale > 0) l->set_lr_scale(lr_scale);
+    if (skip > 0) {
+      l->set_skip_batches(static_cast<uint32_t>(skip));
+      l->set_skip_at_step(static_cast<uint64_t>(skip_at));
+    }
     agents_->SendToAgent(a, env);
   }
   progress_.generation = generation_;
@@ -276,11 +381,12 @@ void JobController::Launch(std::optional<int64_t> cause_intervention) {
   const int64_t gen = generation_;
   start_timer_.async_wait([this, gen](boost::system::error_code ec) {
     if (ec || generation_ != gen || first_step_seen_ || state_ != JobState::kRendezvous) return;
-    HandleFailure(
-        "start_timeout", -1, std::nullopt,
-        json{{"generation", gen}, {"start_timeout_ms", spec_.limits.start_timeout_ms}}.dump(),
-        "generation " + std::to_string(gen) + " did not reach its first step within " +
-            std::to_string(spec_.limits.start_timeout_ms) + " ms");
+    Failure f;
+    f.kind = "start_timeout";
+    f.detail = json{{"generation", gen}, {"start_timeout_ms", spec_.limits.start_timeout_ms}};
+    f.summary = "generation " + std::to_string(gen) + " did not reach its first step within " +
+                std::to_string(spec_.limits.start_timeout_ms) + " ms";
+    HandleFailure(std::move(f));
   });
   Transition(JobState::kRendezvous,
              "generation " + std::to_string(generation_) + " launched " +
@@ -312,34 +418,45 @@ void JobController::DamageNewestCheckpoint(ChaosFault& f) {
   log_->warn("chaos: {} {} ({})", f.how, target, i.outcome);
 }
 
-void JobController::MaybeInjectChaos(int agent, const wire::RankReport& report) {
+void JobController::MaybeInjectChaos(const wire::RankReport& report) {
   for (auto& f : chaos_) {
     if (f.fired || static_cast<int64_t>(report.step()) < f.step) continue;
     if (f.kind == "corrupt-checkpoint" && report.rank() == 0) DamageNewestCheckpoint(f);
-    if (f.kind != "kill-rank" || f.rank != static_cast<int>(report.rank())) continue;
+    const int sig = ChaosSignal(f.kind);
+    if (!sig || f.rank != static_cast<int>(report.rank())) continue;
     f.fired = true;
-    InterventionRow i;
-    i.run_id = run_id_;
-    i.time_us = NowMicros();
-    i.action = "inject_fault";
-    i.actor = "chaos";
-    i.params_json =
-        json{{"fault", f.spec}, {"rank", f.rank}, {"at_step", report.step()}, {"signal", "SIGKILL"}}
-            .dump();
-    i.outcome = "signal sent";
-    Check(logbook_->AddIntervention(i).status(), "chaos intervention");
-    log_->warn("chaos: killing rank {} at step {} ({})", f.rank, report.step(), f.spec);
+    AddIntervention(std::nullopt, "inject_fault", "chaos",
+                    json{{"fault", f.spec},
+                         {"rank", f.rank},
+                         {"at_step", report.step()},
+                         {"signal", sigabbrev_np(sig) ? sigabbrev_np(sig) : ""}},
+                    "signal sent");
+    log_->warn("chaos: {} rank {} at step {} ({})", f.kind, f.rank, report.step(), f.spec);
     wire::Envelope env;
     auto* s = env.mutable_signal_rank();
     s->set_generation(static_cast<uint64_t>(generation_));
     s->set_rank(static_cast<uint32_t>(f.rank));
-    s->set_signal(SIGKILL);
+    s->set_signal(sig);
     s->set_reason("chaos " + f.spec);
-    agents_->SendToAgent(agent, env);
+    agents_->SendToAgent(AgentOfRank(f.rank), env);
+    if (sig != SIGKILL) chaos_sent_at_us_[f.rank] = NowMicros();
   }
 }
 
-void JobController::OnRankReport(int agent, const wire::RankReport& r) {
+Status JobController::InjectChaos(const std::string& spec, const std::string& actor) {
+  auto f = ParseChaosFault(spec);
+  if (!f.ok()) return f.status();
+  if (ChaosSignal(f->kind) && f->rank >= spec_.world.world_size())
+    return Status::InvalidArgument("rank " + std::to_string(f->rank) + " is outside the world of " +
+                                   std::to_string(spec_.world.world_size()) + " ranks");
+  if (state_ != JobState::kRunning && state_ != JobState::kRendezvous)
+    return Status::FailedPrecondition(std::string("the job is ") + JobStateName(state_));
+  log_->warn("chaos from {}: {}", actor, spec);
+  chaos_.push_back(f.value());
+  return Status::Ok();
+}
+
+void JobController::OnRankReport(int /*agent*/, const wire::RankReport& r) {
   if (static_cast<int64_t>(r.generation()) != generation_ || terminal()) return;
   switch (r.kind()) {
     case wire::RankReport::STEP: {
@@ -352,6 +469,7 @@ void JobController::OnRankReport(int agent, const wire::RankReport& r) {
           failure_at_us_.reset();
         }
         fallbacks_ = 0;  // this generation restored: a later recovery starts counting afresh
+        for (int rank : ranks_alive_) rank_progress_[rank].last_us = NowMicros();
         Transition(JobState::kRunning, "generation " + std::to_string(generation_) +
                                            " reached step " + std::to_string(r.step()));
       }
@@ -369,9 +487,31 @@ void JobController::OnRankReport(int agent, const wire::RankReport& r) {
         metrics_->moe_aux_loss.Set(r.aux_loss());
       }
       metrics_->moe_dropped_choices.Increment(static_cast<double>(r.dropped_choices()));
-      MaybeInjectChaos(agent, r);
+      {
+        auto& p = rank_progress_[static_cast<int>(r.rank())];
+        p.last_us = NowMicros();
+        p.step = static_cast<int64_t>(r.step());
+        p.saving = false;
+      }
+      if (r.rank() == 0) {
+        recent_step_seconds_.push_back(r.step_seconds());
+        if (recent_step_seconds_.size() > 50) recent_step_seconds_.pop_front();
+        CheckNumerics(r);
+        if (state_ != JobState::kRunning) break;  // the playbook acted on it
+      }
+      MaybeInjectChaos(r);
       break;
     }
+    case wire::RankReport::SAVING: {
+      auto& p = rank_progress_[static_cast<int>(r.rank())];
+      p.last_us = NowMicros();
+      p.saving = true;
+      break;
+    }
+    case wire::RankReport::NONFINITE:
+      // Its exit (code 5) follows; that is the detection.
+      nonfinite_[static_cast<int>(r.rank())] = r;
+      break;
     case wire::RankReport::CHECKPOINT: {
       CheckpointRow c;
       c.run_id = run_id_;
@@ -414,13 +554,200 @@ void JobController::OnRankReport(int agent, const wire::RankReport& r) {
   }
 }
 
+namespace {
+
+double Median(std::deque<double> v) {
+  if (v.empty()) return 0.0;
+  std::nth_element(v.begin(), v.begin() + static_cast<long>(v.size() / 2), v.end());
+  return v[v.size() / 2];
+}
+
+}  // namespace
+
+std::optional<int64_t> JobController::TakeInjectedAt(std::optional<int> rank) {
+  auto it = rank ? chaos_sent_at_us_.find(*rank) : chaos_sent_at_us_.begin();
+  if (it == chaos_sent_at_us_.end()) return std::nullopt;
+  const int64_t at = it->second;
+  chaos_sent_at_us_.erase(it);
+  return at;
+}
+
+void JobController::NoteDetectionLatency(json* detail, std::optional<int64_t> injected_at,
+                                         int64_t detected_at) {
+  if (injected_at) {
+    (*detail)["fault_injected_at_us"] = *injected_at;
+    (*detail)["detection_latency_ms"] = static_cast<double>(detected_at - *injected_at) / 1000.0;
+    metrics_->detection_latency_seconds.Observe(static_cast<double>(detected_at - *injected_at) /
+                                                1e6);
+  }
+  failure_at_us_ = injected_at ? *injected_at : detected_at;
+}
+
+void JobController::CheckNumerics(const wire::RankReport& r) {
+  const auto& d = spec_.detection;
+  const double loss = r.loss(), norm = r.grad_norm();
+  const size_t window = static_cast<size_t>(d.spike_window);
+  Failure f;
+  if (recent_losses_.size() >= window) {
+    const double loss_median = Median(recent_losses_), norm_median = Median(recent_grad_norms_);
+    if (loss > d.loss_spike_factor * loss_median) {
+      f.kind = "loss_spike";
+      f.detail = json{{"loss", loss},
+                      {"running_median", loss_median},
+                      {"factor", loss / loss_median},
+                      {"threshold", d.loss_spike_factor},
+                      {"window", d.spike_window}};
+      f.summary = "loss " + std::to_string(loss) + " at step " + std::to_string(r.step()) + " is " +
+                  std::to_string(loss / loss_median) + "x its running median";
+    } else if (norm_median > 0 && norm > d.grad_norm_spike_factor * norm_median) {
+      f.kind = "grad_norm_spike";
+      f.detail = json{{"grad_norm", norm},
+                      {"running_median", norm_median},
+                      {"factor", norm / norm_median},
+                      {"threshold", d.grad_norm_spike_factor},
+                      {"window", d.spike_window}};
+      f.summary = "gradient norm " + std::to_string(norm) + " at step " + std::to_string(r.step()) +
+                  " is " + std::to_string(norm / norm_median) + "x its running median";
+    }
+  }
+  recent_losses_.push_back(loss);
+  recent_grad_norms_.push_back(norm);
+  while (recent_losses_.size() > window) recent_losses_.pop_front();
+  while (recent_grad_norms_.size() > window) recent_grad_norms_.pop_front();
+  if (f.kind.empty()) return;
+  // One detection per spike: the baselines fill again before the next.
+  recent_losses_.clear();
+  recent_grad_norms_.clear();
+  // The update of step r.step() is in every checkpoint from that step on.
+  f.anomaly_step = static_cast<int64_t>(r.step());
+  f.detail["step"] = r.step();
+  NoteDetectionLatency(&f.detail, TakeInjectedAt(std::nullopt), NowMicros());
+  HandleFailure(std::move(f));
+}
+
+void JobController::OnTick() {
+  if (state_ != JobState::kRunning || hang_ || held_) return;
+  const auto& d = spec_.detection;
+  const double median_ms = Median(recent_step_seconds_) * 1000.0;
+  const double timeout_ms = std::max<double>(d.hang_floor_ms, d.hang_factor * median_ms);
+  const int64_t now = NowMicros();
+  for (int rank : ranks_alive_) {
+    auto it = rank_progress_.find(rank);
+    if (it == rank_progress_.end()) continue;
+    const double limit = it->second.saving ? d.save_timeout_ms : timeout_ms;
+    if (static_cast<double>(now - it->second.last_us) / 1000.0 > limit)
+      return DeclareHang(now, timeout_ms);
+  }
+}
+
+void JobController::DeclareHang(int64_t now_us, double timeout_ms) {
+  hang_ = HangProbe{};
+  hang_->detected_us = now_us;
+  hang_->timeout_ms = timeout_ms;
+  hang_->median_ms = Median(recent_step_seconds_) * 1000.0;
+  log_->warn("generation {} made no progress for {:.0f} ms: asking the agents what its ranks do",
+             generation_, timeout_ms);
+  for (int a = 0; a < agents_->agent_count(); ++a) {
+    wire::Envelope env;
+    env.mutable_diagnose_ranks()->set_generation(static_cast<uint64_t>(generation_));
+    env.mutable_diagnose_ranks()->set_reason("no progress");
+    agents_->SendToAgent(a, env);
+  }
+  // An agent that does not answer is a detection of its own (host lost);
+  // the hang is declared with what the others said.
+  hang_timer_.expires_after(std::chrono::milliseconds(1000));
+  const int64_t gen = generation_;
+  hang_timer_.async_wait([this, gen](boost::system::error_code ec) {
+    if (!ec && hang_ && generation_ == gen) FinishHang();
+  });
+}
+
+void JobController::OnDiagnosis(int agent, const wire::Diagnosis& d) {
+  if (!hang_ || static_cast<int64_t>(d.generation()) != generation_) return;
+  hang_->agents_answered.insert(agent);
+  for (const auto& r : d.ranks()) hang_->ranks[static_cast<int>(r.rank())] = r;
+  if (static_cast<int>(hang_->agents_answered.size()) == agents_->agent_count()) FinishHang();
+}
+
+void JobController::FinishHang() {
+  HangProbe probe = std::move(*hang_);
+  hang_timer_.cancel();
+  // The rank that hangs: one stopped (T, t) or stuck in the kernel (D);
+  // else one running (R) while its peers sleep in collectives; else the
+  // one furthest behind.
+  std::optional<int> suspect;
+  std::string reason;
+  for (const char* states : {"Tt", "D", "R"}) {
+    for (const auto& [rank, diag] : probe.ranks) {
+      if (!suspect && !diag.state().empty() &&
+          std::string(states).find(diag.state()[0]) != std::string::npos) {
+        suspect = rank;
+        reason = "process state " + diag.state();
+      }
+    }
+  }
+  json ranks = json::object();
+  int64_t lowest = INT64_MAX;
+  for (int rank : ranks_alive_) {
+    const auto& p = rank_progress_[rank];
+    json j{{"last_step", p.step},
+           {"silent_ms", static_cast<double>(probe.detected_us - p.last_us) / 1000.0},
+           {"saving", p.saving}};
+    if (probe.ranks.count(rank)) {
+      const auto& diag = probe.ranks[rank];
+      j["pid"] = diag.pid();
+      j["state"] = diag.state();
+      j["wchan"] = diag.wchan();
+      j["stack_file"] = diag.stack_file();
+    }
+    ranks[std::to_string(rank)] = j;
+    if (!suspect && p.step < lowest) lowest = p.step;
+  }
+  if (!suspect && lowest != INT64_MAX) {
+    int behind = 0;
+    std::optional<int> only;
+    for (int rank : ranks_alive_) {
+      if (rank_progress_[rank].step == lowest) {
+        ++behind;
+        only = rank;
+      }
+    }
+    if (behind == 1) {
+      suspect = only;
+      reason = "furthest behind (step " + std::to_string(lowest) + ")";
+    }
+  }
+  Failure f;
+  f.kind = "rank_hang";
+  f.rank = suspect;
+  if (suspect) f.agent = AgentOfRank(*suspect);
+  f.detail = json{{"timeout_ms", probe.timeout_ms},
+                  {"median_step_ms", probe.median_ms},
+                  {"hang_factor", spec_.detection.hang_factor},
+                  {"hang_floor_ms", spec_.detection.hang_floor_ms},
+                  {"detected_at_us", probe.detected_us},
+                  {"ranks", ranks},
+                  {"suspect", suspect ? json(*suspect) : json(nullptr)},
+                  {"suspect_reason", reason}};
+  if (suspect && probe.ranks.count(*suspect))
+    f.detail["stack_file"] = probe.ranks[*suspect].stack_file();
+  NoteDetectionLatency(&f.detail, TakeInjectedAt(suspect), probe.detected_us);
+  char timeout[32];
+  std::snprintf(timeout, sizeof(timeout), "%.0f", probe.timeout_ms);
+  f.summary = "generation " + std::to_string(generation_) + " made no progress for " + timeout +
+              " ms; " +
+              (suspect ? "rank " + std::to_string(*suspect) + " hangs (" + reason + ")"
+                       : std::string("no single rank stands out"));
+  HandleFailure(std::move(f));
+}
+
 void JobController::OnRankExited(int agent, const wire::RankExited& e) {
   if (static_cast<int64_t>(e.generation()) != generation_) return;
   const int rank = static_cast<int>(e.rank());
   ranks_alive_.erase(rank);
   progress_.live_ranks = static_cast<int>(ranks_alive_.size());
   metrics_->live_ranks.Set(progress_.live_ranks);
-  if (state_ == JobState::kRecovering || terminal()) {
+  if (state_ == JobState::kRecovering || state_ == JobState::kPaused || terminal()) {
     // A consequence of the teardown (or of the failure being handled): not a new detection.
     log_->info("rank {} of generation {} gone during teardown (code {}, signal {})", rank,
                generation_, e.exit_code(), e.signal());
@@ -436,6 +763,7 @@ void JobController::OnRankExited(int agent, const wire::RankExited& e) {
   }
   // Exit codes from vigil-train's contract (see worker/trainer/train_main.cc).
   std::string kind = "process_exit";
+  if (e.signal() == 0 && e.exit_code() == 5) kind = "nonfinite";
   if (e.signal() == 0 && e.exit_code() == 4) kind = "checkpoint_corrupt";
   if (e.signal() == 0 && e.exit_code() == 3) kind = "collective_error";
   if (e.signal() == 0 && e.exit_code() == 2) kind = "config_error";
@@ -467,19 +795,32 @@ void JobController::OnRankExited(int agent, const wire::RankExited& e) {
     detail["rank_errors"] = errors;
   }
   if (e.signal_sent_at_us() > 0) {
-    detail["fault_injected_at_us"] = e.signal_sent_at_us();
-    detail["detection_latency_ms"] =
-        static_cast<double>(NowMicros() - e.signal_sent_at_us()) / 1000.0;
-    metrics_->detection_latency_seconds.Observe(
-        static_cast<double>(NowMicros() - e.signal_sent_at_us()) / 1e6);
-    failure_at_us_ = e.signal_sent_at_us();
+    chaos_sent_at_us_.erase(rank);
+    NoteDetectionLatency(&detail, e.signal_sent_at_us(), NowMicros());
   } else {
     failure_at_us_ = e.exited_at_us();
   }
-  const std::string summary = "rank " + std::to_string(rank) + " on " + agents_->agent_host(agent) +
-                              (e.signal() ? " killed by signal " + std::to_string(e.signal())
-                                          : " exited with code " + std::to_string(e.exit_code()));
-  if (kind != "collective_error") return HandleFailure(kind, agent, rank, detail.dump(), summary);
+  Failure f;
+  f.kind = kind;
+  f.agent = agent;
+  f.rank = rank;
+  f.codes = {e.signal() ? 128 + e.signal() : e.exit_code()};
+  f.summary = "rank " + std::to_string(rank) + " on " + agents_->agent_host(agent) +
+              (e.signal() ? " killed by signal " + std::to_string(e.signal())
+                          : " exited with code " + std::to_string(e.exit_code()));
+  if (kind == "nonfinite" && nonfinite_.count(rank)) {
+    // The ranks refused the update; the checkpoints from its step on are suspect.
+    const auto& r = nonfinite_[rank];
+    f.anomaly_step = static_cast<int64_t>(r.step());
+    detail["loss"] = r.loss();
+    detail["grad_norm"] = std::isfinite(r.grad_norm()) ? json(r.grad_norm()) : json("non-finite");
+    detail["step"] = r.step();
+    f.summary = "rank " + std::to_string(rank) + ": " + r.message();
+    // The NaN travelled through the all-reduce: which rank it came from is unknowable here.
+    NoteDetectionLatency(&detail, TakeInjectedAt(std::nullopt), NowMicros());
+  }
+  f.detail = detail;
+  if (kind != "collective_error") return HandleFailure(std::move(f));
 
   // When a rank or host dies, its peers' collectives fail too, and their
   // exits can reach us before the death itself (a lost host is noticed when
@@ -487,83 +828,147 @@ void JobController::OnRankExited(int agent, const wire::RankExited& e) {
   // collective error briefly; a root cause arriving meanwhile is recorded
   // instead, and the held symptom is dropped.
   if (held_) return;
-  held_ = HeldFailure{kind, agent, rank, detail.dump(), summary};
+  held_ = std::move(f);
   settle_timer_.expires_after(std::chrono::milliseconds(spec_.limits.failure_settle_ms));
   const int64_t gen = generation_;
   settle_timer_.async_wait([this, gen](boost::system::error_code ec) {
     if (ec || !held_ || generation_ != gen || state_ == JobState::kRecovering || terminal()) return;
-    HeldFailure f = std::move(*held_);
+    Failure held = std::move(*held_);
     held_.reset();
-    HandleFailure(f.kind, f.agent, f.rank, f.detail_json, f.summary);
+    HandleFailure(std::move(held));
   });
 }
 
-void JobController::HandleFailure(const std::string& kind, int agent, std::optional<int> rank,
-                                  const std::string& detail_json, const std::string& summary) {
+void JobController::HandleFailure(Failure f) {
   // Whatever is recorded now supersedes a held symptom (or is that symptom).
-  if (held_ && held_->summary != summary) {
+  if (held_ && held_->summary != f.summary) {
     log_->info("dropping the held symptom ({}) in favour of its cause", held_->summary);
   }
   held_.reset();
   settle_timer_.cancel();
+  hang_.reset();
+  hang_timer_.cancel();
   EventRow ev;
   ev.run_id = run_id_;
   ev.generation_id = generation_row_ ? std::optional<int64_t>(generation_row_) : std::nullopt;
   ev.time_us = NowMicros();
-  ev.kind = kind;
-  ev.host = agent >= 0 ? agents_->agent_host(agent) : "";
-  ev.rank = rank;
-  ev.step = progress_.step;
-  ev.detail_json = detail_json;
-  auto event_id = logbook_->AddEvent(ev);
-  Check(event_id.status(), "event");
-  metrics_->Failures(kind).Increment();
-  log_->warn("detected {}: {}", kind, summary);
+  ev.kind = f.kind;
+  ev.host = f.agent >= 0 ? agents_->agent_host(f.agent) : "";
+  ev.rank = f.rank;
+  ev.step = f.anomaly_step ? *f.anomaly_step : progress_.step;
+  ev.detail_json = f.detail.dump();
+  auto event_row = logbook_->AddEvent(ev);
+  Check(event_row.status(), "event");
+  const std::optional<int64_t> event_id =
+      event_row.ok() ? std::optional<int64_t>(event_row.value()) : std::nullopt;
+  metrics_->Failures(f.kind).Increment();
+  log_->warn("detected {}: {}", f.kind, f.summary);
 
-  InterventionRow i;
-  i.run_id = run_id_;
-  if (event_id.ok()) i.event_id = event_id.value();
-  i.time_us = NowMicros();
-  i.actor = "auto:default";
-  const bool host_lost = kind == "host_lost";
-  // A rank that rejects its configuration (or its corpus) rejects it again
-  // after any restart: stop instead of burning the restart budget.
-  const bool config_error = kind == "config_error";
-  // A corrupt checkpoint costs a fallback to an older one, not a restart.
-  const bool fallback = kind == "checkpoint_corrupt";
-  if (host_lost || config_error || (!fallback && progress_.restarts >= spec_.limits.max_restarts)) {
-    i.action = "fail_job";
-    i.params_json =
-        json{{"restarts", progress_.restarts}, {"max_restarts", spec_.limits.max_restarts}}.dump();
-    i.outcome = host_lost      ? "no spare host to replace " + ev.host
-                : config_error ? "a configuration error does not go away by restarting"
-                               : "restart limit reached";
-    Check(logbook_->AddIntervention(i).status(), "intervention");
-    Finish(Outcome::kFailed, summary + "; " + i.outcome);
+  // A corrupt checkpoint costs a fallback to an older one (checkpoint.max_fallbacks
+  // bounds them), not a restart: the checkpoint machinery's, not the playbook's.
+  if (f.kind == "checkpoint_corrupt") {
+    const Choice choice = ChooseCheckpoint();
+    if (choice.pause) {
+      AddIntervention(event_id, "pause_and_page", "auto:checkpoints",
+                      json{{"fallbacks", fallbacks_}}, choice.why);
+      return Pause(event_id, f.summary + "; " + choice.why);
+    }
+    const auto& ckpt = choice.checkpoint;
+    pending_intervention_ =
+        AddIntervention(event_id, "fallback_to_older_checkpoint", "auto:checkpoints",
+                        json{{"checkpoint", ckpt ? ckpt->path : ""},
+                             {"checkpoint_step", ckpt ? ckpt->step : 0},
+                             {"next_generation", generation_ + 1}},
+                        "ordered");
+    metrics_->Restarts(f.kind).Increment();
+    return TearDownGeneration(f.summary);
+  }
+
+  Detection d;
+  d.kind = f.kind;
+  d.host = ev.host;
+  d.rank = f.rank;
+  d.codes = f.codes;
+  d.time_us = ev.time_us;
+  const Decision decision = playbook_.Decide(d);
+  const std::string actor = "auto:" + (decision.rule.empty() ? "fallback" : decision.rule);
+  std::string outcome = decision.outcome().name;
+  std::string why = decision.why;
+  if (decision.restarts() && progress_.restarts >= spec_.limits.max_restarts) {
+    outcome = "fail_job";
+    why = "restart limit reached (limits.max_restarts " +
+          std::to_string(spec_.limits.max_restarts) + ")";
+  } else if (decision.restarts() && f.kind == "host_lost") {
+    outcome = "fail_job";
+    why = "no spare host to replace " + ev.host;
+  }
+  log_->warn("playbook: {} -> {}", why, outcome);
+  if (decision.Find("page")) Page(event_id, actor, f.summary);
+
+  if (outcome == "continue") {
+    AddIntervention(event_id, "continue_training", actor, json{{"rule", decision.rule}}, why);
     return;
   }
+  if (outcome == "fail_job") {
+    AddIntervention(event_id, "fail_job", actor,
+                    json{{"restarts", progress_.restarts},
+                         {"max_restarts", spec_.limits.max_restarts},
+                         {"rule", decision.rule}},
+                    why);
+    Finish(Outcome::kFailed, f.summary + "; " + why);
+    return;
+  }
+  if (outcome == "pause_and_page") {
+    const int64_t id =
+        AddIntervention(event_id, "pause_and_page", actor, json{{"rule", decision.rule}}, why);
+    return Pause(id ? std::optional<int64_t>(id) : event_id, f.summary + "; " + why);
+  }
+
+  // A restart: the checkpoint, then the modifiers, each one intervention.
+  if (const auto* rb = decision.Find("rollback")) next_.rollback = static_cast<int>(rb->count);
+  if (f.anomaly_step) next_.before_step = f.anomaly_step;
   const Choice choice = ChooseCheckpoint();
   if (choice.pause) {
-    i.action = "pause_and_page";
-    i.params_json = json{{"fallbacks", fallbacks_}}.dump();
-    i.outcome = choice.why;
-    Check(logbook_->AddIntervention(i).status(), "intervention");
-    Finish(Outcome::kPaused, "paused: " + summary + "; " + choice.why);
-    return;
+    const int64_t id = AddIntervention(event_id, "pause_and_page", actor,
+                                       json{{"fallbacks", fallbacks_}}, choice.why);
+    next_ = NextLaunch{};
+    return Pause(id ? std::optional<int64_t>(id) : event_id, f.summary + "; " + choice.why);
   }
   const auto& ckpt = choice.checkpoint;
-  i.action = fallback ? "fallback_to_older_checkpoint" : "restart_from_latest";
-  i.params_json = json{{"checkpoint", ckpt ? ckpt->path : ""},
-                       {"checkpoint_step", ckpt ? ckpt->step : 0},
-                       {"next_generation", generation_ + 1}}
-                      .dump();
-  i.outcome = "ordered";
-  auto iid = logbook_->AddIntervention(i);
-  Check(iid.status(), "intervention");
-  pending_intervention_ = iid.ok() ? std::optional<int64_t>(iid.value()) : std::nullopt;
-  if (!fallback) ++progress_.restarts;
-  metrics_->Restarts(kind).Increment();
-  TearDownGeneration(summary);
+  json params{{"checkpoint", ckpt ? ckpt->path : ""},
+              {"checkpoint_step", ckpt ? ckpt->step : 0},
+              {"next_generation", generation_ + 1}};
+  if (outcome == "rollback") {
+    params["rollback"] = next_.rollback;
+    json over = json::array();
+    for (const auto& r : choice.rolled_back) over.push_back(r.step);
+    params["rolled_back_steps"] = over;
+  }
+  pending_intervention_ = AddIntervention(event_id, outcome, actor, params, why);
+  for (const auto& action : decision.actions) {
+    if (action.name == "skip_batches") {
+      next_.skip_batches = action.count;
+      next_.skip_end_step = f.anomaly_step;
+      AddIntervention(event_id, "skip_batches", actor,
+                      json{{"batches", action.count},
+                           {"ending_at_step", f.anomaly_step ? json(*f.anomaly_step) : json()}},
+                      "ordered");
+    } else if (action.name == "scale_lr") {
+      next_.scale_lr = action.factor;
+      AddIntervention(event_id, "scale_lr", actor,
+                      json{{"factor", action.factor},
+                           {"from", choice.lr_scale},
+                           {"to", choice.lr_scale * action.factor}},
+                      "ordered");
+    } else if (action.name == "switch_optimizer") {
+      optimizer_override_ = action.optimizer;
+      AddIntervention(event_id, "switch_optimizer", actor, json{{"to", action.optimizer}},
+                      "ordered");
+    }
+  }
+  ++progress_.restarts;
+  metrics_->Restarts(f.kind).Increment();
+  TearDownGeneration(f.summary);
 }
 
 void JobController::TearDownGeneration(const std::string& reason) {
@@ -581,8 +986,11 @@ void JobController::TearDownGeneration(const std::string& reason) {
   const int64_t gen = generation_;
   teardown_timer_.async_wait([this, gen](boost::system::error_code ec) {
     if (ec || state_ != JobState::kRecovering || generation_ != gen) return;
-    HandleFailure("host_lost", -1, std::nullopt, json{{"reason", "teardown not confirmed"}}.dump(),
-                  "an agent did not confirm the teardown of generation " + std::to_string(gen));
+    Failure f;
+    f.kind = "host_lost";
+    f.detail = json{{"reason", "teardown not confirmed"}};
+    f.summary = "an agent did not confirm the teardown of generation " + std::to_string(gen);
+    HandleFailure(std::move(f));
   });
 }
 
@@ -603,8 +1011,12 @@ void JobController::FinishGeneration(const std::string& reason) {
 
 void JobController::OnAgentLost(int agent, const std::string& why) {
   if (terminal() || state_ == JobState::kPending) return;
-  HandleFailure("host_lost", agent, std::nullopt, json{{"reason", why}}.dump(),
-                "agent " + agents_->agent_host(agent) + " lost: " + why);
+  Failure f;
+  f.kind = "host_lost";
+  f.agent = agent;
+  f.detail = json{{"reason", why}};
+  f.summary = "agent " + agents_->agent_host(agent) + " lost: " + why;
+  HandleFailure(std::move(f));
 }
 
 void JobController::Stop(const std::string& why) {
@@ -622,11 +1034,10 @@ void JobController::Stop(const std::string& why) {
 void JobController::Finish(Outcome outcome, const std::string& why) {
   teardown_timer_.cancel();
   FinishGeneration(why);
+  hang_timer_.cancel();
+  metrics_->waiting_for_human.Set(0);
   const bool succeeded = outcome == Outcome::kSucceeded;
-  Transition(succeeded                     ? JobState::kSucceeded
-             : outcome == Outcome::kPaused ? JobState::kPaused
-                                           : JobState::kFailed,
-             why);
+  Transition(succeeded ? JobState::kSucceeded : JobState::kFailed, why);
   progress_.message = why;
   const double wall = static_cast<double>(NowMicros() - progress_.started_at_us) / 1e6;
   std::optional<double> tps;

@@ -2,10 +2,23 @@
 // logs it and updates the state metric:
 //
 //   PENDING --all agents registered--> RENDEZVOUS --first step--> RUNNING
-//   RENDEZVOUS|RUNNING --a rank fails--> RECOVERING --generation torn down--> RENDEZVOUS
+//   RENDEZVOUS|RUNNING --a failure the playbook restarts--> RECOVERING
+//   RECOVERING --generation torn down--> RENDEZVOUS
 //   RUNNING --all ranks exit 0--> SUCCEEDED
-//   any --restart limit reached, host lost, stopped--> FAILED
-//   RECOVERING --no checkpoint verifies within checkpoint.max_fallbacks--> PAUSED
+//   any --fail_job, restart limit reached, stopped--> FAILED
+//   any --pause_and_page, no checkpoint verifies--> PAUSED --`vigil resume`--> RENDEZVOUS
+//
+// Detections: a rank's exit (reported by its agent the moment waitpid
+// returns), a lost agent, a generation that never starts, a rank that
+// stops stepping (hang: no step for max(detection.hang_factor x the median
+// recent step time, hang_floor_ms); the agents then report each rank's
+// process state, which names the rank that hangs, and dump their stacks
+// before the teardown), a NaN/Inf gradient (the ranks refuse the update and
+// exit 5), a loss or gradient-norm spike against the running median, a
+// straggler (compute time against the median rank's), a failed save. Each
+// is one `events` row. The playbook (playbook.h) decides what to do; each of
+// its actions is one `interventions` row linked to the event, committed
+// before it is carried out.
 //
 // Checkpoints: one is considered for resume only once committed and
 // recorded. Before a launch the newest is checked (manifest, shard sizes);
@@ -18,12 +31,12 @@
 // keep_every do not keep, never the checkpoint being restored, and records
 // each deletion as an intervention.
 //
-// A failure is detected from a rank's exit (reported by its agent the moment
-// waitpid returns) or a lost agent. Each detection is one `events` row; each
-// decision one `interventions` row linked to it, committed before it is
-// carried out. A restart tears the whole generation down (TERM, grace,
-// KILL on every agent), waits for every agent to confirm, and launches the
-// next generation from the newest committed checkpoint.
+// A restart tears the whole generation down (TERM, grace, KILL on every
+// agent), waits for every agent to confirm, and launches the next generation
+// from the checkpoint the playbook chose (the newest, or `rollback` N older;
+// never one taken at or after a numerical anomaly's step), with its
+// modifiers (skip_batches, scale_lr, switch_optimizer; the last two stay in
+// force for later generations).
 //
 // Single-threaded: runs on vigild's io_context.
 #pragma once
@@ -31,6 +44,7 @@
 #include <utility>
 
 #include <boost/asio.hpp>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -45,6 +59,7 @@
 #include "common/vigil.pb.h"
 #include "coordinator/chaos.h"
 #include "coordinator/metrics.h"
+#include "coordinator/playbook.h"
 #include "coordinator/rendezvous_store.h"
 #include "logbook/logbook.h"
 
@@ -86,60 +101,93 @@ class JobController {
  public:
   JobController(boost::asio::io_context& io, const JobSpec& spec, JobPaths paths, Logbook* logbook,
                 int64_t run_id, AgentLink* agents, RendezvousStore* store,
-                CoordinatorMetrics* metrics, std::vector<ChaosFault> chaos);
+                CoordinatorMetrics* metrics, std::vector<ChaosFault> chaos, Playbook playbook);
 
   void OnAllAgentsRegistered();
   void OnAgentLost(int agent, const std::string& why);
   void OnRankReport(int agent, const wire::RankReport& report);
   void OnRankExited(int agent, const wire::RankExited& exited);
   void OnGenerationStopped(int agent, uint64_t generation);
+  void OnDiagnosis(int agent, const wire::Diagnosis& diagnosis);
+  // Called often (every 50 ms): hang detection.
+  void OnTick();
   // vigild is stopping (signal): tear down and record the run as failed.
   void Stop(const std::string& why);
+  // A person continues a paused job (`vigil resume`). Error if not paused.
+  Status Resume(const std::string& actor, const std::string& note);
+  // A fault to inject now (`vigil chaos`), checked against the world.
+  Status InjectChaos(const std::string& spec, const std::string& actor);
 
   JobState state() const { return state_; }
   const JobProgress& progress() const { return progress_; }
-  bool terminal() const {
-    return state_ == JobState::kSucceeded || state_ == JobState::kFailed ||
-           state_ == JobState::kPaused;
-  }
+  bool terminal() const { return state_ == JobState::kSucceeded || state_ == JobState::kFailed; }
   // Called once when the job reaches a terminal state and agents were told to shut down.
   std::function<void()> on_terminal;
 
  private:
+  // A detection, before and after the playbook sees it.
+  struct Failure {
+    std::string kind;
+    int agent = -1;
+    std::optional<int> rank;
+    nlohmann::json detail = nlohmann::json::object();
+    std::string summary;
+    std::vector<int64_t> codes;           // exit code, 128+signal, Xid
+    std::optional<int64_t> anomaly_step;  // numerics: the step whose update is suspect
+  };
+  // What the next generation is launched with (a playbook's modifiers).
+  struct NextLaunch {
+    int rollback = 0;                    // checkpoints older than the newest usable one
+    std::optional<int64_t> before_step;  // only checkpoints older than this step
+    int64_t skip_batches = 0;
+    std::optional<int64_t> skip_end_step;  // the skipped batches end here (else: at the resume)
+    double scale_lr = 0.0;                 // multiplies the checkpoint's scale
+  };
+
   void Transition(JobState to, const std::string& why);
   void Launch(std::optional<int64_t> cause_intervention);
   // The checkpoint the next generation resumes from: none for a fresh
-  // start, or `pause` with the reason when no usable one is left.
+  // start, or `pause` with the reason when no usable one is left. Those
+  // newer than it that `next_` rolls back over are listed in `rolled_back`.
   struct Choice {
     std::optional<CheckpointRow> checkpoint;
+    double lr_scale = 1.0;  // the checkpoint's
+    std::vector<CheckpointRow> rolled_back;
     bool pause = false;
     std::string why;
   };
   Choice ChooseCheckpoint();
+  void RollBack(const std::vector<CheckpointRow>& rows);
   // Marks a checkpoint corrupt in the logbook, never to be chosen again: one
   // more fallback. RecordCorrupt also records the event (vigild found it).
   void MarkCorrupt(const std::string& path);
   void RecordCorrupt(const std::string& path, const std::string& reason);
   nlohmann::json CorruptDetail(const std::string& path, const std::string& reason,
                                const std::string& found_by) const;
+  // Tears the generation down (if any runs) and waits for `vigil resume`.
   void Pause(std::optional<int64_t> cause, const std::string& why);
+  int64_t AddIntervention(std::optional<int64_t> event, const std::string& action,
+                          const std::string& actor, const nlohmann::json& params,
+                          const std::string& outcome);
+  void Page(std::optional<int64_t> event, const std::string& actor, const std::string& why);
   void ApplyRetention();
   void OnCheckpointFailed(const wire::RankReport& r);
-  // A failure held back for limits.failure_settle_ms because it may be the
-  // symptom of another (see OnRankExited).
-  struct HeldFailure {
-    std::string kind;
-    int agent = -1;
-    std::optional<int> rank;
-    std::string detail_json, summary;
-  };
-  void HandleFailure(const std::string& kind, int agent, std::optional<int> rank,
-                     const std::string& detail_json, const std::string& summary);
+  // Records the detection, asks the playbook, carries out its decision.
+  void HandleFailure(Failure f);
+  void CheckNumerics(const wire::RankReport& r);
+  void DeclareHang(int64_t now_us, double timeout_ms);
+  void FinishHang();
+  // When a chaos fault was sent to `rank` (any rank if none), forgotten once taken.
+  std::optional<int64_t> TakeInjectedAt(std::optional<int> rank);
+  // Records detection latency (when the fault was injected) and when the
+  // failure happened, for recovery time.
+  void NoteDetectionLatency(nlohmann::json* detail, std::optional<int64_t> injected_at,
+                            int64_t detected_at);
   void TearDownGeneration(const std::string& reason);
   void FinishGeneration(const std::string& reason);
-  enum class Outcome { kSucceeded, kFailed, kPaused };
+  enum class Outcome { kSucceeded, kFailed };
   void Finish(Outcome outcome, const std::string& why);
-  void MaybeInjectChaos(int agent, const wire::RankReport& report);
+  void MaybeInjectChaos(const wire::RankReport& report);
   void DamageNewestCheckpoint(ChaosFault& f);
   int AgentOfRank(int rank) const { return rank / spec_.world.ranks_per_host; }
   void Check(const Status& st, const char* what);
@@ -152,6 +200,7 @@ class JobController {
   RendezvousStore* store_;
   CoordinatorMetrics* metrics_;
   std::vector<ChaosFault> chaos_;
+  PlaybookEngine playbook_;
   std::shared_ptr<spdlog::logger> log_;
 
   JobState state_ = JobState::kPending;
@@ -173,8 +222,31 @@ class JobController {
   boost::asio::steady_timer teardown_timer_;
   boost::asio::steady_timer settle_timer_;
   boost::asio::steady_timer start_timer_;
-  std::optional<HeldFailure> held_;
+  std::optional<Failure> held_;  // a symptom held for limits.failure_settle_ms
   std::map<int, std::string> rank_errors_;
+  std::map<int, wire::RankReport> nonfinite_;  // by rank, this generation
+  NextLaunch next_;
+  std::string optimizer_override_;  // a switch_optimizer stays in force
+  // Progress by rank (steady microseconds of its last step or save report),
+  // for hang detection; recent step times for its timeout.
+  struct RankProgress {
+    int64_t last_us = 0;
+    int64_t step = 0;
+    bool saving = false;
+  };
+  std::map<int, RankProgress> rank_progress_;
+  std::deque<double> recent_step_seconds_;
+  std::deque<double> recent_losses_, recent_grad_norms_;
+  // A hang being diagnosed: agents asked for their ranks' states.
+  struct HangProbe {
+    int64_t detected_us = 0;
+    double timeout_ms = 0, median_ms = 0;
+    std::set<int> agents_answered;
+    std::map<int, wire::RankDiagnosis> ranks;
+  };
+  std::optional<HangProbe> hang_;
+  boost::asio::steady_timer hang_timer_;
+  std::optional<int64_t> paused_event_;
   int64_t final_tokens_ = 0;
   double final_loss_ = 0.0;
 };

@@ -64,7 +64,14 @@ CoordinatorMetrics::CoordinatorMetrics()
                                   {0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10})),
       recovery_seconds(H(*registry_, "vigil_recovery_seconds",
                          "From a failure to the first step of the next generation",
-                         {0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 300})) {
+                         {0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 300})),
+      pages_total(BuildCounter()
+                      .Name("vigil_pages_total")
+                      .Help("Times a playbook paged a person")
+                      .Register(*registry_)
+                      .Add({})),
+      waiting_for_human(G(*registry_, "vigil_waiting_for_human",
+                          "1 while the job is paused until `vigil resume`")) {
   restarts_ = &BuildCounter()
                    .Name("vigil_restarts_total")
                    .Help("Generations restarted, by reason")

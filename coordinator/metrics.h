@@ -17,8 +17,10 @@ namespace vigil::coordinator {
 
 // Failure kinds the detector can report today, and restart reasons.
 inline constexpr const char* kFailureKinds[] = {
-    "process_exit", "collective_error", "checkpoint_corrupt", "checkpoint_write_failed",
-    "host_lost",    "start_timeout",    "config_error"};
+    "process_exit",   "collective_error", "checkpoint_corrupt", "checkpoint_write_failed",
+    "host_lost",      "start_timeout",    "config_error",       "rank_hang",
+    "gpu_fault",      "straggler",        "nonfinite",          "loss_spike",
+    "grad_norm_spike"};
 
 class CoordinatorMetrics {
   // Declared first: every reference member below is registered in it.
@@ -48,6 +50,10 @@ class CoordinatorMetrics {
   prometheus::Histogram& step_seconds;
   prometheus::Histogram& detection_latency_seconds;
   prometheus::Histogram& recovery_seconds;
+  // Pages: a playbook's `page` or `pause_and_page` (an alert rule fires on
+  // the counter's increase), and 1 while the job waits for `vigil resume`.
+  prometheus::Counter& pages_total;
+  prometheus::Gauge& waiting_for_human;
   prometheus::Counter& Restarts(const std::string& reason);
   prometheus::Counter& Failures(const std::string& kind);
   void SetState(const std::string& state);

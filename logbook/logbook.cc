@@ -311,9 +311,18 @@ Result<int64_t> Logbook::AddCheckpoint(const CheckpointRow& c) {
   return sqlite3_last_insert_rowid(db_);
 }
 
-Status Logbook::SetCheckpointState(int64_t checkpoint_id, const std::string& state, int64_t at_us) {
-  Stmt s(db_, "UPDATE checkpoints SET state=?, state_changed_at_us=? WHERE id=?");
-  s.Bind(1, state).Bind(2, at_us).Bind(3, checkpoint_id);
+Status Logbook::SetRunStatus(int64_t run_id, const std::string& status) {
+  Stmt s(db_, "UPDATE runs SET status=? WHERE id=?");
+  s.Bind(1, status).Bind(2, run_id);
+  return s.Run();
+}
+
+Status Logbook::SetCheckpointState(int64_t checkpoint_id, const std::string& state, int64_t at_us,
+                                   const std::string& new_path) {
+  Stmt s(db_,
+         "UPDATE checkpoints SET state=?, state_changed_at_us=?, path=CASE WHEN ?='' THEN path "
+         "ELSE ? END WHERE id=?");
+  s.Bind(1, state).Bind(2, at_us).Bind(3, new_path).Bind(4, new_path).Bind(5, checkpoint_id);
   return s.Run();
 }
 

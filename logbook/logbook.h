@@ -68,7 +68,7 @@ struct CheckpointRow {
   std::string path;
   int64_t bytes = 0;
   int64_t committed_at_us = 0;
-  std::string state = "committed";  // committed | corrupt | deleted
+  std::string state = "committed";  // committed | corrupt | deleted | rolled_back
 };
 
 struct RunRow {
@@ -136,8 +136,12 @@ class Logbook {
   Result<int64_t> AddEvent(const EventRow& e);
   Result<int64_t> AddIntervention(const InterventionRow& i);
   Result<int64_t> AddCheckpoint(const CheckpointRow& c);
-  // committed -> corrupt (failed verification) or deleted (retention).
-  Status SetCheckpointState(int64_t checkpoint_id, const std::string& state, int64_t at_us);
+  // committed -> corrupt (failed verification), deleted (retention) or
+  // rolled_back (a playbook resumed from an older one; moved to new_path).
+  Status SetCheckpointState(int64_t checkpoint_id, const std::string& state, int64_t at_us,
+                            const std::string& new_path = "");
+  // A run's status while it goes on (running | paused).
+  Status SetRunStatus(int64_t run_id, const std::string& status);
 
   Result<std::vector<RunRow>> Runs();
   Result<std::vector<GenerationRow>> Generations(int64_t run_id);

@@ -152,29 +152,79 @@ TEST_F(CheckpointRecovery, StructuralDamageIsCaughtBeforeLaunch) {
 }
 
 // Past checkpoint.max_fallbacks the job pauses with a message that says
-// why and what to do; it neither starts over nor loops.
-TEST_F(CheckpointRecovery, RunningOutOfFallbacksPausesTheJob) {
+// why and what to do; it neither starts over nor loops. Its ranks are gone,
+// vigild and the agents wait, and `vigil resume` continues it: the next
+// older checkpoint, and still the undisturbed run's parameters.
+TEST_F(CheckpointRecovery, RunningOutOfFallbacksPausesUntilResumed) {
   const std::string work = dir_ / "pause";
-  const JobRun run = VigilRun(dir_, TinyWith(dir_, "  max_fallbacks: 0\n"), work,
-                              "--chaos corrupt-checkpoint:flip@110 --chaos kill-rank:1@115");
-  EXPECT_EQ(run.exit_code, 1);
-  EXPECT_EQ(run.summary["status"], "paused") << run.summary.dump();
-  EXPECT_NE(run.summary.value("why", "").find("max_fallbacks"), std::string::npos)
-      << run.summary.dump();
+  const std::string job = TinyWith(dir_, "  max_fallbacks: 0\n");
+  const pid_t run =
+      testing::StartVigil({"run", job, "--workdir", work, "-o", "json", "--chaos",
+                           "corrupt-checkpoint:flip@110", "--chaos", "kill-rank:1@115"},
+                          dir_ / "run.log");
+  ASSERT_GT(run, 0);
+  const json paused = testing::WaitForJobState(work, "paused", std::chrono::seconds(120));
+  ASSERT_FALSE(paused.is_null()) << testing::Slurp(dir_ / "run.log");
+  EXPECT_NE(paused.value("message", "").find("vigil resume --workdir"), std::string::npos)
+      << paused.dump();
+  {
+    auto lb = OpenLogbook(work);
+    ASSERT_TRUE(lb);
+    EXPECT_EQ(lb->Runs().value()[0].status, "paused");
+    bool paged = false;
+    const auto interventions = lb->Interventions(lb->Runs().value()[0].id).value();
+    for (const auto& i : interventions) {
+      if (i.action != "pause_and_page") continue;
+      paged = true;
+      EXPECT_NE(i.outcome.find("max_fallbacks (0)"), std::string::npos) << i.outcome;
+      EXPECT_NE(i.outcome.find("vigil ckpt verify"), std::string::npos) << i.outcome;
+    }
+    EXPECT_TRUE(paged);
+  }
+  // No rank holds a GPU while the job waits; vigild and the agents do wait.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  auto ranks_left = [&] {
+    int n = 0;
+    for (int pid : testing::ProcessesMentioning(work)) {
+      if (testing::Slurp("/proc/" + std::to_string(pid) + "/cmdline").find("vigil-train") !=
+          std::string::npos)
+        ++n;
+    }
+    return n;
+  };
+  while (ranks_left() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(ranks_left(), 0);
+  EXPECT_GE(testing::ProcessesMentioning(work).size(), 3u) << "vigild and two agents wait";
+
+  auto resumed = RunCommand(kVigil + " resume --workdir " + work + " --by oncall --note 'checked'",
+                            dir_.path());
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.err;
+  int status = 0;
+  ASSERT_EQ(::waitpid(run, &status, 0), run);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << testing::Slurp(dir_ / "run.log");
+  testing::CommandResult out;
+  out.out = testing::Slurp(dir_ / "run.log");
+  const json summary = json::parse(out.LastLine(), nullptr, false);
+  const std::string& log = out.out;
+  ASSERT_FALSE(summary.is_discarded()) << log;
+  EXPECT_EQ(summary["status"], "succeeded");
+  EXPECT_EQ(summary["params_digest"], *clean_digest_);
   auto lb = OpenLogbook(work);
   ASSERT_TRUE(lb);
-  const int64_t id = run.summary["run_id"];
-  EXPECT_EQ(lb->Runs().value()[0].status, "paused");
-  bool paged = false;
-  const auto interventions = lb->Interventions(id).value();
+  bool human = false;
+  const auto interventions = lb->Interventions(summary["run_id"]).value();
   for (const auto& i : interventions) {
-    if (i.action != "pause_and_page") continue;
-    paged = true;
-    EXPECT_NE(i.outcome.find("max_fallbacks (0)"), std::string::npos) << i.outcome;
-    EXPECT_NE(i.outcome.find("vigil ckpt verify"), std::string::npos) << i.outcome;
+    if (i.action == "resume") {
+      human = true;
+      EXPECT_EQ(i.actor, "human:oncall");
+      EXPECT_NE(i.params_json.find("checked"), std::string::npos);
+    }
   }
-  EXPECT_TRUE(paged);
-  EXPECT_EQ(lb->Generations(id).value().size(), 2u);
+  EXPECT_TRUE(human);
+  // A running (here: finished) job cannot be resumed.
+  auto again = RunCommand(kVigil + " resume --workdir " + work, dir_.path());
+  EXPECT_NE(again.exit_code, 0);
   EXPECT_TRUE(testing::ProcessesMentioning(work).empty());
 }
 

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/fs.h"
+#include "common/http_client.h"
 #include "common/process.h"
 
 namespace vigil::testing {
@@ -98,6 +99,34 @@ inline std::optional<VigildAddress> WaitForVigildAddress(const std::string& work
     if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+}
+
+// vigild's /api/v1/status once its state is `state` (or null past `timeout`).
+inline nlohmann::json WaitForJobState(const std::string& workdir, const std::string& state,
+                                      std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (auto addr = ReadVigildAddress(workdir)) {
+      auto r = HttpGet(addr->http, "/api/v1/status", std::chrono::milliseconds(1000));
+      if (r.ok() && r->status == 200) {
+        auto j = nlohmann::json::parse(r->body, nullptr, false);
+        if (j.is_object() && j.value("state", "") == state) return j;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return nullptr;
+}
+
+// Starts `vigil ARGS...` in the background, output to `log_file`; it dies with the test.
+inline pid_t StartVigil(const std::vector<std::string>& args, const std::string& log_file) {
+  SpawnOptions o;
+  o.argv = {kVigil};
+  o.argv.insert(o.argv.end(), args.begin(), args.end());
+  o.log_file = log_file;
+  o.parent_death_signal = SIGKILL;
+  auto pid = SpawnProcess(o);
+  return pid.ok() ? pid.value() : -1;
 }
 
 // Starts the built vigild for `job` in `workdir`; it dies with the test.

@@ -1,6 +1,9 @@
 // vigil-agent: one per host. Registers with vigild, runs the ranks it is
 // ordered to run, relays their reports, reports their exits, tears
 // generations down on order (SIGTERM, grace, SIGKILL) and sends heartbeats.
+// Asked to diagnose a generation that stopped making progress, it answers
+// with each rank's process state at once, then dumps every rank's stacks
+// (stack_dump.h) before it lets that generation be torn down.
 // If vigild goes away it kills every rank it runs and exits: no orphans.
 #include <signal.h>
 #include <unistd.h>
@@ -12,6 +15,7 @@
 #include <filesystem>
 #include <map>
 #include <set>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 
@@ -19,6 +23,7 @@
 #include "common/framed_socket.h"
 #include "common/util.h"
 #include "worker/agent/rank_supervisor.h"
+#include "worker/agent/stack_dump.h"
 
 namespace vigil::agent {
 namespace {
@@ -97,7 +102,10 @@ class Agent {
     return Status::Ok();
   }
 
-  ~Agent() { ::unlink(socket_path_.c_str()); }
+  ~Agent() {
+    for (auto& t : dump_threads_) t.join();
+    ::unlink(socket_path_.c_str());
+  }
   int exit_code() const { return exit_code_; }
 
  private:
@@ -152,6 +160,8 @@ class Agent {
         if (!st.ok()) log_->warn("{}", st.ToString());
         return;
       }
+      case wire::Envelope::kDiagnoseRanks:
+        return Diagnose(env.diagnose_ranks().generation());
       case wire::Envelope::kShutdown:
         log_->info("shutdown: {}", env.shutdown().reason());
         return ShutdownRanks(0);
@@ -160,7 +170,49 @@ class Agent {
     }
   }
 
+  void Diagnose(uint64_t generation) {
+    wire::Envelope env;
+    auto* d = env.mutable_diagnosis();
+    d->set_generation(generation);
+    std::vector<std::pair<pid_t, std::string>> targets;
+    for (const auto& [rank, pid] : supervisor_.Ranks(generation)) {
+      const ProcessState st = ReadProcessState(pid);
+      auto* r = d->add_ranks();
+      r->set_rank(static_cast<uint32_t>(rank));
+      r->set_pid(static_cast<uint32_t>(pid));
+      r->set_state(st.state);
+      r->set_wchan(st.wchan);
+      r->set_cpu_ticks(st.cpu_ticks);
+      r->set_stack_file(log_dirs_[generation] + "/rank-" + std::to_string(rank) + ".gen-" +
+                        std::to_string(generation) + ".stacks.txt");
+      targets.emplace_back(pid, r->stack_file());
+      log_->warn("rank {} (pid {}) of generation {}: state {} wchan {}", rank, pid, generation,
+                 st.state, st.wchan);
+    }
+    coordinator_->Send(env);
+    if (targets.empty() || dumping_.count(generation)) return;
+    // Off the event loop, one thread per rank (gdb takes a second or so);
+    // the teardown waits for all of them.
+    dumping_[generation] = static_cast<int>(targets.size());
+    for (const auto& [pid, path] : targets) {
+      dump_threads_.emplace_back([this, generation, pid = pid, path = path] {
+        DumpStacks(pid, path, std::chrono::seconds(8));
+        asio::post(io_, [this, generation] {
+          if (--dumping_[generation] > 0) return;
+          dumping_.erase(generation);
+          log_->info("stacks of generation {} dumped", generation);
+          if (auto it = deferred_kills_.find(generation); it != deferred_kills_.end()) {
+            const uint32_t grace = it->second;
+            deferred_kills_.erase(it);
+            KillGeneration(generation, grace);
+          }
+        });
+      });
+    }
+  }
+
   void Launch(const wire::LaunchRanks& l) {
+    log_dirs_[l.generation()] = l.log_dir();
     int local = 0;
     for (uint32_t rank : l.ranks()) {
       RankLaunch r;
@@ -188,6 +240,10 @@ class Agent {
         r.env.push_back(std::string("VIGIL_LR_SCALE=") + scale);
       }
       if (!l.optimizer().empty()) r.env.push_back("VIGIL_OPTIMIZER=" + l.optimizer());
+      if (l.skip_batches() > 0) {
+        r.env.push_back("VIGIL_SKIP_BATCHES=" + std::to_string(l.skip_batches()));
+        r.env.push_back("VIGIL_SKIP_AT_STEP=" + std::to_string(l.skip_at_step()));
+      }
       auto pid = supervisor_.Spawn(r);
       if (!pid.ok()) {
         log_->error("cannot start rank {}: {}", rank, pid.status().ToString());
@@ -217,7 +273,14 @@ class Agent {
 
   void KillGeneration(uint64_t generation, uint32_t grace_ms) {
     stopping_.insert(generation);
+    if (dumping_.count(generation)) {
+      // Its stacks are being written: kill it once they are (gdb is bounded).
+      deferred_kills_[generation] = grace_ms;
+      return;
+    }
     supervisor_.SignalAll(static_cast<int64_t>(generation), SIGTERM, true);
+    // A stopped rank acts on SIGTERM only once continued.
+    supervisor_.SignalAll(static_cast<int64_t>(generation), SIGCONT, true);
     auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(grace_ms));
     timer->async_wait([this, timer, generation](boost::system::error_code) {
       if (supervisor_.LiveRanks(static_cast<int64_t>(generation)) > 0) {
@@ -281,6 +344,10 @@ class Agent {
   std::map<uint64_t, UnixConnection::Ptr> rank_conns_;
   uint64_t next_rank_conn_ = 1;
   std::set<uint64_t> stopping_;
+  std::map<uint64_t, std::string> log_dirs_;     // by generation
+  std::map<uint64_t, int> dumping_;              // generation -> stack dumps still running
+  std::map<uint64_t, uint32_t> deferred_kills_;  // generation -> grace, once dumped
+  std::vector<std::thread> dump_threads_;
   std::string socket_path_;
   uint32_t heartbeat_ms_ = 1000;
   bool shutting_down_ = false;

@@ -73,6 +73,14 @@ void RankSupervisor::Reap() {
   }
 }
 
+std::vector<std::pair<int, pid_t>> RankSupervisor::Ranks(uint64_t generation) const {
+  std::vector<std::pair<int, pid_t>> out;
+  for (const auto& [pid, c] : children_) {
+    if (c.generation == generation) out.emplace_back(c.rank, pid);
+  }
+  return out;
+}
+
 int RankSupervisor::LiveRanks(int64_t generation) const {
   int n = 0;
   for (const auto& [pid, c] : children_) {

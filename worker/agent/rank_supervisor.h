@@ -43,6 +43,8 @@ class RankSupervisor {
   // Reaps whatever has exited (call on SIGCHLD).
   void Reap();
   int LiveRanks(int64_t generation = -1) const;
+  // (rank, pid) of every live rank of `generation`.
+  std::vector<std::pair<int, pid_t>> Ranks(uint64_t generation) const;
 
  private:
   struct Child {

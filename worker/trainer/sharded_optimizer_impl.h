@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include <stdexcept>
 #include <type_traits>
@@ -52,6 +53,8 @@ float ShardedOptimizerT<K>::Step(float* params, float* grads, float lr) {
   coll_->AllgatherBytes(mine, sizeof(mine), all.data());
   double sq = 0.0;
   for (double part : all) sq += part;
+  // NaN or Inf anywhere: no update (every rank computed the same sum).
+  if (!std::isfinite(sq)) return std::numeric_limits<float>::quiet_NaN();
   const float clip = kernels::cpu::ClipScale(sq, hyper_.grad_clip);
   K::Scale(grads + ub, ue - ub, clip);
   K::Scale(grads + R, own, clip);

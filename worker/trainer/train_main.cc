@@ -1,15 +1,21 @@
 // vigil-train: one data-parallel rank. Launched by vigil-agent with its
 // orders in the environment (VIGIL_RANK, VIGIL_WORLD_SIZE, ...; optional
-// VIGIL_OPTIMIZER and VIGIL_LR_SCALE for restart-time changes). It
-// bootstraps Gloo through vigild's store, runs the Trainer (trainer.h),
-// checkpoints every checkpoint.every_steps, reports each step to its agent,
-// and exits:
+// VIGIL_OPTIMIZER, VIGIL_LR_SCALE, VIGIL_SKIP_BATCHES and VIGIL_SKIP_AT_STEP
+// for restart-time changes). It bootstraps Gloo through vigild's store, runs
+// the Trainer (trainer.h), checkpoints every checkpoint.every_steps, reports
+// each step to its agent, and exits:
 //   0 done · 2 bad configuration · 3 collective or store failure ·
-//   4 the checkpoint it was told to resume from failed verification.
+//   4 the checkpoint it was told to resume from failed verification ·
+//   5 a NaN/Inf gradient or loss (the update was not applied).
+// Fault injection (chaos, delivered by the agent as real signals): SIGUSR1
+// poisons this rank's next gradient with a NaN, SIGUSR2 scrambles its next
+// batch's targets.
+#include <signal.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
@@ -39,6 +45,11 @@ namespace {
 constexpr int kExitConfig = 2;
 constexpr int kExitCollective = 3;
 constexpr int kExitBadCheckpoint = 4;
+constexpr int kExitNonfinite = 5;
+
+volatile sig_atomic_t g_inject_nan = 0, g_inject_bad_batch = 0;
+void OnSigusr1(int) { g_inject_nan = 1; }
+void OnSigusr2(int) { g_inject_bad_batch = 1; }
 
 struct Orders {
   int rank = 0, world = 1, local_rank = 0;
@@ -178,10 +189,43 @@ int Train(const Orders& o, const JobSpec& spec, const DataSource& data, Reporter
     }
     reporter->Send(c);
   };
+  auto saving = [&] {
+    wire::RankReport r;
+    r.set_kind(wire::RankReport::SAVING);
+    r.set_step(static_cast<uint64_t>(trainer.step()));
+    reporter->Send(r);
+  };
   StepStats last;
   while (!trainer.done()) {
+    if (g_inject_nan) {
+      g_inject_nan = 0;
+      log->warn("chaos: poisoning this rank's next gradient with NaN");
+      trainer.Inject(InjectedFault::kNanGradient);
+    }
+    if (g_inject_bad_batch) {
+      g_inject_bad_batch = 0;
+      log->warn("chaos: scrambling this rank's next batch");
+      trainer.Inject(InjectedFault::kBadBatch);
+    }
     const auto t0 = std::chrono::steady_clock::now();
     last = trainer.Step();
+    if (last.nonfinite) {
+      char what[160];
+      std::snprintf(what, sizeof(what),
+                    "non-finite %s at step %lld (loss %g, gradient norm %g): the update was not "
+                    "applied",
+                    std::isfinite(last.grad_norm) ? "loss" : "gradient norm",
+                    static_cast<long long>(trainer.step() + 1), last.loss, last.grad_norm);
+      log->error("{}", what);
+      wire::RankReport r;
+      r.set_kind(wire::RankReport::NONFINITE);
+      r.set_step(static_cast<uint64_t>(trainer.step() + 1));
+      r.set_loss(last.loss);
+      r.set_grad_norm(last.grad_norm);
+      r.set_message(what);
+      reporter->Send(r);
+      return kExitNonfinite;
+    }
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     wire::RankReport r;
     r.set_kind(wire::RankReport::STEP);
@@ -198,9 +242,11 @@ int Train(const Orders& o, const JobSpec& spec, const DataSource& data, Reporter
     // A save in flight completes when every rank's shard is written; a new
     // one waits for it (one in flight at most).
     const bool save_now = trainer.step() % spec.checkpoint.every_steps == 0 || trainer.done();
+    if (save_now) saving();  // a blocking wait or write may follow
     report_save(trainer.FinishSave(/*wait=*/save_now));
     if (save_now) trainer.BeginSave();
   }
+  if (trainer.save_in_flight()) saving();
   report_save(trainer.FinishSave(/*wait=*/true));
   const std::string digest = trainer.ParamsDigest();
   wire::RankReport done;
@@ -224,6 +270,8 @@ int main() {
   // (results do not depend on it; the kernels are thread-count invariant).
   openblas_set_num_threads(1);
   omp_set_num_threads(1);
+  ::signal(SIGUSR1, OnSigusr1);
+  ::signal(SIGUSR2, OnSigusr2);
   Orders o;
   try {
     o.rank = std::stoi(Env("VIGIL_RANK"));
@@ -246,6 +294,10 @@ int main() {
       throw std::runtime_error("VIGIL_OPTIMIZER must be adamw or sgd");
     }
     o.resume_from = Env("VIGIL_RESUME_FROM", "");
+    o.options.skip_batches = std::stoll(Env("VIGIL_SKIP_BATCHES", "0"));
+    o.options.skip_at_step = std::stoll(Env("VIGIL_SKIP_AT_STEP", "0"));
+    if (o.options.skip_batches < 0 || o.options.skip_at_step < 0)
+      throw std::runtime_error("VIGIL_SKIP_BATCHES and VIGIL_SKIP_AT_STEP must be >= 0");
     o.bind_addr = Env("VIGIL_BIND_ADDR", "127.0.0.1");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "vigil-train: %s (vigil-train is started by vigil-agent)\n", e.what());

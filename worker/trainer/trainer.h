@@ -48,6 +48,11 @@ struct TrainerOptions {
   bool async_save = false;
   std::string optimizer;  // empty: the spec's
   double lr_scale = 0.0;  // 0: the checkpoint's (1 for a fresh start)
+  // Skip this many batches of data when step() reaches skip_at_step (a
+  // playbook stepping over the data around a numerical anomaly). The data
+  // cursor is part of the checkpoint, so the skip stays skipped.
+  int64_t skip_batches = 0;
+  int64_t skip_at_step = 0;
 };
 
 // How a checkpoint ended, on one rank.
@@ -64,6 +69,17 @@ struct StepStats {
   int64_t step = 0;  // steps completed after this one
   float loss = 0.0f, aux_loss = 0.0f, grad_norm = 0.0f, lr = 0.0f;
   int dropped_choices = 0;
+  // The gradient norm (or the loss) is NaN or Inf. The update was not
+  // applied (every rank sees the same norm), the state and step() are as
+  // before, and the caller stops: resuming needs a decision (skip the data,
+  // roll back, lower the learning rate).
+  bool nonfinite = false;
+};
+
+// Faults injected on purpose (chaos), each into the next Step() of one rank.
+enum class InjectedFault {
+  kNanGradient,  // one element of this rank's gradient becomes NaN before the all-reduce
+  kBadBatch,     // this rank's targets are scrambled: a real loss spike
 };
 
 template <class K>
@@ -106,6 +122,7 @@ class TrainerT {
   // A digest of every parameter of the model, experts on other ranks
   // included; the same on every rank. Collective.
   std::string ParamsDigest();
+  void Inject(InjectedFault fault) { injected_.push_back(fault); }
 
   int64_t step() const { return step_; }
   int64_t tokens_seen() const { return tokens_seen_; }
@@ -149,6 +166,8 @@ class TrainerT {
   std::vector<float> save_staging_;  // host copy of device state being saved
   double save_stall_seconds_ = 0.0;
   int64_t step_ = 0, tokens_seen_ = 0;
+  int64_t data_batch_ = 0;  // the global batch the next step trains on (>= step_ after skips)
+  std::vector<InjectedFault> injected_;
   std::vector<std::string> notes_;
   bool inherit_lr_scale_ = false;  // no scale was named: take the checkpoint's
 };

@@ -10,7 +10,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cinttypes>
+#include <cmath>
 #include <cstdio>
+#include <limits>
 #include <stdexcept>
 #include <type_traits>
 
@@ -101,6 +103,7 @@ template <class K>
 void TrainerT<K>::Initialize() {
   model_.InitParameters(spec_.data.seed, static_cast<float>(spec_.model.init_std));
   step_ = 0;
+  data_batch_ = 0;
   tokens_seen_ = 0;
 }
 
@@ -194,6 +197,19 @@ Status TrainerT<K>::Resume(const std::string& dir) {
   for (const auto& n : notes_) log_->warn("{}", n);
   step_ = m.step;
   tokens_seen_ = m.tokens_seen;
+  if (m.data_loader.samples_per_step != spec_.global_batch() ||
+      m.data_loader.next_sample % spec_.global_batch() != 0 ||
+      m.data_loader.next_sample / spec_.global_batch() < m.step) {
+    return Status::Corruption(dir + ": its data-loader state (next sample " +
+                              std::to_string(m.data_loader.next_sample) + ", " +
+                              std::to_string(m.data_loader.samples_per_step) +
+                              " per step) does not fit step " + std::to_string(m.step));
+  }
+  data_batch_ = m.data_loader.next_sample / spec_.global_batch();
+  if (data_batch_ != step_) {
+    notes_.push_back(std::to_string(data_batch_ - step_) + " batches of data skipped before step " +
+                     std::to_string(step_));
+  }
   log_->info("resumed from {} at step {} ({} bytes read and verified here)", dir, step_,
              reader.value()->bytes_read());
   return Status::Ok();
@@ -211,9 +227,30 @@ template <class K>
 StepStats TrainerT<K>::Step() {
   const int B = spec_.schedule.batch_per_rank, T = spec_.model.seq_len;
   const int W = coll_->world(), rank = coll_->rank();
-  FillBatch(data_, static_cast<uint64_t>(step_), rank, W, B, T, &inputs_, &targets_);
+  if (options_.skip_batches > 0 && step_ == options_.skip_at_step) {
+    log_->warn("skipping {} batches of data at step {} (batches {} to {})", options_.skip_batches,
+               step_, data_batch_, data_batch_ + options_.skip_batches - 1);
+    data_batch_ += options_.skip_batches;
+    options_.skip_batches = 0;
+  }
+  FillBatch(data_, static_cast<uint64_t>(data_batch_), rank, W, B, T, &inputs_, &targets_);
+  bool poison = false;
+  for (InjectedFault f : injected_) {
+    if (f == InjectedFault::kBadBatch) {
+      // A deterministic scramble: targets no model could predict.
+      for (size_t i = 0; i < targets_.size(); ++i)
+        targets_[i] = static_cast<int32_t>((static_cast<int64_t>(targets_[i]) * 7 + 13 + i) %
+                                           spec_.model.vocab);
+    }
+    if (f == InjectedFault::kNanGradient) poison = true;
+  }
+  injected_.clear();
   const float mine[2] = {model_.ForwardBackward(inputs_.data(), targets_.data(), B, T),
                          model_.aux_loss()};
+  if (poison) {
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    K::FromHost(model_.grads().data(), &nan, 1);
+  }
   StepStats s;
   s.dropped_choices = model_.dropped_choices();
   s.lr = LearningRate(step_);
@@ -233,7 +270,13 @@ StepStats TrainerT<K>::Step() {
   }
   s.loss = loss / static_cast<float>(W);
   s.aux_loss = aux / static_cast<float>(W);
+  if (!std::isfinite(s.grad_norm) || !std::isfinite(s.loss)) {
+    s.nonfinite = true;
+    s.step = step_;
+    return s;
+  }
   ++step_;
+  ++data_batch_;
   tokens_seen_ += static_cast<int64_t>(B) * T * W;
   s.step = step_;
   return s;
@@ -245,7 +288,7 @@ checkpoint::Manifest TrainerT<K>::ManifestHeader() const {
   const int64_t G = static_cast<int64_t>(spec_.schedule.batch_per_rank) * coll_->world();
   m.step = step_;
   m.tokens_seen = tokens_seen_;
-  m.data_loader = {spec_.data.seed, step_ * G, G};
+  m.data_loader = {spec_.data.seed, data_batch_ * G, G};
   m.rng_seed = spec_.data.seed;
   m.optimizer = opt_->kind();
   m.optimizer_step = opt_->has_moments() ? opt_->step() : 0;
