@@ -245,8 +245,8 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
             });
 
   r.Section(root, "detection", "",
-            {"hang_factor", "hang_floor_ms", "save_timeout_ms", "straggler_factor",
-             "straggler_steps", "loss_spike_factor", "grad_norm_spike_factor", "spike_window"},
+            {"hang_factor", "hang_floor_ms", "save_timeout_ms", "loss_spike_factor",
+             "grad_norm_spike_factor", "spike_window"},
             false, [&](const YAML::Node& m, const std::string& p) {
               auto d = &spec.detection;
               auto above_one = [](const double& v) { return v > 1.0; };
@@ -255,14 +255,10 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
                            "a positive integer");
               r.Field<int>(m, p, "save_timeout_ms", &d->save_timeout_ms, Positive(),
                            "a positive integer");
-              r.Field<double>(m, p, "straggler_factor", &d->straggler_factor, above_one,
-                              "a number > 1");
-              r.Field<int>(m, p, "straggler_steps", &d->straggler_steps, Positive(),
-                           "a positive integer");
               r.Field<double>(m, p, "loss_spike_factor", &d->loss_spike_factor, above_one,
                               "a number > 1");
-              r.Field<double>(m, p, "grad_norm_spike_factor", &d->grad_norm_spike_factor,
-                              above_one, "a number > 1");
+              r.Field<double>(m, p, "grad_norm_spike_factor", &d->grad_norm_spike_factor, above_one,
+                              "a number > 1");
               r.Field<int>(
                   m, p, "spike_window", &d->spike_window, [](const int& v) { return v >= 3; },
                   "an integer >= 3");

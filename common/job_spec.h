@@ -101,7 +101,7 @@ struct LimitsSpec {
   int agent_wait_ms = 30000;  // how long vigild waits for all agents to register
 };
 
-// How vigild tells a hung rank, a straggler and a numerical anomaly from
+// How vigild tells a hung rank and a numerical anomaly from
 // normal variation. Every threshold is relative to what this job has done
 // recently, with floors so that a tiny job's millisecond steps do not
 // trigger on scheduling noise.
@@ -112,10 +112,6 @@ struct DetectionSpec {
   double hang_factor = 3.0;
   int hang_floor_ms = 2000;
   int save_timeout_ms = 600000;
-  // A rank whose compute time (its step minus its wait in collectives) is
-  // straggler_factor x the median rank's for straggler_steps steps in a row.
-  double straggler_factor = 1.5;
-  int straggler_steps = 20;
   // A loss (grad norm) above spike_factor x its running median over the last
   // spike_window steps, once spike_window steps are seen in a generation.
   double loss_spike_factor = 1.5;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The demo: installs what is missing, builds, and runs the tiny job on this
-# machine's CPUs with two trainer ranks SIGKILLed mid-run. vigil detects each
-# death, restarts from the newest checkpoint, finishes the job with the same
-# parameters an uninterrupted run would have, and prints the logbook.
+# machine's CPUs with two trainer ranks SIGKILLed, a checkpoint damaged and a
+# rank hung (SIGSTOP) mid-run. vigil detects each, follows its default
+# playbook (restart from the newest good checkpoint), finishes the job with
+# the same parameters an uninterrupted run would have, and prints the logbook.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,4 +12,5 @@ bash scripts/build.sh
 workdir=vigil-runs/demo
 rm -rf "$workdir"
 exec build/bin/vigil run examples/tiny.yaml --workdir "$workdir" \
-  --chaos kill-rank:1@60 --chaos corrupt-checkpoint:flip@160 --chaos kill-rank:2@170
+  --chaos kill-rank:1@60 --chaos corrupt-checkpoint:flip@160 --chaos kill-rank:2@170 \
+  --chaos hang-rank:3@240

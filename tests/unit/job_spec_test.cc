@@ -129,3 +129,27 @@ TEST(JobSpec, ConfigHashTracksWhatDecidesTheParameters) {
 
 }  // namespace
 }  // namespace vigil
+
+namespace vigil {
+namespace {
+
+TEST(JobSpec, DetectionAndPlaybook) {
+  auto spec = ParseJobSpec(std::string(kValid) +
+                               "detection: {hang_floor_ms: 500, loss_spike_factor: 2.5}\n"
+                               "playbook: ../pb/mine.yaml\n",
+                           "/jobs/a/job.yaml");
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  EXPECT_EQ(spec->detection.hang_floor_ms, 500);
+  EXPECT_EQ(spec->detection.hang_factor, 3.0);
+  EXPECT_EQ(spec->detection.loss_spike_factor, 2.5);
+  EXPECT_EQ(spec->playbook, "/jobs/pb/mine.yaml") << "relative to the job file";
+  EXPECT_EQ(ParseJobSpec(kValid, "j.yaml")->playbook, "") << "empty: the built-in default";
+  auto bad = ParseJobSpec(std::string(kValid) + "detection: {hang_factor: 0.5}\n", "j.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("detection.hang_factor: expected a number > 1, got '0.5'"),
+            std::string::npos)
+      << bad.status().message();
+}
+
+}  // namespace
+}  // namespace vigil
