@@ -11,6 +11,7 @@ struct RunArgs {
   std::string job_file;
   std::string workdir;
   std::vector<std::string> chaos;
+  uint64_t seed = 1;            // of a random:COUNT chaos schedule
   std::string output = "text";  // text | json
 };
 int RunJob(const RunArgs& args);

@@ -120,7 +120,8 @@ int RunJob(const RunArgs& args) {
     std::fprintf(stderr, "vigil run: %s\n", playbook.status().message().c_str());
     return 2;
   }
-  if (auto faults = coordinator::ParseChaosFaults(args.chaos, spec->world.world_size());
+  if (auto faults = coordinator::ParseChaosFaults(
+          args.chaos, coordinator::ChaosPlan::Of(spec.value()), args.seed);
       !faults.ok()) {
     std::fprintf(stderr, "vigil run: %s\n", faults.status().message().c_str());
     return 2;
@@ -165,6 +166,8 @@ int RunJob(const RunArgs& args) {
     vopts.argv.push_back("--chaos");
     vopts.argv.push_back(c);
   }
+  vopts.argv.push_back("--chaos-seed");
+  vopts.argv.push_back(std::to_string(args.seed));
   vopts.log_file = workdir + "/logs/vigild.log";
   vopts.parent_death_signal = SIGTERM;
   auto vigild = SpawnProcess(vopts);

@@ -22,8 +22,10 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--workdir", run.workdir, "work directory (default ./vigil-runs/<job name>)");
   run_cmd->add_option(
       "--chaos", run.chaos,
-      "inject a fault (repeatable): kill-rank|hang-rank|nan|spike:RANK@STEP, or "
-      "corrupt-checkpoint:HOW@STEP with HOW flip, truncate, remove-shard or garble-manifest");
+      "inject a fault (repeatable): kill-rank|hang-rank|nan|spike:RANK@STEP, "
+      "corrupt-checkpoint:HOW@STEP with HOW flip, truncate, remove-shard or garble-manifest, or "
+      "random:COUNT (a seeded schedule of COUNT faults of every kind)");
+  run_cmd->add_option("--seed", run.seed, "seed of a random:COUNT chaos schedule");
   run_cmd->add_option("-o,--output", run.output, "text or json (last stdout line)")
       ->check(CLI::IsMember({"text", "json"}));
 

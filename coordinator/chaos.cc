@@ -104,10 +104,71 @@ Status DamageCheckpoint(const std::string& dir, const std::string& how) {
   return Status::Ok();
 }
 
+Result<std::vector<ChaosFault>> RandomChaos(int count, uint64_t seed, const ChaosPlan& plan) {
+  // splitmix64: the same schedule from the same seed on every platform.
+  uint64_t state = seed;
+  auto next = [&state] {
+    uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  };
+  const int64_t first = std::max<int64_t>(60, 2 * plan.every_steps);
+  const int64_t room = plan.total_steps - first - plan.every_steps;
+  if (count < 1 || room / count < kRandomChaosSpacing) {
+    return Status::InvalidArgument(
+        "chaos random:" + std::to_string(count) + " needs " + std::to_string(kRandomChaosSpacing) +
+        " steps per fault after step " + std::to_string(first) + "; the job has " +
+        std::to_string(plan.total_steps) + " steps (schedule.steps)");
+  }
+  const int64_t spacing = room / count;
+  const char* kinds[] = {"kill-rank", "hang-rank", "nan", "spike", "corrupt-checkpoint"};
+  std::vector<ChaosFault> out;
+  for (int i = 0; i < count; ++i) {
+    const std::string kind = kinds[next() % 5];
+    int64_t step = first + i * spacing + static_cast<int64_t>(next() % (spacing / 2));
+    const int rank = static_cast<int>(next() % static_cast<uint64_t>(plan.world_size));
+    std::vector<std::string> specs;
+    if (kind == "corrupt-checkpoint") {
+      // Damage the newest checkpoint halfway between saves (none is being
+      // committed), then kill a rank so that the next generation loads it.
+      step = step / plan.every_steps * plan.every_steps + plan.every_steps / 2;
+      specs = {std::string("corrupt-checkpoint:") + (next() % 2 ? "flip" : "truncate") + "@" +
+                   std::to_string(step),
+               "kill-rank:" + std::to_string(rank) + "@" + std::to_string(step)};
+    } else {
+      specs = {kind + ":" + std::to_string(rank) + "@" + std::to_string(step)};
+    }
+    for (const auto& spec : specs) {
+      auto f = ParseChaosFault(spec);
+      if (!f.ok()) return f.status();
+      f->random_index = i;
+      out.push_back(f.value());
+    }
+  }
+  return out;
+}
+
 Result<std::vector<ChaosFault>> ParseChaosFaults(const std::vector<std::string>& specs,
-                                                 int world_size) {
+                                                 const ChaosPlan& plan, uint64_t seed) {
+  const int world_size = plan.world_size;
   std::vector<ChaosFault> faults;
   for (const auto& spec : specs) {
+    if (spec.rfind("random:", 0) == 0) {
+      size_t used = 0;
+      int count = 0;
+      try {
+        count = std::stoi(spec.substr(7), &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used == 0 || used != spec.size() - 7)
+        return Status::InvalidArgument("chaos fault '" + spec + "': expected random:COUNT");
+      auto random = RandomChaos(count, seed, plan);
+      if (!random.ok()) return random.status();
+      faults.insert(faults.end(), random->begin(), random->end());
+      continue;
+    }
     auto f = ParseChaosFault(spec);
     if (!f.ok()) return f.status();
     if (ChaosSignal(f->kind) && f->rank >= world_size) {

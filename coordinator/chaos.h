@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "common/job_spec.h"
 #include "common/status.h"
 
 namespace vigil::coordinator {
@@ -28,8 +29,31 @@ struct ChaosFault {
   std::string how;   // corrupt-checkpoint: flip | truncate | remove-shard | garble-manifest
   int64_t step = 0;  // 0: at the next report
   bool fired = false;
-  std::string spec;  // as the user wrote it
+  std::string spec;       // as the user wrote it
+  int random_index = -1;  // which fault of a random schedule (-1: named by the user)
 };
+
+// What a fault schedule is drawn for.
+struct ChaosPlan {
+  int world_size = 1;
+  int64_t total_steps = 0;
+  int every_steps = 1;  // checkpoint.every_steps
+  static ChaosPlan Of(const JobSpec& spec) {
+    return {spec.world.world_size(), spec.schedule.steps, spec.checkpoint.every_steps};
+  }
+};
+
+// Steps a random schedule leaves between two faults, so that each is
+// detected and recovered from (and the loss-spike baseline refilled)
+// before the next.
+inline constexpr int64_t kRandomChaosSpacing = 25;
+
+// `random:COUNT` (with --seed): COUNT faults, one after another from step
+// max(60, 2 x every_steps), each of a kind drawn from kill-rank, hang-rank,
+// nan, spike and corrupt-checkpoint (flip or truncate, with a rank killed at
+// the same step so that the damaged checkpoint is loaded), at a drawn rank.
+// The same seed gives the same schedule.
+Result<std::vector<ChaosFault>> RandomChaos(int count, uint64_t seed, const ChaosPlan& plan);
 
 Result<ChaosFault> ParseChaosFault(const std::string& spec);
 // The signal a rank fault delivers (0 for kinds that are not rank faults).
@@ -37,8 +61,9 @@ int ChaosSignal(const std::string& kind);
 // Damages the committed checkpoint `dir` the way `how` says (see above).
 Status DamageCheckpoint(const std::string& dir, const std::string& how);
 
-// Parses every spec and checks each names a rank inside a world of `world_size`.
+// Parses every spec (expanding random:COUNT with `seed`) and checks each
+// names a rank inside the world.
 Result<std::vector<ChaosFault>> ParseChaosFaults(const std::vector<std::string>& specs,
-                                                 int world_size);
+                                                 const ChaosPlan& plan, uint64_t seed);
 
 }  // namespace vigil::coordinator

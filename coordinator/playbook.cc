@@ -71,11 +71,12 @@ class PlaybookReader {
       const bool takes_count = a.name == "rollback" || a.name == "skip_batches";
       const bool takes_arg = takes_count || a.name == "scale_lr" || a.name == "switch_optimizer";
       if (takes_arg && !has_arg) {
-        r_.Fail(item, here + "." + a.name, "needs an argument, e.g. {" + a.name + ": " +
-                                               (a.name == "scale_lr"           ? "0.5"
-                                                : a.name == "switch_optimizer" ? "sgd"
-                                                                               : "1") +
-                                               "}");
+        r_.Fail(item, here + "." + a.name,
+                "needs an argument, e.g. {" + a.name + ": " +
+                    (a.name == "scale_lr"           ? "0.5"
+                     : a.name == "switch_optimizer" ? "sgd"
+                                                    : "1") +
+                    "}");
         break;
       }
       if (!takes_arg && has_arg) {
@@ -98,9 +99,9 @@ class PlaybookReader {
       } catch (const YAML::Exception&) {
         r_.Fail(arg, here + "." + a.name,
                 std::string("expected ") +
-                    (takes_count              ? "an integer in [1, 1000000]"
-                     : a.name == "scale_lr"   ? "a number in (0, 100]"
-                                              : "'adamw' or 'sgd'") +
+                    (takes_count            ? "an integer in [1, 1000000]"
+                     : a.name == "scale_lr" ? "a number in (0, 100]"
+                                            : "'adamw' or 'sgd'") +
                     ", got '" + (arg.IsScalar() ? arg.Scalar() : std::string("a collection")) +
                     "'");
         break;
@@ -164,9 +165,9 @@ class PlaybookReader {
 
 const std::vector<std::string>& DetectionKinds() {
   static const std::vector<std::string> kinds = {
-      "process_exit",    "rank_hang",       "host_lost",      "gpu_fault",
-      "collective_error", "straggler",      "nonfinite",      "loss_spike",
-      "grad_norm_spike", "start_timeout",   "config_error",   "checkpoint_write_failed"};
+      "process_exit",     "rank_hang",     "host_lost",    "gpu_fault",
+      "collective_error", "straggler",     "nonfinite",    "loss_spike",
+      "grad_norm_spike",  "start_timeout", "config_error", "checkpoint_write_failed"};
   return kinds;
 }
 

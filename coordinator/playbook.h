@@ -126,7 +126,7 @@ class PlaybookEngine {
  private:
   bool Matches(const PlaybookRule& rule, const Detection& d) const;
   Playbook playbook_;
-  std::deque<Detection> seen_;  // every detection so far (bounded)
+  std::deque<Detection> seen_;                // every detection so far (bounded)
   std::vector<std::deque<int64_t>> applied_;  // per rule: when it was applied
   std::deque<int64_t> restarts_;              // when a restart was ordered
 };

@@ -23,7 +23,11 @@ int main(int argc, char** argv) {
   app.add_option("--listen", options.listen_host, "address for agents and ranks");
   app.add_option("--port", options.listen_port, "port for agents and ranks (0: any)");
   app.add_option("--http-port", options.http_port, "port for /metrics and the API (0: any)");
-  app.add_option("--chaos", chaos_specs, "inject a fault: kill-rank:RANK@STEP (repeatable)");
+  app.add_option("--chaos", chaos_specs,
+                 "inject a fault (repeatable): KIND:RANK@STEP, corrupt-checkpoint:HOW@STEP, "
+                 "random:COUNT");
+  uint64_t chaos_seed = 1;
+  app.add_option("--chaos-seed", chaos_seed, "seed of a random:COUNT schedule");
   CLI11_PARSE(app, argc, argv);
 
   auto log = MakeLogger("vigild");
@@ -32,7 +36,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "vigild: %s\n", spec.status().message().c_str());
     return 2;
   }
-  auto faults = ParseChaosFaults(chaos_specs, spec->world.world_size());
+  auto faults = ParseChaosFaults(chaos_specs, ChaosPlan::Of(spec.value()), chaos_seed);
   if (!faults.ok()) {
     std::fprintf(stderr, "vigild: %s\n", faults.status().message().c_str());
     return 2;

@@ -2,7 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
+#include <set>
 #include <string>
+
+#include "coordinator/chaos.h"
 
 namespace vigil::coordinator {
 namespace {
@@ -53,8 +58,7 @@ TEST(Playbook, DefaultAnswers) {
             "restart_from_latest {\"skip_batches\":1}");
   // The second within six hours escalates.
   const Decision again = engine.Decide(At("nonfinite", 260));
-  EXPECT_EQ(Actions(again),
-            "{\"rollback\":1} {\"scale_lr\":0.5} {\"skip_batches\":8} page");
+  EXPECT_EQ(Actions(again), "{\"rollback\":1} {\"scale_lr\":0.5} {\"skip_batches\":8} page");
   EXPECT_NE(again.why.find("escalated"), std::string::npos) << again.why;
   // Seven hours later the window is clear again.
   EXPECT_EQ(Actions(engine.Decide(At("nonfinite", 260 + 7 * 60))),
@@ -168,6 +172,65 @@ TEST(Playbook, Durations) {
   EXPECT_EQ(ParseDuration("2d").value(), 2 * 24 * 60 * kMinute);
   for (const char* bad : {"", "m", "5", "5 m", "-5m", "5w", "1.5h", "9999999999s"})
     EXPECT_FALSE(ParseDuration(bad).ok()) << bad;
+}
+
+}  // namespace
+}  // namespace vigil::coordinator
+
+namespace vigil::coordinator {
+namespace {
+
+TEST(Chaos, ParsesEveryKindWithAndWithoutAStep) {
+  auto hang = ParseChaosFault("hang-rank:2@60");
+  ASSERT_TRUE(hang.ok());
+  EXPECT_EQ(hang->rank, 2);
+  EXPECT_EQ(hang->step, 60);
+  EXPECT_EQ(ChaosSignal("hang-rank"), SIGSTOP);
+  EXPECT_EQ(ChaosSignal("nan"), SIGUSR1);
+  EXPECT_EQ(ChaosSignal("spike"), SIGUSR2);
+  EXPECT_EQ(ParseChaosFault("nan:1").value().step, 0) << "no step: at once";
+  for (const char* bad : {"hang-rank", "hang-rank:x@5", "nan:1@0", "reboot:1@5",
+                          "corrupt-checkpoint:melt@5", "kill-rank:-1@3"})
+    EXPECT_FALSE(ParseChaosFault(bad).ok()) << bad;
+  EXPECT_FALSE(ParseChaosFaults({"spike:4@10"}, ChaosPlan{4, 300, 25}, 1).ok())
+      << "rank outside the world";
+}
+
+TEST(Chaos, RandomScheduleIsSeededSpacedAndCoversEveryKind) {
+  const ChaosPlan plan{4, 1200, 25};
+  auto a = ParseChaosFaults({"random:40"}, plan, 7).value();
+  auto b = ParseChaosFaults({"random:40"}, plan, 7).value();
+  auto c = ParseChaosFaults({"random:40"}, plan, 8).value();
+  ASSERT_EQ(a.size(), b.size());
+  bool differs = a.size() != c.size();
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].spec, b[i].spec);
+    if (i < c.size() && a[i].spec != c[i].spec) differs = true;
+  }
+  EXPECT_TRUE(differs) << "another seed, another schedule";
+  std::set<std::string> kinds;
+  int64_t last_step = 0;
+  int last_index = -1;
+  for (const auto& f : a) {
+    kinds.insert(f.kind);
+    EXPECT_GE(f.rank, 0);
+    EXPECT_LT(f.rank, 4);
+    if (f.random_index != last_index) {
+      EXPECT_GE(f.step, last_step + 1) << f.spec;
+      last_step = f.step;
+      last_index = f.random_index;
+    }
+    if (f.kind == "corrupt-checkpoint") {
+      EXPECT_EQ(f.step % 25, 12) << "halfway between saves: " << f.spec;
+    }
+  }
+  EXPECT_EQ(last_index, 39);
+  EXPECT_EQ(kinds, (std::set<std::string>{"kill-rank", "hang-rank", "nan", "spike",
+                                          "corrupt-checkpoint"}));
+  auto crowded = ParseChaosFaults({"random:20"}, ChaosPlan{4, 300, 25}, 1);
+  ASSERT_FALSE(crowded.ok());
+  EXPECT_NE(crowded.status().message().find("needs 25 steps per fault"), std::string::npos)
+      << crowded.status().message();
 }
 
 }  // namespace
