@@ -131,11 +131,12 @@ Result<std::vector<ChaosFault>> RandomChaos(int count, uint64_t seed, const Chao
     std::vector<std::string> specs;
     if (kind == "corrupt-checkpoint") {
       // Damage the newest checkpoint halfway between saves (none is being
-      // committed), then kill a rank so that the next generation loads it.
+      // committed), then kill rank 0 on the same report (both fire on rank
+      // 0's), so that the next generation is sent to load it.
       step = step / plan.every_steps * plan.every_steps + plan.every_steps / 2;
       specs = {std::string("corrupt-checkpoint:") + (next() % 2 ? "flip" : "truncate") + "@" +
                    std::to_string(step),
-               "kill-rank:" + std::to_string(rank) + "@" + std::to_string(step)};
+               "kill-rank:0@" + std::to_string(step)};
     } else {
       specs = {kind + ":" + std::to_string(rank) + "@" + std::to_string(step)};
     }

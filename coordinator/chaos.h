@@ -50,7 +50,7 @@ inline constexpr int64_t kRandomChaosSpacing = 25;
 
 // `random:COUNT` (with --seed): COUNT faults, one after another from step
 // max(60, 2 x every_steps), each of a kind drawn from kill-rank, hang-rank,
-// nan, spike and corrupt-checkpoint (flip or truncate, with a rank killed at
+// nan, spike and corrupt-checkpoint (flip or truncate, with rank 0 killed at
 // the same step so that the damaged checkpoint is loaded), at a drawn rank.
 // The same seed gives the same schedule.
 Result<std::vector<ChaosFault>> RandomChaos(int count, uint64_t seed, const ChaosPlan& plan);

@@ -177,7 +177,12 @@ void JobController::RecordCorrupt(const std::string& path, const std::string& re
   ev.kind = "checkpoint_corrupt";
   ev.step = progress_.step;
   ev.detail_json = CorruptDetail(path, reason, "vigild").dump();
-  Check(logbook_->AddEvent(ev).status(), "event");
+  auto event_id = logbook_->AddEvent(ev);
+  Check(event_id.status(), "event");
+  AddIntervention(event_id.ok() ? std::optional<int64_t>(event_id.value()) : std::nullopt,
+                  "fallback_to_older_checkpoint", "auto:checkpoints",
+                  json{{"skipped", path}, {"fallback", fallbacks_}},
+                  "never loaded; the next older checkpoint is tried");
   metrics_->Failures("checkpoint_corrupt").Increment();
   log_->warn("checkpoint {} is corrupt ({}): skipped, never loaded ({} of at most {} fallbacks)",
              path, reason, fallbacks_, spec_.checkpoint.max_fallbacks);
