@@ -13,6 +13,7 @@
 //     change), the parameters equal the undisturbed run's.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -170,6 +171,28 @@ TEST(ChaosSoak, TwentyRandomFaultsOfEveryKind) {
   } else {
     // Skips and rollbacks change the course; it must still have learned.
     EXPECT_LT(summary["final_loss"].get<double>(), 1.6);
+  }
+  // The chaos report: detection latency (fault sent -> event) and recovery
+  // (fault sent, or the exit, -> first step of the next generation) by kind.
+  std::map<std::string, std::vector<double>> detect, recover;
+  const auto recoveries = lb.value()->Recoveries(run).value();
+  for (const auto& rec : recoveries) {
+    if (rec.detection_ms) detect[rec.kind].push_back(*rec.detection_ms);
+    if (rec.recovery_ms) recover[rec.kind].push_back(*rec.recovery_ms);
+  }
+  auto pct = [](std::vector<double> v, double q) {
+    if (v.empty()) return std::string("-");
+    std::sort(v.begin(), v.end());
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%.0f", v[static_cast<size_t>(q * (v.size() - 1) + 0.5)]);
+    return std::string(buf);
+  };
+  std::printf("%-20s %3s %12s %12s %12s %12s\n", "kind", "n", "detect p50", "detect p99",
+              "recover p50", "recover p99");
+  for (const auto& [kind, v] : recover) {
+    std::printf("%-20s %3zu %12s %12s %12s %12s   (ms)\n", kind.c_str(), v.size(),
+                pct(detect[kind], 0.5).c_str(), pct(detect[kind], 0.99).c_str(),
+                pct(v, 0.5).c_str(), pct(v, 0.99).c_str());
   }
   std::printf("seed %llu: %d faults, %zu events, %zu interventions, %zu generations, %s\n",
               static_cast<unsigned long long>(seed), faults, events.size(), interventions.size(),
