@@ -106,6 +106,17 @@ class YamlReader {
   Status error_;
 };
 
+// Parses a whole document; a syntax error names the file, line and column.
+inline Result<YAML::Node> LoadYaml(const std::string& text, const std::string& source_name) {
+  try {
+    return YAML::Load(text);
+  } catch (const YAML::ParserException& e) {
+    return Status::InvalidArgument(source_name + ":" + std::to_string(e.mark.line + 1) + ":" +
+                                   std::to_string(e.mark.column + 1) +
+                                   ": YAML syntax error: " + e.msg);
+  }
+}
+
 inline std::function<bool(const int&)> Positive() {
   return [](const int& v) { return v > 0; };
 }

@@ -197,14 +197,9 @@ Result<int64_t> ParseDuration(const std::string& text) {
 }
 
 Result<Playbook> ParsePlaybook(const std::string& yaml_text, const std::string& source_name) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(yaml_text);
-  } catch (const YAML::ParserException& e) {
-    return Status::InvalidArgument(source_name + ":" + std::to_string(e.mark.line + 1) + ":" +
-                                   std::to_string(e.mark.column + 1) +
-                                   ": YAML syntax error: " + e.msg);
-  }
+  auto loaded = LoadYaml(yaml_text, source_name);
+  if (!loaded.ok()) return loaded.status();
+  const YAML::Node root = loaded.value();
   if (!root.IsDefined() || root.IsNull())
     return Status::InvalidArgument(source_name + ": empty playbook");
   Playbook pb;

@@ -28,18 +28,12 @@ using testing::TempDir;
 using testing::kTiny;
 using testing::kVigil;
 
-struct JobRun {
-  int exit_code = -1;
-  json summary;
-  std::string err;
-};
+using testing::JobRun;
 
 JobRun VigilRun(const TempDir& dir, const std::string& job, const std::string& workdir,
                 const std::string& extra) {
-  auto r = RunCommand(kVigil + " run " + job + " --workdir " + workdir + " -o json " + extra,
-                      dir.path());
-  JobRun out{r.exit_code, json::parse(r.LastLine(), nullptr, false), r.err};
-  EXPECT_FALSE(out.summary.is_discarded()) << "last stdout line is not JSON: " << r.LastLine();
+  JobRun out = testing::VigilRun(job, workdir, extra, dir.path());
+  EXPECT_FALSE(out.summary.is_discarded()) << "last stdout line is not JSON\n" << out.err;
   return out;
 }
 

@@ -59,6 +59,20 @@ inline CommandResult RunCommand(const std::string& command, const std::string& s
   return r;
 }
 
+// `vigil run JOB --workdir WORKDIR -o json EXTRA`, its exit code and the
+// summary it ends with (its last stdout line).
+struct JobRun {
+  int exit_code = -1;
+  nlohmann::json summary;
+  std::string err;
+};
+inline JobRun VigilRun(const std::string& job, const std::string& workdir, const std::string& extra,
+                       const std::string& scratch) {
+  auto r =
+      RunCommand(kVigil + " run " + job + " --workdir " + workdir + " -o json " + extra, scratch);
+  return {r.exit_code, nlohmann::json::parse(r.LastLine(), nullptr, false), r.err};
+}
+
 // Pids of live processes whose environment or command line mentions `needle`
 // (a work directory): how tests prove no rank, agent or vigild outlived a job.
 inline std::vector<int> ProcessesMentioning(const std::string& needle) {
