@@ -465,6 +465,8 @@ void JobController::OnRankReport(int /*agent*/, const wire::RankReport& r) {
   if (static_cast<int64_t>(r.generation()) != generation_ || terminal()) return;
   switch (r.kind()) {
     case wire::RankReport::STEP: {
+      // Steps that were in flight when the generation was condemned detect nothing more.
+      if (state_ == JobState::kRecovering || state_ == JobState::kPaused) break;
       if (!first_step_seen_) {
         first_step_seen_ = true;
         Check(logbook_->MarkGenerationFirstStep(generation_row_, r.at_us()), "first step");
