@@ -208,9 +208,8 @@ int RunJob(const RunArgs& args) {
   }
 
   std::vector<pid_t> agents;
-  for (int h = 0; h < spec->world.hosts; ++h) {
+  auto start_agent = [&](const std::string& host) {
     SpawnOptions a;
-    const std::string host = "host-" + std::to_string(h);
     a.argv = {SiblingBinary("vigil-agent"),
               "--coordinator",
               rpc,
@@ -227,10 +226,16 @@ int RunJob(const RunArgs& args) {
       std::fprintf(stderr, "vigil run: cannot start agent %s: %s\n", host.c_str(),
                    pid.status().ToString().c_str());
       ::kill(vigild.value(), SIGTERM);
-      break;
+      return false;
     }
     agents.push_back(pid.value());
+    return true;
+  };
+  // The job's hosts first; its spares once the hosts have taken their slots.
+  for (int h = 0; h < spec->world.hosts; ++h) {
+    if (!start_agent("host-" + std::to_string(h))) break;
   }
+  bool spares_started = spec->world.spares == 0;
 
   ProgressLine progress(!json_output);
   int vigild_status = -1;
@@ -251,6 +256,12 @@ int RunJob(const RunArgs& args) {
     if (resp.ok() && resp->status == 200) {
       json s = json::parse(resp->body, nullptr, false);
       if (!s.is_discarded()) progress.Show(s, elapsed());
+      if (!spares_started && s.is_object() && s.value("state", "pending") != "pending") {
+        spares_started = true;
+        for (int i = 0; i < spec->world.spares; ++i) {
+          if (!start_agent("spare-" + std::to_string(i))) break;
+        }
+      }
       // A paused job waits for a person: say so once, with how to continue.
       const std::string message = s.is_object() ? s.value("message", "") : "";
       if (s.is_object() && s.value("state", "") == "paused" && message != last_pause_message) {

@@ -182,7 +182,7 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
                            "a non-negative integer");
             });
 
-  r.Section(root, "world", "", {"hosts", "ranks_per_host", "device"}, true,
+  r.Section(root, "world", "", {"hosts", "ranks_per_host", "device", "spares"}, true,
             [&](const YAML::Node& m, const std::string& p) {
               r.Field<int>(
                   m, p, "hosts", &spec.world.hosts, [](const int& v) { return v > 0 && v <= 64; },
@@ -192,6 +192,9 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
                   [](const int& v) { return v > 0 && v <= 64; }, "an integer in [1, 64]");
               r.Field<std::string>(m, p, "device", &spec.world.device, OneOf({"cpu", "cuda"}),
                                    "'cpu' or 'cuda'");
+              r.Field<int>(
+                  m, p, "spares", &spec.world.spares,
+                  [](const int& v) { return v >= 0 && v <= 64; }, "an integer in [0, 64]");
             });
 
   r.Section(root, "checkpoint", "",

@@ -65,6 +65,9 @@ struct WorldSpec {
   int hosts = 2;
   int ranks_per_host = 2;
   std::string device = "cpu";
+  // Hosts beyond `hosts` that register and wait: a playbook's use_spare
+  // puts one in the place of a lost or cordoned host.
+  int spares = 0;
   int world_size() const { return hosts * ranks_per_host; }
 };
 

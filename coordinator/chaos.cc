@@ -32,10 +32,13 @@ int ChaosSignal(const std::string& kind) {
   return 0;
 }
 
+bool IsHostFault(const std::string& kind) { return kind == "kill-agent" || kind == "xid"; }
+
 Result<ChaosFault> ParseChaosFault(const std::string& spec) {
   const std::string usage =
       "chaos fault '" + spec +
-      "': expected KIND:RANK[@STEP] (KIND: kill-rank, hang-rank, nan, spike) or "
+      "': expected KIND:RANK[@STEP] (KIND: kill-rank, hang-rank, nan, spike, kill-agent), "
+      "xid:CODE:RANK[@STEP] or "
       "corrupt-checkpoint:HOW[@STEP] (HOW: flip, truncate, remove-shard, garble-manifest)";
   const auto colon = spec.find(':');
   const auto at = spec.find('@');
@@ -44,12 +47,20 @@ Result<ChaosFault> ParseChaosFault(const std::string& spec) {
   ChaosFault f;
   f.kind = spec.substr(0, colon);
   f.spec = spec;
-  if (!ChaosSignal(f.kind) && f.kind != "corrupt-checkpoint")
+  if (!ChaosSignal(f.kind) && !IsHostFault(f.kind) && f.kind != "corrupt-checkpoint")
     return Status::InvalidArgument(usage + " (unknown kind '" + f.kind + "')");
   try {
     size_t used = 0;
-    const std::string target =
+    std::string target =
         spec.substr(colon + 1, at == std::string::npos ? std::string::npos : at - colon - 1);
+    if (f.kind == "xid") {
+      const auto second = target.find(':');
+      if (second == std::string::npos) throw std::invalid_argument("xid");
+      const std::string code = target.substr(0, second);
+      f.xid = std::stoi(code, &used);
+      if (used != code.size() || f.xid < 1 || f.xid > 255) throw std::invalid_argument("xid");
+      target = target.substr(second + 1);
+    }
     if (f.kind != "corrupt-checkpoint") {
       f.rank = std::stoi(target, &used);
       if (used != target.size() || f.rank < 0) throw std::invalid_argument("rank");
@@ -122,14 +133,30 @@ Result<std::vector<ChaosFault>> RandomChaos(int count, uint64_t seed, const Chao
         std::to_string(plan.total_steps) + " steps (schedule.steps)");
   }
   const int64_t spacing = room / count;
-  const char* kinds[] = {"kill-rank", "hang-rank", "nan", "spike", "corrupt-checkpoint"};
+  const char* kinds[] = {"kill-rank",  "hang-rank",         "nan", "spike", "xid",
+                         "kill-agent", "corrupt-checkpoint"};
+  const int restart_xids[] = {13, 31, 43, 94}, host_xids[] = {48, 64, 79};
+  int hosts_left = plan.spares;
   std::vector<ChaosFault> out;
   for (int i = 0; i < count; ++i) {
-    const std::string kind = kinds[next() % 5];
+    std::string kind = kinds[next() % 7];
     int64_t step = first + i * spacing + static_cast<int64_t>(next() % (spacing / 2));
     const int rank = static_cast<int>(next() % static_cast<uint64_t>(plan.world_size));
+    const bool takes_host = next() % 2 == 0;  // for xid: a code that cordons
+    if (kind == "kill-agent" && hosts_left == 0) kind = "kill-rank";
     std::vector<std::string> specs;
-    if (kind == "corrupt-checkpoint") {
+    if (kind == "xid") {
+      int code = restart_xids[next() % 4];
+      if (takes_host && hosts_left > 0) {
+        code = host_xids[next() % 3];
+        --hosts_left;
+      }
+      specs = {"xid:" + std::to_string(code) + ":" + std::to_string(rank) + "@" +
+               std::to_string(step)};
+    } else if (kind == "kill-agent") {
+      --hosts_left;
+      specs = {kind + ":" + std::to_string(rank) + "@" + std::to_string(step)};
+    } else if (kind == "corrupt-checkpoint") {
       // Damage the newest checkpoint halfway between saves (none is being
       // committed), then kill rank 0 on the same report (both fire on rank
       // 0's), so that the next generation is sent to load it.
@@ -172,7 +199,7 @@ Result<std::vector<ChaosFault>> ParseChaosFaults(const std::vector<std::string>&
     }
     auto f = ParseChaosFault(spec);
     if (!f.ok()) return f.status();
-    if (ChaosSignal(f->kind) && f->rank >= world_size) {
+    if ((ChaosSignal(f->kind) || IsHostFault(f->kind)) && f->rank >= world_size) {
       return Status::InvalidArgument("chaos fault '" + spec + "': rank " + std::to_string(f->rank) +
                                      " is outside the world of " + std::to_string(world_size) +
                                      " ranks");

@@ -8,6 +8,10 @@
 //     NaN, which the real all-reduce carries to every rank;
 //   spike:RANK[@STEP] — SIGUSR2: vigil-train scrambles its next batch's
 //     targets, a real loss (and gradient) spike;
+//   kill-agent:RANK[@STEP] — the agent running RANK SIGKILLs itself (a host
+//     lost: its ranks die with it);
+//   xid:CODE:RANK[@STEP] — the GPU monitor of RANK's agent reads Xid CODE
+//     for RANK's GPU, as if from the kernel log (gpu_fault);
 //   corrupt-checkpoint:HOW@STEP — when rank 0 first reports a step at or
 //     past STEP, vigild damages the newest committed checkpoint on disk:
 //     flip (one byte of a shard: only the ranks' checksums can tell),
@@ -24,8 +28,10 @@
 namespace vigil::coordinator {
 
 struct ChaosFault {
-  std::string kind;  // kill-rank | hang-rank | nan | spike | corrupt-checkpoint
+  // kill-rank | hang-rank | nan | spike | kill-agent | xid | corrupt-checkpoint
+  std::string kind;
   int rank = 0;
+  int xid = 0;       // xid: the code
   std::string how;   // corrupt-checkpoint: flip | truncate | remove-shard | garble-manifest
   int64_t step = 0;  // 0: at the next report
   bool fired = false;
@@ -38,8 +44,10 @@ struct ChaosPlan {
   int world_size = 1;
   int64_t total_steps = 0;
   int every_steps = 1;  // checkpoint.every_steps
+  int spares = 0;       // world.spares: how many hosts a schedule may take away
   static ChaosPlan Of(const JobSpec& spec) {
-    return {spec.world.world_size(), spec.schedule.steps, spec.checkpoint.every_steps};
+    return {spec.world.world_size(), spec.schedule.steps, spec.checkpoint.every_steps,
+            spec.world.spares};
   }
 };
 
@@ -50,14 +58,19 @@ inline constexpr int64_t kRandomChaosSpacing = 25;
 
 // `random:COUNT` (with --seed): COUNT faults, one after another from step
 // max(60, 2 x every_steps), each of a kind drawn from kill-rank, hang-rank,
-// nan, spike and corrupt-checkpoint (flip or truncate, with rank 0 killed at
-// the same step so that the damaged checkpoint is loaded), at a drawn rank.
-// The same seed gives the same schedule.
+// nan, spike, xid, kill-agent and corrupt-checkpoint (flip or truncate, with
+// rank 0 killed at the same step so that the damaged checkpoint is loaded),
+// at a drawn rank. Faults that take a host away (kill-agent, and Xids the
+// default playbook cordons for: 48, 64, 79) are drawn at most `spares`
+// times; other Xids are drawn from 13, 31, 43, 94. The same seed gives the
+// same schedule.
 Result<std::vector<ChaosFault>> RandomChaos(int count, uint64_t seed, const ChaosPlan& plan);
 
 Result<ChaosFault> ParseChaosFault(const std::string& spec);
 // The signal a rank fault delivers (0 for kinds that are not rank faults).
 int ChaosSignal(const std::string& kind);
+// Faults the rank's agent carries out on its host (kill-agent, xid).
+bool IsHostFault(const std::string& kind);
 // Damages the committed checkpoint `dir` the way `how` says (see above).
 Status DamageCheckpoint(const std::string& dir, const std::string& how);
 

@@ -26,13 +26,16 @@ bool TokensEqual(const std::string& a, const std::string& b) {
 
 Result<int> AgentRegistry::Register(const std::string& host, int slots, int needed_slots,
                                     int max_agents, TcpConnection::Ptr conn) {
+  int live = 0;
   for (const auto& a : agents_) {
+    if (a.lost) continue;  // a lost host may come back (rebooted): as a new agent
     if (a.host == host)
       return Status::FailedPrecondition("host " + host + " is already registered");
+    ++live;
   }
-  if (static_cast<int>(agents_.size()) >= max_agents) {
+  if (live >= max_agents) {
     return Status::FailedPrecondition("the job needs " + std::to_string(max_agents) +
-                                      " hosts; all are registered");
+                                      " hosts, spares included; all are registered");
   }
   if (slots < needed_slots) {
     return Status::FailedPrecondition("host " + host + " offers " + std::to_string(slots) +
@@ -40,6 +43,16 @@ Result<int> AgentRegistry::Register(const std::string& host, int slots, int need
   }
   agents_.push_back({host, slots, std::move(conn), std::chrono::steady_clock::now(), false});
   return static_cast<int>(agents_.size()) - 1;
+}
+
+int AgentRegistry::live_count() const {
+  int n = 0;
+  for (const auto& a : agents_) n += a.lost ? 0 : 1;
+  return n;
+}
+
+bool AgentRegistry::agent_connected(int agent) const {
+  return agent >= 0 && agent < static_cast<int>(agents_.size()) && !agents_[agent].lost;
 }
 
 std::string AgentRegistry::agent_host(int agent) const {
@@ -177,18 +190,22 @@ void Coordinator::OnHello(const TcpConnection::Ptr& conn, const wire::Hello& hel
     return;
   }
   if (hello.role() != wire::Hello::AGENT) return reject("unknown role");
-  auto index = registry_.Register(hello.host(), static_cast<int>(hello.slots()),
-                                  spec_.world.ranks_per_host, spec_.world.hosts, conn);
+  auto index =
+      registry_.Register(hello.host(), static_cast<int>(hello.slots()), spec_.world.ranks_per_host,
+                         spec_.world.hosts + spec_.world.spares, conn);
   if (!index.ok()) return reject(index.status().message());
   entry.first = Role::kAgent;
   ack->set_ok(true);
   ack->set_agent_index(static_cast<uint32_t>(index.value()));
   ack->set_heartbeat_interval_ms(static_cast<uint32_t>(spec_.limits.heartbeat_interval_ms));
   conn->Send(reply);
-  metrics_.agents_connected.Set(registry_.agent_count());
-  log_->info("agent {} registered as host {} ({} slots)", hello.host(), index.value(),
+  metrics_.agents_connected.Set(registry_.live_count());
+  log_->info("agent {} registered as agent {} ({} slots)", hello.host(), index.value(),
              hello.slots());
-  if (registry_.agent_count() == spec_.world.hosts && !agents_complete_) {
+  if (agents_complete_) {
+    controller_->OnAgentJoined(index.value());
+  } else if (registry_.live_count() == spec_.world.hosts) {
+    // The first `hosts` agents take the host slots; later ones wait as spares.
     agents_complete_ = true;
     controller_->OnAllAgentsRegistered();
   }
@@ -240,6 +257,9 @@ void Coordinator::OnMessage(const TcpConnection::Ptr& conn, wire::Envelope env) 
       break;
     case wire::Envelope::kDiagnosis:
       controller_->OnDiagnosis(agent, env.diagnosis());
+      break;
+    case wire::Envelope::kGpuFault:
+      controller_->OnGpuFault(agent, env.gpu_fault());
       break;
     default:
       conn->Close(Status::InvalidArgument("unexpected message from agent"));
@@ -309,7 +329,7 @@ void Coordinator::Tick() {
   }
   if (!agents_complete_ && controller_->state() == JobState::kPending &&
       now - started_ > std::chrono::milliseconds(spec_.limits.agent_wait_ms)) {
-    controller_->Stop("only " + std::to_string(registry_.agent_count()) + " of " +
+    controller_->Stop("only " + std::to_string(registry_.live_count()) + " of " +
                       std::to_string(spec_.world.hosts) + " agents registered within " +
                       std::to_string(spec_.limits.agent_wait_ms) + " ms");
   }

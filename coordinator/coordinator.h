@@ -32,7 +32,8 @@ struct CoordinatorOptions {
   std::vector<ChaosFault> chaos;
 };
 
-// Registered agents, by index in registration order (index = host slot).
+// Registered agents, by index in registration order; a lost agent keeps its
+// index (the logbook names it) and a host that comes back gets a new one.
 class AgentRegistry : public AgentLink {
  public:
   struct Agent {
@@ -46,6 +47,8 @@ class AgentRegistry : public AgentLink {
   Result<int> Register(const std::string& host, int slots, int needed_slots, int max_agents,
                        TcpConnection::Ptr conn);
   int agent_count() const override { return static_cast<int>(agents_.size()); }
+  bool agent_connected(int agent) const override;
+  int live_count() const;
   std::string agent_host(int agent) const override;
   void SendToAgent(int agent, const wire::Envelope& env) override;
   Agent* Find(uint64_t connection_id, int* index);

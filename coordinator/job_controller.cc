@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <string.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
@@ -10,6 +11,7 @@
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/retention.h"
 #include "common/util.h"
+#include "common/xid.h"
 
 namespace vigil::coordinator {
 
@@ -77,7 +79,101 @@ void JobController::Transition(JobState to, const std::string& why) {
 
 void JobController::OnAllAgentsRegistered() {
   if (state_ != JobState::kPending) return;
+  for (int a = 0; a < agents_->agent_count() && static_cast<int>(slots_.size()) < spec_.world.hosts;
+       ++a) {
+    if (agents_->agent_connected(a)) slots_.push_back(a);
+  }
+  UpdateHostMetrics();
   Launch(std::nullopt);
+}
+
+void JobController::OnAgentJoined(int agent) {
+  const std::string host = agents_->agent_host(agent);
+  if (cordoned_.count(host)) {
+    log_->warn("host {} registered again; it is cordoned and gets no ranks", host);
+  } else {
+    log_->info("host {} waits as a spare ({} free)", host, FreeSpares().size());
+  }
+  UpdateHostMetrics();
+}
+
+bool JobController::Usable(int agent) const {
+  return agents_->agent_connected(agent) && !cordoned_.count(agents_->agent_host(agent));
+}
+
+std::vector<int> JobController::FreeSpares() const {
+  std::vector<int> free;
+  for (int a = 0; a < agents_->agent_count(); ++a) {
+    if (Usable(a) && std::find(slots_.begin(), slots_.end(), a) == slots_.end()) free.push_back(a);
+  }
+  return free;
+}
+
+std::optional<int> JobController::VacantSlot() const {
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    if (!Usable(slots_[i])) return static_cast<int>(i);
+  }
+  return std::nullopt;
+}
+
+std::string JobController::VacancyReason(int slot) const {
+  const int agent = slots_.at(static_cast<size_t>(slot));
+  const std::string host = agents_->agent_host(agent);
+  return "host " + host + " (slot " + std::to_string(slot) + ") is " +
+         (cordoned_.count(host) ? "cordoned" : "lost") + " and no spare host is free";
+}
+
+bool JobController::FillVacancies(std::optional<int64_t> event, const std::string& actor) {
+  while (auto slot = VacantSlot()) {
+    const auto spares = FreeSpares();
+    if (spares.empty()) {
+      AddIntervention(event, "use_spare", actor, json{{"slot", *slot}}, VacancyReason(*slot));
+      return false;
+    }
+    const int old = slots_[static_cast<size_t>(*slot)];
+    slots_[static_cast<size_t>(*slot)] = spares.front();
+    const int rph = spec_.world.ranks_per_host;
+    AddIntervention(event, "use_spare", actor,
+                    json{{"slot", *slot},
+                         {"replaced", agents_->agent_host(old)},
+                         {"spare", agents_->agent_host(spares.front())},
+                         {"ranks", json::array({*slot * rph, (*slot + 1) * rph - 1})},
+                         {"spares_left", spares.size() - 1}},
+                    "ordered");
+    log_->warn("slot {}: spare {} takes the place of {}", *slot,
+               agents_->agent_host(spares.front()), agents_->agent_host(old));
+  }
+  UpdateHostMetrics();
+  return true;
+}
+
+void JobController::Cordon(std::optional<int64_t> event, const std::string& actor,
+                           const std::string& host, const std::string& why) {
+  if (host.empty() || !cordoned_.insert(host).second) return;
+  AddIntervention(event, "cordon_host", actor, json{{"host", host}}, why);
+  log_->warn("cordoned host {}: {}", host, why);
+  UpdateHostMetrics();
+}
+
+void JobController::UpdateHostMetrics() {
+  int active = 0, spare = 0, cordoned = 0, lost = 0;
+  for (int a = 0; a < agents_->agent_count(); ++a) {
+    const bool placed = std::find(slots_.begin(), slots_.end(), a) != slots_.end();
+    if (!agents_->agent_connected(a)) {
+      ++lost;
+    } else if (cordoned_.count(agents_->agent_host(a))) {
+      ++cordoned;
+    } else if (placed) {
+      ++active;
+    } else {
+      ++spare;
+    }
+  }
+  metrics_->SetHosts(active, spare, cordoned, lost);
+}
+
+void JobController::SendToGeneration(const wire::Envelope& env) {
+  for (int a : generation_agents_) agents_->SendToAgent(a, env);
 }
 
 JobController::Choice JobController::ChooseCheckpoint() {
@@ -224,13 +320,10 @@ void JobController::Pause(std::optional<int64_t> cause, const std::string& why) 
   if (!torn_down) FinishGeneration("paused: " + why);
   if (!ranks_alive_.empty()) {
     // The ranks are stopped; agents stay, ready for a resume.
-    for (int a = 0; a < agents_->agent_count(); ++a) {
-      wire::Envelope env;
-      env.mutable_kill_generation()->set_generation(static_cast<uint64_t>(generation_));
-      env.mutable_kill_generation()->set_grace_ms(
-          static_cast<uint32_t>(spec_.limits.kill_grace_ms));
-      agents_->SendToAgent(a, env);
-    }
+    wire::Envelope env;
+    env.mutable_kill_generation()->set_generation(static_cast<uint64_t>(generation_));
+    env.mutable_kill_generation()->set_grace_ms(static_cast<uint32_t>(spec_.limits.kill_grace_ms));
+    SendToGeneration(env);
   }
 }
 
@@ -240,8 +333,15 @@ Status JobController::Resume(const std::string& actor, const std::string& note) 
                                       ", not paused");
   if (!ranks_alive_.empty())
     return Status::Unavailable("the paused generation is still being torn down; try again");
+  if (auto slot = VacantSlot(); slot && FreeSpares().empty()) {
+    return Status::FailedPrecondition(
+        VacancyReason(*slot) +
+        ": start a vigil-agent for this job on a healthy host (it registers as a spare), "
+        "then resume");
+  }
   const int64_t id = AddIntervention(paused_event_, "resume", "human:" + actor,
                                      json{{"note", note}}, "resumed by " + actor);
+  FillVacancies(id ? std::optional<int64_t>(id) : paused_event_, "human:" + actor);
   metrics_->waiting_for_human.Set(0);
   Check(logbook_->SetRunStatus(run_id_, "running"), "run status");
   fallbacks_ = 0;  // a person looked: skip corrupt checkpoints afresh
@@ -313,6 +413,9 @@ void JobController::OnCheckpointFailed(const wire::RankReport& r) {
 }
 
 void JobController::Launch(std::optional<int64_t> cause_intervention) {
+  // A host lost while the last generation was torn down leaves its slot vacant.
+  if (auto slot = VacantSlot(); slot && !FillVacancies(cause_intervention, "auto:placement"))
+    return Pause(cause_intervention, VacancyReason(*slot));
   const Choice choice = ChooseCheckpoint();
   if (choice.pause) return Pause(cause_intervention, choice.why);
   RollBack(choice.rolled_back);
@@ -344,8 +447,9 @@ void JobController::Launch(std::optional<int64_t> cause_intervention) {
   g.run_id = run_id_;
   g.number = generation_;
   g.world_size = spec_.world.world_size();
-  for (int a = 0; a < agents_->agent_count(); ++a)
-    g.hosts += (a ? "," : "") + agents_->agent_host(a);
+  generation_agents_ = slots_;
+  for (size_t i = 0; i < slots_.size(); ++i)
+    g.hosts += (i ? "," : "") + agents_->agent_host(slots_[i]);
   if (ckpt) g.resumed_from_step = ckpt->step;
   g.resumed_from_path = resumed_from_;
   g.cause_intervention_id = cause_intervention;
@@ -355,7 +459,7 @@ void JobController::Launch(std::optional<int64_t> cause_intervention) {
   generation_row_ = row.ok() ? row.value() : 0;
 
   const int rph = spec_.world.ranks_per_host;
-  for (int a = 0; a < agents_->agent_count(); ++a) {
+  for (int a = 0; a < static_cast<int>(slots_.size()); ++a) {
     wire::Envelope env;
     auto* l = env.mutable_launch_ranks();
     l->set_generation(static_cast<uint64_t>(generation_));
@@ -376,7 +480,7 @@ void JobController::Launch(std::optional<int64_t> cause_intervention) {
       l->set_skip_batches(static_cast<uint32_t>(skip));
       l->set_skip_at_step(static_cast<uint64_t>(skip_at));
     }
-    agents_->SendToAgent(a, env);
+    agents_->SendToAgent(slots_[static_cast<size_t>(a)], env);
   }
   progress_.generation = generation_;
   progress_.live_ranks = static_cast<int>(ranks_alive_.size());
@@ -427,6 +531,28 @@ void JobController::MaybeInjectChaos(const wire::RankReport& report) {
   for (auto& f : chaos_) {
     if (f.fired || static_cast<int64_t>(report.step()) < f.step) continue;
     if (f.kind == "corrupt-checkpoint" && report.rank() == 0) DamageNewestCheckpoint(f);
+    if (IsHostFault(f.kind) && f.rank == static_cast<int>(report.rank())) {
+      f.fired = true;
+      const int agent = AgentOfRank(f.rank);
+      AddIntervention(std::nullopt, "inject_fault", "chaos",
+                      json{{"fault", f.spec},
+                           {"rank", f.rank},
+                           {"host", agents_->agent_host(agent)},
+                           {"at_step", report.step()}},
+                      "sent to the agent");
+      log_->warn("chaos: {} on {} at step {}", f.spec, agents_->agent_host(agent), report.step());
+      wire::Envelope env;
+      auto* inj = env.mutable_inject_fault();
+      inj->set_kind(f.kind == "xid" ? wire::InjectFault::XID : wire::InjectFault::KILL_AGENT);
+      inj->set_generation(static_cast<uint64_t>(generation_));
+      inj->set_rank(static_cast<uint32_t>(f.rank));
+      inj->set_xid(static_cast<uint32_t>(f.xid));
+      inj->set_reason("chaos " + f.spec);
+      agents_->SendToAgent(agent, env);
+      if (f.kind == "xid") chaos_sent_at_us_[f.rank] = NowMicros();
+      if (f.kind == "kill-agent") agent_chaos_at_us_[agent] = NowMicros();
+      continue;
+    }
     const int sig = ChaosSignal(f.kind);
     if (!sig || f.rank != static_cast<int>(report.rank())) continue;
     f.fired = true;
@@ -451,7 +577,7 @@ void JobController::MaybeInjectChaos(const wire::RankReport& report) {
 Status JobController::InjectChaos(const std::string& spec, const std::string& actor) {
   auto f = ParseChaosFault(spec);
   if (!f.ok()) return f.status();
-  if (ChaosSignal(f->kind) && f->rank >= spec_.world.world_size())
+  if ((ChaosSignal(f->kind) || IsHostFault(f->kind)) && f->rank >= spec_.world.world_size())
     return Status::InvalidArgument("rank " + std::to_string(f->rank) + " is outside the world of " +
                                    std::to_string(spec_.world.world_size()) + " ranks");
   if (state_ != JobState::kRunning && state_ != JobState::kRendezvous)
@@ -654,12 +780,10 @@ void JobController::DeclareHang(int64_t now_us, double timeout_ms) {
   hang_->median_ms = Median(recent_step_seconds_) * 1000.0;
   log_->warn("generation {} made no progress for {:.0f} ms: asking the agents what its ranks do",
              generation_, timeout_ms);
-  for (int a = 0; a < agents_->agent_count(); ++a) {
-    wire::Envelope env;
-    env.mutable_diagnose_ranks()->set_generation(static_cast<uint64_t>(generation_));
-    env.mutable_diagnose_ranks()->set_reason("no progress");
-    agents_->SendToAgent(a, env);
-  }
+  wire::Envelope env;
+  env.mutable_diagnose_ranks()->set_generation(static_cast<uint64_t>(generation_));
+  env.mutable_diagnose_ranks()->set_reason("no progress");
+  SendToGeneration(env);
   // An agent that does not answer is a detection of its own (host lost);
   // the hang is declared with what the others said.
   hang_timer_.expires_after(std::chrono::milliseconds(1000));
@@ -673,7 +797,10 @@ void JobController::OnDiagnosis(int agent, const wire::Diagnosis& d) {
   if (!hang_ || static_cast<int64_t>(d.generation()) != generation_) return;
   hang_->agents_answered.insert(agent);
   for (const auto& r : d.ranks()) hang_->ranks[static_cast<int>(r.rank())] = r;
-  if (static_cast<int>(hang_->agents_answered.size()) == agents_->agent_count()) FinishHang();
+  for (int a : generation_agents_) {
+    if (agents_->agent_connected(a) && !hang_->agents_answered.count(a)) return;
+  }
+  FinishHang();
 }
 
 void JobController::FinishHang() {
@@ -855,21 +982,8 @@ void JobController::HandleFailure(Failure f) {
   settle_timer_.cancel();
   hang_.reset();
   hang_timer_.cancel();
-  EventRow ev;
-  ev.run_id = run_id_;
-  ev.generation_id = generation_row_ ? std::optional<int64_t>(generation_row_) : std::nullopt;
-  ev.time_us = NowMicros();
-  ev.kind = f.kind;
-  ev.host = f.agent >= 0 ? agents_->agent_host(f.agent) : "";
-  ev.rank = f.rank;
-  ev.step = f.anomaly_step ? *f.anomaly_step : progress_.step;
-  ev.detail_json = f.detail.dump();
-  auto event_row = logbook_->AddEvent(ev);
-  Check(event_row.status(), "event");
-  const std::optional<int64_t> event_id =
-      event_row.ok() ? std::optional<int64_t>(event_row.value()) : std::nullopt;
-  metrics_->Failures(f.kind).Increment();
-  log_->warn("detected {}: {}", f.kind, f.summary);
+  const std::optional<int64_t> event_id = RecordEvent(f);
+  const std::string host = f.agent >= 0 ? agents_->agent_host(f.agent) : "";
 
   // A corrupt checkpoint costs a fallback to an older one (checkpoint.max_fallbacks
   // bounds them), not a restart: the checkpoint machinery's, not the playbook's.
@@ -891,13 +1005,7 @@ void JobController::HandleFailure(Failure f) {
     return TearDownGeneration(f.summary);
   }
 
-  Detection d;
-  d.kind = f.kind;
-  d.host = ev.host;
-  d.rank = f.rank;
-  d.codes = f.codes;
-  d.time_us = ev.time_us;
-  const Decision decision = playbook_.Decide(d);
+  const Decision decision = Decide(f);
   const std::string actor = "auto:" + (decision.rule.empty() ? "fallback" : decision.rule);
   std::string outcome = decision.outcome().name;
   std::string why = decision.why;
@@ -905,9 +1013,6 @@ void JobController::HandleFailure(Failure f) {
     outcome = "fail_job";
     why = "restart limit reached (limits.max_restarts " +
           std::to_string(spec_.limits.max_restarts) + ")";
-  } else if (decision.restarts() && f.kind == "host_lost") {
-    outcome = "fail_job";
-    why = "no spare host to replace " + ev.host;
   }
   log_->warn("playbook: {} -> {}", why, outcome);
   if (decision.Find("page")) Page(event_id, actor, f.summary);
@@ -931,7 +1036,16 @@ void JobController::HandleFailure(Failure f) {
     return Pause(id ? std::optional<int64_t>(id) : event_id, f.summary + "; " + why);
   }
 
-  // A restart: the checkpoint, then the modifiers, each one intervention.
+  // A restart: first the hosts (a cordon, a spare), then the checkpoint, then
+  // the modifiers, each one intervention.
+  if (decision.Find("cordon_host")) Cordon(event_id, actor, host, f.summary);
+  if (decision.Find("use_spare")) FillVacancies(event_id, actor);
+  if (auto slot = VacantSlot()) {
+    const std::string vacancy = VacancyReason(*slot);
+    const int64_t id =
+        AddIntervention(event_id, "pause_and_page", actor, json{{"slot", *slot}}, vacancy);
+    return Pause(id ? std::optional<int64_t>(id) : event_id, f.summary + "; " + vacancy);
+  }
   if (const auto* rb = decision.Find("rollback")) next_.rollback = static_cast<int>(rb->count);
   if (f.anomaly_step) next_.before_step = f.anomaly_step;
   const Choice choice = ChooseCheckpoint();
@@ -981,30 +1095,46 @@ void JobController::HandleFailure(Failure f) {
 void JobController::TearDownGeneration(const std::string& reason) {
   Transition(JobState::kRecovering, reason);
   FinishGeneration(reason);
-  for (int a = 0; a < agents_->agent_count(); ++a) {
-    wire::Envelope env;
-    env.mutable_kill_generation()->set_generation(static_cast<uint64_t>(generation_));
-    env.mutable_kill_generation()->set_grace_ms(static_cast<uint32_t>(spec_.limits.kill_grace_ms));
-    agents_->SendToAgent(a, env);
-  }
-  // Agents confirm with GenerationStopped; if one never does, give up on the job
-  // rather than launching beside processes that may still hold the rank slots.
+  wire::Envelope env;
+  env.mutable_kill_generation()->set_generation(static_cast<uint64_t>(generation_));
+  env.mutable_kill_generation()->set_grace_ms(static_cast<uint32_t>(spec_.limits.kill_grace_ms));
+  SendToGeneration(env);
+  // Agents confirm with GenerationStopped. One that never does may still
+  // have ranks holding the GPUs: rather than launch beside them, the job
+  // pauses for a person to look at that host.
   teardown_timer_.expires_after(std::chrono::milliseconds(spec_.limits.kill_grace_ms + 5000));
   const int64_t gen = generation_;
   teardown_timer_.async_wait([this, gen](boost::system::error_code ec) {
     if (ec || state_ != JobState::kRecovering || generation_ != gen) return;
+    std::string silent;
+    int agent = -1;
+    for (int a : generation_agents_) {
+      if (agents_->agent_connected(a) && !agents_stopped_.count(a)) {
+        silent += (silent.empty() ? "" : ", ") + agents_->agent_host(a);
+        if (agent < 0) agent = a;
+      }
+    }
     Failure f;
     f.kind = "host_lost";
-    f.detail = json{{"reason", "teardown not confirmed"}};
-    f.summary = "an agent did not confirm the teardown of generation " + std::to_string(gen);
-    HandleFailure(std::move(f));
+    f.agent = agent;
+    f.detail = json{{"reason", "teardown not confirmed"}, {"hosts", silent}};
+    f.summary = "host(s) " + silent + " did not confirm the teardown of generation " +
+                std::to_string(gen) + " within " +
+                std::to_string(spec_.limits.kill_grace_ms + 5000) + " ms";
+    const auto event_id = RecordEvent(f);
+    const int64_t id = AddIntervention(event_id, "pause_and_page", "auto:teardown",
+                                       json{{"hosts", silent}}, f.summary);
+    pending_intervention_.reset();
+    Pause(id ? std::optional<int64_t>(id) : event_id, f.summary);
   });
 }
 
 void JobController::OnGenerationStopped(int agent, uint64_t generation) {
   if (static_cast<int64_t>(generation) != generation_ || state_ != JobState::kRecovering) return;
   agents_stopped_.insert(agent);
-  if (static_cast<int>(agents_stopped_.size()) < agents_->agent_count()) return;
+  for (int a : generation_agents_) {
+    if (agents_->agent_connected(a) && !agents_stopped_.count(a)) return;
+  }
   teardown_timer_.cancel();
   auto cause = pending_intervention_;
   pending_intervention_.reset();
@@ -1018,12 +1148,121 @@ void JobController::FinishGeneration(const std::string& reason) {
 
 void JobController::OnAgentLost(int agent, const std::string& why) {
   if (terminal() || state_ == JobState::kPending) return;
+  const std::string host = agents_->agent_host(agent);
+  UpdateHostMetrics();
   Failure f;
   f.kind = "host_lost";
   f.agent = agent;
   f.detail = json{{"reason", why}};
-  f.summary = "agent " + agents_->agent_host(agent) + " lost: " + why;
+  f.summary = "host " + host + " lost: " + why;
+  std::optional<int64_t> injected;
+  if (auto it = agent_chaos_at_us_.find(agent); it != agent_chaos_at_us_.end()) {
+    injected = it->second;
+    agent_chaos_at_us_.erase(it);
+  }
+  NoteDetectionLatency(&f.detail, injected, NowMicros());
+  const bool in_generation = std::find(generation_agents_.begin(), generation_agents_.end(),
+                                       agent) != generation_agents_.end();
+  if (in_generation) {
+    // Its ranks died with it (PR_SET_PDEATHSIG), or are out of reach.
+    const int rph = spec_.world.ranks_per_host;
+    for (size_t i = 0; i < generation_agents_.size(); ++i) {
+      if (generation_agents_[i] != agent) continue;
+      for (int r = static_cast<int>(i) * rph; r < static_cast<int>(i + 1) * rph; ++r)
+        ranks_alive_.erase(r);
+    }
+  }
+  const bool placed = std::find(slots_.begin(), slots_.end(), agent) != slots_.end();
+  if (!placed || state_ == JobState::kPaused) {
+    // A spare, or a host of a job that waits for a person anyway: recorded;
+    // the vacancy is filled when the job resumes.
+    f.detail["spare"] = !placed;
+    const auto event_id = RecordEvent(f);
+    AddIntervention(
+        event_id, placed ? "none" : "continue_training", "auto:placement",
+        json{{"spares_free", FreeSpares().size()}},
+        placed ? "the job is paused; the slot is filled on resume"
+               : "a spare was lost; " + std::to_string(FreeSpares().size()) + " spare(s) free");
+    // A teardown waiting for this host's confirmation waits no more.
+    if (state_ == JobState::kRecovering) OnGenerationStopped(agent, generation_);
+    return;
+  }
+  if (state_ == JobState::kRecovering) {
+    // Lost while its generation was torn down: the restart already ordered
+    // goes on, and the launch fills the vacant slot (or pauses).
+    const auto event_id = RecordEvent(f);
+    AddIntervention(event_id, "none", "auto:placement", json::object(),
+                    "a restart is in progress; the launch replaces the host");
+    OnGenerationStopped(agent, static_cast<uint64_t>(generation_));
+    return;
+  }
   HandleFailure(std::move(f));
+}
+
+void JobController::OnGpuFault(int agent, const wire::GpuFault& g) {
+  if (terminal() || state_ == JobState::kPending) return;
+  Failure f;
+  f.kind = g.type() == "thermal" ? "gpu_thermal" : "gpu_fault";
+  f.agent = agent;
+  if (g.rank() >= 0) f.rank = g.rank();
+  f.detail = json{{"type", g.type()},       {"source", g.source()},
+                  {"gpu", g.gpu()},         {"pci_bus_id", g.pci_bus_id()},
+                  {"message", g.message()}, {"generation", g.generation()}};
+  // NVML's uncorrectable ECC count rising is what the kernel logs as Xid 48.
+  if (g.type() == "ecc") f.codes = {48};
+  if (g.xid()) {
+    f.codes = {static_cast<int64_t>(g.xid())};
+    f.detail["xid"] = g.xid();
+    if (const XidInfo* info = LookupXid(static_cast<int>(g.xid()))) {
+      f.detail["xid_name"] = info->name;
+      f.detail["xid_remedy"] = info->remedy;
+    }
+  }
+  f.summary = "GPU " + std::to_string(g.gpu()) + " of host " + agents_->agent_host(agent) +
+              (g.rank() >= 0 ? " (rank " + std::to_string(g.rank()) + ")" : std::string()) + ": " +
+              g.message();
+  NoteDetectionLatency(&f.detail, f.rank ? TakeInjectedAt(f.rank) : std::nullopt, NowMicros());
+  if (state_ == JobState::kRunning || state_ == JobState::kRendezvous)
+    return HandleFailure(std::move(f));
+  // A restart is already under way (the fault's first symptom was likely a
+  // rank's crash), or the job waits for a person: the playbook's host
+  // actions (cordon, spare) still apply, to the next launch.
+  const auto event_id = RecordEvent(f);
+  const Decision decision = Decide(f);
+  const std::string actor = "auto:" + (decision.rule.empty() ? "fallback" : decision.rule);
+  if (decision.Find("cordon_host")) Cordon(event_id, actor, agents_->agent_host(agent), f.summary);
+  if (decision.Find("use_spare")) FillVacancies(event_id, actor);
+  AddIntervention(event_id, "none", actor, json{{"rule", decision.rule}},
+                  state_ == JobState::kPaused
+                      ? "the job is paused"
+                      : "a restart is in progress; the host actions apply to its launch");
+}
+
+Decision JobController::Decide(const Failure& f) {
+  Detection d;
+  d.kind = f.kind;
+  d.host = f.agent >= 0 ? agents_->agent_host(f.agent) : "";
+  d.rank = f.rank;
+  d.codes = f.codes;
+  d.time_us = NowMicros();
+  return playbook_.Decide(d);
+}
+
+std::optional<int64_t> JobController::RecordEvent(const Failure& f) {
+  EventRow ev;
+  ev.run_id = run_id_;
+  ev.generation_id = generation_row_ ? std::optional<int64_t>(generation_row_) : std::nullopt;
+  ev.time_us = NowMicros();
+  ev.kind = f.kind;
+  ev.host = f.agent >= 0 ? agents_->agent_host(f.agent) : "";
+  ev.rank = f.rank;
+  ev.step = f.anomaly_step ? *f.anomaly_step : progress_.step;
+  ev.detail_json = f.detail.dump();
+  auto event_row = logbook_->AddEvent(ev);
+  Check(event_row.status(), "event");
+  metrics_->Failures(f.kind).Increment();
+  log_->warn("detected {}: {}", f.kind, f.summary);
+  return event_row.ok() ? std::optional<int64_t>(event_row.value()) : std::nullopt;
 }
 
 void JobController::Stop(const std::string& why) {

@@ -74,6 +74,7 @@ class AgentLink {
  public:
   virtual ~AgentLink() = default;
   virtual int agent_count() const = 0;
+  virtual bool agent_connected(int agent) const = 0;
   virtual std::string agent_host(int agent) const = 0;
   virtual void SendToAgent(int agent, const wire::Envelope& env) = 0;
 };
@@ -104,11 +105,14 @@ class JobController {
                 CoordinatorMetrics* metrics, std::vector<ChaosFault> chaos, Playbook playbook);
 
   void OnAllAgentsRegistered();
+  // An agent registered after the job started: a spare, or a host back.
+  void OnAgentJoined(int agent);
   void OnAgentLost(int agent, const std::string& why);
   void OnRankReport(int agent, const wire::RankReport& report);
   void OnRankExited(int agent, const wire::RankExited& exited);
   void OnGenerationStopped(int agent, uint64_t generation);
   void OnDiagnosis(int agent, const wire::Diagnosis& diagnosis);
+  void OnGpuFault(int agent, const wire::GpuFault& fault);
   // Called often (every 50 ms): hang detection.
   void OnTick();
   // vigild is stopping (signal): tear down and record the run as failed.
@@ -145,6 +149,26 @@ class JobController {
   };
 
   void Transition(JobState to, const std::string& why);
+  // Records the detection as one `events` row; its id.
+  std::optional<int64_t> RecordEvent(const Failure& f);
+  // Asks the playbook (which remembers every detection it is asked about).
+  Decision Decide(const Failure& f);
+  // Placement. Host slot i runs ranks [i x ranks_per_host, (i+1) x
+  // ranks_per_host) on agent slots_[i]. A slot whose agent is lost or
+  // cordoned is vacant until a spare (a connected agent in no slot, not
+  // cordoned) takes it; a generation launches only with no slot vacant.
+  bool Usable(int agent) const;
+  std::vector<int> FreeSpares() const;
+  std::optional<int> VacantSlot() const;
+  std::string VacancyReason(int slot) const;
+  // Puts free spares into vacant slots, one `use_spare` intervention each;
+  // false if a slot stays vacant.
+  bool FillVacancies(std::optional<int64_t> event, const std::string& actor);
+  void Cordon(std::optional<int64_t> event, const std::string& actor, const std::string& host,
+              const std::string& why);
+  void UpdateHostMetrics();
+  // Sends to every agent that runs a rank of the current generation.
+  void SendToGeneration(const wire::Envelope& env);
   void Launch(std::optional<int64_t> cause_intervention);
   // The checkpoint the next generation resumes from: none for a fresh
   // start, or `pause` with the reason when no usable one is left. Those
@@ -189,7 +213,9 @@ class JobController {
   void Finish(Outcome outcome, const std::string& why);
   void MaybeInjectChaos(const wire::RankReport& report);
   void DamageNewestCheckpoint(ChaosFault& f);
-  int AgentOfRank(int rank) const { return rank / spec_.world.ranks_per_host; }
+  int AgentOfRank(int rank) const {
+    return generation_agents_.at(rank / spec_.world.ranks_per_host);
+  }
   void Check(const Status& st, const char* what);
 
   const JobSpec& spec_;
@@ -205,6 +231,9 @@ class JobController {
 
   JobState state_ = JobState::kPending;
   JobProgress progress_;
+  std::vector<int> slots_;              // host slot -> agent
+  std::vector<int> generation_agents_;  // slots_ when the current generation launched
+  std::set<std::string> cordoned_;      // hosts that get no more ranks this run
   // The current generation.
   int64_t generation_ = -1;
   int64_t generation_row_ = 0;
@@ -218,6 +247,7 @@ class JobController {
   // Failure being recovered from (for recovery time), and chaos kill times by rank.
   std::optional<int64_t> failure_at_us_;
   std::map<int, int64_t> chaos_sent_at_us_;
+  std::map<int, int64_t> agent_chaos_at_us_;  // kill-agent, by agent
   std::optional<int64_t> pending_intervention_;
   boost::asio::steady_timer teardown_timer_;
   boost::asio::steady_timer settle_timer_;

@@ -89,6 +89,18 @@ CoordinatorMetrics::CoordinatorMetrics()
     restarts_->Add({{"reason", kind}});
   }
   for (const char* s : kStates) state_->Add({{"state", s}});
+  hosts_ = &BuildGauge()
+                .Name("vigil_hosts")
+                .Help("Hosts of the job: active (running ranks), spare, cordoned, lost")
+                .Register(*registry_);
+  SetHosts(0, 0, 0, 0);
+}
+
+void CoordinatorMetrics::SetHosts(int active, int spare, int cordoned, int lost) {
+  hosts_->Add({{"state", "active"}}).Set(active);
+  hosts_->Add({{"state", "spare"}}).Set(spare);
+  hosts_->Add({{"state", "cordoned"}}).Set(cordoned);
+  hosts_->Add({{"state", "lost"}}).Set(lost);
 }
 
 prometheus::Counter& CoordinatorMetrics::Restarts(const std::string& reason) {

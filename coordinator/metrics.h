@@ -17,10 +17,10 @@ namespace vigil::coordinator {
 
 // Failure kinds the detector can report today, and restart reasons.
 inline constexpr const char* kFailureKinds[] = {
-    "process_exit",   "collective_error", "checkpoint_corrupt", "checkpoint_write_failed",
-    "host_lost",      "start_timeout",    "config_error",       "rank_hang",
-    "gpu_fault",      "straggler",        "nonfinite",          "loss_spike",
-    "grad_norm_spike"};
+    "process_exit", "collective_error", "checkpoint_corrupt", "checkpoint_write_failed",
+    "host_lost",    "start_timeout",    "config_error",       "rank_hang",
+    "gpu_fault",    "gpu_thermal",      "straggler",          "nonfinite",
+    "loss_spike",   "grad_norm_spike"};
 
 class CoordinatorMetrics {
   // Declared first: every reference member below is registered in it.
@@ -57,11 +57,13 @@ class CoordinatorMetrics {
   prometheus::Counter& Restarts(const std::string& reason);
   prometheus::Counter& Failures(const std::string& kind);
   void SetState(const std::string& state);
+  void SetHosts(int active, int spare, int cordoned, int lost);
 
  private:
   prometheus::Family<prometheus::Counter>* restarts_;
   prometheus::Family<prometheus::Counter>* failures_;
   prometheus::Family<prometheus::Gauge>* state_;
+  prometheus::Family<prometheus::Gauge>* hosts_;
 };
 
 }  // namespace vigil::coordinator

@@ -15,9 +15,11 @@ namespace {
 
 const std::set<std::string> kOutcomes = {"restart_from_latest", "rollback", "continue",
                                          "pause_and_page", "fail_job"};
-const std::set<std::string> kModifiers = {"skip_batches", "scale_lr", "switch_optimizer", "page"};
+const std::set<std::string> kModifiers = {"skip_batches", "scale_lr",  "switch_optimizer",
+                                          "cordon_host",  "use_spare", "page"};
 // Modifiers that change the next generation need one.
-const std::set<std::string> kRestartModifiers = {"skip_batches", "scale_lr", "switch_optimizer"};
+const std::set<std::string> kRestartModifiers = {"skip_batches", "scale_lr", "switch_optimizer",
+                                                 "cordon_host", "use_spare"};
 
 std::string Join(const std::set<std::string>& names) {
   std::string out;
@@ -164,10 +166,19 @@ class PlaybookReader {
 }  // namespace
 
 const std::vector<std::string>& DetectionKinds() {
-  static const std::vector<std::string> kinds = {
-      "process_exit",     "rank_hang",     "host_lost",    "gpu_fault",
-      "collective_error", "straggler",     "nonfinite",    "loss_spike",
-      "grad_norm_spike",  "start_timeout", "config_error", "checkpoint_write_failed"};
+  static const std::vector<std::string> kinds = {"process_exit",
+                                                 "rank_hang",
+                                                 "host_lost",
+                                                 "gpu_fault",
+                                                 "gpu_thermal",
+                                                 "collective_error",
+                                                 "straggler",
+                                                 "nonfinite",
+                                                 "loss_spike",
+                                                 "grad_norm_spike",
+                                                 "start_timeout",
+                                                 "config_error",
+                                                 "checkpoint_write_failed"};
   return kinds;
 }
 

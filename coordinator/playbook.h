@@ -27,8 +27,9 @@
 //
 // Each rule's actions are one outcome (exactly one of restart_from_latest,
 // rollback, continue, pause_and_page, fail_job) plus modifiers applied to
-// the next generation (skip_batches, scale_lr, switch_optimizer) or
-// alongside (page).
+// the next generation (skip_batches, scale_lr, switch_optimizer; cordon_host:
+// the detection's host gets no more ranks; use_spare: a spare host takes the
+// place of each lost or cordoned one) or alongside (page).
 //
 // The engine is pure: it keeps the history of detections and decisions it
 // has seen and decides; the JobController carries decisions out.
@@ -56,7 +57,7 @@ struct PlaybookAction {
     return a;
   }
   // restart_from_latest | rollback | continue | pause_and_page | fail_job
-  // | skip_batches | scale_lr | switch_optimizer | page
+  // | skip_batches | scale_lr | switch_optimizer | cordon_host | use_spare | page
   std::string name;
   int64_t count = 0;      // rollback: checkpoints back; skip_batches: batches
   double factor = 0.0;    // scale_lr

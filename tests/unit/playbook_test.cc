@@ -7,6 +7,7 @@
 #include <set>
 #include <string>
 
+#include "common/xid.h"
 #include "coordinator/chaos.h"
 
 namespace vigil::coordinator {
@@ -125,7 +126,8 @@ TEST(Playbook, ErrorsNameFileLineAndField) {
   EXPECT_EQ(ErrorOf("version: 1\nrules:\n  - name: a\n    when: {kind: proces_exit}\n"
                     "    do: [restart_from_latest]\n"),
             "pb.yaml:4:18: rules[0] (a).when.kind: unknown detection kind 'proces_exit' (known: "
-            "process_exit, rank_hang, host_lost, gpu_fault, collective_error, straggler, "
+            "process_exit, rank_hang, host_lost, gpu_fault, gpu_thermal, collective_error, "
+            "straggler, "
             "nonfinite, loss_spike, grad_norm_spike, start_timeout, config_error, "
             "checkpoint_write_failed, any)");
   EXPECT_EQ(ErrorOf("version: 1\nrules:\n  - name: a\n    when: {kind: any}\n"
@@ -189,15 +191,26 @@ TEST(Chaos, ParsesEveryKindWithAndWithoutAStep) {
   EXPECT_EQ(ChaosSignal("nan"), SIGUSR1);
   EXPECT_EQ(ChaosSignal("spike"), SIGUSR2);
   EXPECT_EQ(ParseChaosFault("nan:1").value().step, 0) << "no step: at once";
+  auto xid = ParseChaosFault("xid:79:3@120");
+  ASSERT_TRUE(xid.ok());
+  EXPECT_EQ(xid->xid, 79);
+  EXPECT_EQ(xid->rank, 3);
+  EXPECT_EQ(xid->step, 120);
+  EXPECT_TRUE(IsHostFault("xid"));
+  EXPECT_EQ(ParseChaosFault("kill-agent:1").value().rank, 1);
+  EXPECT_TRUE(IsHostFault("kill-agent"));
+  EXPECT_FALSE(IsHostFault("kill-rank"));
   for (const char* bad : {"hang-rank", "hang-rank:x@5", "nan:1@0", "reboot:1@5",
-                          "corrupt-checkpoint:melt@5", "kill-rank:-1@3"})
+                          "corrupt-checkpoint:melt@5", "kill-rank:-1@3", "xid:79", "xid:0:1",
+                          "xid:x:1@5", "xid:79:1:2"})
     EXPECT_FALSE(ParseChaosFault(bad).ok()) << bad;
   EXPECT_FALSE(ParseChaosFaults({"spike:4@10"}, ChaosPlan{4, 300, 25}, 1).ok())
       << "rank outside the world";
+  EXPECT_FALSE(ParseChaosFaults({"kill-agent:4"}, ChaosPlan{4, 300, 25}, 1).ok());
 }
 
 TEST(Chaos, RandomScheduleIsSeededSpacedAndCoversEveryKind) {
-  const ChaosPlan plan{4, 1200, 25};
+  const ChaosPlan plan{4, 1200, 25, 2};
   auto a = ParseChaosFaults({"random:40"}, plan, 7).value();
   auto b = ParseChaosFaults({"random:40"}, plan, 7).value();
   auto c = ParseChaosFaults({"random:40"}, plan, 8).value();
@@ -211,8 +224,14 @@ TEST(Chaos, RandomScheduleIsSeededSpacedAndCoversEveryKind) {
   std::set<std::string> kinds;
   int64_t last_step = 0;
   int last_index = -1;
+  int hosts_taken = 0;
   for (const auto& f : a) {
     kinds.insert(f.kind);
+    if (f.kind == "kill-agent" || (f.kind == "xid" && (f.xid == 48 || f.xid == 64 || f.xid == 79)))
+      ++hosts_taken;
+    if (f.kind == "xid") {
+      EXPECT_NE(LookupXid(f.xid), nullptr) << f.spec;
+    }
     EXPECT_GE(f.rank, 0);
     EXPECT_LT(f.rank, 4);
     if (f.random_index != last_index) {
@@ -225,8 +244,17 @@ TEST(Chaos, RandomScheduleIsSeededSpacedAndCoversEveryKind) {
     }
   }
   EXPECT_EQ(last_index, 39);
-  EXPECT_EQ(kinds, (std::set<std::string>{"kill-rank", "hang-rank", "nan", "spike",
-                                          "corrupt-checkpoint"}));
+  EXPECT_EQ(kinds, (std::set<std::string>{"kill-rank", "hang-rank", "nan", "spike", "xid",
+                                          "kill-agent", "corrupt-checkpoint"}));
+  EXPECT_EQ(hosts_taken, 2) << "faults that take a host away: as many as the spares";
+  // Without spares, none.
+  const auto no_spares = ParseChaosFaults({"random:40"}, ChaosPlan{4, 1200, 25, 0}, 7).value();
+  for (const auto& f : no_spares) {
+    EXPECT_NE(f.kind, "kill-agent") << f.spec;
+    if (f.kind == "xid") {
+      EXPECT_TRUE(f.xid == 13 || f.xid == 31 || f.xid == 43 || f.xid == 94) << f.spec;
+    }
+  }
   auto crowded = ParseChaosFaults({"random:20"}, ChaosPlan{4, 300, 25}, 1);
   ASSERT_FALSE(crowded.ok());
   EXPECT_NE(crowded.status().message().find("needs 25 steps per fault"), std::string::npos)

@@ -22,6 +22,7 @@
 #include "common/asio_connection.h"
 #include "common/framed_socket.h"
 #include "common/util.h"
+#include "worker/agent/gpu_monitor.h"
 #include "worker/agent/rank_supervisor.h"
 #include "worker/agent/stack_dump.h"
 
@@ -34,7 +35,9 @@ using unix_proto = asio::local::stream_protocol;
 
 struct AgentOptions {
   std::string coordinator, token_file, host, bind_addr = "127.0.0.1", train_binary;
+  std::string kernel_log = "/dev/kmsg";
   int slots = 1;
+  int gpu_poll_ms = 250;
 };
 
 class Agent {
@@ -47,6 +50,8 @@ class Agent {
         stop_signals_(io, SIGINT, SIGTERM),
         heartbeat_(io),
         exit_timer_(io),
+        gpu_timer_(io),
+        gpus_(o_.kernel_log),
         unix_acceptor_(io),
         supervisor_([this](const wire::RankExited& e) { OnRankExited(e); }) {}
 
@@ -98,7 +103,9 @@ class Agent {
       ShutdownRanks(1);
     });
     Heartbeat();
-    log_->info("registered with vigild at {} as {} ({} slots)", o_.coordinator, o_.host, o_.slots);
+    PollGpus();
+    log_->info("registered with vigild at {} as {} ({} slots); GPU faults from {}", o_.coordinator,
+               o_.host, o_.slots, gpus_.Describe());
     return Status::Ok();
   }
 
@@ -119,6 +126,63 @@ class Agent {
     heartbeat_.async_wait([this](boost::system::error_code ec) {
       if (!ec) Heartbeat();
     });
+  }
+
+  // GPU faults, mapped to the rank on that GPU (or the process the driver blamed).
+  void PollGpus() {
+    if (shutting_down_) return;
+    for (const GpuFault& f : gpus_.Poll()) {
+      int rank = -1;
+      const auto ranks = supervisor_.Ranks(generation_);
+      for (const auto& [r, pid] : ranks) {
+        if (f.pid && *f.pid == pid) rank = r;
+      }
+      if (rank < 0 && f.gpu >= 0 && f.gpu < static_cast<int>(local_ranks_.size()))
+        rank = local_ranks_[static_cast<size_t>(f.gpu)];
+      log_->error("GPU fault ({}, {}): {}; rank {}", f.type, f.source, f.message, rank);
+      wire::Envelope env;
+      auto* g = env.mutable_gpu_fault();
+      g->set_generation(generation_);
+      g->set_rank(rank);
+      g->set_gpu(f.gpu);
+      g->set_pci_bus_id(f.pci_bus_id);
+      g->set_xid(static_cast<uint32_t>(f.xid));
+      g->set_type(f.type);
+      g->set_source(f.source);
+      g->set_message(f.message);
+      g->set_at_us(NowMicros());
+      coordinator_->Send(env);
+    }
+    gpu_timer_.expires_after(std::chrono::milliseconds(o_.gpu_poll_ms));
+    // Cancelled (an injected fault to report now) or expired: poll again.
+    gpu_timer_.async_wait([this](boost::system::error_code) { PollGpus(); });
+  }
+
+  void InjectFault(const wire::InjectFault& f) {
+    if (f.kind() == wire::InjectFault::KILL_AGENT) {
+      log_->warn("chaos: killing this agent ({})", f.reason());
+      spdlog::default_logger()->flush();
+      log_->flush();
+      ::raise(SIGKILL);
+      return;
+    }
+    if (f.kind() != wire::InjectFault::XID) return;
+    // The line the driver would log for the rank's GPU, blaming the rank.
+    int gpu = -1;
+    for (size_t i = 0; i < local_ranks_.size(); ++i) {
+      if (local_ranks_[i] == static_cast<int>(f.rank())) gpu = static_cast<int>(i);
+    }
+    std::string pid = "'<unknown>'";
+    for (const auto& [r, p] : supervisor_.Ranks(f.generation())) {
+      if (r == static_cast<int>(f.rank())) pid = std::to_string(p);
+    }
+    const XidInfo* info = LookupXid(static_cast<int>(f.xid()));
+    const std::string line = "NVRM: Xid (PCI:" + gpus_.BusIdOf(gpu) +
+                             "): " + std::to_string(f.xid()) + ", pid=" + pid +
+                             ", name=vigil-train, " + (info ? info->name : "injected") + ".";
+    log_->warn("chaos: injecting '{}' ({})", line, f.reason());
+    gpus_.Inject(line);
+    gpu_timer_.cancel();  // report it now
   }
 
   void WaitChildren() {
@@ -162,6 +226,8 @@ class Agent {
       }
       case wire::Envelope::kDiagnoseRanks:
         return Diagnose(env.diagnose_ranks().generation());
+      case wire::Envelope::kInjectFault:
+        return InjectFault(env.inject_fault());
       case wire::Envelope::kShutdown:
         log_->info("shutdown: {}", env.shutdown().reason());
         return ShutdownRanks(0);
@@ -213,6 +279,8 @@ class Agent {
 
   void Launch(const wire::LaunchRanks& l) {
     log_dirs_[l.generation()] = l.log_dir();
+    generation_ = l.generation();
+    local_ranks_.assign(l.ranks().begin(), l.ranks().end());
     int local = 0;
     for (uint32_t rank : l.ranks()) {
       RankLaunch r;
@@ -337,7 +405,10 @@ class Agent {
   AgentOptions o_;
   std::shared_ptr<spdlog::logger> log_;
   asio::signal_set signals_, stop_signals_;
-  asio::steady_timer heartbeat_, exit_timer_;
+  asio::steady_timer heartbeat_, exit_timer_, gpu_timer_;
+  GpuMonitor gpus_;
+  uint64_t generation_ = 0;       // the newest launched here
+  std::vector<int> local_ranks_;  // its ranks, by local index (= GPU index)
   unix_proto::acceptor unix_acceptor_;
   RankSupervisor supervisor_;
   TcpConnection::Ptr coordinator_;
@@ -367,6 +438,10 @@ int main(int argc, char** argv) {
   app.add_option("--slots", o.slots, "how many ranks this host can run")
       ->check(CLI::PositiveNumber);
   app.add_option("--bind-addr", o.bind_addr, "address ranks bind for collectives");
+  app.add_option("--kernel-log", o.kernel_log,
+                 "where NVIDIA Xid lines are read from (default /dev/kmsg; '' for none)");
+  app.add_option("--gpu-poll-ms", o.gpu_poll_ms, "how often GPU health is polled")
+      ->check(CLI::Range(10, 60000));
   app.add_option("--train-binary", o.train_binary,
                  "vigil-train executable (default: next to this one)");
   CLI11_PARSE(app, argc, argv);
