@@ -307,8 +307,8 @@ void JobController::Page(std::optional<int64_t> event, const std::string& actor,
   log_->error("PAGE: {}", why);
 }
 
-void JobController::Pause(std::optional<int64_t> cause, const std::string& why) {
-  paused_event_ = cause;
+void JobController::Pause(std::optional<int64_t> event, const std::string& why) {
+  paused_event_ = event;
   progress_.message =
       "paused: " + why + ". Continue with `vigil resume --workdir " + paths_.workdir + "`";
   metrics_->pages_total.Increment();
@@ -341,7 +341,7 @@ Status JobController::Resume(const std::string& actor, const std::string& note) 
   }
   const int64_t id = AddIntervention(paused_event_, "resume", "human:" + actor,
                                      json{{"note", note}}, "resumed by " + actor);
-  FillVacancies(id ? std::optional<int64_t>(id) : paused_event_, "human:" + actor);
+  FillVacancies(paused_event_, "human:" + actor);
   metrics_->waiting_for_human.Set(0);
   Check(logbook_->SetRunStatus(run_id_, "running"), "run status");
   fallbacks_ = 0;  // a person looked: skip corrupt checkpoints afresh
@@ -414,10 +414,17 @@ void JobController::OnCheckpointFailed(const wire::RankReport& r) {
 
 void JobController::Launch(std::optional<int64_t> cause_intervention) {
   // A host lost while the last generation was torn down leaves its slot vacant.
-  if (auto slot = VacantSlot(); slot && !FillVacancies(cause_intervention, "auto:placement"))
-    return Pause(cause_intervention, VacancyReason(*slot));
+  if (auto slot = VacantSlot(); slot && !FillVacancies(last_event_, "auto:placement")) {
+    AddIntervention(last_event_, "pause_and_page", "auto:placement", json{{"slot", *slot}},
+                    VacancyReason(*slot));
+    return Pause(last_event_, VacancyReason(*slot));
+  }
   const Choice choice = ChooseCheckpoint();
-  if (choice.pause) return Pause(cause_intervention, choice.why);
+  if (choice.pause) {
+    AddIntervention(last_event_, "pause_and_page", "auto:checkpoints",
+                    json{{"fallbacks", fallbacks_}}, choice.why);
+    return Pause(last_event_, choice.why);
+  }
   RollBack(choice.rolled_back);
   const auto& ckpt = choice.checkpoint;
   if (generation_ >= 0) store_->ErasePrefix("gen-" + std::to_string(generation_) + "/");
@@ -983,6 +990,7 @@ void JobController::HandleFailure(Failure f) {
   hang_.reset();
   hang_timer_.cancel();
   const std::optional<int64_t> event_id = RecordEvent(f);
+  last_event_ = event_id;
   const std::string host = f.agent >= 0 ? agents_->agent_host(f.agent) : "";
 
   // A corrupt checkpoint costs a fallback to an older one (checkpoint.max_fallbacks
@@ -1031,9 +1039,8 @@ void JobController::HandleFailure(Failure f) {
     return;
   }
   if (outcome == "pause_and_page") {
-    const int64_t id =
-        AddIntervention(event_id, "pause_and_page", actor, json{{"rule", decision.rule}}, why);
-    return Pause(id ? std::optional<int64_t>(id) : event_id, f.summary + "; " + why);
+    AddIntervention(event_id, "pause_and_page", actor, json{{"rule", decision.rule}}, why);
+    return Pause(event_id, f.summary + "; " + why);
   }
 
   // A restart: first the hosts (a cordon, a spare), then the checkpoint, then
@@ -1042,18 +1049,16 @@ void JobController::HandleFailure(Failure f) {
   if (decision.Find("use_spare")) FillVacancies(event_id, actor);
   if (auto slot = VacantSlot()) {
     const std::string vacancy = VacancyReason(*slot);
-    const int64_t id =
-        AddIntervention(event_id, "pause_and_page", actor, json{{"slot", *slot}}, vacancy);
-    return Pause(id ? std::optional<int64_t>(id) : event_id, f.summary + "; " + vacancy);
+    AddIntervention(event_id, "pause_and_page", actor, json{{"slot", *slot}}, vacancy);
+    return Pause(event_id, f.summary + "; " + vacancy);
   }
   if (const auto* rb = decision.Find("rollback")) next_.rollback = static_cast<int>(rb->count);
   if (f.anomaly_step) next_.before_step = f.anomaly_step;
   const Choice choice = ChooseCheckpoint();
   if (choice.pause) {
-    const int64_t id = AddIntervention(event_id, "pause_and_page", actor,
-                                       json{{"fallbacks", fallbacks_}}, choice.why);
+    AddIntervention(event_id, "pause_and_page", actor, json{{"fallbacks", fallbacks_}}, choice.why);
     next_ = NextLaunch{};
-    return Pause(id ? std::optional<int64_t>(id) : event_id, f.summary + "; " + choice.why);
+    return Pause(event_id, f.summary + "; " + choice.why);
   }
   const auto& ckpt = choice.checkpoint;
   json params{{"checkpoint", ckpt ? ckpt->path : ""},
@@ -1122,10 +1127,11 @@ void JobController::TearDownGeneration(const std::string& reason) {
                 std::to_string(gen) + " within " +
                 std::to_string(spec_.limits.kill_grace_ms + 5000) + " ms";
     const auto event_id = RecordEvent(f);
-    const int64_t id = AddIntervention(event_id, "pause_and_page", "auto:teardown",
-                                       json{{"hosts", silent}}, f.summary);
+    last_event_ = event_id;
+    AddIntervention(event_id, "pause_and_page", "auto:teardown", json{{"hosts", silent}},
+                    f.summary);
     pending_intervention_.reset();
-    Pause(id ? std::optional<int64_t>(id) : event_id, f.summary);
+    Pause(event_id, f.summary);
   });
 }
 

@@ -188,8 +188,9 @@ class JobController {
   void RecordCorrupt(const std::string& path, const std::string& reason);
   nlohmann::json CorruptDetail(const std::string& path, const std::string& reason,
                                const std::string& found_by) const;
-  // Tears the generation down (if any runs) and waits for `vigil resume`.
-  void Pause(std::optional<int64_t> cause, const std::string& why);
+  // Tears the generation down (if any runs) and waits for `vigil resume`;
+  // `event` is the detection it answers (the resume is linked to it).
+  void Pause(std::optional<int64_t> event, const std::string& why);
   int64_t AddIntervention(std::optional<int64_t> event, const std::string& action,
                           const std::string& actor, const nlohmann::json& params,
                           const std::string& outcome);
@@ -277,6 +278,8 @@ class JobController {
   std::optional<HangProbe> hang_;
   boost::asio::steady_timer hang_timer_;
   std::optional<int64_t> paused_event_;
+  // The detection being recovered from: a pause or a spare at launch answers it.
+  std::optional<int64_t> last_event_;
   int64_t final_tokens_ = 0;
   double final_loss_ = 0.0;
 };

@@ -73,8 +73,7 @@ TEST(GpuMonitor, ReportsXidsFromTheKernelLogAndFromInjection) {
   const std::string path = dir / "kmsg";
   std::ofstream(path) << "";
   GpuMonitor monitor(path);
-  EXPECT_NE(monitor.Describe().find("kernel log " + path), std::string::npos)
-      << monitor.Describe();
+  EXPECT_NE(monitor.Describe().find("kernel log " + path), std::string::npos) << monitor.Describe();
   EXPECT_TRUE(monitor.Poll().empty());
 
   // On a host without NVML, GPU i has a made-up bus id that maps back to i.

@@ -200,9 +200,9 @@ TEST(Chaos, ParsesEveryKindWithAndWithoutAStep) {
   EXPECT_EQ(ParseChaosFault("kill-agent:1").value().rank, 1);
   EXPECT_TRUE(IsHostFault("kill-agent"));
   EXPECT_FALSE(IsHostFault("kill-rank"));
-  for (const char* bad : {"hang-rank", "hang-rank:x@5", "nan:1@0", "reboot:1@5",
-                          "corrupt-checkpoint:melt@5", "kill-rank:-1@3", "xid:79", "xid:0:1",
-                          "xid:x:1@5", "xid:79:1:2"})
+  for (const char* bad :
+       {"hang-rank", "hang-rank:x@5", "nan:1@0", "reboot:1@5", "corrupt-checkpoint:melt@5",
+        "kill-rank:-1@3", "xid:79", "xid:0:1", "xid:x:1@5", "xid:79:1:2"})
     EXPECT_FALSE(ParseChaosFault(bad).ok()) << bad;
   EXPECT_FALSE(ParseChaosFaults({"spike:4@10"}, ChaosPlan{4, 300, 25}, 1).ok())
       << "rank outside the world";
