@@ -1,8 +1,9 @@
 // The chaos soak: the tiny job under a seeded random schedule of faults of
-// every kind (killed, hung, NaN, loss spike, damaged checkpoint then a kill),
-// through `vigil run` with real processes and signals, under the default
-// playbook (its restart-loop guard widened, or twenty faults in two minutes
-// would rightly page a person). It asserts:
+// every kind (killed, hung, NaN, loss spike, GPU Xid, a host's agent killed,
+// damaged checkpoint then a kill), through `vigil run` with real processes
+// and signals, two spare hosts, under the default playbook (its restart-loop
+// guard and flaky-host count widened, or twenty faults in two minutes on two
+// hosts would rightly page a person). It asserts:
 //   * the job finishes;
 //   * every fault has exactly one detection event of its kind, and every
 //     event at least one intervention linked to it;
@@ -55,6 +56,8 @@ std::string ExpectedKind(const std::string& fault_kind) {
   if (fault_kind == "nan") return "nonfinite";
   if (fault_kind == "spike") return "loss_spike";
   if (fault_kind == "corrupt-checkpoint") return "checkpoint_corrupt";
+  if (fault_kind == "kill-agent") return "host_lost";
+  if (fault_kind == "xid") return "gpu_fault";
   return "?";
 }
 
@@ -74,6 +77,7 @@ TEST(ChaosSoak, TwentyRandomFaultsOfEveryKind) {
   };
   set("  steps: 300\n", "  steps: 700\n");
   set("  max_restarts: 10\n", "  max_restarts: 100\n");
+  set("  hosts: 2\n", "  hosts: 2\n  spares: 2\n");
   job += "detection: {hang_floor_ms: 1000, spike_window: 10}\nplaybook: soak-playbook.yaml\n";
   std::ofstream(dir / "soak.yaml") << job;
   std::string playbook =
@@ -81,6 +85,9 @@ TEST(ChaosSoak, TwentyRandomFaultsOfEveryKind) {
   const auto loop = playbook.find("restart_loop:");
   ASSERT_NE(loop, std::string::npos);
   playbook = playbook.substr(0, loop) + "restart_loop: {max: 100, within: 10m}\n";
+  const auto flaky = playbook.find("per: host, count: 3,");
+  ASSERT_NE(flaky, std::string::npos);
+  playbook.replace(flaky, 20, "per: host, count: 99,");
   std::ofstream(dir / "soak-playbook.yaml") << playbook;
 
   auto clean = RunCommand(testing::kVigil + " run " + (dir / "soak.yaml") + " --workdir " +
@@ -132,6 +139,8 @@ TEST(ChaosSoak, TwentyRandomFaultsOfEveryKind) {
     const std::string kind = fault.substr(0, fault.find(':'));
     if (kind == "corrupt-checkpoint") {
       EXPECT_EQ(i.outcome, "checkpoint damaged") << fault;
+    } else if (kind == "kill-agent" || kind == "xid") {
+      EXPECT_EQ(i.outcome, "sent to the agent") << fault;
     } else {
       EXPECT_EQ(i.outcome, "signal sent") << fault;
     }
@@ -147,6 +156,8 @@ TEST(ChaosSoak, TwentyRandomFaultsOfEveryKind) {
                                         "continue_training",
                                         "delete_checkpoint",
                                         "page",
+                                        "cordon_host",
+                                        "use_spare",
                                         "inject_fault"};
   bool only_restarts = true;
   for (const auto& e : events) {
