@@ -120,6 +120,11 @@ struct DetectionSpec {
   double loss_spike_factor = 1.5;
   double grad_norm_spike_factor = 10.0;
   int spike_window = 20;
+  // A straggler: a rank whose median compute time (its step time less its
+  // time in collectives) over the last straggler_window steps is above
+  // straggler_factor x the median rank's, in two windows running.
+  double straggler_factor = 2.0;
+  int straggler_window = 20;
 };
 
 struct JobSpec {

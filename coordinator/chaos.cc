@@ -21,6 +21,7 @@ constexpr RankFaultKind kRankFaults[] = {
     {"hang-rank", SIGSTOP},  // stops making progress, stays alive
     {"nan", SIGUSR1},        // its next gradient is poisoned with NaN
     {"spike", SIGUSR2},      // its next batch's targets are scrambled
+    {"slow-rank", SIGURG},   // it idles 3x its compute time every later step
 };
 
 }  // namespace
@@ -37,7 +38,8 @@ bool IsHostFault(const std::string& kind) { return kind == "kill-agent" || kind 
 Result<ChaosFault> ParseChaosFault(const std::string& spec) {
   const std::string usage =
       "chaos fault '" + spec +
-      "': expected KIND:RANK[@STEP] (KIND: kill-rank, hang-rank, nan, spike, kill-agent), "
+      "': expected KIND:RANK[@STEP] (KIND: kill-rank, hang-rank, nan, spike, slow-rank, "
+      "kill-agent), "
       "xid:CODE:RANK[@STEP] or "
       "corrupt-checkpoint:HOW[@STEP] (HOW: flip, truncate, remove-shard, garble-manifest)";
   const auto colon = spec.find(':');

@@ -8,6 +8,8 @@
 //     NaN, which the real all-reduce carries to every rank;
 //   spike:RANK[@STEP] — SIGUSR2: vigil-train scrambles its next batch's
 //     targets, a real loss (and gradient) spike;
+//   slow-rank:RANK[@STEP] — SIGURG: from then on vigil-train idles three
+//     times its compute time each step (a straggler);
 //   kill-agent:RANK[@STEP] — the agent running RANK SIGKILLs itself (a host
 //     lost: its ranks die with it);
 //   xid:CODE:RANK[@STEP] — the GPU monitor of RANK's agent reads Xid CODE

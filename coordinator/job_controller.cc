@@ -440,6 +440,8 @@ void JobController::Launch(std::optional<int64_t> cause_intervention) {
   // The running baselines belong to where training is: a resume goes back in steps.
   recent_losses_.clear();
   recent_grad_norms_.clear();
+  compute_seconds_.clear();
+  straggler_strikes_.clear();
   hang_.reset();
   hang_timer_.cancel();
   resumed_from_ = ckpt ? ckpt->path : "";
@@ -639,6 +641,8 @@ void JobController::OnRankReport(int /*agent*/, const wire::RankReport& r) {
         CheckNumerics(r);
         if (state_ != JobState::kRunning) break;  // the playbook acted on it
       }
+      CheckStragglers(r);
+      if (state_ != JobState::kRunning) break;
       MaybeInjectChaos(r);
       break;
     }
@@ -763,6 +767,48 @@ void JobController::CheckNumerics(const wire::RankReport& r) {
   f.detail["step"] = r.step();
   NoteDetectionLatency(&f.detail, TakeInjectedAt(std::nullopt), NowMicros());
   HandleFailure(std::move(f));
+}
+
+void JobController::CheckStragglers(const wire::RankReport& r) {
+  if (r.compute_seconds() <= 0) return;  // a backend that cannot tell
+  const auto& d = spec_.detection;
+  const size_t window = static_cast<size_t>(d.straggler_window);
+  auto& mine = compute_seconds_[static_cast<int>(r.rank())];
+  mine.push_back(r.compute_seconds());
+  while (mine.size() > window) mine.pop_front();
+  // Judged once per window, on rank 0's report.
+  if (r.rank() != 0 || r.step() % window != 0 || ranks_alive_.size() < 2) return;
+  std::map<int, double> medians;
+  std::vector<double> all;
+  for (int rank : ranks_alive_) {
+    const auto& w = compute_seconds_[rank];
+    if (w.size() < window) return;
+    medians[rank] = Median(w);
+    all.push_back(medians[rank]);
+  }
+  // The lower median: with two ranks, the faster one is the baseline.
+  std::sort(all.begin(), all.end());
+  const double baseline = all[(all.size() - 1) / 2];
+  for (const auto& [rank, median] : medians) {
+    int& strikes = straggler_strikes_[rank];
+    strikes = median > d.straggler_factor * baseline ? strikes + 1 : 0;
+    if (strikes != 2) continue;  // two windows running, reported once
+    Failure f;
+    f.kind = "straggler";
+    f.rank = rank;
+    f.agent = AgentOfRank(rank);
+    f.detail = json{{"compute_median_ms", median * 1000.0}, {"peer_median_ms", baseline * 1000.0},
+                    {"factor", median / baseline},          {"threshold", d.straggler_factor},
+                    {"window", d.straggler_window},         {"step", r.step()}};
+    char what[160];
+    std::snprintf(what, sizeof(what),
+                  "rank %d computes %.1f ms a step, %.1fx the median rank's %.1f ms, over the "
+                  "last %d steps twice running",
+                  rank, median * 1000.0, median / baseline, baseline * 1000.0, d.straggler_window);
+    f.summary = what;
+    NoteDetectionLatency(&f.detail, TakeInjectedAt(rank), NowMicros());
+    return HandleFailure(std::move(f));
+  }
 }
 
 void JobController::OnTick() {

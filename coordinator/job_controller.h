@@ -200,6 +200,7 @@ class JobController {
   // Records the detection, asks the playbook, carries out its decision.
   void HandleFailure(Failure f);
   void CheckNumerics(const wire::RankReport& r);
+  void CheckStragglers(const wire::RankReport& r);
   void DeclareHang(int64_t now_us, double timeout_ms);
   void FinishHang();
   // When a chaos fault was sent to `rank` (any rank if none), forgotten once taken.
@@ -268,6 +269,8 @@ class JobController {
   std::map<int, RankProgress> rank_progress_;
   std::deque<double> recent_step_seconds_;
   std::deque<double> recent_losses_, recent_grad_norms_;
+  std::map<int, std::deque<double>> compute_seconds_;  // by rank, this generation
+  std::map<int, int> straggler_strikes_;               // windows running above the factor
   // A hang being diagnosed: agents asked for their ranks' states.
   struct HangProbe {
     int64_t detected_us = 0;

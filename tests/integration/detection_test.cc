@@ -165,6 +165,32 @@ TEST_F(Detection, ANanIsRefusedAndItsBatchSkipped) {
   EXPECT_TRUE(testing::ProcessesMentioning(dir_ / "nan-1").empty());
 }
 
+// A rank that turns slow (SIGURG: it idles three times its compute time
+// each step) makes every rank slow, but only its compute time grows: its
+// peers wait for it inside the collectives. It is named a straggler once,
+// the default playbook pages and keeps training, and nothing else changes.
+TEST_F(Detection, ASlowRankIsAStragglerPagedNotRestarted) {
+  const std::string work = dir_ / "slow";
+  const JobRun run = Run(dir_, kTiny, work, "--chaos slow-rank:2@60");
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.summary["params_digest"], *clean_digest_);
+  EXPECT_EQ(run.summary["restarts"], 0);
+  const Book b = Read(work);
+  ASSERT_EQ(b.events.size(), 1u) << "one straggler, reported once";
+  const EventRow& e = b.events[0];
+  EXPECT_EQ(e.kind, "straggler");
+  EXPECT_EQ(e.rank, 2);
+  const json d = json::parse(e.detail_json);
+  EXPECT_GT(d["factor"].get<double>(), 2.0) << d.dump();
+  EXPECT_GT(e.step.value_or(0), 60);
+  EXPECT_LE(e.step.value_or(1000), 60 + 3 * 20) << "within two windows of 20 steps, plus one";
+  const auto answers = b.On(e.id);
+  ASSERT_EQ(answers.size(), 2u);
+  EXPECT_EQ(answers[0].action, "page");
+  EXPECT_EQ(answers[1].action, "continue_training");
+  ASSERT_EQ(b.generations.size(), 1u);
+}
+
 // Scrambled targets on one rank: a real loss spike. A playbook that rolls
 // back one checkpoint, halves the learning rate, switches to SGD and skips
 // two batches: the checkpoint taken after the spike is never resumed from,

@@ -50,6 +50,14 @@ class Collectives : public ExpertExchange {
   virtual void AllgatherBytes(const void* mine, size_t bytes, void* all) = 0;
   // Returns once every rank has called it.
   void Barrier();
+  // Wall time spent in collectives so far, waiting for peers included; 0
+  // where the backend cannot tell (NCCL runs them on a stream). A rank's step
+  // time less this is its compute time: a straggler's is longer than its
+  // peers', who wait for it inside the collectives.
+  double seconds_in_collectives() const { return seconds_in_collectives_; }
+
+ protected:
+  double seconds_in_collectives_ = 0.0;
 };
 
 // vigil's rings over a Gloo context (TCP), on host memory. A default-made

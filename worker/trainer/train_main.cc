@@ -9,17 +9,20 @@
 //   5 a NaN/Inf gradient or loss (the update was not applied).
 // Fault injection (chaos, delivered by the agent as real signals): SIGUSR1
 // poisons this rank's next gradient with a NaN, SIGUSR2 scrambles its next
-// batch's targets.
+// batch's targets, SIGURG makes the rank slow (each later step idles three
+// times its own compute time: a throttled GPU, a busy host).
 #include <signal.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include <cblas.h>
 #include <gloo/common/error.h>
@@ -47,7 +50,8 @@ constexpr int kExitCollective = 3;
 constexpr int kExitBadCheckpoint = 4;
 constexpr int kExitNonfinite = 5;
 
-volatile sig_atomic_t g_inject_nan = 0, g_inject_bad_batch = 0;
+volatile sig_atomic_t g_inject_nan = 0, g_inject_bad_batch = 0, g_slow = 0;
+void OnSigurg(int) { g_slow = 1; }
 void OnSigusr1(int) { g_inject_nan = 1; }
 void OnSigusr2(int) { g_inject_bad_batch = 1; }
 
@@ -208,6 +212,7 @@ int Train(const Orders& o, const JobSpec& spec, const DataSource& data, Reporter
       trainer.Inject(InjectedFault::kBadBatch);
     }
     const auto t0 = std::chrono::steady_clock::now();
+    const double in_collectives = mesh.collectives()->seconds_in_collectives();
     last = trainer.Step();
     if (last.nonfinite) {
       char what[160];
@@ -226,7 +231,14 @@ int Train(const Orders& o, const JobSpec& spec, const DataSource& data, Reporter
       reporter->Send(r);
       return kExitNonfinite;
     }
-    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double collective_s = mesh.collectives()->seconds_in_collectives() - in_collectives;
+    if (g_slow) {
+      // Idles outside the collectives, as a slow GPU computes: peers wait for it.
+      const double compute = std::max(0.0, dt - collective_s);
+      std::this_thread::sleep_for(std::chrono::duration<double>(3.0 * compute));
+      dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
     wire::RankReport r;
     r.set_kind(wire::RankReport::STEP);
     r.set_step(static_cast<uint64_t>(last.step));
@@ -236,6 +248,7 @@ int Train(const Orders& o, const JobSpec& spec, const DataSource& data, Reporter
     r.set_grad_norm(last.grad_norm);
     r.set_lr(last.lr);
     r.set_step_seconds(dt);
+    if (collective_s > 0) r.set_compute_seconds(std::max(0.0, dt - collective_s));
     r.set_tokens_per_second(static_cast<double>(tokens_per_step) / dt);
     r.set_tokens_seen(static_cast<uint64_t>(trainer.tokens_seen()));
     reporter->Send(r);
@@ -272,6 +285,7 @@ int main() {
   omp_set_num_threads(1);
   ::signal(SIGUSR1, OnSigusr1);
   ::signal(SIGUSR2, OnSigusr2);
+  ::signal(SIGURG, OnSigurg);
   Orders o;
   try {
     o.rank = std::stoi(Env("VIGIL_RANK"));
