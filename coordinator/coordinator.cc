@@ -367,7 +367,7 @@ HttpResponse Coordinator::StatusJson() const {
          {"tokens_per_second", p.tokens_per_second},
          {"restarts", p.restarts},
          {"live_ranks", p.live_ranks},
-         {"world_size", spec_.world.world_size()},
+         {"world_size", p.world_size},
          {"message", p.message}};
   return {200, "application/json", j.dump() + "\n"};
 }

@@ -57,6 +57,7 @@ JobController::JobController(boost::asio::io_context& io, const JobSpec& spec, J
       hang_timer_(io) {
   progress_.run_id = run_id;
   progress_.total_steps = spec.schedule.steps;
+  progress_.world_size = spec.world.world_size();
   progress_.started_at_us = NowMicros();
   metrics_->total_steps.Set(spec.schedule.steps);
   metrics_->world_size.Set(spec.world.world_size());
@@ -143,6 +144,46 @@ bool JobController::FillVacancies(std::optional<int64_t> event, const std::strin
     log_->warn("slot {}: spare {} takes the place of {}", *slot,
                agents_->agent_host(spares.front()), agents_->agent_host(old));
   }
+  UpdateHostMetrics();
+  return true;
+}
+
+bool JobController::ShrinkWorld(std::optional<int64_t> event, const std::string& actor) {
+  const int rph = spec_.world.ranks_per_host;
+  std::vector<int> kept;
+  for (int a : slots_) {
+    if (Usable(a)) kept.push_back(a);
+  }
+  const int64_t global = spec_.global_batch();
+  const int64_t world = static_cast<int64_t>(kept.size()) * rph;
+  const int experts = spec_.model.moe.experts;
+  std::string cannot;
+  if (kept.empty()) {
+    cannot = "no host is left";
+  } else if (global % world != 0) {
+    cannot = "the global batch of " + std::to_string(global) + " does not divide over " +
+             std::to_string(world) + " ranks";
+  } else if (experts > 0 && spec_.model.moe.placement == "expert_parallel" &&
+             experts % world != 0) {
+    cannot =
+        std::to_string(experts) + " experts do not divide over " + std::to_string(world) + " ranks";
+  }
+  const json params{{"from_world", world_size()},
+                    {"to_world", world},
+                    {"batch_per_rank", world ? global / world : 0},
+                    {"global_batch", global}};
+  if (!cannot.empty()) {
+    AddIntervention(event, "shrink_world", actor, params, "cannot shrink: " + cannot);
+    return false;
+  }
+  AddIntervention(event, "shrink_world", actor, params, "ordered");
+  log_->warn("shrinking the world from {} to {} ranks, {} sequences per rank", world_size(), world,
+             global / world);
+  slots_ = kept;
+  batch_per_rank_ = static_cast<int>(global / world);
+  if (batch_per_rank_ == spec_.schedule.batch_per_rank) batch_per_rank_ = 0;
+  progress_.world_size = static_cast<int>(world);
+  metrics_->world_size.Set(static_cast<double>(world));
   UpdateHostMetrics();
   return true;
 }
@@ -455,7 +496,7 @@ void JobController::Launch(std::optional<int64_t> cause_intervention) {
   GenerationRow g;
   g.run_id = run_id_;
   g.number = generation_;
-  g.world_size = spec_.world.world_size();
+  g.world_size = world_size();
   generation_agents_ = slots_;
   for (size_t i = 0; i < slots_.size(); ++i)
     g.hosts += (i ? "," : "") + agents_->agent_host(slots_[i]);
@@ -472,7 +513,8 @@ void JobController::Launch(std::optional<int64_t> cause_intervention) {
     wire::Envelope env;
     auto* l = env.mutable_launch_ranks();
     l->set_generation(static_cast<uint64_t>(generation_));
-    l->set_world_size(static_cast<uint32_t>(spec_.world.world_size()));
+    l->set_world_size(static_cast<uint32_t>(world_size()));
+    if (batch_per_rank_ > 0) l->set_batch_per_rank(static_cast<uint32_t>(batch_per_rank_));
     for (int r = a * rph; r < (a + 1) * rph; ++r) {
       l->add_ranks(static_cast<uint32_t>(r));
       ranks_alive_.insert(r);
@@ -586,9 +628,9 @@ void JobController::MaybeInjectChaos(const wire::RankReport& report) {
 Status JobController::InjectChaos(const std::string& spec, const std::string& actor) {
   auto f = ParseChaosFault(spec);
   if (!f.ok()) return f.status();
-  if ((ChaosSignal(f->kind) || IsHostFault(f->kind)) && f->rank >= spec_.world.world_size())
+  if ((ChaosSignal(f->kind) || IsHostFault(f->kind)) && f->rank >= world_size())
     return Status::InvalidArgument("rank " + std::to_string(f->rank) + " is outside the world of " +
-                                   std::to_string(spec_.world.world_size()) + " ranks");
+                                   std::to_string(world_size()) + " ranks");
   if (state_ != JobState::kRunning && state_ != JobState::kRendezvous)
     return Status::FailedPrecondition(std::string("the job is ") + JobStateName(state_));
   log_->warn("chaos from {}: {}", actor, spec);
@@ -942,7 +984,7 @@ void JobController::OnRankExited(int agent, const wire::RankExited& e) {
   }
   if (e.signal() == 0 && e.exit_code() == 0) {
     ranks_succeeded_.insert(rank);
-    if (static_cast<int>(ranks_succeeded_.size()) == spec_.world.world_size()) {
+    if (static_cast<int>(ranks_succeeded_.size()) == world_size()) {
       Finish(Outcome::kSucceeded,
              "all " + std::to_string(ranks_succeeded_.size()) + " ranks finished");
     }
@@ -1093,6 +1135,7 @@ void JobController::HandleFailure(Failure f) {
   // the modifiers, each one intervention.
   if (decision.Find("cordon_host")) Cordon(event_id, actor, host, f.summary);
   if (decision.Find("use_spare")) FillVacancies(event_id, actor);
+  if (decision.Find("shrink_world") && VacantSlot()) ShrinkWorld(event_id, actor);
   if (auto slot = VacantSlot()) {
     const std::string vacancy = VacancyReason(*slot);
     AddIntervention(event_id, "pause_and_page", actor, json{{"slot", *slot}}, vacancy);

@@ -92,6 +92,7 @@ struct JobProgress {
   double tokens_per_second = 0.0;
   int restarts = 0;
   int live_ranks = 0;
+  int world_size = 0;
   int64_t run_id = 0;
   int64_t started_at_us = 0;
   std::string params_digest;
@@ -166,6 +167,11 @@ class JobController {
   bool FillVacancies(std::optional<int64_t> event, const std::string& actor);
   void Cordon(std::optional<int64_t> event, const std::string& actor, const std::string& host,
               const std::string& why);
+  // Drops vacant slots when the global batch divides over the ranks left
+  // (and an expert-parallel MoE's experts do): one `shrink_world`
+  // intervention; false (and why, recorded) when it cannot.
+  bool ShrinkWorld(std::optional<int64_t> event, const std::string& actor);
+  int world_size() const { return static_cast<int>(slots_.size()) * spec_.world.ranks_per_host; }
   void UpdateHostMetrics();
   // Sends to every agent that runs a rank of the current generation.
   void SendToGeneration(const wire::Envelope& env);
@@ -236,6 +242,7 @@ class JobController {
   std::vector<int> slots_;              // host slot -> agent
   std::vector<int> generation_agents_;  // slots_ when the current generation launched
   std::set<std::string> cordoned_;      // hosts that get no more ranks this run
+  int batch_per_rank_ = 0;              // a shrunk world's (0: the spec's)
   // The current generation.
   int64_t generation_ = -1;
   int64_t generation_row_ = 0;

@@ -16,10 +16,11 @@ namespace {
 const std::set<std::string> kOutcomes = {"restart_from_latest", "rollback", "continue",
                                          "pause_and_page", "fail_job"};
 const std::set<std::string> kModifiers = {"skip_batches", "scale_lr",  "switch_optimizer",
-                                          "cordon_host",  "use_spare", "page"};
+                                          "cordon_host",  "use_spare", "shrink_world",
+                                          "page"};
 // Modifiers that change the next generation need one.
-const std::set<std::string> kRestartModifiers = {"skip_batches", "scale_lr", "switch_optimizer",
-                                                 "cordon_host", "use_spare"};
+const std::set<std::string> kRestartModifiers = {"skip_batches", "scale_lr",  "switch_optimizer",
+                                                 "cordon_host",  "use_spare", "shrink_world"};
 
 std::string Join(const std::set<std::string>& names) {
   std::string out;

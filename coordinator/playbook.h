@@ -29,7 +29,8 @@
 // rollback, continue, pause_and_page, fail_job) plus modifiers applied to
 // the next generation (skip_batches, scale_lr, switch_optimizer; cordon_host:
 // the detection's host gets no more ranks; use_spare: a spare host takes the
-// place of each lost or cordoned one) or alongside (page).
+// place of each lost or cordoned one; shrink_world: continue without the
+// hosts still missing, the global batch kept) or alongside (page).
 //
 // The engine is pure: it keeps the history of detections and decisions it
 // has seen and decides; the JobController carries decisions out.
@@ -57,7 +58,8 @@ struct PlaybookAction {
     return a;
   }
   // restart_from_latest | rollback | continue | pause_and_page | fail_job
-  // | skip_batches | scale_lr | switch_optimizer | cordon_host | use_spare | page
+  // | skip_batches | scale_lr | switch_optimizer | cordon_host | use_spare
+  // | shrink_world | page
   std::string name;
   int64_t count = 0;      // rollback: checkpoints back; skip_batches: batches
   double factor = 0.0;    // scale_lr

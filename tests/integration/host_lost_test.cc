@@ -3,8 +3,11 @@
 // detects each as one event, and the default playbook answers:
 //  - with a spare declared, the spare takes the lost (or cordoned) host's
 //    ranks and the run ends bit-exactly, as if nothing had happened;
-//  - without one, the job pauses and pages; `vigil resume` is refused until
-//    an agent for a new host registers, and then continues the run.
+//  - without one, the job goes on with the hosts left, more sequences per
+//    rank keeping the global batch;
+//  - under a playbook that never shrinks, the job pauses and pages; `vigil
+//    resume` is refused until an agent for a new host registers, and then
+//    continues the run.
 // No rank of a lost host outlives it, and a stopped host that comes back
 // finds itself dropped and kills its stale ranks.
 #include <gtest/gtest.h>
@@ -34,14 +37,27 @@ model: {d_model: 32, layers: 1, heads: 2, seq_len: 16}
 schedule: {steps: 240, batch_per_rank: 4}
 world: {hosts: 2, ranks_per_host: 2, spares: SPARES}
 checkpoint: {every_steps: 20}
+PLAYBOOK
 limits: {heartbeat_interval_ms: 200, heartbeat_timeout_ms: 1500, kill_grace_ms: 1000}
 )";
 
-std::string Job(int spares) {
+std::string Job(int spares, const std::string& playbook = "") {
   std::string job = kJob;
   job.replace(job.find("SPARES"), 6, std::to_string(spares));
+  job.replace(job.find("PLAYBOOK"), 8, playbook.empty() ? "" : "playbook: " + playbook);
   return job;
 }
+
+// A team that would rather wait for a person than change the batch layout.
+constexpr const char* kNeverShrink = R"(version: 1
+rules:
+  - name: host-lost
+    when: {kind: host_lost}
+    do: [restart_from_latest, use_spare]
+  - name: restart
+    when: {kind: any}
+    do: [restart_from_latest]
+)";
 
 class HostLostTest : public ::testing::Test {
  protected:
@@ -54,8 +70,9 @@ class HostLostTest : public ::testing::Test {
     reference_digest_ = r.summary.value("params_digest", "");
   }
 
-  void StartJob(int spares, const std::vector<std::string>& extra = {}) {
-    std::ofstream(dir_ / "job.yaml") << Job(spares);
+  void StartJob(int spares, const std::vector<std::string>& extra = {},
+                const std::string& playbook = "", int from_step = 5) {
+    std::ofstream(dir_ / "job.yaml") << Job(spares, playbook);
     workdir_ = dir_ / "work";
     std::vector<std::string> args = {"run", dir_ / "job.yaml", "--workdir", workdir_, "-o", "json"};
     args.insert(args.end(), extra.begin(), extra.end());
@@ -65,7 +82,7 @@ class HostLostTest : public ::testing::Test {
     for (int i = 0; i < 600; ++i) {
       if (auto addr = testing::ReadVigildAddress(workdir_)) {
         auto st = HttpGet(addr->http, "/api/v1/status", milliseconds(1000));
-        if (st.ok() && json::parse(st->body, nullptr, false).value("step", 0) >= 5) return;
+        if (st.ok() && json::parse(st->body, nullptr, false).value("step", 0) >= from_step) return;
       }
       std::this_thread::sleep_for(milliseconds(50));
     }
@@ -155,8 +172,46 @@ class HostLostTest : public ::testing::Test {
   pid_t vigil_ = -1;
 };
 
-TEST_F(HostLostTest, KilledAgentWithoutASparePausesUntilANewHostJoins) {
-  StartJob(0);
+TEST_F(HostLostTest, KilledAgentWithoutASpareShrinksTheWorld) {
+  StartJob(0, {}, "", 45);  // past the second checkpoint
+  const pid_t agent = AgentPid("host-1");
+  ASSERT_GT(agent, 0);
+  ASSERT_EQ(::kill(agent, SIGKILL), 0);
+  const auto [code, summary] = WaitForVigilRun();
+  ASSERT_EQ(code, 0) << testing::Slurp(dir_ / "vigil.out");
+  EXPECT_EQ(summary.value("steps", 0), 240);
+  EXPECT_LT(summary.value("final_loss", 9.0), 2.5) << "it went on learning";
+  auto events = Events();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].kind, "host_lost");
+  EXPECT_EQ(ActionsFor(events[0].id),
+            (std::vector<std::string>{"use_spare", "shrink_world", "restart_from_latest"}));
+  for (const auto& i : Interventions()) {
+    if (i.action != "shrink_world") continue;
+    const json p = json::parse(i.params_json);
+    EXPECT_EQ(p.value("from_world", 0), 4);
+    EXPECT_EQ(p.value("to_world", 0), 2);
+    EXPECT_EQ(p.value("batch_per_rank", 0), 8) << "4 x 4 sequences kept as 2 x 8";
+  }
+  auto lb = Logbook::Open(workdir_ + "/logbook.sqlite", true).value();
+  const auto gens = lb->Generations(lb->Runs().value()[0].id).value();
+  ASSERT_EQ(gens.size(), 2u);
+  EXPECT_EQ(gens[1].world_size, 2);
+  EXPECT_EQ(gens[1].hosts, "host-0");
+  EXPECT_TRUE(gens[1].resumed_from_step.has_value()) << "resumed, resharded, from a checkpoint";
+  // The two ranks left resumed the four-rank checkpoint with 8 sequences each.
+  const std::string log = testing::Slurp(workdir_ + "/logs/rank-1.gen-1.log");
+  EXPECT_NE(log.find("resumed from"), std::string::npos) << log;
+  EXPECT_NE(log.find("rank 1/2 generation 1: training from step " +
+                     std::to_string(gens[1].resumed_from_step.value_or(-1))),
+            std::string::npos)
+      << log;
+  ExpectNothingLeft();
+}
+
+TEST_F(HostLostTest, KilledAgentUnderANeverShrinkPlaybookPausesUntilANewHostJoins) {
+  std::ofstream(dir_ / "never-shrink.yaml") << kNeverShrink;
+  StartJob(0, {}, "never-shrink.yaml");
   const pid_t agent = AgentPid("host-1");
   ASSERT_GT(agent, 0);
   const int64_t t = NowMicros();
@@ -247,6 +302,8 @@ TEST_F(HostLostTest, StoppedAgentIsReplacedByASpareAndDropsItsRanksWhenItWakes) 
   const double detection_s = static_cast<double>(events[0].time_us - t) / 1e6;
   EXPECT_GT(detection_s, 1.5 - 0.1);
   EXPECT_LT(detection_s, 1.5 + 1.0);
+  for (int i = 0; i < 100 && ActionsFor(events[0].id).size() < 2; ++i)
+    std::this_thread::sleep_for(milliseconds(50));
   EXPECT_EQ(ActionsFor(events[0].id),
             (std::vector<std::string>{"use_spare", "restart_from_latest"}));
 

@@ -308,6 +308,8 @@ class Agent {
         r.env.push_back(std::string("VIGIL_LR_SCALE=") + scale);
       }
       if (!l.optimizer().empty()) r.env.push_back("VIGIL_OPTIMIZER=" + l.optimizer());
+      if (l.batch_per_rank() > 0)
+        r.env.push_back("VIGIL_BATCH_PER_RANK=" + std::to_string(l.batch_per_rank()));
       if (l.skip_batches() > 0) {
         r.env.push_back("VIGIL_SKIP_BATCHES=" + std::to_string(l.skip_batches()));
         r.env.push_back("VIGIL_SKIP_AT_STEP=" + std::to_string(l.skip_at_step()));

@@ -1,8 +1,8 @@
 // vigil-train: one data-parallel rank. Launched by vigil-agent with its
 // orders in the environment (VIGIL_RANK, VIGIL_WORLD_SIZE, ...; optional
 // VIGIL_OPTIMIZER, VIGIL_LR_SCALE, VIGIL_SKIP_BATCHES and VIGIL_SKIP_AT_STEP
-// for restart-time changes). It bootstraps Gloo through vigild's store, runs
-// the Trainer (trainer.h), checkpoints every checkpoint.every_steps, reports
+// for restart-time changes, VIGIL_BATCH_PER_RANK for a shrunk world). It bootstraps Gloo through
+// vigild's store, runs the Trainer (trainer.h), checkpoints every checkpoint.every_steps, reports
 // each step to its agent, and exits:
 //   0 done · 2 bad configuration · 3 collective or store failure ·
 //   4 the checkpoint it was told to resume from failed verification ·
@@ -59,6 +59,7 @@ struct Orders {
   int rank = 0, world = 1, local_rank = 0;
   uint64_t generation = 0;
   std::string store_addr, agent_socket, token_file, job_file, resume_from, bind_addr;
+  int batch_per_rank = 0;  // a shrunk world's (0: the spec's)
   TrainerOptions options;  // checkpoint directory, restart-time changes (optimizer, LR scale)
 };
 
@@ -313,6 +314,8 @@ int main() {
     if (o.options.skip_batches < 0 || o.options.skip_at_step < 0)
       throw std::runtime_error("VIGIL_SKIP_BATCHES and VIGIL_SKIP_AT_STEP must be >= 0");
     o.bind_addr = Env("VIGIL_BIND_ADDR", "127.0.0.1");
+    o.batch_per_rank = std::stoi(Env("VIGIL_BATCH_PER_RANK", "0"));
+    if (o.batch_per_rank < 0) throw std::runtime_error("VIGIL_BATCH_PER_RANK must be >= 0");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "vigil-train: %s (vigil-train is started by vigil-agent)\n", e.what());
     return kExitConfig;
@@ -323,6 +326,19 @@ int main() {
     return kExitConfig;
   }
   o.options.async_save = spec->checkpoint.async;
+  if (o.batch_per_rank > 0) {
+    // A shrunk world: fewer hosts, more sequences per rank, the same global
+    // batch (which a checkpoint's configuration hash covers).
+    const int64_t global = spec->global_batch();
+    spec->world.hosts = o.world / spec->world.ranks_per_host;
+    spec->schedule.batch_per_rank = o.batch_per_rank;
+    if (spec->global_batch() != global || o.world % spec->world.ranks_per_host != 0) {
+      std::fprintf(stderr,
+                   "vigil-train: %d ranks x %d sequences do not keep the global batch of %lld\n",
+                   o.world, o.batch_per_rank, static_cast<long long>(global));
+      return kExitConfig;
+    }
+  }
   auto data = MakeDataSource(spec.value());
   if (!data.ok()) {
     std::fprintf(stderr, "vigil-train: %s\n", data.status().ToString().c_str());
