@@ -98,8 +98,12 @@ int PlaybookCheck(const std::string& path) {
   for (const auto& r : pb->rules) {
     std::string kinds, actions;
     for (const auto& k : r.kinds) kinds += (kinds.empty() ? "" : ",") + k;
+    if (kinds.empty()) kinds = "any";
+    std::string codes;
+    for (int64_t c : r.codes) codes += (codes.empty() ? "" : ",") + std::to_string(c);
+    if (!codes.empty()) kinds += " codes " + codes;
     for (const auto& a : r.actions) actions += (actions.empty() ? "" : " ") + a.ToString();
-    std::printf("  %-28s %s%s -> %s\n", r.name.c_str(), kinds.empty() ? "any" : kinds.c_str(),
+    std::printf("  %-28s %s%s -> %s\n", r.name.c_str(), kinds.c_str(),
                 r.count > 1 ? (" x" + std::to_string(r.count) + " per " + r.per).c_str() : "",
                 actions.c_str());
   }

@@ -19,6 +19,21 @@ inline int64_t NowMicros() {
       .count();
 }
 
+// Adds the wall time of its scope, in seconds, to a counter.
+class ScopedSeconds {
+ public:
+  explicit ScopedSeconds(double* total) : total_(total), t0_(std::chrono::steady_clock::now()) {}
+  ~ScopedSeconds() {
+    *total_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+  }
+  ScopedSeconds(const ScopedSeconds&) = delete;
+  ScopedSeconds& operator=(const ScopedSeconds&) = delete;
+
+ private:
+  double* total_;
+  std::chrono::steady_clock::time_point t0_;
+};
+
 // 32 random bytes from the kernel as 64 hex characters.
 std::string GenerateToken();
 // Writes a fresh token to `path` with mode 0600 and returns it.

@@ -226,6 +226,7 @@ TEST_F(HostLostTest, KilledAgentUnderANeverShrinkPlaybookPausesUntilANewHostJoin
   const double detection_s = static_cast<double>(events[0].time_us - t) / 1e6;
   EXPECT_GT(detection_s, 0.0);
   EXPECT_LT(detection_s, 1.0) << "a dropped connection is noticed at once";
+  std::printf("killed agent: host_lost after %.1f ms\n", detection_s * 1000.0);
   EXPECT_EQ(ActionsFor(events[0].id), (std::vector<std::string>{"use_spare", "pause_and_page"}));
   // The lost host's ranks died with its agent; the others were stopped.
   std::vector<int> ranks;
@@ -302,6 +303,8 @@ TEST_F(HostLostTest, StoppedAgentIsReplacedByASpareAndDropsItsRanksWhenItWakes) 
   const double detection_s = static_cast<double>(events[0].time_us - t) / 1e6;
   EXPECT_GT(detection_s, 1.5 - 0.1);
   EXPECT_LT(detection_s, 1.5 + 1.0);
+  std::printf("stopped agent: host_lost after %.0f ms (heartbeat timeout 1500 ms)\n",
+              detection_s * 1000.0);
   for (int i = 0; i < 100 && ActionsFor(events[0].id).size() < 2; ++i)
     std::this_thread::sleep_for(milliseconds(50));
   EXPECT_EQ(ActionsFor(events[0].id),

@@ -13,6 +13,7 @@
 #include <gloo/types.h>
 
 #include "common/partition.h"
+#include "common/util.h"
 
 namespace vigil::trainer {
 namespace {
@@ -37,23 +38,6 @@ std::shared_ptr<gloo::Context> ConnectTcpMesh(gloo::rendezvous::Store& store, in
   return context;
 }
 
-namespace {
-
-// Adds the scope's wall time to a counter.
-class Timed {
- public:
-  explicit Timed(double* total) : total_(total), t0_(std::chrono::steady_clock::now()) {}
-  ~Timed() {
-    *total_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
-  }
-
- private:
-  double* total_;
-  std::chrono::steady_clock::time_point t0_;
-};
-
-}  // namespace
-
 GlooCollectives::GlooCollectives() = default;
 
 GlooCollectives::GlooCollectives(std::shared_ptr<gloo::Context> context)
@@ -67,7 +51,7 @@ void GlooCollectives::Wait(bool recv_ok, bool send_ok, const char* what) const {
 
 void GlooCollectives::ReduceScatterSum(float* data, const std::vector<int64_t>& off) {
   if (world_ == 1) return;
-  Timed timed(&seconds_in_collectives_);
+  ScopedSeconds timed(&seconds_in_collectives_);
   const int W = world_, r = rank_;
   int64_t longest = 0;
   for (int c = 0; c < W; ++c) longest = std::max(longest, off[c + 1] - off[c]);
@@ -96,7 +80,7 @@ void GlooCollectives::ReduceScatterSum(float* data, const std::vector<int64_t>& 
 
 void GlooCollectives::Allgather(float* data, const std::vector<int64_t>& off) {
   if (world_ == 1) return;
-  Timed timed(&seconds_in_collectives_);
+  ScopedSeconds timed(&seconds_in_collectives_);
   const int W = world_, r = rank_;
   auto buf = context_->createUnboundBuffer(data, static_cast<size_t>(off[W]) * sizeof(float));
   const uint64_t slot = gloo::Slot::build(kAllgatherPrefix, 0);
@@ -132,7 +116,7 @@ void GlooCollectives::AllgatherBytes(const void* mine, size_t bytes, void* all) 
     std::memcpy(all, mine, bytes);
     return;
   }
-  Timed timed(&seconds_in_collectives_);
+  ScopedSeconds timed(&seconds_in_collectives_);
   gloo::AllgatherOptions opts(context_);
   opts.setInput(const_cast<char*>(static_cast<const char*>(mine)), bytes);
   opts.setOutput(static_cast<char*>(all), bytes * world_);
@@ -145,7 +129,7 @@ void GlooCollectives::AllToAll(const float* send, float* recv, int64_t block_flo
     std::memcpy(recv, send, n * sizeof(float));
     return;
   }
-  Timed timed(&seconds_in_collectives_);
+  ScopedSeconds timed(&seconds_in_collectives_);
   gloo::AlltoallOptions opts(context_);
   opts.setInput(const_cast<float*>(send), n);
   opts.setOutput(recv, n);

@@ -34,6 +34,7 @@
 #include "checkpoint/checkpoint.h"
 #include "common/job_spec.h"
 #include "common/status.h"
+#include "common/util.h"
 #include "worker/trainer/collectives.h"
 #include "worker/trainer/data_source.h"
 #include "worker/trainer/model.h"

@@ -22,19 +22,6 @@
 namespace vigil::trainer {
 namespace trainer_detail {
 
-// Adds the scope's wall time to a counter.
-class StallTimer {
- public:
-  explicit StallTimer(double* total) : total_(total), t0_(std::chrono::steady_clock::now()) {}
-  ~StallTimer() {
-    *total_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
-  }
-
- private:
-  double* total_;
-  std::chrono::steady_clock::time_point t0_;
-};
-
 inline std::string Hex64(uint64_t v) {
   char buf[17];
   std::snprintf(buf, sizeof(buf), "%016" PRIx64, v);
@@ -256,7 +243,7 @@ StepStats TrainerT<K>::Step() {
   s.lr = LearningRate(step_);
   // A save in flight has its own copy of the state before the optimizer changes it.
   if (writer_ && writer_->busy()) {
-    trainer_detail::StallTimer timer(&save_stall_seconds_);
+    ScopedSeconds timer(&save_stall_seconds_);
     writer_->WaitSnapshot();
   }
   s.grad_norm = opt_->Step(model_.params().data(), model_.grads().data(), s.lr);
@@ -304,7 +291,7 @@ checkpoint::Manifest TrainerT<K>::ManifestHeader() const {
 
 template <class K>
 void TrainerT<K>::BeginSave() {
-  trainer_detail::StallTimer timer(&save_stall_seconds_);
+  ScopedSeconds timer(&save_stall_seconds_);
   if (pending_save_) throw std::logic_error("BeginSave with a save in flight");
   PendingSave p;
   p.header = ManifestHeader();
@@ -325,7 +312,7 @@ void TrainerT<K>::BeginSave() {
 template <class K>
 std::optional<SaveOutcome> TrainerT<K>::FinishSave(bool wait) {
   if (!pending_save_) return std::nullopt;
-  trainer_detail::StallTimer timer(&save_stall_seconds_);
+  ScopedSeconds timer(&save_stall_seconds_);
   PendingSave& p = *pending_save_;
   if (p.committing) return CollectCommit(wait);
   if (!p.sums && (wait || writer_->written())) p.sums = writer_->Wait();
