@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 
@@ -25,6 +26,35 @@ class FaultWritableFile final : public WritableFile {
   std::string path_;
   std::unique_ptr<WritableFile> base_;
 };
+
+namespace {
+
+class FillableWritableFile final : public WritableFile {
+ public:
+  FillableWritableFile(const FillableStorage* owner, std::string path,
+                       std::unique_ptr<WritableFile> base)
+      : owner_(owner), path_(std::move(path)), base_(std::move(base)) {}
+  Status Append(const void* data, size_t bytes) override {
+    if (owner_->full()) return Status::IoError("write " + path_ + ": " + std::strerror(ENOSPC));
+    return base_->Append(data, bytes);
+  }
+  Status Sync() override { return base_->Sync(); }
+  Status Close() override { return base_->Close(); }
+
+ private:
+  const FillableStorage* owner_;
+  std::string path_;
+  std::unique_ptr<WritableFile> base_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<WritableFile>> FillableStorage::NewWritableFile(const std::string& path) {
+  auto file = base_->NewWritableFile(path);
+  if (!file.ok()) return file.status();
+  return std::unique_ptr<WritableFile>(
+      std::make_unique<FillableWritableFile>(this, path, std::move(file.value())));
+}
 
 void FaultInjectionStorage::CrashAt(int op, std::function<void()> action) {
   std::lock_guard<std::mutex> lock(mu_);

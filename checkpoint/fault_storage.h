@@ -7,13 +7,15 @@
 //   * loss of what was never made durable: DropUnsyncedData() truncates
 //     every file to what its last Sync() covered and undoes every create
 //     and rename whose directory was not synced since, newest first;
-//   * a full disk: appends past a byte budget fail with ENOSPC's message.
+//   * a full disk: appends past a byte budget fail with ENOSPC's message
+//     (and FillableStorage below: a disk that is full while a switch is on).
 // Every mutating operation is traced ("append shard-0.bin", "rename ..."),
 // so a test can first record a save's protocol, then crash at each step.
 //
 // Thread-safe: ranks in threads share one.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -24,9 +26,9 @@
 
 namespace vigil::checkpoint {
 
-class FaultInjectionStorage final : public Storage {
+class FaultInjectionStorage final : public ForwardingStorage {
  public:
-  explicit FaultInjectionStorage(Storage* base = Storage::Default()) : base_(base) {}
+  explicit FaultInjectionStorage(Storage* base = Storage::Default()) : ForwardingStorage(base) {}
 
   // Operation `op` (0-based, counted over mutating operations) does not
   // happen; `action` runs in its place (if it returns, the storage is dead).
@@ -40,17 +42,6 @@ class FaultInjectionStorage final : public Storage {
   bool dead() const;
 
   Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) override;
-  Result<std::unique_ptr<ReadableFile>> OpenReadable(const std::string& path) override {
-    return base_->OpenReadable(path);
-  }
-  Result<std::string> ReadWholeFile(const std::string& path) override {
-    return base_->ReadWholeFile(path);
-  }
-  Result<uint64_t> FileSize(const std::string& path) override { return base_->FileSize(path); }
-  bool Exists(const std::string& path) override { return base_->Exists(path); }
-  Result<std::vector<std::string>> ListDir(const std::string& path) override {
-    return base_->ListDir(path);
-  }
   Status CreateDirs(const std::string& path) override;
   Status SyncDir(const std::string& path) override;
   Status Rename(const std::string& from, const std::string& to) override;
@@ -68,7 +59,6 @@ class FaultInjectionStorage final : public Storage {
     enum Kind { kCreate, kRename } kind;
     std::string path, from;
   };
-  Storage* base_;
   mutable std::mutex mu_;
   int ops_ = 0;
   int crash_op_ = -1;
@@ -78,6 +68,24 @@ class FaultInjectionStorage final : public Storage {
   std::vector<std::string> trace_;
   std::map<std::string, uint64_t> size_, synced_size_;  // files written through this storage
   std::vector<DirOp> unsynced_dir_ops_;
+};
+
+// A disk that chaos can fill, for production processes (vigil-train's
+// `disk-full` fault): while full, every append fails with ENOSPC's message;
+// otherwise every call goes straight to the base. It keeps no trace and no
+// state beyond the switch, so it can sit in front of a months-long run.
+// Thread-safe: the switch is atomic (an asynchronous writer appends while
+// the training thread flips it).
+class FillableStorage final : public ForwardingStorage {
+ public:
+  explicit FillableStorage(Storage* base = Storage::Default()) : ForwardingStorage(base) {}
+  void set_full(bool full) { full_.store(full); }
+  bool full() const { return full_.load(); }
+
+  Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) override;
+
+ private:
+  std::atomic<bool> full_{false};
 };
 
 }  // namespace vigil::checkpoint

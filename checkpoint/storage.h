@@ -60,6 +60,38 @@ class Storage {
   virtual Status RemoveAll(const std::string& path) = 0;
 };
 
+// A Storage that passes every call to `base`: wrappers that change a few
+// operations (fault_storage.h) override just those.
+class ForwardingStorage : public Storage {
+ public:
+  explicit ForwardingStorage(Storage* base) : base_(base) {}
+
+  Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) override {
+    return base_->NewWritableFile(path);
+  }
+  Result<std::unique_ptr<ReadableFile>> OpenReadable(const std::string& path) override {
+    return base_->OpenReadable(path);
+  }
+  Result<std::string> ReadWholeFile(const std::string& path) override {
+    return base_->ReadWholeFile(path);
+  }
+  Result<uint64_t> FileSize(const std::string& path) override { return base_->FileSize(path); }
+  bool Exists(const std::string& path) override { return base_->Exists(path); }
+  Result<std::vector<std::string>> ListDir(const std::string& path) override {
+    return base_->ListDir(path);
+  }
+  Status CreateDirs(const std::string& path) override { return base_->CreateDirs(path); }
+  Status SyncDir(const std::string& path) override { return base_->SyncDir(path); }
+  Status Rename(const std::string& from, const std::string& to) override {
+    return base_->Rename(from, to);
+  }
+  Status RemoveFile(const std::string& path) override { return base_->RemoveFile(path); }
+  Status RemoveAll(const std::string& path) override { return base_->RemoveAll(path); }
+
+ protected:
+  Storage* base_;
+};
+
 // Writes `contents` to `path` durably and atomically through `storage`:
 // path.tmp, sync, rename, sync the directory.
 Status WriteFileDurably(Storage* storage, const std::string& path, const std::string& contents);

@@ -22,9 +22,11 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--workdir", run.workdir, "work directory (default ./vigil-runs/<job name>)");
   run_cmd->add_option(
       "--chaos", run.chaos,
-      "inject a fault (repeatable): kill-rank|hang-rank|nan|spike:RANK@STEP, "
-      "corrupt-checkpoint:HOW@STEP with HOW flip, truncate, remove-shard or garble-manifest, or "
-      "random:COUNT (a seeded schedule of COUNT faults of every kind)");
+      "inject a fault (repeatable): "
+      "kill-rank|hang-rank|nan|spike|slow-rank|disk-full|kill-agent:RANK[@STEP], "
+      "xid:CODE:RANK[@STEP], "
+      "corrupt-checkpoint:HOW[@STEP] with HOW flip, truncate, remove-shard or garble-manifest, "
+      "or random:COUNT (a seeded schedule of COUNT faults of every kind)");
   run_cmd->add_option("--seed", run.seed, "seed of a random:COUNT chaos schedule");
   run_cmd->add_option("-o,--output", run.output, "text or json (last stdout line)")
       ->check(CLI::IsMember({"text", "json"}));
@@ -81,7 +83,8 @@ int main(int argc, char** argv) {
   auto* chaos_cmd = app.add_subcommand("chaos", "inject a fault into a running job");
   chaos_cmd
       ->add_option("fault", chaos.fault,
-                   "kill-rank|hang-rank|nan|spike:RANK[@STEP] or corrupt-checkpoint:HOW[@STEP]")
+                   "kill-rank|hang-rank|nan|spike|slow-rank|disk-full|kill-agent:RANK[@STEP], "
+                   "xid:CODE:RANK[@STEP] or corrupt-checkpoint:HOW[@STEP]")
       ->required();
   chaos_cmd->add_option("--workdir", chaos.workdir, "the job's work directory")->required();
   chaos_cmd->add_option("--by", chaos.actor, "who (default: $USER)");

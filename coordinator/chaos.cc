@@ -22,6 +22,7 @@ constexpr RankFaultKind kRankFaults[] = {
     {"nan", SIGUSR1},        // its next gradient is poisoned with NaN
     {"spike", SIGUSR2},      // its next batch's targets are scrambled
     {"slow-rank", SIGURG},   // it idles 3x its compute time every later step
+    {"disk-full", SIGXFSZ},  // its next checkpoint save finds the disk full
 };
 
 }  // namespace
@@ -39,15 +40,17 @@ Result<ChaosFault> ParseChaosFault(const std::string& spec) {
   const std::string usage =
       "chaos fault '" + spec +
       "': expected KIND:RANK[@STEP] (KIND: kill-rank, hang-rank, nan, spike, slow-rank, "
-      "kill-agent), "
+      "disk-full, kill-agent), "
       "xid:CODE:RANK[@STEP] or "
-      "corrupt-checkpoint:HOW[@STEP] (HOW: flip, truncate, remove-shard, garble-manifest)";
+      "corrupt-checkpoint:HOW[@STEP] (or corrupt-ckpt; HOW: flip, truncate, remove-shard, "
+      "garble-manifest)";
   const auto colon = spec.find(':');
   const auto at = spec.find('@');
   if (colon == std::string::npos || (at != std::string::npos && at < colon))
     return Status::InvalidArgument(usage);
   ChaosFault f;
   f.kind = spec.substr(0, colon);
+  if (f.kind == "corrupt-ckpt") f.kind = "corrupt-checkpoint";
   f.spec = spec;
   if (!ChaosSignal(f.kind) && !IsHostFault(f.kind) && f.kind != "corrupt-checkpoint")
     return Status::InvalidArgument(usage + " (unknown kind '" + f.kind + "')");
@@ -135,13 +138,14 @@ Result<std::vector<ChaosFault>> RandomChaos(int count, uint64_t seed, const Chao
         std::to_string(plan.total_steps) + " steps (schedule.steps)");
   }
   const int64_t spacing = room / count;
-  const char* kinds[] = {"kill-rank",  "hang-rank",         "nan", "spike", "xid",
-                         "kill-agent", "corrupt-checkpoint"};
+  const char* kinds[] = {"kill-rank",  "hang-rank",          "nan",      "spike", "xid",
+                         "kill-agent", "corrupt-checkpoint", "disk-full"};
+  constexpr uint64_t kKinds = sizeof(kinds) / sizeof(kinds[0]);
   const int restart_xids[] = {13, 31, 43, 94}, host_xids[] = {48, 64, 79};
   int hosts_left = plan.spares;
   std::vector<ChaosFault> out;
   for (int i = 0; i < count; ++i) {
-    std::string kind = kinds[next() % 7];
+    std::string kind = kinds[next() % kKinds];
     int64_t step = first + i * spacing + static_cast<int64_t>(next() % (spacing / 2));
     const int rank = static_cast<int>(next() % static_cast<uint64_t>(plan.world_size));
     const bool takes_host = next() % 2 == 0;  // for xid: a code that cordons
@@ -166,6 +170,18 @@ Result<std::vector<ChaosFault>> RandomChaos(int count, uint64_t seed, const Chao
       specs = {std::string("corrupt-checkpoint:") + (next() % 2 ? "flip" : "truncate") + "@" +
                    std::to_string(step),
                "kill-rank:0@" + std::to_string(step)};
+    } else if (kind == "disk-full") {
+      // The save that finds the disk full must come, and its failure be
+      // reported, before the next fault: the last save boundary at least 3
+      // steps before the next slot, signalled 5 steps ahead of it.
+      const int64_t next_slot = first + (i + 1) * spacing;
+      const int64_t save = (next_slot - 3) / plan.every_steps * plan.every_steps;
+      step = save - 5;
+      if (step < first + i * spacing) {  // no save falls inside this slot
+        kind = "kill-rank";
+        step = first + i * spacing;
+      }
+      specs = {kind + ":" + std::to_string(rank) + "@" + std::to_string(step)};
     } else {
       specs = {kind + ":" + std::to_string(rank) + "@" + std::to_string(step)};
     }

@@ -10,11 +10,14 @@
 //     targets, a real loss (and gradient) spike;
 //   slow-rank:RANK[@STEP] — SIGURG: from then on vigil-train idles three
 //     times its compute time each step (a straggler);
+//   disk-full:RANK[@STEP] — SIGXFSZ: vigil-train's next checkpoint save
+//     finds its disk full (every write of its shard fails with ENOSPC);
+//     the save is abandoned, older checkpoints stay, training goes on;
 //   kill-agent:RANK[@STEP] — the agent running RANK SIGKILLs itself (a host
 //     lost: its ranks die with it);
 //   xid:CODE:RANK[@STEP] — the GPU monitor of RANK's agent reads Xid CODE
 //     for RANK's GPU, as if from the kernel log (gpu_fault);
-//   corrupt-checkpoint:HOW@STEP — when rank 0 first reports a step at or
+//   corrupt-checkpoint:HOW@STEP (or corrupt-ckpt:HOW@STEP) — when rank 0 first reports a step at or
 //     past STEP, vigild damages the newest committed checkpoint on disk:
 //     flip (one byte of a shard: only the ranks' checksums can tell),
 //     truncate (a shard cut in half), remove-shard, garble-manifest.
@@ -30,7 +33,8 @@
 namespace vigil::coordinator {
 
 struct ChaosFault {
-  // kill-rank | hang-rank | nan | spike | kill-agent | xid | corrupt-checkpoint
+  // kill-rank | hang-rank | nan | spike | slow-rank | disk-full | kill-agent | xid |
+  // corrupt-checkpoint
   std::string kind;
   int rank = 0;
   int xid = 0;       // xid: the code
@@ -60,10 +64,11 @@ inline constexpr int64_t kRandomChaosSpacing = 25;
 
 // `random:COUNT` (with --seed): COUNT faults, one after another from step
 // max(60, 2 x every_steps), each of a kind drawn from kill-rank, hang-rank,
-// nan, spike, xid, kill-agent and corrupt-checkpoint (flip or truncate, with
-// rank 0 killed at the same step so that the damaged checkpoint is loaded),
-// at a drawn rank. Faults that take a host away (kill-agent, and Xids the
-// default playbook cordons for: 48, 64, 79) are drawn at most `spares`
+// nan, spike, xid, kill-agent, corrupt-checkpoint (flip or truncate, with
+// rank 0 killed at the same step so that the damaged checkpoint is loaded)
+// and disk-full (timed so that the save it fails comes before the next
+// fault; a kill-rank where no save falls between), at a drawn rank. Faults that take a host away
+// (kill-agent, and Xids the default playbook cordons for: 48, 64, 79) are drawn at most `spares`
 // times; other Xids are drawn from 13, 31, 43, 94. The same seed gives the
 // same schedule.
 Result<std::vector<ChaosFault>> RandomChaos(int count, uint64_t seed, const ChaosPlan& plan);

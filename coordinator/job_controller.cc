@@ -430,27 +430,22 @@ void JobController::ApplyRetention() {
 void JobController::OnCheckpointFailed(const wire::RankReport& r) {
   // Every rank whose shard failed says why (a full disk fails them all): one event per save.
   if (!failed_saves_.insert({generation_, static_cast<int64_t>(r.step())}).second) return;
-  EventRow ev;
-  ev.run_id = run_id_;
-  ev.generation_id = generation_row_ ? std::optional<int64_t>(generation_row_) : std::nullopt;
-  ev.time_us = NowMicros();
-  ev.kind = "checkpoint_write_failed";
-  ev.rank = static_cast<int>(r.rank());
-  ev.step = static_cast<int64_t>(r.step());
-  ev.detail_json = json{{"reason", r.message()}, {"step", r.step()}}.dump();
-  auto event_id = logbook_->AddEvent(ev);
-  Check(event_id.status(), "event");
-  metrics_->Failures("checkpoint_write_failed").Increment();
-  InterventionRow i;
-  i.run_id = run_id_;
-  if (event_id.ok()) i.event_id = event_id.value();
-  i.time_us = NowMicros();
-  i.action = "continue_training";
-  i.actor = "auto:default";
-  i.params_json = json{{"abandoned_step", r.step()}}.dump();
-  i.outcome = "the save was abandoned; older checkpoints are intact";
-  Check(logbook_->AddIntervention(i).status(), "intervention");
-  log_->warn("checkpoint at step {} failed: {}; training goes on", r.step(), r.message());
+  const int rank = static_cast<int>(r.rank());
+  Failure f;
+  f.kind = "checkpoint_write_failed";
+  f.rank = rank;
+  f.agent = AgentOfRank(rank);
+  f.anomaly_step = static_cast<int64_t>(r.step());
+  f.detail = json{{"reason", r.message()}, {"step", r.step()}};
+  // A fault chaos sent (disk-full) waits for the next save: no detection latency to speak of.
+  if (auto sent = TakeInjectedAt(rank)) f.detail["fault_injected_at_us"] = *sent;
+  f.summary = "the checkpoint of step " + std::to_string(r.step()) + " failed on rank " +
+              std::to_string(rank) + ": " + r.message() + "; older checkpoints are intact";
+  if (state_ == JobState::kRunning) return HandleFailure(std::move(f));
+  // The generation that failed to save is being replaced or stopped already.
+  AddIntervention(
+      RecordEvent(f), "none", "auto:state", json::object(),
+      std::string("the job is ") + (state_ == JobState::kPaused ? "paused" : "recovering"));
 }
 
 void JobController::Launch(std::optional<int64_t> cause_intervention) {
@@ -1069,21 +1064,27 @@ void JobController::OnRankExited(int agent, const wire::RankExited& e) {
 }
 
 void JobController::HandleFailure(Failure f) {
-  // Whatever is recorded now supersedes a held symptom (or is that symptom).
-  if (held_ && held_->summary != f.summary) {
-    log_->info("dropping the held symptom ({}) in favour of its cause", held_->summary);
+  // A corrupt checkpoint is the checkpoint machinery's (below), the rest the playbook's.
+  const bool corrupt = f.kind == "checkpoint_corrupt";
+  const Decision decision = corrupt ? Decision{} : Decide(f);
+  // What stops the generation supersedes a held symptom (or is that symptom);
+  // what training goes on through (a straggler, a failed save) leaves it be.
+  if (corrupt || decision.outcome().name != "continue") {
+    if (held_ && held_->summary != f.summary) {
+      log_->info("dropping the held symptom ({}) in favour of its cause", held_->summary);
+    }
+    held_.reset();
+    settle_timer_.cancel();
+    hang_.reset();
+    hang_timer_.cancel();
   }
-  held_.reset();
-  settle_timer_.cancel();
-  hang_.reset();
-  hang_timer_.cancel();
   const std::optional<int64_t> event_id = RecordEvent(f);
   last_event_ = event_id;
   const std::string host = f.agent >= 0 ? agents_->agent_host(f.agent) : "";
 
   // A corrupt checkpoint costs a fallback to an older one (checkpoint.max_fallbacks
   // bounds them), not a restart: the checkpoint machinery's, not the playbook's.
-  if (f.kind == "checkpoint_corrupt") {
+  if (corrupt) {
     const Choice choice = ChooseCheckpoint();
     if (choice.pause) {
       AddIntervention(event_id, "pause_and_page", "auto:checkpoints",
@@ -1101,7 +1102,6 @@ void JobController::HandleFailure(Failure f) {
     return TearDownGeneration(f.summary);
   }
 
-  const Decision decision = Decide(f);
   const std::string actor = "auto:" + (decision.rule.empty() ? "fallback" : decision.rule);
   std::string outcome = decision.outcome().name;
   std::string why = decision.why;

@@ -1,9 +1,9 @@
 // The chaos soak: the tiny job under a seeded random schedule of faults of
 // every kind (killed, hung, NaN, loss spike, GPU Xid, a host's agent killed,
-// damaged checkpoint then a kill), through `vigil run` with real processes
-// and signals, two spare hosts, under the default playbook (its restart-loop
-// guard and flaky-host count widened, or twenty faults in two minutes on two
-// hosts would rightly page a person). It asserts:
+// damaged checkpoint then a kill, a full disk for one save), through `vigil run` with real
+// processes and signals, two spare hosts, under the default playbook (its restart-loop guard and
+// flaky-host count widened, or twenty faults in two minutes on two hosts would rightly page a
+// person). It asserts:
 //   * the job finishes;
 //   * every fault has exactly one detection event of its kind, and every
 //     event at least one intervention linked to it;
@@ -58,6 +58,7 @@ std::string ExpectedKind(const std::string& fault_kind) {
   if (fault_kind == "corrupt-checkpoint") return "checkpoint_corrupt";
   if (fault_kind == "kill-agent") return "host_lost";
   if (fault_kind == "xid") return "gpu_fault";
+  if (fault_kind == "disk-full") return "checkpoint_write_failed";
   return "?";
 }
 

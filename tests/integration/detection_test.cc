@@ -246,6 +246,44 @@ rules:
 
 // `vigil chaos` against a running job: the fault is queued, fires, and is
 // handled like any other; bad faults and bad playbooks are refused clearly.
+// A full disk (SIGXFSZ: every write of rank 1's next shard fails with
+// ENOSPC) fails one save. It is one checkpoint_write_failed event answered by
+// continue_training, the abandoned save leaves no files, the checkpoints
+// before it stay, and a rank killed later resumes from the one before the
+// failed save: the run still ends bit-exactly.
+TEST_F(Detection, AFullDiskFailsOneSaveAndTrainingGoesOn) {
+  const std::string work = dir_ / "disk-full";
+  const JobRun run = Run(dir_, kTiny, work, "--chaos disk-full:1@60 --chaos kill-rank:0@90");
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.summary["params_digest"], *clean_digest_);
+  const Book b = Read(work);
+  ASSERT_EQ(b.events.size(), 2u);
+  const EventRow& full = b.events[0];
+  EXPECT_EQ(full.kind, "checkpoint_write_failed");
+  EXPECT_EQ(full.rank.value_or(-1), 1);
+  EXPECT_EQ(full.step.value_or(-1), 75) << "the first save after the fault";
+  const json d = json::parse(full.detail_json);
+  EXPECT_NE(d["reason"].get<std::string>().find("No space left on device"), std::string::npos)
+      << d.dump();
+  const auto answers = b.On(full.id);
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0].action, "continue_training");
+  EXPECT_EQ(answers[0].actor, "auto:checkpoint-write-failed");
+  EXPECT_EQ(b.events[1].kind, "process_exit");
+  ASSERT_EQ(b.generations.size(), 2u);
+  for (const auto& c : b.checkpoints) {
+    if (c.generation_id == b.generations[0].id) {
+      EXPECT_NE(c.step, 75) << c.path;
+    }
+  }
+  EXPECT_EQ(b.generations[1].resumed_from_step.value_or(-1), 50);
+  for (const auto& e : std::filesystem::recursive_directory_iterator(work + "/checkpoints")) {
+    EXPECT_EQ(e.path().string().find(".tmp"), std::string::npos) << "debris: " << e.path();
+  }
+  const std::string log = testing::Slurp(work + "/logs/rank-1.gen-0.log");
+  EXPECT_NE(log.find("chaos: the disk is full for the save of step 75"), std::string::npos) << log;
+}
+
 TEST_F(Detection, VigilChaosInjectsIntoARunningJob) {
   const std::string work = dir_ / "live";
   const pid_t run =

@@ -190,6 +190,13 @@ TEST(Chaos, ParsesEveryKindWithAndWithoutAStep) {
   EXPECT_EQ(ChaosSignal("hang-rank"), SIGSTOP);
   EXPECT_EQ(ChaosSignal("nan"), SIGUSR1);
   EXPECT_EQ(ChaosSignal("spike"), SIGUSR2);
+  EXPECT_EQ(ChaosSignal("slow-rank"), SIGURG);
+  EXPECT_EQ(ChaosSignal("disk-full"), SIGXFSZ);
+  EXPECT_EQ(ParseChaosFault("disk-full:3@100").value().rank, 3);
+  auto ckpt = ParseChaosFault("corrupt-ckpt:truncate@40");
+  ASSERT_TRUE(ckpt.ok());
+  EXPECT_EQ(ckpt->kind, "corrupt-checkpoint") << "corrupt-ckpt is its short name";
+  EXPECT_EQ(ckpt->how, "truncate");
   EXPECT_EQ(ParseChaosFault("nan:1").value().step, 0) << "no step: at once";
   auto xid = ParseChaosFault("xid:79:3@120");
   ASSERT_TRUE(xid.ok());
@@ -225,6 +232,7 @@ TEST(Chaos, RandomScheduleIsSeededSpacedAndCoversEveryKind) {
   int64_t last_step = 0;
   int last_index = -1;
   int hosts_taken = 0;
+  int64_t full_save = -1;  // the save a disk-full fault fails (-1: none)
   for (const auto& f : a) {
     kinds.insert(f.kind);
     if (f.kind == "kill-agent" || (f.kind == "xid" && (f.xid == 48 || f.xid == 64 || f.xid == 79)))
@@ -236,16 +244,25 @@ TEST(Chaos, RandomScheduleIsSeededSpacedAndCoversEveryKind) {
     EXPECT_LT(f.rank, 4);
     if (f.random_index != last_index) {
       EXPECT_GE(f.step, last_step + 1) << f.spec;
+      if (full_save >= 0) {
+        EXPECT_GE(f.step, full_save + 3) << "the failed save comes before " << f.spec;
+      }
+      full_save = -1;
       last_step = f.step;
       last_index = f.random_index;
     }
     if (f.kind == "corrupt-checkpoint") {
       EXPECT_EQ(f.step % 25, 12) << "halfway between saves: " << f.spec;
     }
+    if (f.kind == "disk-full") {
+      EXPECT_EQ((f.step + 5) % 25, 0) << "five steps before a save: " << f.spec;
+      full_save = f.step + 5;
+    }
   }
   EXPECT_EQ(last_index, 39);
+  for (const auto& f : c) kinds.insert(f.kind);  // two schedules of 40 cover every kind
   EXPECT_EQ(kinds, (std::set<std::string>{"kill-rank", "hang-rank", "nan", "spike", "xid",
-                                          "kill-agent", "corrupt-checkpoint"}));
+                                          "kill-agent", "corrupt-checkpoint", "disk-full"}));
   EXPECT_EQ(hosts_taken, 2) << "faults that take a host away: as many as the spares";
   // Without spares, none.
   const auto no_spares = ParseChaosFaults({"random:40"}, ChaosPlan{4, 1200, 25, 0}, 7).value();

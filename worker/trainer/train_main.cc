@@ -10,7 +10,10 @@
 // Fault injection (chaos, delivered by the agent as real signals): SIGUSR1
 // poisons this rank's next gradient with a NaN, SIGUSR2 scrambles its next
 // batch's targets, SIGURG makes the rank slow (each later step idles three
-// times its own compute time: a throttled GPU, a busy host).
+// times its own compute time: a throttled GPU, a busy host), SIGXFSZ fills
+// its disk for its next checkpoint save (every write of that shard fails
+// with ENOSPC; the disk has room again once the save is abandoned). A real
+// SIGXFSZ (a write past RLIMIT_FSIZE) fails that write with EFBIG anyway.
 #include <signal.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -30,6 +33,7 @@
 #include <omp.h>
 
 #include "checkpoint/checkpoint.h"
+#include "checkpoint/fault_storage.h"
 #include "common/framed_socket.h"
 #include "common/job_spec.h"
 #include "common/util.h"
@@ -50,12 +54,14 @@ constexpr int kExitCollective = 3;
 constexpr int kExitBadCheckpoint = 4;
 constexpr int kExitNonfinite = 5;
 
-volatile sig_atomic_t g_inject_nan = 0, g_inject_bad_batch = 0, g_slow = 0;
+volatile sig_atomic_t g_inject_nan = 0, g_inject_bad_batch = 0, g_slow = 0, g_disk_full = 0;
 void OnSigurg(int) { g_slow = 1; }
+void OnSigxfsz(int) { g_disk_full = 1; }
 void OnSigusr1(int) { g_inject_nan = 1; }
 void OnSigusr2(int) { g_inject_bad_batch = 1; }
 
 struct Orders {
+  checkpoint::FillableStorage* disk = nullptr;  // options.storage: chaos can fill it
   int rank = 0, world = 1, local_rank = 0;
   uint64_t generation = 0;
   std::string store_addr, agent_socket, token_file, job_file, resume_from, bind_addr;
@@ -179,7 +185,13 @@ int Train(const Orders& o, const JobSpec& spec, const DataSource& data, Reporter
 
   const int64_t tokens_per_step =
       static_cast<int64_t>(spec.schedule.batch_per_rank) * spec.model.seq_len * o.world;
+  // The step whose save chaos made fail: the disk is full until it is over.
+  std::optional<int64_t> full_disk_save;
   auto report_save = [&](const std::optional<SaveOutcome>& out) {
+    if (out && full_disk_save == out->step) {
+      full_disk_save.reset();
+      o.disk->set_full(false);
+    }
     if (!out || !out->report) return;
     wire::RankReport c;
     c.set_step(static_cast<uint64_t>(out->step));
@@ -258,6 +270,12 @@ int Train(const Orders& o, const JobSpec& spec, const DataSource& data, Reporter
     const bool save_now = trainer.step() % spec.checkpoint.every_steps == 0 || trainer.done();
     if (save_now) saving();  // a blocking wait or write may follow
     report_save(trainer.FinishSave(/*wait=*/save_now));
+    if (save_now && g_disk_full) {
+      g_disk_full = 0;
+      log->warn("chaos: the disk is full for the save of step {}", trainer.step());
+      full_disk_save = trainer.step();
+      o.disk->set_full(true);
+    }
     if (save_now) trainer.BeginSave();
   }
   if (trainer.save_in_flight()) saving();
@@ -287,7 +305,11 @@ int main() {
   ::signal(SIGUSR1, OnSigusr1);
   ::signal(SIGUSR2, OnSigusr2);
   ::signal(SIGURG, OnSigurg);
+  ::signal(SIGXFSZ, OnSigxfsz);
+  checkpoint::FillableStorage disk;
   Orders o;
+  o.disk = &disk;
+  o.options.storage = &disk;
   try {
     o.rank = std::stoi(Env("VIGIL_RANK"));
     o.world = std::stoi(Env("VIGIL_WORLD_SIZE"));
