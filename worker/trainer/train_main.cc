@@ -113,8 +113,18 @@ class Mesh {
         "gen-" + std::to_string(o.generation), *store_);
     if (spec.world.device == "cuda") {
 #ifdef VIGIL_WITH_CUDA
-      collectives_ = std::make_unique<NcclCollectives>(*prefix_store_, "nccl-id", o.rank, o.world,
-                                                       o.local_rank);
+      // A collective stuck past the timeout (a peer dead or stopped) ends this
+      // rank as a collective error, as Gloo's timeout does on CPUs.
+      const int rank = o.rank;
+      collectives_ = std::make_unique<NcclCollectives>(
+          *prefix_store_, "nccl-id", o.rank, o.world, o.local_rank,
+          std::chrono::milliseconds(spec.limits.collective_timeout_ms),
+          [rank](const std::string& why) {
+            auto log = MakeLogger("train." + std::to_string(rank));
+            log->error("collective failure: {}", why);
+            log->flush();
+            std::_Exit(kExitCollective);
+          });
 #endif
     } else {
       collectives_ = std::make_unique<GlooCollectives>(
