@@ -182,7 +182,7 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
                            "a non-negative integer");
             });
 
-  r.Section(root, "world", "", {"hosts", "ranks_per_host", "device", "spares"}, true,
+  r.Section(root, "world", "", {"hosts", "ranks_per_host", "device", "spares", "regrow"}, true,
             [&](const YAML::Node& m, const std::string& p) {
               r.Field<int>(
                   m, p, "hosts", &spec.world.hosts, [](const int& v) { return v > 0 && v <= 64; },
@@ -195,6 +195,7 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
               r.Field<int>(
                   m, p, "spares", &spec.world.spares,
                   [](const int& v) { return v >= 0 && v <= 64; }, "an integer in [0, 64]");
+              r.Field<bool>(m, p, "regrow", &spec.world.regrow, nullptr, "true or false");
             });
 
   r.Section(root, "checkpoint", "",

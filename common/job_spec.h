@@ -68,6 +68,9 @@ struct WorldSpec {
   // Hosts beyond `hosts` that register and wait: a playbook's use_spare
   // puts one in the place of a lost or cordoned host.
   int spares = 0;
+  // A world shrunk by shrink_world grows back when spares are free again,
+  // at its next checkpoint.
+  bool regrow = true;
   int world_size() const { return hosts * ranks_per_host; }
 };
 

@@ -148,26 +148,39 @@ bool JobController::FillVacancies(std::optional<int64_t> event, const std::strin
   return true;
 }
 
+std::string JobController::CannotPlaceOn(int hosts) const {
+  const int64_t global = spec_.global_batch();
+  const int64_t world = static_cast<int64_t>(hosts) * spec_.world.ranks_per_host;
+  const int experts = spec_.model.moe.experts;
+  if (hosts == 0) return "no host is left";
+  if (global % world != 0) {
+    return "the global batch of " + std::to_string(global) + " does not divide over " +
+           std::to_string(world) + " ranks";
+  }
+  if (experts > 0 && spec_.model.moe.placement == "expert_parallel" && experts % world != 0)
+    return std::to_string(experts) + " experts do not divide over " + std::to_string(world) +
+           " ranks";
+  return "";
+}
+
+void JobController::Resize(std::vector<int> slots) {
+  slots_ = std::move(slots);
+  const int64_t global = spec_.global_batch();
+  batch_per_rank_ = static_cast<int>(global / world_size());
+  if (batch_per_rank_ == spec_.schedule.batch_per_rank) batch_per_rank_ = 0;
+  progress_.world_size = world_size();
+  metrics_->world_size.Set(static_cast<double>(world_size()));
+  UpdateHostMetrics();
+}
+
 bool JobController::ShrinkWorld(std::optional<int64_t> event, const std::string& actor) {
-  const int rph = spec_.world.ranks_per_host;
   std::vector<int> kept;
   for (int a : slots_) {
     if (Usable(a)) kept.push_back(a);
   }
   const int64_t global = spec_.global_batch();
-  const int64_t world = static_cast<int64_t>(kept.size()) * rph;
-  const int experts = spec_.model.moe.experts;
-  std::string cannot;
-  if (kept.empty()) {
-    cannot = "no host is left";
-  } else if (global % world != 0) {
-    cannot = "the global batch of " + std::to_string(global) + " does not divide over " +
-             std::to_string(world) + " ranks";
-  } else if (experts > 0 && spec_.model.moe.placement == "expert_parallel" &&
-             experts % world != 0) {
-    cannot =
-        std::to_string(experts) + " experts do not divide over " + std::to_string(world) + " ranks";
-  }
+  const int64_t world = static_cast<int64_t>(kept.size()) * spec_.world.ranks_per_host;
+  const std::string cannot = CannotPlaceOn(static_cast<int>(kept.size()));
   const json params{{"from_world", world_size()},
                     {"to_world", world},
                     {"batch_per_rank", world ? global / world : 0},
@@ -179,13 +192,41 @@ bool JobController::ShrinkWorld(std::optional<int64_t> event, const std::string&
   AddIntervention(event, "shrink_world", actor, params, "ordered");
   log_->warn("shrinking the world from {} to {} ranks, {} sequences per rank", world_size(), world,
              global / world);
-  slots_ = kept;
-  batch_per_rank_ = static_cast<int>(global / world);
-  if (batch_per_rank_ == spec_.schedule.batch_per_rank) batch_per_rank_ = 0;
-  progress_.world_size = static_cast<int>(world);
-  metrics_->world_size.Set(static_cast<double>(world));
-  UpdateHostMetrics();
+  Resize(std::move(kept));
   return true;
+}
+
+void JobController::MaybeRegrow(int64_t step) {
+  const int now = static_cast<int>(slots_.size());
+  if (!spec_.world.regrow || state_ != JobState::kRunning || now >= spec_.world.hosts ||
+      step >= spec_.schedule.steps || VacantSlot()) {
+    return;
+  }
+  const auto spares = FreeSpares();
+  int hosts = std::min<int>(spec_.world.hosts, now + static_cast<int>(spares.size()));
+  while (hosts > now && !CannotPlaceOn(hosts).empty()) --hosts;
+  if (hosts == now) return;
+  std::vector<int> slots = slots_;
+  json added = json::array();
+  for (int i = 0; now + i < hosts; ++i) {
+    slots.push_back(spares[static_cast<size_t>(i)]);
+    added.push_back(agents_->agent_host(spares[static_cast<size_t>(i)]));
+  }
+  const int64_t global = spec_.global_batch();
+  const int from = world_size(), to = hosts * spec_.world.ranks_per_host;
+  pending_intervention_ = AddIntervention(std::nullopt, "grow_world", "auto:placement",
+                                          json{{"from_world", from},
+                                               {"to_world", to},
+                                               {"batch_per_rank", global / to},
+                                               {"global_batch", global},
+                                               {"hosts_added", added},
+                                               {"checkpoint_step", step}},
+                                          "ordered");
+  log_->warn("growing the world back from {} to {} ranks ({} sequences per rank) from step {}",
+             from, to, global / to, step);
+  Resize(std::move(slots));
+  TearDownGeneration("growing the world from " + std::to_string(from) + " to " +
+                     std::to_string(to) + " ranks");
 }
 
 void JobController::Cordon(std::optional<int64_t> event, const std::string& actor,
@@ -708,6 +749,7 @@ void JobController::OnRankReport(int /*agent*/, const wire::RankReport& r) {
       metrics_->last_checkpoint_step.Set(static_cast<double>(c.step));
       metrics_->last_checkpoint_timestamp.Set(static_cast<double>(c.committed_at_us) / 1e6);
       ApplyRetention();
+      MaybeRegrow(c.step);
       break;
     }
     case wire::RankReport::CHECKPOINT_FAILED:

@@ -171,6 +171,15 @@ class JobController {
   // (and an expert-parallel MoE's experts do): one `shrink_world`
   // intervention; false (and why, recorded) when it cannot.
   bool ShrinkWorld(std::optional<int64_t> event, const std::string& actor);
+  // Why `hosts` hosts cannot carry the job's global batch (and experts); "" when they can.
+  std::string CannotPlaceOn(int hosts) const;
+  // Runs the job on `slots` from the next generation, with the global batch kept.
+  void Resize(std::vector<int> slots);
+  // A shrunk world that has free spares again grows back (world.regrow), as
+  // far as the global batch divides: the checkpoint of `step` was just
+  // committed, so the restart onto it loses next to nothing. One
+  // `grow_world` intervention; no event (nothing failed).
+  void MaybeRegrow(int64_t step);
   int world_size() const { return static_cast<int>(slots_.size()) * spec_.world.ranks_per_host; }
   void UpdateHostMetrics();
   // Sends to every agent that runs a rank of the current generation.

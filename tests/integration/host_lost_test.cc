@@ -4,7 +4,7 @@
 //  - with a spare declared, the spare takes the lost (or cordoned) host's
 //    ranks and the run ends bit-exactly, as if nothing had happened;
 //  - without one, the job goes on with the hosts left, more sequences per
-//    rank keeping the global batch;
+//    rank keeping the global batch, and grows back when a new host joins;
 //  - under a playbook that never shrinks, the job pauses and pages; `vigil
 //    resume` is refused until an agent for a new host registers, and then
 //    continues the run.
@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -87,6 +88,26 @@ class HostLostTest : public ::testing::Test {
       std::this_thread::sleep_for(milliseconds(50));
     }
     FAIL() << "job never started training: " << testing::Slurp(dir_ / "vigil.out");
+  }
+
+  // Starts an agent for a new host, as an on-call engineer would.
+  pid_t StartAgent(const std::string& host) {
+    const auto addr = testing::ReadVigildAddress(workdir_);
+    if (!addr) return -1;
+    SpawnOptions o;
+    o.argv = {std::string(VIGIL_BIN_DIR) + "/vigil-agent",
+              "--coordinator",
+              addr->rpc,
+              "--token-file",
+              workdir_ + "/token",
+              "--host",
+              host,
+              "--slots",
+              "2"};
+    o.log_file = workdir_ + "/logs/agent-" + host + ".log";
+    o.parent_death_signal = SIGKILL;
+    auto pid = SpawnProcess(o);
+    return pid.ok() ? pid.value() : -1;
   }
 
   pid_t AgentPid(const std::string& host) {
@@ -172,40 +193,77 @@ class HostLostTest : public ::testing::Test {
   pid_t vigil_ = -1;
 };
 
-TEST_F(HostLostTest, KilledAgentWithoutASpareShrinksTheWorld) {
+TEST_F(HostLostTest, KilledAgentWithoutASpareShrinksTheWorldAndANewHostGrowsItBack) {
   StartJob(0, {}, "", 45);  // past the second checkpoint
   const pid_t agent = AgentPid("host-1");
   ASSERT_GT(agent, 0);
   ASSERT_EQ(::kill(agent, SIGKILL), 0);
+  // Once the shrunk world trains, a new host registers: at the next
+  // checkpoint the world grows back.
+  pid_t new_agent = -1;
+  for (int i = 0; i < 400 && new_agent < 0; ++i) {
+    auto lb = Logbook::Open(workdir_ + "/logbook.sqlite", true);
+    if (lb.ok()) {
+      const auto gens = lb.value()->Generations(lb.value()->Runs().value()[0].id).value();
+      if (gens.size() == 2 && gens[1].first_step_at_us) new_agent = StartAgent("host-new");
+    }
+    if (new_agent < 0) std::this_thread::sleep_for(milliseconds(25));
+  }
+  ASSERT_GT(new_agent, 0) << "the shrunk generation never trained";
   const auto [code, summary] = WaitForVigilRun();
   ASSERT_EQ(code, 0) << testing::Slurp(dir_ / "vigil.out");
   EXPECT_EQ(summary.value("steps", 0), 240);
   EXPECT_LT(summary.value("final_loss", 9.0), 2.5) << "it went on learning";
   auto events = Events();
-  ASSERT_EQ(events.size(), 1u);
+  ASSERT_EQ(events.size(), 1u) << "growing back is no failure";
   EXPECT_EQ(events[0].kind, "host_lost");
   EXPECT_EQ(ActionsFor(events[0].id),
             (std::vector<std::string>{"use_spare", "shrink_world", "restart_from_latest"}));
+  std::optional<InterventionRow> grow;
   for (const auto& i : Interventions()) {
-    if (i.action != "shrink_world") continue;
     const json p = json::parse(i.params_json);
-    EXPECT_EQ(p.value("from_world", 0), 4);
-    EXPECT_EQ(p.value("to_world", 0), 2);
-    EXPECT_EQ(p.value("batch_per_rank", 0), 8) << "4 x 4 sequences kept as 2 x 8";
+    if (i.action == "shrink_world") {
+      EXPECT_EQ(p.value("from_world", 0), 4);
+      EXPECT_EQ(p.value("to_world", 0), 2);
+      EXPECT_EQ(p.value("batch_per_rank", 0), 8) << "4 x 4 sequences kept as 2 x 8";
+    }
+    if (i.action == "grow_world") grow = i;
   }
+  ASSERT_TRUE(grow) << "the world grew back";
+  std::printf("the new host joined; the world grew back at step %d of 240\n",
+              json::parse(grow->params_json).value("checkpoint_step", 0));
+  EXPECT_EQ(grow->actor, "auto:placement");
+  EXPECT_FALSE(grow->event_id);
+  const json g = json::parse(grow->params_json);
+  EXPECT_EQ(g.value("from_world", 0), 2);
+  EXPECT_EQ(g.value("to_world", 0), 4);
+  EXPECT_EQ(g.value("batch_per_rank", 0), 4);
+  EXPECT_EQ(g["hosts_added"], json::array({"host-new"}));
   auto lb = Logbook::Open(workdir_ + "/logbook.sqlite", true).value();
   const auto gens = lb->Generations(lb->Runs().value()[0].id).value();
-  ASSERT_EQ(gens.size(), 2u);
+  ASSERT_EQ(gens.size(), 3u);
   EXPECT_EQ(gens[1].world_size, 2);
   EXPECT_EQ(gens[1].hosts, "host-0");
   EXPECT_TRUE(gens[1].resumed_from_step.has_value()) << "resumed, resharded, from a checkpoint";
-  // The two ranks left resumed the four-rank checkpoint with 8 sequences each.
+  EXPECT_EQ(gens[2].world_size, 4);
+  EXPECT_EQ(gens[2].hosts, "host-0,host-new");
+  EXPECT_EQ(gens[2].cause_intervention_id.value_or(-1), grow->id);
+  EXPECT_EQ(gens[2].resumed_from_step.value_or(-1), g.value("checkpoint_step", -2))
+      << "grown from the checkpoint just committed";
+  // The two ranks left resumed the four-rank checkpoint with 8 sequences
+  // each; the four of the grown world resumed theirs with 4.
   const std::string log = testing::Slurp(workdir_ + "/logs/rank-1.gen-1.log");
   EXPECT_NE(log.find("resumed from"), std::string::npos) << log;
   EXPECT_NE(log.find("rank 1/2 generation 1: training from step " +
                      std::to_string(gens[1].resumed_from_step.value_or(-1))),
             std::string::npos)
       << log;
+  const std::string grown = testing::Slurp(workdir_ + "/logs/rank-3.gen-2.log");
+  EXPECT_NE(grown.find("rank 3/4 generation 2: training from step " +
+                       std::to_string(gens[2].resumed_from_step.value_or(-1))),
+            std::string::npos)
+      << grown;
+  ::waitpid(new_agent, nullptr, 0);
   ExpectNothingLeft();
 }
 
@@ -243,22 +301,9 @@ TEST_F(HostLostTest, KilledAgentUnderANeverShrinkPlaybookPausesUntilANewHostJoin
   EXPECT_NE(refused.exit_code, 0);
   EXPECT_NE(refused.err.find("start a vigil-agent"), std::string::npos) << refused.err;
 
-  // A new host registers (as an on-call engineer would start its agent), then resume.
-  const auto addr = testing::ReadVigildAddress(workdir_);
-  ASSERT_TRUE(addr);
-  SpawnOptions o;
-  o.argv = {std::string(VIGIL_BIN_DIR) + "/vigil-agent",
-            "--coordinator",
-            addr->rpc,
-            "--token-file",
-            workdir_ + "/token",
-            "--host",
-            "host-new",
-            "--slots",
-            "2"};
-  o.log_file = workdir_ + "/logs/agent-host-new.log";
-  o.parent_death_signal = SIGKILL;
-  const pid_t new_agent = SpawnProcess(o).value();
+  // A new host registers, then resume.
+  const pid_t new_agent = StartAgent("host-new");
+  ASSERT_GT(new_agent, 0);
   testing::CommandResult resumed;
   for (int i = 0; i < 100; ++i) {
     resumed = testing::RunCommand(

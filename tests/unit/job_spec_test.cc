@@ -109,6 +109,23 @@ TEST(JobSpec, OutOfRangeAndEnumValues) {
             std::string::npos);
 }
 
+TEST(JobSpec, SparesAndRegrow) {
+  auto plain = ParseJobSpec(kValid, "job.yaml");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->world.spares, 0);
+  EXPECT_TRUE(plain->world.regrow) << "a shrunk world grows back by default";
+  std::string yaml = kValid;
+  yaml.replace(yaml.find("hosts: 1"), 8, "hosts: 1\n  spares: 2\n  regrow: false");
+  auto spec = ParseJobSpec(yaml, "job.yaml");
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  EXPECT_EQ(spec->world.spares, 2);
+  EXPECT_FALSE(spec->world.regrow);
+  yaml.replace(yaml.find("regrow: false"), 13, "regrow: later");
+  EXPECT_NE(ErrorOf(yaml).find("job.yaml:10:11: world.regrow: expected true or false"),
+            std::string::npos)
+      << ErrorOf(yaml);
+}
+
 TEST(JobSpec, SyntaxErrorNamesThePosition) {
   const std::string err = ErrorOf("name: t\nmodel: [1, 2\n");
   EXPECT_EQ(err.rfind("job.yaml:", 0), 0u) << err;
