@@ -2,6 +2,7 @@
 // 1 a failed job or check, 2 bad usage or input.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -16,12 +17,34 @@ struct RunArgs {
 };
 int RunJob(const RunArgs& args);
 
-struct LogbookLsArgs {
+// `vigil logbook ...`: `workdir` is a job's work directory (its
+// logbook.sqlite) or the logbook file itself. The file is read directly, so
+// these work whether vigild is up or not. Bad input (a missing or foreign
+// file, a newer schema, a bad time) is one line on stderr and exit 2.
+struct LogbookArgs {
   std::string workdir;
-  int64_t run = 0;               // 0: all runs
-  std::string output = "table";  // table | json
+  int64_t run = 0;               // 0: all runs (note, stats: the newest)
+  std::string output = "table";  // table | json | csv (show, stats: table | json)
+  // ls
+  std::string since, until;  // see ParseTimePoint
+  std::vector<std::string> kinds;
+  std::string host;
+  int rank = -1;
+  std::string actor;
+  size_t last = 0;
+  bool follow = false;
+  // show
+  int64_t event_id = 0;
+  // note
+  std::string author, text;
 };
-int LogbookLs(const LogbookLsArgs& args);
+int LogbookLs(const LogbookArgs& args);
+int LogbookShow(const LogbookArgs& args);
+int LogbookNote(const LogbookArgs& args);
+int LogbookStats(const LogbookArgs& args);
+
+// $USER, else the account's name.
+std::string CurrentUser();
 
 struct DataPrepareArgs {
   std::vector<std::string> inputs;

@@ -17,13 +17,13 @@
 
 namespace vigil::cli {
 
-namespace {
-
 std::string CurrentUser() {
   if (const char* u = std::getenv("USER"); u && *u) return u;
   if (const passwd* pw = ::getpwuid(::getuid())) return pw->pw_name;
   return "uid-" + std::to_string(::getuid());
 }
+
+namespace {
 
 // Sends one control request to the vigild of `workdir`; prints its answer.
 int SendControl(const std::string& workdir, wire::ControlRequest req, const char* verb) {

@@ -1,6 +1,9 @@
 // vigil: the command people type.
 //   vigil run JOB.yaml [--workdir DIR] [--chaos FAULT]... [-o text|json]
-//   vigil logbook ls --workdir DIR [--run R] [-o table|json]
+//   vigil logbook ls --workdir DIR [--run R] [--since T] [--until T] [--kind K]... [--host H]
+//                    [--rank R] [--actor A] [-n N] [-f] [-o table|json|csv]
+//   vigil logbook show ID --workdir DIR · note TEXT --workdir DIR [--run R] [--author A]
+//   vigil logbook stats --workdir DIR [--run R] [-o table|json]
 //   vigil data prepare FILE... -o OUT.tok
 //   vigil data verify FILE.tok
 //   vigil ckpt ls DIR [-o table|json] · verify PATH · inspect PATH [-o table|json]
@@ -33,11 +36,40 @@ int main(int argc, char** argv) {
 
   auto* logbook_cmd = app.add_subcommand("logbook", "read a job's logbook");
   logbook_cmd->require_subcommand(1);
-  LogbookLsArgs ls;
-  auto* ls_cmd = logbook_cmd->add_subcommand("ls", "list events and interventions");
-  ls_cmd->add_option("--workdir", ls.workdir, "work directory holding logbook.sqlite")->required();
+  LogbookArgs ls, show, note, stats;
+  auto* ls_cmd = logbook_cmd->add_subcommand(
+      "ls", "list events, interventions and notes (filters combine; -f follows)");
+  ls_cmd->add_option("--workdir", ls.workdir, "work directory (or its logbook.sqlite)")->required();
   ls_cmd->add_option("--run", ls.run, "only this run");
-  ls_cmd->add_option("-o,--output", ls.output, "table or json")
+  ls_cmd->add_option("--since", ls.since, "from: 2h (ago), now, 2026-11-24T04:00:00 (UTC)");
+  ls_cmd->add_option("--until", ls.until, "before: same forms as --since");
+  ls_cmd->add_option("--kind", ls.kinds, "event kind, intervention action or note (repeatable)");
+  ls_cmd->add_option("--host", ls.host, "events on this host, and what answered them");
+  ls_cmd->add_option("--rank", ls.rank, "events of this rank, and what answered them");
+  ls_cmd->add_option("--actor", ls.actor, "interventions and notes by: human, auto, human:NAME");
+  ls_cmd->add_option("-n,--last", ls.last, "only the newest N entries");
+  ls_cmd->add_flag("-f,--follow", ls.follow, "keep printing new entries as they are written");
+  ls_cmd->add_option("-o,--output", ls.output, "table, json or csv")
+      ->check(CLI::IsMember({"table", "json", "csv"}));
+  auto* show_cmd = logbook_cmd->add_subcommand(
+      "show", "an event: its interventions, generations, recovery and checkpoints");
+  show_cmd->add_option("id", show.event_id, "event id (event#ID in ls)")->required();
+  show_cmd->add_option("--workdir", show.workdir, "work directory (or its logbook.sqlite)")
+      ->required();
+  show_cmd->add_option("-o,--output", show.output, "table or json")
+      ->check(CLI::IsMember({"table", "json"}));
+  auto* note_cmd = logbook_cmd->add_subcommand("note", "write a person's entry into the logbook");
+  note_cmd->add_option("text", note.text, "what happened, what was done")->required();
+  note_cmd->add_option("--workdir", note.workdir, "work directory (or its logbook.sqlite)")
+      ->required();
+  note_cmd->add_option("--run", note.run, "the run (default: the newest)");
+  note_cmd->add_option("--author", note.author, "who (default: $USER)");
+  auto* stats_cmd = logbook_cmd->add_subcommand(
+      "stats", "failures by kind and host, restarts, MTBF, time lost, goodput");
+  stats_cmd->add_option("--workdir", stats.workdir, "work directory (or its logbook.sqlite)")
+      ->required();
+  stats_cmd->add_option("--run", stats.run, "the run (default: the newest)");
+  stats_cmd->add_option("-o,--output", stats.output, "table or json")
       ->check(CLI::IsMember({"table", "json"}));
 
   auto* data_cmd = app.add_subcommand("data", "prepare and check training corpora");
@@ -102,6 +134,9 @@ int main(int argc, char** argv) {
   }
   if (run_cmd->parsed()) return RunJob(run);
   if (ls_cmd->parsed()) return LogbookLs(ls);
+  if (show_cmd->parsed()) return LogbookShow(show);
+  if (note_cmd->parsed()) return LogbookNote(note);
+  if (stats_cmd->parsed()) return LogbookStats(stats);
   if (prep_cmd->parsed()) return DataPrepare(prep);
   if (verify_cmd->parsed()) return DataVerify(verify_path);
   if (ckpt_ls_cmd->parsed()) return CkptLs(ckpt_ls);

@@ -2,8 +2,11 @@
 
 #include <sys/stat.h>
 
+#include <cctype>
+#include <cstdio>
 #include <ctime>
 #include <fstream>
+#include <map>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 
@@ -62,6 +65,61 @@ std::string FormatTimeMicros(int64_t us) {
   char out[80];
   std::snprintf(out, sizeof(out), "%s.%03dZ", buf, static_cast<int>((us / 1000) % 1000));
   return out;
+}
+
+Result<int64_t> ParseDuration(const std::string& text) {
+  static const std::map<std::string, int64_t> units = {
+      {"ms", 1000},        {"s", 1000000},       {"m", 60000000},
+      {"h", 3600000000LL}, {"d", 86400000000LL}, {"w", 7 * 86400000000LL}};
+  size_t digits = 0;
+  while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits]))) ++digits;
+  const std::string unit = text.substr(digits);
+  if (digits == 0 || digits > 9 || !units.count(unit))
+    return Status::InvalidArgument("bad duration '" + text + "'");
+  return std::stoll(text.substr(0, digits)) * units.at(unit);
+}
+
+Result<int64_t> ParseTimePoint(const std::string& text, int64_t now_us) {
+  if (text == "now") return now_us;
+  if (auto ago = ParseDuration(text); ago.ok()) return now_us - ago.value();
+  const Status bad = Status::InvalidArgument(
+      "bad time '" + text +
+      "': expected now, a duration ago (30m, 2h, 1d) or UTC as 2026-11-24T04:00:00, "
+      "'2026-11-24 04:00' or 2026-11-24");
+  int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0, ms = 0, used = 0;
+  std::string rest;
+  if (std::sscanf(text.c_str(), "%4d-%2d-%2d%n", &y, &mo, &d, &used) != 3 || used != 10) return bad;
+  rest = text.substr(10);
+  if (!rest.empty()) {
+    if (rest[0] != 'T' && rest[0] != ' ') return bad;
+    int n = 0;
+    if (std::sscanf(rest.c_str() + 1, "%2d:%2d%n", &h, &mi, &n) != 2 || n != 5) return bad;
+    rest = rest.substr(6);
+    if (!rest.empty() && rest[0] == ':') {
+      if (std::sscanf(rest.c_str() + 1, "%2d%n", &sec, &n) != 1 || n != 2) return bad;
+      rest = rest.substr(3);
+      if (!rest.empty() && rest[0] == '.') {
+        if (std::sscanf(rest.c_str() + 1, "%3d%n", &ms, &n) != 1 || n != 3) return bad;
+        rest = rest.substr(4);
+      }
+    }
+    if (rest == "Z") rest.clear();
+    if (!rest.empty()) return bad;
+  }
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60) return bad;
+  std::tm tm{};
+  tm.tm_year = y - 1900;
+  tm.tm_mon = mo - 1;
+  tm.tm_mday = d;
+  tm.tm_hour = h;
+  tm.tm_min = mi;
+  tm.tm_sec = sec;
+  const std::time_t t = timegm(&tm);
+  // timegm normalises 2026-02-31 into March: refuse dates that do not exist.
+  std::tm back{};
+  gmtime_r(&t, &back);
+  if (back.tm_mday != d || back.tm_mon != mo - 1) return bad;
+  return static_cast<int64_t>(t) * 1000000 + static_cast<int64_t>(ms) * 1000;
 }
 
 }  // namespace vigil

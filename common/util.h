@@ -47,4 +47,13 @@ std::shared_ptr<spdlog::logger> MakeLogger(const std::string& component);
 // ISO-8601 UTC with milliseconds, for humans.
 std::string FormatTimeMicros(int64_t us);
 
+// "90s", "30m", "6h", "2d", "1w", "500ms" -> microseconds.
+Result<int64_t> ParseDuration(const std::string& text);
+
+// A point in time as people type it (journalctl's habits), in microseconds
+// since the epoch: "now"; a duration ago ("2h", "30m"); or UTC as
+// "2026-11-24T04:00:00[.123][Z]", "2026-11-24 04:00[:00]" or "2026-11-24"
+// (midnight). Anything else is an error that quotes the text.
+Result<int64_t> ParseTimePoint(const std::string& text, int64_t now_us);
+
 }  // namespace vigil

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "common/fs.h"
+#include "common/util.h"
 #include "common/yaml_reader.h"
 
 namespace vigil::coordinator {
@@ -195,17 +196,6 @@ nlohmann::json PlaybookAction::Params() const {
 std::string PlaybookAction::ToString() const {
   const auto p = Params();
   return p.is_string() ? name : p.dump();
-}
-
-Result<int64_t> ParseDuration(const std::string& text) {
-  static const std::map<std::string, int64_t> units = {
-      {"ms", 1000}, {"s", 1000000}, {"m", 60000000}, {"h", 3600000000LL}, {"d", 86400000000LL}};
-  size_t digits = 0;
-  while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits]))) ++digits;
-  const std::string unit = text.substr(digits);
-  if (digits == 0 || digits > 9 || !units.count(unit))
-    return Status::InvalidArgument("bad duration '" + text + "'");
-  return std::stoll(text.substr(0, digits)) * units.at(unit);
 }
 
 Result<Playbook> ParsePlaybook(const std::string& yaml_text, const std::string& source_name) {

@@ -98,8 +98,6 @@ Result<Playbook> ParsePlaybook(const std::string& yaml_text, const std::string& 
 Result<Playbook> LoadPlaybook(const std::string& path);
 // playbooks/default.yaml as built into this binary.
 const std::string& DefaultPlaybookYaml();
-// "90s", "30m", "6h", "2d", "500ms" -> microseconds.
-Result<int64_t> ParseDuration(const std::string& text);
 
 struct Detection {
   std::string kind;

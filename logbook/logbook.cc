@@ -1,7 +1,10 @@
 #include "logbook/logbook.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <functional>
+#include <map>
+#include <variant>
 
 namespace vigil {
 namespace {
@@ -197,6 +200,29 @@ ALTER TABLE checkpoints ADD COLUMN state TEXT NOT NULL DEFAULT 'committed';
 ALTER TABLE checkpoints ADD COLUMN state_changed_at_us INTEGER;
 )sql";
 
+// Version 3: people's notes, and indices for `vigil logbook ls` filters
+// (time across runs, kind, host, actor) and for a generation's cause.
+constexpr const char* kMigrationV3 = R"sql(
+CREATE TABLE notes (
+  id       INTEGER PRIMARY KEY,
+  run_id   INTEGER NOT NULL REFERENCES runs(id),
+  time_us  INTEGER NOT NULL,
+  author   TEXT NOT NULL,
+  text     TEXT NOT NULL
+);
+CREATE INDEX notes_run_time ON notes(run_id, time_us);
+CREATE TRIGGER notes_no_update BEFORE UPDATE ON notes
+  BEGIN SELECT RAISE(ABORT, 'notes are append-only'); END;
+CREATE TRIGGER notes_no_delete BEFORE DELETE ON notes
+  BEGIN SELECT RAISE(ABORT, 'notes are append-only'); END;
+CREATE INDEX events_time ON events(time_us);
+CREATE INDEX events_kind_time ON events(kind, time_us);
+CREATE INDEX events_host_time ON events(host, time_us);
+CREATE INDEX interventions_time ON interventions(time_us);
+CREATE INDEX interventions_actor_time ON interventions(actor, time_us);
+CREATE INDEX generations_cause ON generations(cause_intervention_id);
+)sql";
+
 Status Logbook::Migrate() {
   int version = -1;
   Stmt q(db_, "PRAGMA user_version");
@@ -222,6 +248,11 @@ Status Logbook::Migrate() {
   if (version == 1) {
     VIGIL_RETURN_IF_ERROR(
         Exec(std::string("BEGIN IMMEDIATE;") + kMigrationV2 + "PRAGMA user_version = 2; COMMIT;"));
+    version = 2;
+  }
+  if (version == 2) {
+    VIGIL_RETURN_IF_ERROR(
+        Exec(std::string("BEGIN IMMEDIATE;") + kMigrationV3 + "PRAGMA user_version = 3; COMMIT;"));
   }
   return Status::Ok();
 }
@@ -307,6 +338,13 @@ Result<int64_t> Logbook::AddCheckpoint(const CheckpointRow& c) {
          "VALUES (?,?,?,?,?,?)");
   s.Bind(1, c.run_id).Bind(2, c.generation_id).Bind(3, c.step).Bind(4, c.path).Bind(5, c.bytes);
   s.Bind(6, c.committed_at_us);
+  VIGIL_RETURN_IF_ERROR(s.Run());
+  return sqlite3_last_insert_rowid(db_);
+}
+
+Result<int64_t> Logbook::AddNote(const NoteRow& n) {
+  Stmt s(db_, "INSERT INTO notes (run_id, time_us, author, text) VALUES (?,?,?,?)");
+  s.Bind(1, n.run_id).Bind(2, n.time_us).Bind(3, n.author).Bind(4, n.text);
   VIGIL_RETURN_IF_ERROR(s.Run());
   return sqlite3_last_insert_rowid(db_);
 }
@@ -467,18 +505,87 @@ Result<std::vector<RecoveryRow>> Logbook::Recoveries(int64_t run_id) {
 }
 
 Result<std::vector<LogbookEntry>> Logbook::Entries(std::optional<int64_t> run_id) {
+  EntryFilter f;
+  f.run_id = run_id;
+  return Entries(f);
+}
+
+Result<std::vector<LogbookEntry>> Logbook::Entries(const EntryFilter& f) {
+  // Built from the filters given, so that each part can use its index.
+  std::vector<std::variant<int64_t, std::string>> params;
+  auto param = [&](std::variant<int64_t, std::string> v) {
+    params.push_back(std::move(v));
+    return "?" + std::to_string(params.size());
+  };
+  auto in_list = [&](const std::string& column) {
+    std::string sql = column + " IN (";
+    for (size_t i = 0; i < f.kinds.size(); ++i) sql += (i ? "," : "") + param(f.kinds[i]);
+    return sql + ")";
+  };
+  auto actor_matches = [&](const std::string& column) {
+    if (f.actor.find(':') != std::string::npos) return column + " = " + param(f.actor);
+    // A bare kind ("human", "auto") matches every actor of it, and itself ("chaos").
+    const std::string exact = param(f.actor), p = param(f.actor + ":");
+    return "(" + column + " = " + exact + " OR substr(" + column + ", 1, length(" + p +
+           ")) = " + p + ")";
+  };
+  auto common = [&](const std::string& table, int64_t after, std::optional<int64_t> upto) {
+    std::string w = table + ".id > " + param(after);
+    if (upto) w += " AND " + table + ".id <= " + param(*upto);
+    if (f.run_id) w += " AND " + table + ".run_id = " + param(*f.run_id);
+    if (f.since_us) w += " AND " + table + ".time_us >= " + param(*f.since_us);
+    if (f.until_us) w += " AND " + table + ".time_us < " + param(*f.until_us);
+    return w;
+  };
+  const bool want_note =
+      f.kinds.empty() || std::find(f.kinds.begin(), f.kinds.end(), "note") != f.kinds.end();
+  std::vector<std::string> parts;
+  if (f.actor.empty()) {
+    std::string w =
+        common("e", f.after.event, f.upto ? std::optional(f.upto->event) : std::nullopt);
+    if (!f.kinds.empty()) w += " AND " + in_list("e.kind");
+    if (!f.host.empty()) w += " AND e.host = " + param(f.host);
+    if (f.rank) w += " AND e.rank = " + param(static_cast<int64_t>(*f.rank));
+    parts.push_back(
+        "SELECT 'event' AS type, e.id, e.run_id, e.time_us AS time_us, g.number, e.kind, e.host, "
+        "e.rank, e.step, NULL, '', e.detail FROM events e LEFT JOIN generations g ON g.id = "
+        "e.generation_id WHERE " +
+        w);
+  }
+  {
+    std::string w = common("i", f.after.intervention,
+                           f.upto ? std::optional(f.upto->intervention) : std::nullopt);
+    if (!f.kinds.empty()) w += " AND " + in_list("i.action");
+    if (!f.host.empty()) w += " AND ev.host = " + param(f.host);
+    if (f.rank) w += " AND ev.rank = " + param(static_cast<int64_t>(*f.rank));
+    if (!f.actor.empty()) w += " AND " + actor_matches("i.actor");
+    parts.push_back(
+        "SELECT 'intervention', i.id, i.run_id, i.time_us, NULL, i.action, COALESCE(ev.host, ''), "
+        "ev.rank, NULL, i.event_id, i.actor, json_object('params', json(i.params), 'outcome', "
+        "i.outcome) FROM interventions i LEFT JOIN events ev ON ev.id = i.event_id WHERE " +
+        w);
+  }
+  if (want_note && f.host.empty() && !f.rank) {
+    std::string w = common("n", f.after.note, f.upto ? std::optional(f.upto->note) : std::nullopt);
+    if (!f.actor.empty()) w += " AND " + actor_matches("('human:' || n.author)");
+    parts.push_back(
+        "SELECT 'note', n.id, n.run_id, n.time_us, NULL, 'note', '', NULL, NULL, NULL, "
+        "'human:' || n.author, json_object('text', n.text) FROM notes n WHERE " +
+        w);
+  }
+  std::string sql;
+  for (const auto& part : parts) sql += (sql.empty() ? "" : " UNION ALL ") + part;
+  // The newest `last`, read newest first, then put back in order.
+  sql += f.last ? " ORDER BY 4 DESC, 1 DESC, 2 DESC LIMIT " + std::to_string(f.last)
+                : " ORDER BY 4, 1, 2";
+  Stmt s(db_, sql.c_str());
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (const auto* v = std::get_if<int64_t>(&params[i]))
+      s.Bind(static_cast<int>(i + 1), *v);
+    else
+      s.Bind(static_cast<int>(i + 1), std::get<std::string>(params[i]));
+  }
   std::vector<LogbookEntry> out;
-  Stmt s(db_, R"sql(
-    SELECT 'event', e.id, e.run_id, e.time_us, g.number, e.kind, e.host, e.rank, e.step, NULL, '', e.detail
-      FROM events e LEFT JOIN generations g ON g.id = e.generation_id
-      WHERE ?1 IS NULL OR e.run_id = ?1
-    UNION ALL
-    SELECT 'intervention', i.id, i.run_id, i.time_us, NULL, i.action, '', NULL, NULL, i.event_id, i.actor,
-           json_object('params', json(i.params), 'outcome', i.outcome)
-      FROM interventions i
-      WHERE ?1 IS NULL OR i.run_id = ?1
-    ORDER BY 4, 1, 2)sql");
-  s.Bind(1, run_id);
   VIGIL_RETURN_IF_ERROR(s.ForEach([&](sqlite3_stmt* r) {
     LogbookEntry e;
     e.type = Text(r, 0);
@@ -495,7 +602,120 @@ Result<std::vector<LogbookEntry>> Logbook::Entries(std::optional<int64_t> run_id
     e.detail_json = Text(r, 11);
     out.push_back(std::move(e));
   }));
+  if (f.last) std::reverse(out.begin(), out.end());
   return out;
+}
+
+Result<std::optional<EventRow>> Logbook::Event(int64_t event_id) {
+  std::optional<EventRow> out;
+  Stmt s(db_,
+         "SELECT id, run_id, generation_id, time_us, kind, host, rank, step, detail FROM events "
+         "WHERE id=?");
+  s.Bind(1, event_id);
+  VIGIL_RETURN_IF_ERROR(s.ForEach([&](sqlite3_stmt* r) {
+    EventRow e;
+    e.id = sqlite3_column_int64(r, 0);
+    e.run_id = sqlite3_column_int64(r, 1);
+    e.generation_id = OptInt(r, 2);
+    e.time_us = sqlite3_column_int64(r, 3);
+    e.kind = Text(r, 4);
+    e.host = Text(r, 5);
+    if (auto rank = OptInt(r, 6)) e.rank = static_cast<int>(*rank);
+    e.step = OptInt(r, 7);
+    e.detail_json = Text(r, 8);
+    out = std::move(e);
+  }));
+  return out;
+}
+
+Result<LogbookIds> Logbook::LatestIds() {
+  LogbookIds ids;
+  Stmt s(db_,
+         "SELECT (SELECT COALESCE(MAX(id), 0) FROM events), (SELECT COALESCE(MAX(id), 0) FROM "
+         "interventions), (SELECT COALESCE(MAX(id), 0) FROM notes)");
+  VIGIL_RETURN_IF_ERROR(s.ForEach([&](sqlite3_stmt* r) {
+    ids = {sqlite3_column_int64(r, 0), sqlite3_column_int64(r, 1), sqlite3_column_int64(r, 2)};
+  }));
+  return ids;
+}
+
+Result<std::vector<NoteRow>> Logbook::Notes(int64_t run_id) {
+  std::vector<NoteRow> out;
+  Stmt s(db_, "SELECT id, run_id, time_us, author, text FROM notes WHERE run_id=? ORDER BY id");
+  s.Bind(1, run_id);
+  VIGIL_RETURN_IF_ERROR(s.ForEach([&](sqlite3_stmt* r) {
+    out.push_back({sqlite3_column_int64(r, 0), sqlite3_column_int64(r, 1),
+                   sqlite3_column_int64(r, 2), Text(r, 3), Text(r, 4)});
+  }));
+  return out;
+}
+
+Result<RunStats> Logbook::Stats(int64_t run_id, int64_t now_us) {
+  auto runs = Runs();
+  if (!runs.ok()) return runs.status();
+  const RunRow* run = nullptr;
+  for (const auto& r : runs.value()) {
+    if (r.id == run_id) run = &r;
+  }
+  if (!run) return Status::NotFound("run " + std::to_string(run_id) + " is not in the logbook");
+  auto gens = Generations(run_id);
+  if (!gens.ok()) return gens.status();
+  auto ckpts = Checkpoints(run_id);
+  if (!ckpts.ok()) return ckpts.status();
+  RunStats st;
+  st.run_id = run_id;
+  const int64_t end = run->ended_at_us.value_or(now_us);
+  st.wall_seconds = static_cast<double>(end - run->started_at_us) / 1e6;
+  st.generations = static_cast<int>(gens->size());
+  // A generation's training counts as productive up to the checkpoint the
+  // next one resumed from (what came after it was computed again); the last
+  // generation's counts to its end. Rendezvous and checkpoint loads never count.
+  std::map<std::string, const CheckpointRow*> by_path;
+  for (const auto& c : ckpts.value()) by_path.emplace(c.path, &c);
+  double trained = 0;
+  const auto& g = gens.value();
+  for (size_t i = 0; i < g.size(); ++i) {
+    if (!g[i].first_step_at_us) continue;
+    const int64_t from = *g[i].first_step_at_us;
+    const int64_t to = g[i].ended_at_us.value_or(end);
+    trained += static_cast<double>(std::max<int64_t>(0, to - from)) / 1e6;
+    int64_t useful_to = to;
+    if (i + 1 < g.size()) {
+      const auto it = by_path.find(g[i + 1].resumed_from_path);
+      const CheckpointRow* kept = it == by_path.end() ? nullptr : it->second;
+      useful_to =
+          kept && kept->generation_id == g[i].id ? std::min(kept->committed_at_us, to) : from;
+    }
+    st.productive_seconds += static_cast<double>(std::max<int64_t>(0, useful_to - from)) / 1e6;
+  }
+  st.lost_seconds = std::max(0.0, st.wall_seconds - st.productive_seconds);
+  st.goodput = st.wall_seconds > 0 ? st.productive_seconds / st.wall_seconds : 0;
+  // Restarts: generations caused by an intervention that answered an event.
+  Stmt restarts(db_, R"sql(
+    SELECT count(*) FROM generations g JOIN interventions i ON i.id = g.cause_intervention_id
+     WHERE g.run_id = ? AND i.event_id IS NOT NULL)sql");
+  restarts.Bind(1, run_id);
+  VIGIL_RETURN_IF_ERROR(
+      restarts.ForEach([&](sqlite3_stmt* r) { st.restarts = sqlite3_column_int(r, 0); }));
+  if (st.restarts > 0) st.mtbf_seconds = trained / st.restarts;
+  auto count_by = [&](const char* sql, std::vector<std::pair<std::string, int64_t>>* out) {
+    Stmt q(db_, sql);
+    q.Bind(1, run_id);
+    return q.ForEach(
+        [&](sqlite3_stmt* r) { out->emplace_back(Text(r, 0), sqlite3_column_int64(r, 1)); });
+  };
+  VIGIL_RETURN_IF_ERROR(
+      count_by("SELECT kind, count(*) FROM events WHERE run_id=? GROUP BY kind ORDER BY 2 DESC, 1",
+               &st.failures_by_kind));
+  VIGIL_RETURN_IF_ERROR(
+      count_by("SELECT host, count(*) FROM events WHERE run_id=? AND host != '' GROUP BY host "
+               "ORDER BY 2 DESC, 1",
+               &st.failures_by_host));
+  VIGIL_RETURN_IF_ERROR(
+      count_by("SELECT action, count(*) FROM interventions WHERE run_id=? GROUP BY action ORDER BY "
+               "2 DESC, 1",
+               &st.actions));
+  return st;
 }
 
 }  // namespace vigil

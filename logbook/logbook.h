@@ -20,7 +20,7 @@
 
 namespace vigil {
 
-inline constexpr int kLogbookSchemaVersion = 2;
+inline constexpr int kLogbookSchemaVersion = 3;
 
 struct EventRow {
   int64_t id = 0;
@@ -85,9 +85,18 @@ struct RunRow {
   std::optional<double> tokens_per_second;
 };
 
-// One line of `vigil logbook ls`: an event or an intervention.
+// A person's entry in the logbook (`vigil logbook note`).
+struct NoteRow {
+  int64_t id = 0;
+  int64_t run_id = 0;
+  int64_t time_us = 0;
+  std::string author;
+  std::string text;
+};
+
+// One line of `vigil logbook ls`: an event, an intervention or a note.
 struct LogbookEntry {
-  std::string type;  // "event" | "intervention"
+  std::string type;  // "event" | "intervention" | "note"
   int64_t id = 0;
   int64_t run_id = 0;
   int64_t time_us = 0;
@@ -97,8 +106,45 @@ struct LogbookEntry {
   std::optional<int> rank;
   std::optional<int64_t> step;
   std::optional<int64_t> event_id;  // interventions: the event they answer
+  std::string actor;                // interventions: who; notes: "human:<author>"
+  std::string detail_json;          // notes: {"text": ...}
+};
+
+// The newest row id of each append-only table (a follower's cursor).
+struct LogbookIds {
+  int64_t event = 0, intervention = 0, note = 0;
+};
+
+// What `vigil logbook ls` asks for; an unset field does not filter.
+// Interventions match --host and --rank through the event they answer;
+// notes have neither, and match --actor as "human:<author>".
+struct EntryFilter {
+  std::optional<int64_t> run_id;
+  std::optional<int64_t> since_us, until_us;  // since <= time < until
+  std::vector<std::string> kinds;             // event kinds, intervention actions, or "note"
+  std::string host;
+  std::optional<int> rank;
+  // "human:alice" exactly; a bare "human" or "auto" any actor of that kind
+  // (and a bare actor such as "chaos" itself).
   std::string actor;
-  std::string detail_json;
+  size_t last = 0;  // only the newest `last` entries (0: all)
+  // A follower's window: rows with after < id <= upto, per table.
+  LogbookIds after;
+  std::optional<LogbookIds> upto;
+};
+
+// `vigil logbook stats`: what a run cost and why.
+struct RunStats {
+  int64_t run_id = 0;
+  double wall_seconds = 0;        // start to end (or to now while it runs)
+  double productive_seconds = 0;  // generations' first step to their end: training
+  double goodput = 0;             // productive / wall
+  int generations = 0, restarts = 0;
+  std::optional<double> mtbf_seconds;  // training time per failure that stopped a generation
+  double lost_seconds = 0;             // wall - productive
+  std::vector<std::pair<std::string, int64_t>> failures_by_kind;  // most first
+  std::vector<std::pair<std::string, int64_t>> failures_by_host;  // most first
+  std::vector<std::pair<std::string, int64_t>> actions;           // interventions by action
 };
 
 // One recovery: a failure event, the restart it caused, and how long the job
@@ -136,6 +182,7 @@ class Logbook {
   Result<int64_t> AddEvent(const EventRow& e);
   Result<int64_t> AddIntervention(const InterventionRow& i);
   Result<int64_t> AddCheckpoint(const CheckpointRow& c);
+  Result<int64_t> AddNote(const NoteRow& n);
   // committed -> corrupt (failed verification), deleted (retention) or
   // rolled_back (a playbook resumed from an older one; moved to new_path).
   Status SetCheckpointState(int64_t checkpoint_id, const std::string& state, int64_t at_us,
@@ -149,8 +196,13 @@ class Logbook {
   Result<std::vector<EventRow>> Events(int64_t run_id);
   Result<std::vector<InterventionRow>> Interventions(int64_t run_id);
   Result<std::vector<RecoveryRow>> Recoveries(int64_t run_id);
-  // Events and interventions of one run (or all runs if run_id is empty), by time.
+  // Events, interventions and notes of one run (or all runs if run_id is empty), by time.
   Result<std::vector<LogbookEntry>> Entries(std::optional<int64_t> run_id);
+  Result<std::vector<LogbookEntry>> Entries(const EntryFilter& filter);
+  Result<std::optional<EventRow>> Event(int64_t event_id);
+  Result<LogbookIds> LatestIds();
+  Result<std::vector<NoteRow>> Notes(int64_t run_id);
+  Result<RunStats> Stats(int64_t run_id, int64_t now_us);
 
   const std::string& path() const { return path_; }
 

@@ -171,6 +171,12 @@ TEST(Logbook, RefusesMissingForeignAndNewerFiles) {
   EXPECT_NE(newer.status().message().find("newer"), std::string::npos);
 }
 
+// What version 3 added, dropped again to make an older file.
+constexpr const char* kDropV3 =
+    "DROP TABLE notes; DROP INDEX events_time; DROP INDEX events_kind_time; "
+    "DROP INDEX events_host_time; DROP INDEX interventions_time; "
+    "DROP INDEX interventions_actor_time; DROP INDEX generations_cause;";
+
 // A version-1 logbook (written by an older vigil) is migrated in place on
 // open: its checkpoints keep their rows and become `committed`, and the new
 // state column takes corrupt and deleted marks.
@@ -183,6 +189,7 @@ TEST(Logbook, MigratesAVersion1FileInPlace) {
     ASSERT_TRUE(lb.ok());
     run = lb.value()->CreateRun("old", "name: old\n", "abcd", "/w", 1).value();
   }
+  ASSERT_EQ(ExecRaw(path, kDropV3), SQLITE_OK);
   ASSERT_EQ(ExecRaw(path,
                     "ALTER TABLE checkpoints DROP COLUMN state; "
                     "ALTER TABLE checkpoints DROP COLUMN state_changed_at_us; "
@@ -201,6 +208,178 @@ TEST(Logbook, MigratesAVersion1FileInPlace) {
   EXPECT_EQ(lb.value()->Checkpoints(run).value()[0].state, "corrupt");
   EXPECT_EQ(ExecRaw(path, "ALTER TABLE checkpoints DROP COLUMN state"), SQLITE_OK)
       << "the migrated file has the new column";
+}
+
+// A version-2 file gains the notes table and the filter indices in place.
+TEST(Logbook, MigratesAVersion2FileInPlace) {
+  TempDir dir;
+  const std::string path = dir / "v2.sqlite";
+  { ASSERT_TRUE(Logbook::Open(path, true).ok()); }
+  ASSERT_EQ(ExecRaw(path, std::string(kDropV3) + "PRAGMA user_version = 2;"), SQLITE_OK);
+  auto lb = Logbook::Open(path, false);
+  ASSERT_TRUE(lb.ok()) << lb.status().ToString();
+  const int64_t run = lb.value()->CreateRun("r", "", "", "", 1).value();
+  ASSERT_TRUE(lb.value()->AddNote({0, run, 5, "alice", "host-3 swapped"}).ok());
+  EXPECT_EQ(lb.value()->Notes(run).value().at(0).text, "host-3 swapped");
+  std::string err;
+  EXPECT_NE(ExecRaw(path, "UPDATE notes SET text='x'", &err), SQLITE_OK);
+  EXPECT_NE(err.find("append-only"), std::string::npos) << err;
+  EXPECT_NE(ExecRaw(path, "DELETE FROM notes"), SQLITE_OK);
+}
+
+// A small run: two generations, a failure between them, notes.
+class LogbookQueries : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    lb_ = std::move(Logbook::Open(dir_ / "logbook.sqlite", true).value());
+    run_ = lb_->CreateRun("r", "", "", "", kSecond).value();
+    GenerationRow g0;
+    g0.run_id = run_;
+    g0.number = 0;
+    g0.world_size = 4;
+    g0.hosts = "host-0,host-1";
+    g0.started_at_us = 2 * kSecond;
+    gen0_ = lb_->StartGeneration(g0).value();
+    ASSERT_TRUE(lb_->MarkGenerationFirstStep(gen0_, 3 * kSecond).ok());
+    CheckpointRow c;
+    c.run_id = run_;
+    c.generation_id = gen0_;
+    c.step = 100;
+    c.path = "/ckpt/step-100";
+    c.committed_at_us = 7 * kSecond;
+    ASSERT_TRUE(lb_->AddCheckpoint(c).ok());
+    exit_ = Event("process_exit", "host-1", 2, 10 * kSecond);
+    restart_ = Intervention(exit_, "restart_from_latest", "auto:restart", 10 * kSecond + 1);
+    ASSERT_TRUE(lb_->EndGeneration(gen0_, 10 * kSecond + 2, "rank 2 died").ok());
+    GenerationRow g1 = g0;
+    g1.number = 1;
+    g1.resumed_from_step = 100;
+    g1.resumed_from_path = "/ckpt/step-100";
+    g1.cause_intervention_id = restart_;
+    g1.started_at_us = 11 * kSecond;
+    gen1_ = lb_->StartGeneration(g1).value();
+    ASSERT_TRUE(lb_->MarkGenerationFirstStep(gen1_, 12 * kSecond).ok());
+    straggler_ = Event("straggler", "host-0", 1, 15 * kSecond);
+    Intervention(straggler_, "page", "auto:straggler", 15 * kSecond + 1);
+    ASSERT_TRUE(lb_->AddNote({0, run_, 16 * kSecond, "alice", "looking at host-0"}).ok());
+    Intervention(std::nullopt, "resume", "human:bob", 17 * kSecond);
+    ASSERT_TRUE(lb_->EndGeneration(gen1_, 20 * kSecond, "all ranks finished").ok());
+    ASSERT_TRUE(lb_->FinishRun(run_, "succeeded", 21 * kSecond, 300, 1.0, "d", 1.0).ok());
+  }
+
+  int64_t Event(const std::string& kind, const std::string& host, int rank, int64_t t) {
+    EventRow e;
+    e.run_id = run_;
+    e.generation_id = t < 11 * kSecond ? gen0_ : gen1_;
+    e.time_us = t;
+    e.kind = kind;
+    e.host = host;
+    e.rank = rank;
+    return lb_->AddEvent(e).value();
+  }
+  int64_t Intervention(std::optional<int64_t> event, const std::string& action,
+                       const std::string& actor, int64_t t) {
+    InterventionRow i;
+    i.run_id = run_;
+    i.event_id = event;
+    i.time_us = t;
+    i.action = action;
+    i.actor = actor;
+    return lb_->AddIntervention(i).value();
+  }
+  std::vector<std::string> Whats(const EntryFilter& f) {
+    const auto entries = lb_->Entries(f);
+    EXPECT_TRUE(entries.ok()) << entries.status().ToString();
+    std::vector<std::string> out;
+    if (!entries.ok()) return out;
+    for (const auto& e : entries.value()) out.push_back(e.what);
+    return out;
+  }
+
+  static constexpr int64_t kSecond = 1'000'000;
+  TempDir dir_;
+  std::unique_ptr<Logbook> lb_;
+  int64_t run_ = 0, gen0_ = 0, gen1_ = 0, exit_ = 0, restart_ = 0, straggler_ = 0;
+};
+
+TEST_F(LogbookQueries, EveryFilterAndTheirCombinations) {
+  using V = std::vector<std::string>;
+  EntryFilter all;
+  EXPECT_EQ(Whats(all),
+            (V{"process_exit", "restart_from_latest", "straggler", "page", "note", "resume"}));
+  EntryFilter f;
+  f.since_us = 10 * kSecond + 1;
+  f.until_us = 16 * kSecond;
+  EXPECT_EQ(Whats(f), (V{"restart_from_latest", "straggler", "page"})) << "since <= t < until";
+  f = {};
+  f.kinds = {"process_exit", "note"};
+  EXPECT_EQ(Whats(f), (V{"process_exit", "note"}));
+  f = {};
+  f.host = "host-1";
+  EXPECT_EQ(Whats(f), (V{"process_exit", "restart_from_latest"}))
+      << "an intervention goes with the event it answers";
+  f = {};
+  f.rank = 1;
+  EXPECT_EQ(Whats(f), (V{"straggler", "page"}));
+  f = {};
+  f.actor = "human";
+  EXPECT_EQ(Whats(f), (V{"note", "resume"})) << "every human actor, notes included";
+  f.actor = "human:bob";
+  EXPECT_EQ(Whats(f), (V{"resume"}));
+  f.actor = "auto";
+  EXPECT_EQ(Whats(f), (V{"restart_from_latest", "page"}));
+  f.actor = "auto:restart";
+  f.host = "host-1";
+  EXPECT_EQ(Whats(f), (V{"restart_from_latest"}));
+  f = {};
+  f.last = 2;
+  EXPECT_EQ(Whats(f), (V{"note", "resume"})) << "the newest two, in time order";
+  f = {};
+  f.run_id = run_ + 1;
+  EXPECT_TRUE(Whats(f).empty());
+}
+
+TEST_F(LogbookQueries, AFollowerSeesEachNewRowOnce) {
+  EntryFilter f;
+  const LogbookIds first = lb_->LatestIds().value();
+  EXPECT_EQ(first.event, straggler_);
+  f.upto = first;
+  EXPECT_EQ(lb_->Entries(f).value().size(), 6u);
+  f.after = first;
+  const int64_t later = Event("rank_hang", "host-0", 3, 18 * kSecond);
+  ASSERT_TRUE(lb_->AddNote({0, run_, 19 * kSecond, "carol", "hang on host-0"}).ok());
+  f.upto = lb_->LatestIds().value();
+  const auto next = lb_->Entries(f).value();
+  ASSERT_EQ(next.size(), 2u);
+  EXPECT_EQ(next[0].id, later);
+  EXPECT_EQ(next[1].type, "note");
+  EXPECT_EQ(next[1].actor, "human:carol");
+  f.after = *f.upto;
+  f.upto = lb_->LatestIds().value();
+  EXPECT_TRUE(lb_->Entries(f).value().empty());
+}
+
+TEST_F(LogbookQueries, StatsCountGoodputAgainstWhatWasRedone) {
+  const RunStats s = lb_->Stats(run_, 0).value();
+  EXPECT_DOUBLE_EQ(s.wall_seconds, 20.0);
+  // Generation 0 trained 3 s -> 10 s, but only up to its checkpoint at 7 s
+  // survived; generation 1 trained 12 s -> 20 s.
+  EXPECT_NEAR(s.productive_seconds, 4.0 + 8.0, 1e-9);
+  EXPECT_NEAR(s.lost_seconds, 8.0, 1e-9);
+  EXPECT_NEAR(s.goodput, 12.0 / 20.0, 1e-9);
+  EXPECT_EQ(s.generations, 2);
+  EXPECT_EQ(s.restarts, 1);
+  ASSERT_TRUE(s.mtbf_seconds);
+  EXPECT_NEAR(*s.mtbf_seconds, 7.0 + 8.0, 1e-5) << "training time per failure";
+  EXPECT_EQ(s.failures_by_kind,
+            (std::vector<std::pair<std::string, int64_t>>{{"process_exit", 1}, {"straggler", 1}}));
+  EXPECT_EQ(s.failures_by_host,
+            (std::vector<std::pair<std::string, int64_t>>{{"host-0", 1}, {"host-1", 1}}));
+  EXPECT_FALSE(lb_->Stats(run_ + 1, 0).ok());
+  const auto ev = lb_->Event(exit_).value();
+  ASSERT_TRUE(ev);
+  EXPECT_EQ(ev->kind, "process_exit");
+  EXPECT_FALSE(lb_->Event(9999).value());
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <set>
 #include <string>
 
+#include "common/util.h"
 #include "common/xid.h"
 #include "coordinator/chaos.h"
 
