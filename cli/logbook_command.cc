@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "common/util.h"
 #include "logbook/logbook.h"
+#include "logbook/logbook_query.h"
 #include "worker/trainer/synthetic_data.h"
 
 namespace vigil::cli {
@@ -50,20 +51,6 @@ int64_t RunOrNewest(Logbook& lb, int64_t asked) {
   std::fprintf(stderr, "vigil logbook: run %lld is not in %s\n", static_cast<long long>(asked),
                lb.path().c_str());
   return 0;
-}
-
-json EntryJson(const LogbookEntry& e) {
-  json j{{"type", e.type},       {"id", e.id},
-         {"run_id", e.run_id},   {"time", FormatTimeMicros(e.time_us)},
-         {"time_us", e.time_us}, {"what", e.what}};
-  if (e.generation) j["generation"] = *e.generation;
-  if (!e.host.empty()) j["host"] = e.host;
-  if (e.rank) j["rank"] = *e.rank;
-  if (e.step) j["step"] = *e.step;
-  if (e.event_id) j["event_id"] = *e.event_id;
-  if (!e.actor.empty()) j["actor"] = e.actor;
-  j["detail"] = json::parse(e.detail_json, nullptr, false);
-  return j;
 }
 
 std::string EntryLabel(const LogbookEntry& e) {

@@ -6,6 +6,7 @@
 
 #include "common/fs.h"
 #include "common/util.h"
+#include "logbook/logbook_query.h"
 
 namespace vigil::coordinator {
 
@@ -117,6 +118,12 @@ Status Coordinator::Start() {
     return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", metrics_.Render()};
   });
   http_->Route("/api/v1/status", [this](const std::string&) { return StatusJson(); });
+  // The logbook's queries over HTTP, as `vigil logbook ls` has them.
+  http_->Route("/api/v1/events", [this](const std::string& query) { return EventsJson(query); });
+  http_->Route("/api/v1/runs", [this](const std::string&) { return RunsJson(); });
+  http_->Route("/api/v1/hosts", [this](const std::string&) {
+    return HttpResponse{200, "application/json", controller_->Hosts().dump() + "\n"};
+  });
   http_->Start();
 
   // One folder per run: a new run in the same work directory never
@@ -353,6 +360,42 @@ void Coordinator::Shutdown() {
     for (auto& c : open) c->Close(Status::Ok());
     io_.stop();
   });
+}
+
+HttpResponse Coordinator::EventsJson(const std::string& query) {
+  auto filter = ParseEntryQuery(query, NowMicros(), kApiDefaultLast);
+  if (!filter.ok()) {
+    return {400, "application/json", json{{"error", filter.status().message()}}.dump() + "\n"};
+  }
+  auto entries = logbook_->Entries(filter.value());
+  if (!entries.ok()) {
+    return {500, "application/json", json{{"error", entries.status().message()}}.dump() + "\n"};
+  }
+  json out = json::array();
+  for (const auto& e : entries.value()) out.push_back(EntryJson(e));
+  return {200, "application/json", out.dump() + "\n"};
+}
+
+HttpResponse Coordinator::RunsJson() {
+  auto runs = logbook_->Runs();
+  if (!runs.ok()) {
+    return {500, "application/json", json{{"error", runs.status().message()}}.dump() + "\n"};
+  }
+  json out = json::array();
+  for (const auto& r : runs.value()) {
+    json j{{"id", r.id},
+           {"name", r.name},
+           {"status", r.status},
+           {"workdir", r.workdir},
+           {"started", FormatTimeMicros(r.started_at_us)},
+           {"config_hash", r.config_hash}};
+    if (r.ended_at_us) j["ended"] = FormatTimeMicros(*r.ended_at_us);
+    if (r.final_step) j["final_step"] = *r.final_step;
+    if (r.final_loss) j["final_loss"] = *r.final_loss;
+    if (!r.params_digest.empty()) j["params_digest"] = r.params_digest;
+    out.push_back(j);
+  }
+  return {200, "application/json", out.dump() + "\n"};
 }
 
 HttpResponse Coordinator::StatusJson() const {

@@ -83,6 +83,10 @@ class Coordinator {
   void Tick();
   void Shutdown();
   HttpResponse StatusJson() const;
+  // /api/v1/events?since=..&kind=..: the newest kApiDefaultLast unless `last` says.
+  static constexpr size_t kApiDefaultLast = 1000;
+  HttpResponse EventsJson(const std::string& query);
+  HttpResponse RunsJson();
 
   boost::asio::io_context& io_;
   JobSpec spec_;

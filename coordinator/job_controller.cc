@@ -237,21 +237,33 @@ void JobController::Cordon(std::optional<int64_t> event, const std::string& acto
   UpdateHostMetrics();
 }
 
+std::string JobController::HostState(int agent) const {
+  if (!agents_->agent_connected(agent)) return "lost";
+  if (cordoned_.count(agents_->agent_host(agent))) return "cordoned";
+  return std::find(slots_.begin(), slots_.end(), agent) != slots_.end() ? "active" : "spare";
+}
+
 void JobController::UpdateHostMetrics() {
-  int active = 0, spare = 0, cordoned = 0, lost = 0;
+  std::map<std::string, int> n;
+  for (int a = 0; a < agents_->agent_count(); ++a) ++n[HostState(a)];
+  metrics_->SetHosts(n["active"], n["spare"], n["cordoned"], n["lost"]);
+}
+
+json JobController::Hosts() const {
+  json out = json::array();
+  const int rph = spec_.world.ranks_per_host;
   for (int a = 0; a < agents_->agent_count(); ++a) {
-    const bool placed = std::find(slots_.begin(), slots_.end(), a) != slots_.end();
-    if (!agents_->agent_connected(a)) {
-      ++lost;
-    } else if (cordoned_.count(agents_->agent_host(a))) {
-      ++cordoned;
-    } else if (placed) {
-      ++active;
-    } else {
-      ++spare;
+    json h{{"host", agents_->agent_host(a)}, {"state", HostState(a)}};
+    const auto slot = std::find(slots_.begin(), slots_.end(), a);
+    if (slot != slots_.end()) {
+      const int i = static_cast<int>(slot - slots_.begin());
+      h["slot"] = i;
+      h["ranks"] = json::array();
+      for (int r = i * rph; r < (i + 1) * rph; ++r) h["ranks"].push_back(r);
     }
+    out.push_back(h);
   }
-  metrics_->SetHosts(active, spare, cordoned, lost);
+  return out;
 }
 
 void JobController::SendToGeneration(const wire::Envelope& env) {

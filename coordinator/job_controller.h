@@ -125,6 +125,8 @@ class JobController {
 
   JobState state() const { return state_; }
   const JobProgress& progress() const { return progress_; }
+  // Every host that registered: {host, state (active|spare|cordoned|lost), slot, ranks}.
+  nlohmann::json Hosts() const;
   bool terminal() const { return state_ == JobState::kSucceeded || state_ == JobState::kFailed; }
   // Called once when the job reaches a terminal state and agents were told to shut down.
   std::function<void()> on_terminal;
@@ -181,6 +183,7 @@ class JobController {
   // `grow_world` intervention; no event (nothing failed).
   void MaybeRegrow(int64_t step);
   int world_size() const { return static_cast<int>(slots_.size()) * spec_.world.ranks_per_host; }
+  std::string HostState(int agent) const;  // active | spare | cordoned | lost
   void UpdateHostMetrics();
   // Sends to every agent that runs a rank of the current generation.
   void SendToGeneration(const wire::Envelope& env);

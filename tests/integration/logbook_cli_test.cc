@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "common/http_client.h"
 #include "logbook/logbook.h"
 #include "tests/integration/process_util.h"
 #include "tests/unit/test_util.h"
@@ -182,8 +183,9 @@ TEST_F(LogbookCli, BadInputIsOneLineAndExitTwo) {
 }
 
 // `-f` on a running job prints what is there, then each new entry once, as
-// it is written: here the kill, its detection and the restart.
-TEST_F(LogbookCli, FollowPrintsNewEntriesOfARunningJob) {
+// it is written: here the kill, its detection and the restart. vigild's
+// HTTP API answers the same queries while it runs.
+TEST_F(LogbookCli, FollowAndTheHttpApiOfARunningJob) {
   const std::string work = scratch_ / "live";
   const pid_t run = testing::StartVigil({"run", testing::kTiny, "--workdir", work, "-o", "json"},
                                         scratch_ / "run.log");
@@ -221,6 +223,39 @@ TEST_F(LogbookCli, FollowPrintsNewEntriesOfARunningJob) {
   EXPECT_LT(at("process_exit"), at("restart_from_latest"));
   ::kill(follower, SIGTERM);
   ::waitpid(follower, nullptr, 0);
+
+  const auto addr = testing::ReadVigildAddress(work);
+  ASSERT_TRUE(addr);
+  auto get = [&](const std::string& path) {
+    auto r = HttpGet(addr->http, path, std::chrono::milliseconds(2000));
+    EXPECT_TRUE(r.ok()) << path;
+    return r.ok() ? std::make_pair(r->status, json::parse(r->body, nullptr, false))
+                  : std::make_pair(0, json());
+  };
+  const auto [code, api] = get("/api/v1/events?kind=process_exit&kind=restart_from_latest");
+  EXPECT_EQ(code, 200);
+  const auto file = RunCommand(testing::kVigil + " logbook ls --workdir " + work +
+                                   " -o json --kind process_exit --kind restart_from_latest",
+                               scratch_.path());
+  EXPECT_EQ(api, json::parse(file.out, nullptr, false)) << "the API and the file agree";
+  ASSERT_EQ(api.size(), 2u);
+  EXPECT_EQ(api[0]["rank"], 2);
+  const auto [hosts_code, hosts] = get("/api/v1/hosts");
+  EXPECT_EQ(hosts_code, 200);
+  ASSERT_EQ(hosts.size(), 2u);
+  std::set<int> ranks;
+  for (const auto& h : hosts) {
+    EXPECT_EQ(h["state"], "active") << h.dump();
+    for (const auto& r : h["ranks"]) ranks.insert(r.get<int>());
+  }
+  EXPECT_EQ(ranks, (std::set<int>{0, 1, 2, 3}));
+  const auto [runs_code, runs] = get("/api/v1/runs");
+  EXPECT_EQ(runs_code, 200);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0]["status"], "running");
+  const auto [bad_code, bad] = get("/api/v1/events?since=yesterday");
+  EXPECT_EQ(bad_code, 400);
+  EXPECT_NE(bad.value("error", "").find("bad time 'yesterday'"), std::string::npos) << bad;
   int status = 0;
   ASSERT_EQ(::waitpid(run, &status, 0), run);
   EXPECT_EQ(WEXITSTATUS(status), 0);

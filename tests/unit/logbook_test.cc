@@ -1,4 +1,6 @@
 #include "logbook/logbook.h"
+#include "common/util.h"
+#include "logbook/logbook_query.h"
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -380,6 +382,46 @@ TEST_F(LogbookQueries, StatsCountGoodputAgainstWhatWasRedone) {
   ASSERT_TRUE(ev);
   EXPECT_EQ(ev->kind, "process_exit");
   EXPECT_FALSE(lb_->Event(9999).value());
+}
+
+TEST(LogbookQuery, UrlQueriesBecomeFilters) {
+  const int64_t now = 1'800'000'000'000'000;
+  auto f = ParseEntryQuery(
+      "kind=rank_hang&kind=host_lost&host=host%2D7&rank=3&actor=human%3Aalice"
+      "&since=2h&until=2026-11-24T04%3A00%3A00&run=2&last=50",
+      now, 1000);
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  EXPECT_EQ(f->kinds, (std::vector<std::string>{"rank_hang", "host_lost"}));
+  EXPECT_EQ(f->host, "host-7");
+  EXPECT_EQ(f->rank, 3);
+  EXPECT_EQ(f->actor, "human:alice");
+  EXPECT_EQ(f->since_us, now - 2 * 3600 * 1'000'000LL);
+  EXPECT_EQ(f->until_us, ParseTimePoint("2026-11-24T04:00:00", now).value());
+  EXPECT_EQ(f->run_id, 2);
+  EXPECT_EQ(f->last, 50u);
+  EXPECT_EQ(ParseEntryQuery("", now, 1000).value().last, 1000u) << "the default cap";
+  for (const char* bad : {"color=red", "rank=-1", "last=many", "since=yesterday", "host=%zz"}) {
+    EXPECT_FALSE(ParseEntryQuery(bad, now, 10).ok()) << bad;
+  }
+  EXPECT_NE(ParseEntryQuery("color=red", now, 10).status().message().find("unknown parameter"),
+            std::string::npos);
+}
+
+TEST(TimePoints, JournalctlForms) {
+  const int64_t now = 1'800'000'000'000'000;
+  EXPECT_EQ(ParseTimePoint("now", now).value(), now);
+  EXPECT_EQ(ParseTimePoint("30m", now).value(), now - 30 * 60 * 1'000'000LL);
+  EXPECT_EQ(ParseTimePoint("1w", now).value(), now - 7 * 86400 * 1'000'000LL);
+  const int64_t t = 1795996800LL * 1'000'000;  // 2026-11-30T00:00:00Z
+  EXPECT_EQ(ParseTimePoint("2026-11-30", now).value(), t);
+  EXPECT_EQ(ParseTimePoint("2026-11-30 01:02", now).value(), t + 3720 * 1'000'000LL);
+  EXPECT_EQ(ParseTimePoint("2026-11-30T01:02:03Z", now).value(), t + 3723 * 1'000'000LL);
+  EXPECT_EQ(ParseTimePoint("2026-11-30T01:02:03.250", now).value(),
+            t + 3723 * 1'000'000LL + 250'000);
+  for (const char* bad : {"", "yesterday", "2026-13-01", "2026-02-30", "2026-11-30T25:00",
+                          "2026-11-30T01:02:03+01:00", "11/30/2026", "-2h"}) {
+    EXPECT_FALSE(ParseTimePoint(bad, now).ok()) << bad;
+  }
 }
 
 }  // namespace
