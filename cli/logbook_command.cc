@@ -216,7 +216,7 @@ int LogbookShow(const LogbookArgs& args) {
   }
   const EventRow& e = **found;
   auto gens = lb->Generations(e.run_id);
-  auto interventions = lb->Interventions(e.run_id);
+  auto interventions = lb->InterventionsOf(e.id);
   auto checkpoints = lb->Checkpoints(e.run_id);
   auto recoveries = lb->Recoveries(e.run_id);
   if (!gens.ok() || !interventions.ok() || !checkpoints.ok() || !recoveries.ok()) {

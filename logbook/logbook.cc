@@ -116,6 +116,11 @@ class Stmt {
     sqlite3_bind_null(stmt_, i);
     return *this;
   }
+  // Makes the statement ready to bind and run again.
+  void Reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
   // Runs a statement that returns no rows.
   Status Run() {
     VIGIL_RETURN_IF_ERROR(Prepared());
@@ -184,8 +189,9 @@ Result<std::unique_ptr<Logbook>> Logbook::Open(const std::string& path, bool cre
   std::unique_ptr<Logbook> lb(new Logbook(db, path));
   sqlite3_busy_timeout(db, 5000);
   // A file that is not a database fails here, on the first read.
-  Status st =
-      lb->Exec("PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;");
+  Status st = lb->Exec(
+      "PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA "
+      "cache_size = -65536;");
   if (!st.ok())
     return Status::InvalidArgument(path + ": not a vigil logbook (" + st.message() + ")");
   VIGIL_RETURN_IF_ERROR(lb->Migrate());
@@ -200,9 +206,23 @@ ALTER TABLE checkpoints ADD COLUMN state TEXT NOT NULL DEFAULT 'committed';
 ALTER TABLE checkpoints ADD COLUMN state_changed_at_us INTEGER;
 )sql";
 
-// Version 3: people's notes, and indices for `vigil logbook ls` filters
-// (time across runs, kind, host, actor) and for a generation's cause.
+// Version 3: people's notes; an intervention's host and rank (its event's,
+// copied when it is written, so that `--host` and `--rank` find both through
+// an index); and indices for `vigil logbook ls` filters (time across runs,
+// kind, host, rank, actor, action) and for a generation's cause.
 constexpr const char* kMigrationV3 = R"sql(
+ALTER TABLE interventions ADD COLUMN host TEXT NOT NULL DEFAULT '';
+ALTER TABLE interventions ADD COLUMN rank INTEGER;
+DROP TRIGGER interventions_no_update;
+UPDATE interventions SET
+  host = COALESCE((SELECT host FROM events WHERE events.id = interventions.event_id), ''),
+  rank = (SELECT rank FROM events WHERE events.id = interventions.event_id);
+CREATE TRIGGER interventions_no_update BEFORE UPDATE ON interventions
+  BEGIN SELECT RAISE(ABORT, 'interventions are append-only'); END;
+CREATE INDEX events_rank_time ON events(rank, time_us);
+CREATE INDEX interventions_host_time ON interventions(host, time_us);
+CREATE INDEX interventions_rank_time ON interventions(rank, time_us);
+CREATE INDEX interventions_action_time ON interventions(action, time_us);
 CREATE TABLE notes (
   id       INTEGER PRIMARY KEY,
   run_id   INTEGER NOT NULL REFERENCES runs(id),
@@ -312,24 +332,71 @@ Status Logbook::EndGeneration(int64_t generation_id, int64_t ended_at_us,
   return s.Run();
 }
 
-Result<int64_t> Logbook::AddEvent(const EventRow& e) {
-  Stmt s(db_,
-         "INSERT INTO events (run_id, generation_id, time_us, kind, host, rank, step, detail) "
-         "VALUES (?,?,?,?,?,?,?,?)");
-  s.Bind(1, e.run_id).Bind(2, e.generation_id).Bind(3, e.time_us).Bind(4, e.kind).Bind(5, e.host);
-  s.Bind(6, e.rank).Bind(7, e.step).Bind(8, e.detail_json);
-  VIGIL_RETURN_IF_ERROR(s.Run());
-  return sqlite3_last_insert_rowid(db_);
+namespace {
+
+// Inserts rows with one statement in one transaction: all or none.
+template <typename Row, typename BindRow>
+Result<std::vector<int64_t>> InsertAll(sqlite3* db, const char* sql, const std::vector<Row>& rows,
+                                       BindRow bind) {
+  std::vector<int64_t> ids;
+  ids.reserve(rows.size());
+  if (sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK)
+    return Status::IoError(std::string("sqlite begin: ") + sqlite3_errmsg(db));
+  Status st;
+  {
+    Stmt s(db, sql);
+    for (const auto& row : rows) {
+      s.Reset();
+      bind(s, row);
+      st = s.Run();
+      if (!st.ok()) break;
+      ids.push_back(sqlite3_last_insert_rowid(db));
+    }
+  }
+  if (!st.ok()) {
+    sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+    return st;
+  }
+  if (sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK)
+    return Status::IoError(std::string("sqlite commit: ") + sqlite3_errmsg(db));
+  return ids;
+}
+
+Result<int64_t> First(Result<std::vector<int64_t>> ids) {
+  if (!ids.ok()) return ids.status();
+  return ids->at(0);
+}
+
+}  // namespace
+
+Result<int64_t> Logbook::AddEvent(const EventRow& e) { return First(AddEvents({e})); }
+
+Result<std::vector<int64_t>> Logbook::AddEvents(const std::vector<EventRow>& events) {
+  return InsertAll(db_,
+                   "INSERT INTO events (run_id, generation_id, time_us, kind, host, rank, step, "
+                   "detail) VALUES (?,?,?,?,?,?,?,?)",
+                   events, [](Stmt& s, const EventRow& e) {
+                     s.Bind(1, e.run_id).Bind(2, e.generation_id).Bind(3, e.time_us);
+                     s.Bind(4, e.kind).Bind(5, e.host).Bind(6, e.rank).Bind(7, e.step);
+                     s.Bind(8, e.detail_json);
+                   });
 }
 
 Result<int64_t> Logbook::AddIntervention(const InterventionRow& i) {
-  Stmt s(db_,
-         "INSERT INTO interventions (run_id, event_id, time_us, action, actor, params, outcome) "
-         "VALUES (?,?,?,?,?,?,?)");
-  s.Bind(1, i.run_id).Bind(2, i.event_id).Bind(3, i.time_us).Bind(4, i.action).Bind(5, i.actor);
-  s.Bind(6, i.params_json).Bind(7, i.outcome);
-  VIGIL_RETURN_IF_ERROR(s.Run());
-  return sqlite3_last_insert_rowid(db_);
+  return First(AddInterventions({i}));
+}
+
+Result<std::vector<int64_t>> Logbook::AddInterventions(const std::vector<InterventionRow>& rows) {
+  return InsertAll(db_,
+                   "INSERT INTO interventions (run_id, event_id, time_us, action, actor, params, "
+                   "outcome, host, rank) VALUES (?1,?2,?3,?4,?5,?6,?7, "
+                   "COALESCE((SELECT host FROM events WHERE id = ?2), ''), "
+                   "(SELECT rank FROM events WHERE id = ?2))",
+                   rows, [](Stmt& s, const InterventionRow& i) {
+                     s.Bind(1, i.run_id).Bind(2, i.event_id).Bind(3, i.time_us);
+                     s.Bind(4, i.action).Bind(5, i.actor).Bind(6, i.params_json);
+                     s.Bind(7, i.outcome);
+                   });
 }
 
 Result<int64_t> Logbook::AddCheckpoint(const CheckpointRow& c) {
@@ -457,11 +524,23 @@ Result<std::vector<EventRow>> Logbook::Events(int64_t run_id) {
 }
 
 Result<std::vector<InterventionRow>> Logbook::Interventions(int64_t run_id) {
+  return InterventionsWhere("run_id", run_id);
+}
+
+Result<std::vector<InterventionRow>> Logbook::InterventionsOf(int64_t event_id) {
+  return InterventionsWhere("event_id", event_id);
+}
+
+Result<std::vector<InterventionRow>> Logbook::InterventionsWhere(const char* column,
+                                                                 int64_t value) {
   std::vector<InterventionRow> out;
-  Stmt s(db_,
-         "SELECT id, run_id, event_id, time_us, action, actor, params, outcome FROM interventions "
-         "WHERE run_id=? ORDER BY time_us, id");
-  s.Bind(1, run_id);
+  const std::string sql =
+      std::string(
+          "SELECT id, run_id, event_id, time_us, action, actor, params, outcome FROM "
+          "interventions WHERE ") +
+      column + "=? ORDER BY time_us, id";
+  Stmt s(db_, sql.c_str());
+  s.Bind(1, value);
   VIGIL_RETURN_IF_ERROR(s.ForEach([&](sqlite3_stmt* r) {
     InterventionRow i;
     i.id = sqlite3_column_int64(r, 0);
@@ -524,10 +603,11 @@ Result<std::vector<LogbookEntry>> Logbook::Entries(const EntryFilter& f) {
   };
   auto actor_matches = [&](const std::string& column) {
     if (f.actor.find(':') != std::string::npos) return column + " = " + param(f.actor);
-    // A bare kind ("human", "auto") matches every actor of it, and itself ("chaos").
-    const std::string exact = param(f.actor), p = param(f.actor + ":");
-    return "(" + column + " = " + exact + " OR substr(" + column + ", 1, length(" + p +
-           ")) = " + p + ")";
+    // A bare kind ("human", "auto") matches every actor of it ("human:" up to,
+    // not including, "human;"), and itself ("chaos"): index ranges both.
+    const std::string exact = param(f.actor), lo = param(f.actor + ":"), hi = param(f.actor + ";");
+    return "(" + column + " = " + exact + " OR (" + column + " >= " + lo + " AND " + column +
+           " < " + hi + "))";
   };
   auto common = [&](const std::string& table, int64_t after, std::optional<int64_t> upto) {
     std::string w = table + ".id > " + param(after);
@@ -539,42 +619,54 @@ Result<std::vector<LogbookEntry>> Logbook::Entries(const EntryFilter& f) {
   };
   const bool want_note =
       f.kinds.empty() || std::find(f.kinds.begin(), f.kinds.end(), "note") != f.kinds.end();
-  std::vector<std::string> parts;
+  std::vector<std::pair<std::string, std::string>> parts;  // (table alias, SELECT)
   if (f.actor.empty()) {
     std::string w =
         common("e", f.after.event, f.upto ? std::optional(f.upto->event) : std::nullopt);
     if (!f.kinds.empty()) w += " AND " + in_list("e.kind");
     if (!f.host.empty()) w += " AND e.host = " + param(f.host);
     if (f.rank) w += " AND e.rank = " + param(static_cast<int64_t>(*f.rank));
-    parts.push_back(
+    parts.emplace_back(
+        "e",
         "SELECT 'event' AS type, e.id, e.run_id, e.time_us AS time_us, g.number, e.kind, e.host, "
         "e.rank, e.step, NULL, '', e.detail FROM events e LEFT JOIN generations g ON g.id = "
         "e.generation_id WHERE " +
-        w);
+            w);
   }
   {
     std::string w = common("i", f.after.intervention,
                            f.upto ? std::optional(f.upto->intervention) : std::nullopt);
     if (!f.kinds.empty()) w += " AND " + in_list("i.action");
-    if (!f.host.empty()) w += " AND ev.host = " + param(f.host);
-    if (f.rank) w += " AND ev.rank = " + param(static_cast<int64_t>(*f.rank));
+    if (!f.host.empty()) w += " AND i.host = " + param(f.host);
+    if (f.rank) w += " AND i.rank = " + param(static_cast<int64_t>(*f.rank));
     if (!f.actor.empty()) w += " AND " + actor_matches("i.actor");
-    parts.push_back(
-        "SELECT 'intervention', i.id, i.run_id, i.time_us, NULL, i.action, COALESCE(ev.host, ''), "
-        "ev.rank, NULL, i.event_id, i.actor, json_object('params', json(i.params), 'outcome', "
-        "i.outcome) FROM interventions i LEFT JOIN events ev ON ev.id = i.event_id WHERE " +
-        w);
+    parts.emplace_back(
+        "i",
+        "SELECT 'intervention', i.id, i.run_id, i.time_us, NULL, i.action, i.host, i.rank, "
+        "NULL, i.event_id, i.actor, json_object('params', json(i.params), 'outcome', "
+        "i.outcome) FROM interventions i WHERE " +
+            w);
   }
   if (want_note && f.host.empty() && !f.rank) {
     std::string w = common("n", f.after.note, f.upto ? std::optional(f.upto->note) : std::nullopt);
     if (!f.actor.empty()) w += " AND " + actor_matches("('human:' || n.author)");
-    parts.push_back(
+    parts.emplace_back(
+        "n",
         "SELECT 'note', n.id, n.run_id, n.time_us, NULL, 'note', '', NULL, NULL, NULL, "
         "'human:' || n.author, json_object('text', n.text) FROM notes n WHERE " +
-        w);
+            w);
   }
+  // With `last`, each part takes only its newest `last` (through its time
+  // index) before the merge, so that the newest 50 of ten million rows cost
+  // a few index steps, not a sort of everything.
   std::string sql;
-  for (const auto& part : parts) sql += (sql.empty() ? "" : " UNION ALL ") + part;
+  for (auto [a, part] : parts) {
+    if (f.last) {
+      part = "SELECT * FROM (" + part + " ORDER BY " + a + ".time_us DESC, " + a +
+             ".id DESC LIMIT " + std::to_string(f.last) + ")";
+    }
+    sql += (sql.empty() ? "" : " UNION ALL ") + part;
+  }
   // The newest `last`, read newest first, then put back in order.
   sql += f.last ? " ORDER BY 4 DESC, 1 DESC, 2 DESC LIMIT " + std::to_string(f.last)
                 : " ORDER BY 4, 1, 2";

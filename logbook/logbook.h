@@ -180,7 +180,10 @@ class Logbook {
   Status EndGeneration(int64_t generation_id, int64_t ended_at_us, const std::string& reason);
 
   Result<int64_t> AddEvent(const EventRow& e);
+  // Many events in one transaction (one sync): all or none. Their ids, in order.
+  Result<std::vector<int64_t>> AddEvents(const std::vector<EventRow>& events);
   Result<int64_t> AddIntervention(const InterventionRow& i);
+  Result<std::vector<int64_t>> AddInterventions(const std::vector<InterventionRow>& rows);
   Result<int64_t> AddCheckpoint(const CheckpointRow& c);
   Result<int64_t> AddNote(const NoteRow& n);
   // committed -> corrupt (failed verification), deleted (retention) or
@@ -195,6 +198,7 @@ class Logbook {
   Result<std::vector<CheckpointRow>> Checkpoints(int64_t run_id);  // newest step first
   Result<std::vector<EventRow>> Events(int64_t run_id);
   Result<std::vector<InterventionRow>> Interventions(int64_t run_id);
+  Result<std::vector<InterventionRow>> InterventionsOf(int64_t event_id);  // what answered it
   Result<std::vector<RecoveryRow>> Recoveries(int64_t run_id);
   // Events, interventions and notes of one run (or all runs if run_id is empty), by time.
   Result<std::vector<LogbookEntry>> Entries(std::optional<int64_t> run_id);
@@ -209,6 +213,7 @@ class Logbook {
  private:
   Logbook(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
   Status Exec(const std::string& sql);
+  Result<std::vector<InterventionRow>> InterventionsWhere(const char* column, int64_t value);
   Status Migrate();
   sqlite3* db_;
   std::string path_;

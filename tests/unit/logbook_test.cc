@@ -176,8 +176,11 @@ TEST(Logbook, RefusesMissingForeignAndNewerFiles) {
 // What version 3 added, dropped again to make an older file.
 constexpr const char* kDropV3 =
     "DROP TABLE notes; DROP INDEX events_time; DROP INDEX events_kind_time; "
-    "DROP INDEX events_host_time; DROP INDEX interventions_time; "
-    "DROP INDEX interventions_actor_time; DROP INDEX generations_cause;";
+    "DROP INDEX events_host_time; DROP INDEX events_rank_time; DROP INDEX interventions_time; "
+    "DROP INDEX interventions_actor_time; DROP INDEX interventions_host_time; "
+    "DROP INDEX interventions_rank_time; DROP INDEX interventions_action_time; "
+    "DROP INDEX generations_cause; ALTER TABLE interventions DROP COLUMN host; "
+    "ALTER TABLE interventions DROP COLUMN rank;";
 
 // A version-1 logbook (written by an older vigil) is migrated in place on
 // open: its checkpoints keep their rows and become `committed`, and the new
@@ -217,10 +220,28 @@ TEST(Logbook, MigratesAVersion2FileInPlace) {
   TempDir dir;
   const std::string path = dir / "v2.sqlite";
   { ASSERT_TRUE(Logbook::Open(path, true).ok()); }
-  ASSERT_EQ(ExecRaw(path, std::string(kDropV3) + "PRAGMA user_version = 2;"), SQLITE_OK);
+  // A version-2 file with an event and the intervention that answered it.
+  ASSERT_EQ(
+      ExecRaw(path, std::string(kDropV3) +
+                        "INSERT INTO runs (id, name, spec_yaml, config_hash, workdir, "
+                        "started_at_us) VALUES (1, 'r', '', '', '', 1);"
+                        "INSERT INTO events (id, run_id, time_us, kind, host, rank) "
+                        "VALUES (1, 1, 2, 'process_exit', 'host-9', 5);"
+                        "INSERT INTO interventions (run_id, event_id, time_us, action, actor) "
+                        "VALUES (1, 1, 3, 'restart_from_latest', 'auto:restart');"
+                        "PRAGMA user_version = 2;"),
+      SQLITE_OK);
   auto lb = Logbook::Open(path, false);
   ASSERT_TRUE(lb.ok()) << lb.status().ToString();
-  const int64_t run = lb.value()->CreateRun("r", "", "", "", 1).value();
+  const int64_t run = 1;
+  EntryFilter on_host;
+  on_host.host = "host-9";
+  on_host.rank = 5;
+  const auto found = lb.value()->Entries(on_host);
+  ASSERT_TRUE(found.ok()) << found.status().ToString();
+  ASSERT_EQ(found->size(), 2u) << "the old intervention took its event's host and rank";
+  EXPECT_EQ(found->at(1).what, "restart_from_latest");
+  EXPECT_EQ(found->at(1).host, "host-9");
   ASSERT_TRUE(lb.value()->AddNote({0, run, 5, "alice", "host-3 swapped"}).ok());
   EXPECT_EQ(lb.value()->Notes(run).value().at(0).text, "host-3 swapped");
   std::string err;

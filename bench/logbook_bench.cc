@@ -1,0 +1,290 @@
+// The logbook at the size of a long run, and beyond: N events (default ten
+// million) over 60 days on 1000 hosts of 8 ranks, one intervention per
+// four events, a few hundred notes.
+//
+//   build/bin/logbook_bench [--events N] [--dir DIR] [--reps R]
+//
+// Prints, each beside its baseline measured in the same run:
+//  - the batched insert rate through Logbook::AddEvents (50k events a
+//    transaction, synchronous = FULL), beside Python's sqlite3 module
+//    inserting 1M of the same rows into the same schema with executemany
+//    in one transaction (the "plain SQLite from Python" figure);
+//  - p50 and p99 latency of the CLI's typical queries (`vigil logbook ls`
+//    with its filters, `show`, a follower's poll), run R times each through
+//    the same code the CLI uses, beside the same queries after every
+//    secondary index is dropped (fewer repetitions: they scan).
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <sqlite3.h>
+
+#include "bench/bench_util.h"
+#include "logbook/logbook.h"
+
+namespace {
+
+using vigil::EntryFilter;
+using vigil::EventRow;
+using vigil::InterventionRow;
+using vigil::Logbook;
+using vigil::bench::Arg;
+using vigil::bench::Clock;
+using vigil::bench::Since;
+
+constexpr int64_t kStart = 1'790'000'000'000'000;    // 2026-09, in microseconds
+constexpr int64_t kSpan = 60LL * 86400 * 1'000'000;  // 60 days
+constexpr int kHosts = 1000, kRanksPerHost = 8;
+const char* kKinds[] = {
+    "process_exit", "rank_hang",  "host_lost",       "gpu_fault",        "straggler",
+    "nonfinite",    "loss_spike", "grad_norm_spike", "collective_error", "checkpoint_write_failed",
+    "gpu_thermal"};
+constexpr int kKindCount = sizeof(kKinds) / sizeof(kKinds[0]);
+
+std::string Host(int h) {
+  char buf[16];
+  std::snprintf(buf, sizeof(buf), "host-%04d", h);
+  return buf;
+}
+
+// Event i, deterministic: time grows with i, the rest is scrambled.
+EventRow MakeEvent(int64_t run, int64_t i, int64_t n) {
+  const uint64_t x = static_cast<uint64_t>(i) * 0x9e3779b97f4a7c15ULL;
+  EventRow e;
+  e.run_id = run;
+  e.time_us = kStart + i * (kSpan / n);
+  e.kind = kKinds[(x >> 7) % kKindCount];
+  const int host = static_cast<int>((x >> 17) % kHosts);
+  e.host = Host(host);
+  e.rank = host * kRanksPerHost + static_cast<int>((x >> 29) % kRanksPerHost);
+  e.step = i / 10;
+  e.detail_json = "{\"exit_code\":" + std::to_string((x >> 37) % 256) +
+                  ",\"generation\":" + std::to_string(i / 1000) + "}";
+  return e;
+}
+
+struct Timing {
+  double p50_ms = 0, p99_ms = 0;
+};
+
+Timing Measure(int reps, const std::function<size_t()>& query, size_t* rows) {
+  std::vector<double> ms;
+  for (int r = 0; r < reps; ++r) {
+    const auto t0 = Clock::now();
+    *rows = query();
+    ms.push_back(Since(t0) * 1000.0);
+  }
+  std::sort(ms.begin(), ms.end());
+  auto at = [&](double q) { return ms[static_cast<size_t>(q * (ms.size() - 1) + 0.5)]; };
+  return {at(0.5), at(0.99)};
+}
+
+double PythonBaseline(const std::string& dir, int64_t rows) {
+  const std::string db = dir + "/python-baseline.sqlite";
+  std::filesystem::remove(db);
+  // The same table and indices as the logbook's events; rows built up front.
+  const std::string script =
+      "import sqlite3, time, sys\n"
+      "n = int(sys.argv[2])\n"
+      "c = sqlite3.connect(sys.argv[1])\n"
+      "c.execute('PRAGMA journal_mode=WAL'); c.execute('PRAGMA synchronous=FULL')\n"
+      "c.executescript('''CREATE TABLE events (id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL,\n"
+      "  generation_id INTEGER, time_us INTEGER NOT NULL, kind TEXT NOT NULL, host TEXT NOT NULL,\n"
+      "  rank INTEGER, step INTEGER, detail TEXT NOT NULL);\n"
+      "CREATE INDEX a ON events(run_id, time_us); CREATE INDEX b ON events(time_us);\n"
+      "CREATE INDEX c ON events(kind, time_us); CREATE INDEX d ON events(host, time_us);''')\n"
+      "kinds = ['process_exit', 'rank_hang', 'host_lost', 'gpu_fault', 'straggler']\n"
+      "rows = [(1, None, 1790000000000000 + i * 518400, kinds[i % 5], 'host-%04d' % (i % 1000),\n"
+      "         i % 8000, i // 10, '{\"exit_code\":1,\"generation\":%d}' % (i // 1000))\n"
+      "        for i in range(n)]\n"
+      "t = time.perf_counter()\n"
+      "c.execute('BEGIN')\n"
+      "c.executemany('INSERT INTO events (run_id, generation_id, time_us, kind, host, rank, step,"
+      " detail) VALUES (?,?,?,?,?,?,?,?)', rows)\n"
+      "c.execute('COMMIT')\n"
+      "print(n / (time.perf_counter() - t))\n";
+  const std::string py = dir + "/baseline.py";
+  FILE* f = std::fopen(py.c_str(), "w");
+  if (!f) return 0;
+  std::fputs(script.c_str(), f);
+  std::fclose(f);
+  const std::string cmd = "python3 " + py + " " + db + " " + std::to_string(rows);
+  FILE* p = ::popen(cmd.c_str(), "r");
+  double rate = 0;
+  if (p) {
+    if (std::fscanf(p, "%lf", &rate) != 1) rate = 0;
+    ::pclose(p);
+  }
+  std::filesystem::remove(db);
+  return rate;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int64_t n = std::atoll(Arg(argc, argv, "--events", "10000000"));
+  const int reps = std::atoi(Arg(argc, argv, "--reps", "200"));
+  const std::string dir = Arg(argc, argv, "--dir", "/tmp/vigil-logbook-bench");
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::string path = dir + "/logbook.sqlite";
+  auto opened = Logbook::Open(path, true);
+  if (!opened.ok()) {
+    std::fprintf(stderr, "%s\n", opened.status().ToString().c_str());
+    return 1;
+  }
+  Logbook& lb = *opened.value();
+  const int64_t run = lb.CreateRun("bench", "", "", dir, kStart).value();
+
+  // Inserts: events in batches; interventions and notes alongside (one by one
+  // for interventions would be one sync each: they go in their own batches
+  // of rows too, through the same statement shape).
+  const int64_t batch = 50'000;
+  double insert_seconds = 0;
+  std::vector<EventRow> rows;
+  rows.reserve(batch);
+  int64_t interventions = 0;
+  for (int64_t first = 0; first < n; first += batch) {
+    rows.clear();
+    for (int64_t i = first; i < std::min(n, first + batch); ++i)
+      rows.push_back(MakeEvent(run, i, n));
+    const auto t0 = Clock::now();
+    auto ids = lb.AddEvents(rows);
+    insert_seconds += Since(t0);
+    if (!ids.ok()) {
+      std::fprintf(stderr, "insert: %s\n", ids.status().ToString().c_str());
+      return 1;
+    }
+    std::vector<InterventionRow> answers;
+    for (size_t k = 0; k < rows.size(); k += 4) {
+      InterventionRow iv;
+      iv.run_id = run;
+      iv.event_id = ids.value()[k];
+      iv.time_us = rows[k].time_us + 1000;
+      iv.action = k % 8 == 0 ? "restart_from_latest" : "continue_training";
+      iv.actor = (first + static_cast<int64_t>(k)) % 4000 == 0 ? "human:oncall" : "auto:restart";
+      iv.params_json = "{\"checkpoint_step\":" + std::to_string(rows[k].step.value_or(0)) + "}";
+      answers.push_back(iv);
+    }
+    if (!lb.AddInterventions(answers).ok()) return 1;
+    interventions += static_cast<int64_t>(answers.size());
+    if ((first / batch) % 40 == 0) {
+      std::fprintf(stderr, "  %lld events...\n", static_cast<long long>(first + rows.size()));
+    }
+  }
+  for (int k = 0; k < 300; ++k) {
+    (void)lb.AddNote({0, run, kStart + k * (kSpan / 300), "oncall", "note " + std::to_string(k)});
+  }
+  const double rate = static_cast<double>(n) / insert_seconds;
+  const double python = PythonBaseline(dir, 1'000'000);
+  std::printf("logbook of %lld events, %lld interventions, 300 notes: %.1f MB\n",
+              static_cast<long long>(n), static_cast<long long>(interventions),
+              static_cast<double>(std::filesystem::file_size(path)) / 1e6);
+  std::printf(
+      "batched insert (AddEvents, 50k a transaction, synchronous=FULL): %.2fM events/s"
+      "   [target >= 1M/s; Python sqlite3 executemany, same schema, 1M rows: %.2fM/s]\n",
+      rate / 1e6, python / 1e6);
+
+  const int64_t end = kStart + kSpan;
+  struct Query {
+    const char* name;
+    std::function<size_t()> run;
+  };
+  auto ls = [&](EntryFilter f) {
+    return [&lb, f] {
+      auto r = lb.Entries(f);
+      return r.ok() ? r->size() : 0;
+    };
+  };
+  EntryFilter newest;
+  newest.last = 50;
+  EntryFilter hour;
+  hour.run_id = run;
+  hour.since_us = end - 3600LL * 1'000'000;
+  hour.last = 100;
+  EntryFilter kind;
+  kind.kinds = {"rank_hang"};
+  kind.since_us = end - 86400LL * 1'000'000;
+  kind.last = 100;
+  EntryFilter host;
+  host.host = Host(7);
+  host.last = 100;
+  EntryFilter rank;
+  rank.rank = 7 * kRanksPerHost + 3;
+  rank.last = 100;
+  EntryFilter human;
+  human.actor = "human";
+  human.last = 100;
+  const int64_t some_event = n / 2;
+  std::vector<Query> queries = {
+      {"ls -n 50", ls(newest)},
+      {"ls --run 1 --since 1h -n 100", ls(hour)},
+      {"ls --kind rank_hang --since 1d -n 100", ls(kind)},
+      {"ls --host host-0007 -n 100", ls(host)},
+      {"ls --rank 59 -n 100", ls(rank)},
+      {"ls --actor human -n 100", ls(human)},
+      {"show ID (event + what answered it)",
+       [&] {
+         auto e = lb.Event(some_event);
+         auto i = lb.InterventionsOf(some_event);
+         return (e.ok() && e->has_value() ? 1 : 0) + (i.ok() ? i->size() : 0);
+       }},
+      {"ls -f poll (newest ids, then after them)",
+       [&] {
+         auto ids = lb.LatestIds();
+         EntryFilter f;
+         f.after = ids.value();
+         f.after.event -= 5;
+         f.upto = ids.value();
+         auto r = lb.Entries(f);
+         return r.ok() ? r->size() : 0;
+       }},
+  };
+  std::vector<Timing> indexed;
+  std::vector<size_t> counts(queries.size());
+  for (size_t q = 0; q < queries.size(); ++q)
+    indexed.push_back(Measure(reps, queries[q].run, &counts[q]));
+  const auto t_stats = Clock::now();
+  auto stats = lb.Stats(run, end);
+  const double stats_s = Since(t_stats);
+
+  // The same queries with every secondary index dropped (a file as SQLite
+  // would hold it without them); primary keys stay.
+  {
+    sqlite3* db = nullptr;
+    sqlite3_open(path.c_str(), &db);
+    sqlite3_exec(db,
+                 "DROP INDEX events_run_time; DROP INDEX events_time; DROP INDEX "
+                 "events_kind_time; DROP INDEX events_host_time; DROP INDEX events_rank_time; "
+                 "DROP INDEX interventions_run_time; DROP INDEX interventions_event; DROP INDEX "
+                 "interventions_time; DROP INDEX interventions_actor_time; DROP INDEX "
+                 "interventions_host_time; DROP INDEX interventions_rank_time; DROP INDEX "
+                 "interventions_action_time; DROP INDEX notes_run_time;",
+                 nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+  }
+  const int slow_reps = std::max(3, std::min(reps, 5));
+  std::printf("\n%-44s %6s %10s %10s   %12s %12s\n", "query (rows)", "rows", "p50 ms", "p99 ms",
+              "no-index p50", "no-index p99");
+  bool all_fast = true;
+  for (size_t q = 0; q < queries.size(); ++q) {
+    size_t rows_without = 0;
+    const Timing bare = Measure(slow_reps, queries[q].run, &rows_without);
+    std::printf("%-44s %6zu %10.3f %10.3f   %12.1f %12.1f%s\n", queries[q].name, counts[q],
+                indexed[q].p50_ms, indexed[q].p99_ms, bare.p50_ms, bare.p99_ms,
+                rows_without == counts[q] ? "" : "  (row counts differ!)");
+    all_fast &= indexed[q].p99_ms <= 1.0;
+  }
+  std::printf("\nindexed p99 <= 1 ms for every query: %s (%d repetitions; without indices %d)\n",
+              all_fast ? "yes" : "NO", reps, slow_reps);
+  std::printf("logbook stats over the whole run (a full pass, not indexed): %.2f s%s\n", stats_s,
+              stats.ok() ? "" : " (failed)");
+  std::filesystem::remove_all(dir);
+  return 0;
+}
