@@ -3,8 +3,15 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "common/status.h"
+
+namespace vigil {
+class Logbook;
+}
 
 namespace vigil::cli {
 
@@ -37,11 +44,23 @@ struct LogbookArgs {
   int64_t event_id = 0;
   // note
   std::string author, text;
+  // export
+  std::string format = "markdown";
+  std::string out_file;  // empty or "-": stdout
 };
 int LogbookLs(const LogbookArgs& args);
 int LogbookShow(const LogbookArgs& args);
 int LogbookNote(const LogbookArgs& args);
 int LogbookStats(const LogbookArgs& args);
+int LogbookExport(const LogbookArgs& args);
+
+// The logbook of a work directory (or the file named), or nullptr after
+// saying why on stderr.
+std::unique_ptr<Logbook> OpenLogbookOrSay(const std::string& workdir);
+// The run asked for (0: the newest); 0 after saying why when there is none.
+int64_t NewestRunOrSay(Logbook& lb, int64_t asked);
+// A run's chronicle: per day, what broke, what was done and by whom.
+Result<std::string> ChronicleMarkdown(Logbook& lb, int64_t run_id);
 
 // $USER, else the account's name.
 std::string CurrentUser();

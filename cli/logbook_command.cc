@@ -27,8 +27,9 @@ std::string LogbookPath(const std::string& workdir) {
   return std::filesystem::path(workdir) / "logbook.sqlite";
 }
 
-// Opens the logbook or says why not (exit 2 material).
-std::unique_ptr<Logbook> OpenOrSay(const std::string& workdir) {
+}  // namespace
+
+std::unique_ptr<Logbook> OpenLogbookOrSay(const std::string& workdir) {
   auto lb = Logbook::Open(LogbookPath(workdir), false);
   if (!lb.ok()) {
     std::fprintf(stderr, "vigil logbook: %s\n", lb.status().message().c_str());
@@ -37,8 +38,7 @@ std::unique_ptr<Logbook> OpenOrSay(const std::string& workdir) {
   return std::move(lb.value());
 }
 
-// The run asked for, else the newest; 0 (said) when there is none.
-int64_t RunOrNewest(Logbook& lb, int64_t asked) {
+int64_t NewestRunOrSay(Logbook& lb, int64_t asked) {
   auto runs = lb.Runs();
   if (!runs.ok() || runs->empty()) {
     std::fprintf(stderr, "vigil logbook: %s holds no run\n", lb.path().c_str());
@@ -52,6 +52,8 @@ int64_t RunOrNewest(Logbook& lb, int64_t asked) {
                lb.path().c_str());
   return 0;
 }
+
+namespace {
 
 std::string EntryLabel(const LogbookEntry& e) {
   const char* prefix = e.type == "event" ? "event#" : e.type == "note" ? "note#" : "action#";
@@ -127,7 +129,7 @@ int LogbookLs(const LogbookArgs& args) {
     }
     *out = t.value();
   }
-  auto lb = OpenOrSay(args.workdir);
+  auto lb = OpenLogbookOrSay(args.workdir);
   if (!lb) return 2;
   if (args.run) f.run_id = args.run;
   f.kinds = args.kinds;
@@ -184,9 +186,9 @@ int LogbookNote(const LogbookArgs& args) {
     std::fprintf(stderr, "vigil logbook note: the note is empty\n");
     return 2;
   }
-  auto lb = OpenOrSay(args.workdir);
+  auto lb = OpenLogbookOrSay(args.workdir);
   if (!lb) return 2;
-  const int64_t run = RunOrNewest(*lb, args.run);
+  const int64_t run = NewestRunOrSay(*lb, args.run);
   if (!run) return 2;
   NoteRow n;
   n.run_id = run;
@@ -204,7 +206,7 @@ int LogbookNote(const LogbookArgs& args) {
 }
 
 int LogbookShow(const LogbookArgs& args) {
-  auto lb = OpenOrSay(args.workdir);
+  auto lb = OpenLogbookOrSay(args.workdir);
   if (!lb) return 2;
   auto found = lb->Event(args.event_id);
   if (!found.ok() || !found->has_value()) {
@@ -321,9 +323,9 @@ int LogbookShow(const LogbookArgs& args) {
 }
 
 int LogbookStats(const LogbookArgs& args) {
-  auto lb = OpenOrSay(args.workdir);
+  auto lb = OpenLogbookOrSay(args.workdir);
   if (!lb) return 2;
-  const int64_t run = RunOrNewest(*lb, args.run);
+  const int64_t run = NewestRunOrSay(*lb, args.run);
   if (!run) return 2;
   auto st = lb->Stats(run, NowMicros());
   if (!st.ok()) {

@@ -4,6 +4,7 @@
 //                    [--rank R] [--actor A] [-n N] [-f] [-o table|json|csv]
 //   vigil logbook show ID --workdir DIR · note TEXT --workdir DIR [--run R] [--author A]
 //   vigil logbook stats --workdir DIR [--run R] [-o table|json]
+//   vigil logbook export --workdir DIR [--run R] --format markdown [-o FILE]
 //   vigil data prepare FILE... -o OUT.tok
 //   vigil data verify FILE.tok
 //   vigil ckpt ls DIR [-o table|json] · verify PATH · inspect PATH [-o table|json]
@@ -36,7 +37,7 @@ int main(int argc, char** argv) {
 
   auto* logbook_cmd = app.add_subcommand("logbook", "read a job's logbook");
   logbook_cmd->require_subcommand(1);
-  LogbookArgs ls, show, note, stats;
+  LogbookArgs ls, show, note, stats, chronicle;
   auto* ls_cmd = logbook_cmd->add_subcommand(
       "ls", "list events, interventions and notes (filters combine; -f follows)");
   ls_cmd->add_option("--workdir", ls.workdir, "work directory (or its logbook.sqlite)")->required();
@@ -71,6 +72,13 @@ int main(int argc, char** argv) {
   stats_cmd->add_option("--run", stats.run, "the run (default: the newest)");
   stats_cmd->add_option("-o,--output", stats.output, "table or json")
       ->check(CLI::IsMember({"table", "json"}));
+  auto* export_cmd = logbook_cmd->add_subcommand(
+      "export", "a run's chronicle: per day, what broke, what was done and by whom");
+  export_cmd->add_option("--workdir", chronicle.workdir, "work directory (or its logbook.sqlite)")
+      ->required();
+  export_cmd->add_option("--run", chronicle.run, "the run (default: the newest)");
+  export_cmd->add_option("--format", chronicle.format, "markdown");
+  export_cmd->add_option("-o,--output", chronicle.out_file, "file to write (default: stdout)");
 
   auto* data_cmd = app.add_subcommand("data", "prepare and check training corpora");
   data_cmd->require_subcommand(1);
@@ -137,6 +145,7 @@ int main(int argc, char** argv) {
   if (show_cmd->parsed()) return LogbookShow(show);
   if (note_cmd->parsed()) return LogbookNote(note);
   if (stats_cmd->parsed()) return LogbookStats(stats);
+  if (export_cmd->parsed()) return LogbookExport(chronicle);
   if (prep_cmd->parsed()) return DataPrepare(prep);
   if (verify_cmd->parsed()) return DataVerify(verify_path);
   if (ckpt_ls_cmd->parsed()) return CkptLs(ckpt_ls);

@@ -148,6 +148,31 @@ TEST_F(LogbookCli, NotesShowAndStats) {
   EXPECT_GT(st["mtbf_seconds"].get<double>(), 0.0);
 }
 
+// The chronicle: a day's heading, the generations, the failure with what
+// answered it and who, the checkpoints, a person's note.
+TEST_F(LogbookCli, ExportWritesTheRunsChronicle) {
+  ASSERT_EQ(Vigil("logbook note --workdir " + *work_ + " --author bob 'chronicle check'").exit_code,
+            0);
+  const std::string file = scratch_ / "chronicle.md";
+  auto r = Vigil("logbook export --workdir " + *work_ + " --format markdown -o " + file);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string md = testing::Slurp(file);
+  EXPECT_EQ(md.rfind("# tiny, run 1\n", 0), 0u) << md;
+  EXPECT_NE(md.find("succeeded"), std::string::npos) << md;
+  EXPECT_NE(md.find("\n## 20"), std::string::npos) << "a day's heading\n" << md;
+  EXPECT_NE(md.find("Generation 0 started: 4 ranks"), std::string::npos) << md;
+  EXPECT_NE(md.find("Generation 1 started: 4 ranks"), std::string::npos) << md;
+  EXPECT_NE(md.find("resumed from step 50"), std::string::npos) << md;
+  EXPECT_NE(md.find("**process_exit** rank 1"), std::string::npos) << md;
+  EXPECT_NE(md.find("killed by SIGKILL → `restart_from_latest` from step 50 (auto:restart)"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("`inject_fault` (chaos)"), std::string::npos) << md;
+  EXPECT_NE(md.find("Checkpoints: "), std::string::npos) << md;
+  EXPECT_NE(md.find("Note by bob: “chronicle check”"), std::string::npos) << md;
+  EXPECT_EQ(Vigil("logbook export --workdir " + *work_ + " --format html").exit_code, 2);
+}
+
 TEST_F(LogbookCli, BadInputIsOneLineAndExitTwo) {
   auto one_line = [](const testing::CommandResult& r) {
     return r.err.find('\n') == r.err.size() - 1;
