@@ -2,8 +2,8 @@
 # The whole test suite: installs what is missing, checks formatting, builds,
 # runs every ctest label (unit, integration, slow), then builds again with
 # ASan + UBSan and runs the suite under the sanitizers, and runs the tests
-# where threads meet (the checkpoint writer beside training ranks) under
-# ThreadSanitizer.
+# where threads meet (the checkpoint writer beside training ranks, the
+# collective watchdog) under ThreadSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,9 +25,11 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # The chaos soak ran above; under the sanitizers its paths are covered by the
 # detection tests, and a whole soak there would double its time.
 (cd build-asan && ctest --output-on-failure -j2 -LE chaos)
-echo "== ThreadSanitizer: the asynchronous checkpoint writer and the ranks around it"
-bash scripts/build.sh --tsan checkpoint_test checkpoint_crash_test
+echo "== ThreadSanitizer: the asynchronous checkpoint writer and the ranks around it, the"
+echo "   collective watchdog beside the training thread"
+bash scripts/build.sh --tsan checkpoint_test checkpoint_crash_test collective_watchdog_test
 export TSAN_OPTIONS=halt_on_error=1
 build-tsan/bin/checkpoint_test
 build-tsan/bin/checkpoint_crash_test
+build-tsan/bin/collective_watchdog_test
 echo "== all tests passed"

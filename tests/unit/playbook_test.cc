@@ -173,7 +173,8 @@ TEST(Playbook, Durations) {
   EXPECT_EQ(ParseDuration("30m").value(), 30 * kMinute);
   EXPECT_EQ(ParseDuration("6h").value(), 360 * kMinute);
   EXPECT_EQ(ParseDuration("2d").value(), 2 * 24 * 60 * kMinute);
-  for (const char* bad : {"", "m", "5", "5 m", "-5m", "5w", "1.5h", "9999999999s"})
+  EXPECT_EQ(ParseDuration("1w").value(), 7 * 24 * 60 * kMinute);
+  for (const char* bad : {"", "m", "5", "5 m", "-5m", "5y", "1.5h", "9999999999s"})
     EXPECT_FALSE(ParseDuration(bad).ok()) << bad;
 }
 
