@@ -69,6 +69,20 @@ EventRow MakeEvent(int64_t run, int64_t i, int64_t n) {
   return e;
 }
 
+// Events [first, end) of n, through AddEvents; the time it took.
+struct Inserted {
+  vigil::Result<std::vector<int64_t>> ids;
+  double seconds;
+};
+Inserted InsertBatch(Logbook& lb, int64_t run, int64_t first, int64_t end, int64_t n,
+                     std::vector<EventRow>* rows) {
+  rows->clear();
+  for (int64_t i = first; i < end; ++i) rows->push_back(MakeEvent(run, i, n));
+  const auto t0 = Clock::now();
+  auto ids = lb.AddEvents(*rows);
+  return {std::move(ids), Since(t0)};
+}
+
 struct Timing {
   double p50_ms = 0, p99_ms = 0;
 };
@@ -151,12 +165,8 @@ int main(int argc, char** argv) {
   rows.reserve(batch);
   int64_t interventions = 0;
   for (int64_t first = 0; first < n; first += batch) {
-    rows.clear();
-    for (int64_t i = first; i < std::min(n, first + batch); ++i)
-      rows.push_back(MakeEvent(run, i, n));
-    const auto t0 = Clock::now();
-    auto ids = lb.AddEvents(rows);
-    insert_seconds += Since(t0);
+    auto [ids, seconds] = InsertBatch(lb, run, first, std::min(n, first + batch), n, &rows);
+    insert_seconds += seconds;
     if (!ids.ok()) {
       std::fprintf(stderr, "insert: %s\n", ids.status().ToString().c_str());
       return 1;
@@ -201,12 +211,8 @@ int main(int argc, char** argv) {
       const int64_t m = std::min<int64_t>(n, 1'000'000);
       double seconds = 0;
       for (int64_t first = 0; first < m; first += batch) {
-        rows.clear();
-        for (int64_t i = first; i < std::min(m, first + batch); ++i)
-          rows.push_back(MakeEvent(bare_run, i, m));
-        const auto t0 = Clock::now();
-        (void)bare.value()->AddEvents(rows);
-        seconds += Since(t0);
+        seconds += InsertBatch(*bare.value(), bare_run, first, std::min(m, first + batch), m, &rows)
+                       .seconds;
       }
       bare_rate = static_cast<double>(m) / seconds;
     }

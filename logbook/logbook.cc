@@ -504,11 +504,17 @@ Result<std::vector<CheckpointRow>> Logbook::Checkpoints(int64_t run_id) {
 }
 
 Result<std::vector<EventRow>> Logbook::Events(int64_t run_id) {
+  return EventsWhere("run_id", run_id);
+}
+
+Result<std::vector<EventRow>> Logbook::EventsWhere(const char* column, int64_t value) {
   std::vector<EventRow> out;
-  Stmt s(db_,
-         "SELECT id, run_id, generation_id, time_us, kind, host, rank, step, detail FROM events "
-         "WHERE run_id=? ORDER BY time_us, id");
-  s.Bind(1, run_id);
+  const std::string sql = std::string(
+                              "SELECT id, run_id, generation_id, time_us, kind, host, rank, step, "
+                              "detail FROM events WHERE ") +
+                          column + "=? ORDER BY time_us, id";
+  Stmt s(db_, sql.c_str());
+  s.Bind(1, value);
   VIGIL_RETURN_IF_ERROR(s.ForEach([&](sqlite3_stmt* r) {
     EventRow e;
     e.id = sqlite3_column_int64(r, 0);
@@ -710,25 +716,10 @@ Result<std::vector<LogbookEntry>> Logbook::Entries(const EntryFilter& f) {
 }
 
 Result<std::optional<EventRow>> Logbook::Event(int64_t event_id) {
-  std::optional<EventRow> out;
-  Stmt s(db_,
-         "SELECT id, run_id, generation_id, time_us, kind, host, rank, step, detail FROM events "
-         "WHERE id=?");
-  s.Bind(1, event_id);
-  VIGIL_RETURN_IF_ERROR(s.ForEach([&](sqlite3_stmt* r) {
-    EventRow e;
-    e.id = sqlite3_column_int64(r, 0);
-    e.run_id = sqlite3_column_int64(r, 1);
-    e.generation_id = OptInt(r, 2);
-    e.time_us = sqlite3_column_int64(r, 3);
-    e.kind = Text(r, 4);
-    e.host = Text(r, 5);
-    if (auto rank = OptInt(r, 6)) e.rank = static_cast<int>(*rank);
-    e.step = OptInt(r, 7);
-    e.detail_json = Text(r, 8);
-    out = std::move(e);
-  }));
-  return out;
+  auto rows = EventsWhere("id", event_id);
+  if (!rows.ok()) return rows.status();
+  if (rows->empty()) return std::optional<EventRow>();
+  return std::optional<EventRow>(std::move(rows->front()));
 }
 
 Result<LogbookIds> Logbook::LatestIds() {

@@ -214,6 +214,7 @@ class Logbook {
   Logbook(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
   Status Exec(const std::string& sql);
   Result<std::vector<InterventionRow>> InterventionsWhere(const char* column, int64_t value);
+  Result<std::vector<EventRow>> EventsWhere(const char* column, int64_t value);
   Status Migrate();
   sqlite3* db_;
   std::string path_;
