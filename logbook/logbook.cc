@@ -666,21 +666,23 @@ Result<std::vector<LogbookEntry>> Logbook::Entries(const EntryFilter& f) {
                      "NULL, 'human:' || n.author, json_object('text', n.text) FROM notes n",
                      w});
   }
-  // With `last`, each part first picks the ids of its newest `last` rows
-  // (from an index alone where one serves), then reads just those rows: the
-  // newest 50 of ten million cost a few index steps, not a sort of
-  // everything. People act rarely: with --actor, their rows are found
-  // through the actor index and sorted (`time_us + 0` keeps SQLite from
-  // walking the time index past millions of others instead).
-  const std::string by_time = f.actor.empty() ? ".time_us" : ".time_us + 0";
+  // With `last`, each part takes only its newest `last` rows before the
+  // merge: walking its time index (or the filter's), the newest 50 of ten
+  // million cost a few index steps, not a sort of everything. People act
+  // rarely: with --actor, the ids of their rows are found through the actor
+  // index and sorted there (`time_us + 0` keeps SQLite from walking the time
+  // index past millions of others), and only the newest `last` are read.
   std::string sql;
   for (const auto& p : parts) {
+    const std::string& a = p.alias;
+    const std::string newest = " ORDER BY " + a + (f.actor.empty() ? ".time_us" : ".time_us + 0") +
+                               " DESC, " + a + ".id DESC LIMIT " + std::to_string(f.last);
     std::string part = p.select + " WHERE " + p.where;
-    if (f.last) {
-      const std::string& a = p.alias;
+    if (f.last && f.actor.empty()) {
+      part = "SELECT * FROM (" + part + newest + ")";
+    } else if (f.last) {
       part = "SELECT * FROM (" + p.select + " WHERE " + a + ".id IN (SELECT " + a + ".id FROM " +
-             p.table + " " + a + " WHERE " + p.where + " ORDER BY " + a + by_time + " DESC, " + a +
-             ".id DESC LIMIT " + std::to_string(f.last) + "))";
+             p.table + " " + a + " WHERE " + p.where + newest + "))";
     }
     sql += (sql.empty() ? "" : " UNION ALL ") + part;
   }
