@@ -17,6 +17,18 @@
 
 namespace vigil {
 
+double ModelSpec::TrainingFlopsPerToken() const {
+  const double C = d_model, T = seq_len, V = vocab, E = moe.experts;
+  double forward = 2.0 * C * V;  // output projection
+  for (int l = 0; l < layers; ++l) {
+    const bool is_moe = moe.experts > 0 && l % moe.every == moe.every - 1;
+    forward += 2.0 * 4.0 * C * C;  // qkv and output projections
+    forward += is_moe ? 2.0 * (E * C + 2.0 * 8.0 * C * C) : 2.0 * 8.0 * C * C;  // MLP
+    forward += 2.0 * 2.0 * T * C;  // scores and weighted values
+  }
+  return 3.0 * forward;
+}
+
 std::string JobSpec::ConfigHash() const {
   std::ostringstream os;
   os.precision(17);
@@ -182,7 +194,8 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
                            "a non-negative integer");
             });
 
-  r.Section(root, "world", "", {"hosts", "ranks_per_host", "device", "spares", "regrow"}, true,
+  r.Section(root, "world", "",
+            {"hosts", "ranks_per_host", "device", "spares", "regrow", "peak_tflops_per_rank"}, true,
             [&](const YAML::Node& m, const std::string& p) {
               r.Field<int>(
                   m, p, "hosts", &spec.world.hosts, [](const int& v) { return v > 0 && v <= 64; },
@@ -196,6 +209,8 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
                   m, p, "spares", &spec.world.spares,
                   [](const int& v) { return v >= 0 && v <= 64; }, "an integer in [0, 64]");
               r.Field<bool>(m, p, "regrow", &spec.world.regrow, nullptr, "true or false");
+              r.Field<double>(m, p, "peak_tflops_per_rank", &spec.world.peak_tflops_per_rank,
+                              NonNegativeNumber(), "a non-negative number");
             });
 
   r.Section(root, "checkpoint", "",

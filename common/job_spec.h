@@ -34,6 +34,12 @@ struct ModelSpec {
   std::string activation = "gelu";  // gelu (GPT-2) | relu (OPT)
   double init_std = 0.02;
   MoeSpec moe;
+  // Training FLOPs per token (forward and backward, 3x the forward): every
+  // matrix multiply (attention projections, MLPs or the two experts a token
+  // is routed to and its router, the tied output projection) plus causal
+  // attention's scores and weighted sums, counted over the full context as
+  // PaLM's MFU does. LayerNorms, activations and the optimizer are left out.
+  double TrainingFlopsPerToken() const;
 };
 
 struct DataSpec {
@@ -71,6 +77,10 @@ struct WorldSpec {
   // A world shrunk by shrink_world grows back when spares are free again,
   // at its next checkpoint.
   bool regrow = true;
+  // Dense peak FLOP/s of one rank's device in the training precision, in
+  // TFLOP/s, for model FLOPs utilisation (vigil_model_flops_utilization_ratio);
+  // 0: not known, no MFU is exported.
+  double peak_tflops_per_rank = 0;
   int world_size() const { return hosts * ranks_per_host; }
 };
 

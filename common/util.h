@@ -19,13 +19,16 @@ inline int64_t NowMicros() {
       .count();
 }
 
+// Seconds of steady time since t0.
+inline double SecondsSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
 // Adds the wall time of its scope, in seconds, to a counter.
 class ScopedSeconds {
  public:
   explicit ScopedSeconds(double* total) : total_(total), t0_(std::chrono::steady_clock::now()) {}
-  ~ScopedSeconds() {
-    *total_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
-  }
+  ~ScopedSeconds() { *total_ += SecondsSince(t0_); }
   ScopedSeconds(const ScopedSeconds&) = delete;
   ScopedSeconds& operator=(const ScopedSeconds&) = delete;
 

@@ -207,6 +207,7 @@ void Coordinator::OnHello(const TcpConnection::Ptr& conn, const wire::Hello& hel
   ack->set_heartbeat_interval_ms(static_cast<uint32_t>(spec_.limits.heartbeat_interval_ms));
   conn->Send(reply);
   metrics_.agents_connected.Set(registry_.live_count());
+  metrics_.HostRegistered(hello.host());
   log_->info("agent {} registered as agent {} ({} slots)", hello.host(), index.value(),
              hello.slots());
   if (agents_complete_) {
@@ -252,6 +253,11 @@ void Coordinator::OnMessage(const TcpConnection::Ptr& conn, wire::Envelope env) 
   a->last_heartbeat = std::chrono::steady_clock::now();
   switch (env.body_case()) {
     case wire::Envelope::kHeartbeat:
+      for (const auto& g : env.heartbeat().gpus()) {
+        metrics_.SetGpu(a->host,
+                        {static_cast<int>(g.gpu()), g.temperature_celsius(), g.slowdown_celsius(),
+                         static_cast<double>(g.uncorrected_ecc_errors())});
+      }
       break;
     case wire::Envelope::kRankReport:
       controller_->OnRankReport(agent, env.rank_report());
@@ -266,6 +272,7 @@ void Coordinator::OnMessage(const TcpConnection::Ptr& conn, wire::Envelope env) 
       controller_->OnDiagnosis(agent, env.diagnosis());
       break;
     case wire::Envelope::kGpuFault:
+      metrics_.GpuFault(a->host, env.gpu_fault().type(), static_cast<int>(env.gpu_fault().xid()));
       controller_->OnGpuFault(agent, env.gpu_fault());
       break;
     default:
@@ -317,6 +324,7 @@ void Coordinator::MarkAgentLost(int agent, const std::string& why) {
   if (a.lost) return;  // one detection per agent, whichever notices first
   a.lost = true;
   metrics_.agents_connected.Decrement();
+  metrics_.HostLost(a.host);
   controller_->OnAgentLost(agent, why);
   a.conn->Close(Status::Unavailable(why));  // no-op if it is already closed
 }

@@ -62,6 +62,10 @@ JobController::JobController(boost::asio::io_context& io, const JobSpec& spec, J
   metrics_->total_steps.Set(spec.schedule.steps);
   metrics_->world_size.Set(spec.world.world_size());
   metrics_->SetState(JobStateName(state_));
+  metrics_->start_timestamp.Set(static_cast<double>(progress_.started_at_us) / 1e6);
+  metrics_->checkpoint_every_steps.Set(spec.checkpoint.every_steps);
+  metrics_->model_flops_per_token.Set(spec.model.TrainingFlopsPerToken());
+  metrics_->peak_flops.Set(spec.world.peak_tflops_per_rank * 1e12 * spec.world.world_size());
 }
 
 void JobController::Check(const Status& st, const char* what) {
@@ -170,6 +174,7 @@ void JobController::Resize(std::vector<int> slots) {
   if (batch_per_rank_ == spec_.schedule.batch_per_rank) batch_per_rank_ = 0;
   progress_.world_size = world_size();
   metrics_->world_size.Set(static_cast<double>(world_size()));
+  metrics_->peak_flops.Set(spec_.world.peak_tflops_per_rank * 1e12 * world_size());
   UpdateHostMetrics();
 }
 
@@ -245,8 +250,12 @@ std::string JobController::HostState(int agent) const {
 
 void JobController::UpdateHostMetrics() {
   std::map<std::string, int> n;
-  for (int a = 0; a < agents_->agent_count(); ++a) ++n[HostState(a)];
-  metrics_->SetHosts(n["active"], n["spare"], n["cordoned"], n["lost"]);
+  for (int a = 0; a < agents_->agent_count(); ++a) {
+    // A host that came back is a new agent: its newest one is the host's state.
+    metrics_->SetHostState(agents_->agent_host(a), HostState(a));
+    ++n[HostState(a)];
+  }
+  metrics_->SetHosts(n);
 }
 
 json JobController::Hosts() const {
@@ -391,6 +400,7 @@ int64_t JobController::AddIntervention(std::optional<int64_t> event, const std::
   i.outcome = outcome;
   auto id = logbook_->AddIntervention(i);
   Check(id.status(), "intervention");
+  metrics_->Interventions(action).Increment();
   return id.ok() ? id.value() : 0;
 }
 
@@ -462,19 +472,13 @@ void JobController::ApplyRetention() {
     const CheckpointRow& row = by_step.at(step);
     Status st = checkpoint::Storage::Default()->RemoveAll(row.path);
     if (st.ok()) Check(logbook_->SetCheckpointState(row.id, "deleted", NowMicros()), "checkpoint");
-    InterventionRow i;
-    i.run_id = run_id_;
-    i.time_us = NowMicros();
-    i.action = "delete_checkpoint";
-    i.actor = "auto:retention";
-    i.params_json = json{{"checkpoint", row.path},
+    AddIntervention(std::nullopt, "delete_checkpoint", "auto:retention",
+                    json{{"checkpoint", row.path},
                          {"checkpoint_step", row.step},
                          {"bytes", row.bytes},
                          {"keep_last", spec_.checkpoint.keep_last},
-                         {"keep_every", spec_.checkpoint.keep_every}}
-                        .dump();
-    i.outcome = st.ok() ? "deleted" : "failed: " + st.message();
-    Check(logbook_->AddIntervention(i).status(), "retention intervention");
+                         {"keep_every", spec_.checkpoint.keep_every}},
+                    st.ok() ? "deleted" : "failed: " + st.message());
     log_->info("retention: {} {} (step {})", st.ok() ? "deleted" : "could not delete", row.path,
                row.step);
   }
@@ -554,6 +558,7 @@ void JobController::Launch(std::optional<int64_t> cause_intervention) {
   g.started_at_us = NowMicros();
   auto row = logbook_->StartGeneration(g);
   Check(row.status(), "generation");
+  goodput_.GenerationStarted(resumed_from_);
   generation_row_ = row.ok() ? row.value() : 0;
 
   const int rph = spec_.world.ranks_per_host;
@@ -615,15 +620,10 @@ void JobController::DamageNewestCheckpoint(ChaosFault& f) {
   }
   Status st = target.empty() ? Status::NotFound("no committed checkpoint to damage")
                              : DamageCheckpoint(target, f.how);
-  InterventionRow i;
-  i.run_id = run_id_;
-  i.time_us = NowMicros();
-  i.action = "inject_fault";
-  i.actor = "chaos";
-  i.params_json = json{{"fault", f.spec}, {"checkpoint", target}, {"damage", f.how}}.dump();
-  i.outcome = st.ok() ? "checkpoint damaged" : "not injected: " + st.message();
-  Check(logbook_->AddIntervention(i).status(), "chaos intervention");
-  log_->warn("chaos: {} {} ({})", f.how, target, i.outcome);
+  const std::string outcome = st.ok() ? "checkpoint damaged" : "not injected: " + st.message();
+  AddIntervention(std::nullopt, "inject_fault", "chaos",
+                  json{{"fault", f.spec}, {"checkpoint", target}, {"damage", f.how}}, outcome);
+  log_->warn("chaos: {} {} ({})", f.how, target, outcome);
 }
 
 void JobController::MaybeInjectChaos(const wire::RankReport& report) {
@@ -695,11 +695,13 @@ void JobController::OnRankReport(int /*agent*/, const wire::RankReport& r) {
       if (!first_step_seen_) {
         first_step_seen_ = true;
         Check(logbook_->MarkGenerationFirstStep(generation_row_, r.at_us()), "first step");
-        if (failure_at_us_) {
-          metrics_->recovery_seconds.Observe(static_cast<double>(r.at_us() - *failure_at_us_) /
-                                             1e6);
-          failure_at_us_.reset();
+        goodput_.FirstStep(r.at_us());
+        if (failure_at_us_ && !recovering_from_.empty()) {
+          metrics_->ObserveRecovery(recovering_from_,
+                                    static_cast<double>(r.at_us() - *failure_at_us_) / 1e6);
         }
+        failure_at_us_.reset();
+        recovering_from_.clear();
         fallbacks_ = 0;  // this generation restored: a later recovery starts counting afresh
         for (int rank : ranks_alive_) rank_progress_[rank].last_us = NowMicros();
         Transition(JobState::kRunning, "generation " + std::to_string(generation_) +
@@ -710,6 +712,13 @@ void JobController::OnRankReport(int /*agent*/, const wire::RankReport& r) {
         progress_.loss = r.loss();
         progress_.tokens_per_second = r.tokens_per_second();
         metrics_->step.Set(static_cast<double>(r.step()));
+        metrics_->last_step_timestamp.Set(static_cast<double>(r.at_us()) / 1e6);
+        metrics_->tokens_trained.Increment(static_cast<double>(spec_.global_batch()) *
+                                           spec_.model.seq_len);
+        if (metrics_->peak_flops.Value() > 0) {
+          metrics_->mfu.Set(r.tokens_per_second() * metrics_->model_flops_per_token.Value() /
+                            metrics_->peak_flops.Value());
+        }
         metrics_->loss.Set(r.loss());
         metrics_->learning_rate.Set(r.lr());
         metrics_->grad_norm.Set(r.grad_norm());
@@ -760,6 +769,10 @@ void JobController::OnRankReport(int /*agent*/, const wire::RankReport& r) {
       metrics_->checkpoints_total.Increment();
       metrics_->last_checkpoint_step.Set(static_cast<double>(c.step));
       metrics_->last_checkpoint_timestamp.Set(static_cast<double>(c.committed_at_us) / 1e6);
+      metrics_->checkpoint_size_bytes.Set(static_cast<double>(c.bytes));
+      metrics_->checkpoint_written_bytes.Increment(static_cast<double>(c.bytes));
+      if (r.save_seconds() > 0) metrics_->checkpoint_save_seconds.Observe(r.save_seconds());
+      goodput_.CheckpointCommitted(c.path, c.committed_at_us);
       ApplyRetention();
       MaybeRegrow(c.step);
       break;
@@ -807,13 +820,12 @@ std::optional<int64_t> JobController::TakeInjectedAt(std::optional<int> rank) {
   return at;
 }
 
-void JobController::NoteDetectionLatency(json* detail, std::optional<int64_t> injected_at,
-                                         int64_t detected_at) {
+void JobController::NoteDetectionLatency(const std::string& kind, json* detail,
+                                         std::optional<int64_t> injected_at, int64_t detected_at) {
   if (injected_at) {
     (*detail)["fault_injected_at_us"] = *injected_at;
     (*detail)["detection_latency_ms"] = static_cast<double>(detected_at - *injected_at) / 1000.0;
-    metrics_->detection_latency_seconds.Observe(static_cast<double>(detected_at - *injected_at) /
-                                                1e6);
+    metrics_->ObserveDetection(kind, static_cast<double>(detected_at - *injected_at) / 1e6);
   }
   failure_at_us_ = injected_at ? *injected_at : detected_at;
 }
@@ -856,7 +868,7 @@ void JobController::CheckNumerics(const wire::RankReport& r) {
   // The update of step r.step() is in every checkpoint from that step on.
   f.anomaly_step = static_cast<int64_t>(r.step());
   f.detail["step"] = r.step();
-  NoteDetectionLatency(&f.detail, TakeInjectedAt(std::nullopt), NowMicros());
+  NoteDetectionLatency(f.kind, &f.detail, TakeInjectedAt(std::nullopt), NowMicros());
   HandleFailure(std::move(f));
 }
 
@@ -897,12 +909,34 @@ void JobController::CheckStragglers(const wire::RankReport& r) {
                   "last %d steps twice running",
                   rank, median * 1000.0, median / baseline, baseline * 1000.0, d.straggler_window);
     f.summary = what;
-    NoteDetectionLatency(&f.detail, TakeInjectedAt(rank), NowMicros());
+    NoteDetectionLatency(f.kind, &f.detail, TakeInjectedAt(rank), NowMicros());
     return HandleFailure(std::move(f));
   }
 }
 
+void JobController::UpdateRankMetrics(int64_t now_us) {
+  std::map<std::string, int> n;
+  for (int rank = 0; rank < world_size(); ++rank) {
+    const auto p = rank_progress_.find(rank);
+    if (!ranks_alive_.count(rank)) {
+      ++n["down"];
+    } else if (p == rank_progress_.end() || !first_step_seen_) {
+      ++n["starting"];
+    } else {
+      ++n[p->second.saving ? "saving" : "training"];
+    }
+  }
+  metrics_->SetRanks(n);
+  metrics_->productive_seconds.Set(goodput_.ProductiveSeconds(now_us));
+  metrics_->goodput.Set(goodput_.Goodput(now_us));
+}
+
 void JobController::OnTick() {
+  const int64_t now_us = NowMicros();
+  if (now_us - metrics_updated_us_ >= 1000000) {
+    metrics_updated_us_ = now_us;
+    UpdateRankMetrics(now_us);
+  }
   if (state_ != JobState::kRunning || hang_ || held_) return;
   const auto& d = spec_.detection;
   const double median_ms = Median(recent_step_seconds_) * 1000.0;
@@ -1009,7 +1043,7 @@ void JobController::FinishHang() {
                   {"suspect_reason", reason}};
   if (suspect && probe.ranks.count(*suspect))
     f.detail["stack_file"] = probe.ranks[*suspect].stack_file();
-  NoteDetectionLatency(&f.detail, TakeInjectedAt(suspect), probe.detected_us);
+  NoteDetectionLatency(f.kind, &f.detail, TakeInjectedAt(suspect), probe.detected_us);
   char timeout[32];
   std::snprintf(timeout, sizeof(timeout), "%.0f", probe.timeout_ms);
   f.summary = "generation " + std::to_string(generation_) + " made no progress for " + timeout +
@@ -1074,7 +1108,7 @@ void JobController::OnRankExited(int agent, const wire::RankExited& e) {
   }
   if (e.signal_sent_at_us() > 0) {
     chaos_sent_at_us_.erase(rank);
-    NoteDetectionLatency(&detail, e.signal_sent_at_us(), NowMicros());
+    NoteDetectionLatency(kind, &detail, e.signal_sent_at_us(), NowMicros());
   } else {
     failure_at_us_ = e.exited_at_us();
   }
@@ -1095,7 +1129,7 @@ void JobController::OnRankExited(int agent, const wire::RankExited& e) {
     detail["step"] = r.step();
     f.summary = "rank " + std::to_string(rank) + ": " + r.message();
     // The NaN travelled through the all-reduce: which rank it came from is unknowable here.
-    NoteDetectionLatency(&detail, TakeInjectedAt(std::nullopt), NowMicros());
+    NoteDetectionLatency(kind, &detail, TakeInjectedAt(std::nullopt), NowMicros());
   }
   f.detail = detail;
   if (kind != "collective_error") return HandleFailure(std::move(f));
@@ -1153,6 +1187,7 @@ void JobController::HandleFailure(Failure f) {
                              {"next_generation", generation_ + 1}},
                         "ordered");
     metrics_->Restarts(f.kind).Increment();
+    recovering_from_ = f.kind;
     return TearDownGeneration(f.summary);
   }
 
@@ -1237,6 +1272,7 @@ void JobController::HandleFailure(Failure f) {
   }
   ++progress_.restarts;
   metrics_->Restarts(f.kind).Increment();
+  recovering_from_ = f.kind;
   TearDownGeneration(f.summary);
 }
 
@@ -1291,8 +1327,10 @@ void JobController::OnGenerationStopped(int agent, uint64_t generation) {
 }
 
 void JobController::FinishGeneration(const std::string& reason) {
+  const int64_t now = NowMicros();
+  goodput_.GenerationEnded(now);
   if (generation_row_)
-    Check(logbook_->EndGeneration(generation_row_, NowMicros(), reason), "end generation");
+    Check(logbook_->EndGeneration(generation_row_, now, reason), "end generation");
 }
 
 void JobController::OnAgentLost(int agent, const std::string& why) {
@@ -1309,7 +1347,7 @@ void JobController::OnAgentLost(int agent, const std::string& why) {
     injected = it->second;
     agent_chaos_at_us_.erase(it);
   }
-  NoteDetectionLatency(&f.detail, injected, NowMicros());
+  NoteDetectionLatency(f.kind, &f.detail, injected, NowMicros());
   const bool in_generation = std::find(generation_agents_.begin(), generation_agents_.end(),
                                        agent) != generation_agents_.end();
   if (in_generation) {
@@ -1370,7 +1408,8 @@ void JobController::OnGpuFault(int agent, const wire::GpuFault& g) {
   f.summary = "GPU " + std::to_string(g.gpu()) + " of host " + agents_->agent_host(agent) +
               (g.rank() >= 0 ? " (rank " + std::to_string(g.rank()) + ")" : std::string()) + ": " +
               g.message();
-  NoteDetectionLatency(&f.detail, f.rank ? TakeInjectedAt(f.rank) : std::nullopt, NowMicros());
+  NoteDetectionLatency(f.kind, &f.detail, f.rank ? TakeInjectedAt(f.rank) : std::nullopt,
+                       NowMicros());
   if (state_ == JobState::kRunning || state_ == JobState::kRendezvous)
     return HandleFailure(std::move(f));
   // A restart is already under way (the fault's first symptom was likely a

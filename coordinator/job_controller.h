@@ -58,6 +58,7 @@
 #include "common/util.h"
 #include "common/vigil.pb.h"
 #include "coordinator/chaos.h"
+#include "coordinator/goodput.h"
 #include "coordinator/metrics.h"
 #include "coordinator/playbook.h"
 #include "coordinator/rendezvous_store.h"
@@ -185,6 +186,8 @@ class JobController {
   int world_size() const { return static_cast<int>(slots_.size()) * spec_.world.ranks_per_host; }
   std::string HostState(int agent) const;  // active | spare | cordoned | lost
   void UpdateHostMetrics();
+  // Ranks by state, productive time and goodput (once a second, from OnTick).
+  void UpdateRankMetrics(int64_t now_us);
   // Sends to every agent that runs a rank of the current generation.
   void SendToGeneration(const wire::Envelope& env);
   void Launch(std::optional<int64_t> cause_intervention);
@@ -225,8 +228,8 @@ class JobController {
   std::optional<int64_t> TakeInjectedAt(std::optional<int> rank);
   // Records detection latency (when the fault was injected) and when the
   // failure happened, for recovery time.
-  void NoteDetectionLatency(nlohmann::json* detail, std::optional<int64_t> injected_at,
-                            int64_t detected_at);
+  void NoteDetectionLatency(const std::string& kind, nlohmann::json* detail,
+                            std::optional<int64_t> injected_at, int64_t detected_at);
   void TearDownGeneration(const std::string& reason);
   void FinishGeneration(const std::string& reason);
   enum class Outcome { kSucceeded, kFailed };
@@ -267,6 +270,9 @@ class JobController {
   std::set<std::pair<int64_t, int64_t>> failed_saves_;  // (generation, step) already recorded
   // Failure being recovered from (for recovery time), and chaos kill times by rank.
   std::optional<int64_t> failure_at_us_;
+  std::string recovering_from_;  // the failure kind the current restart answers
+  GoodputTracker goodput_{NowMicros()};
+  int64_t metrics_updated_us_ = 0;
   std::map<int, int64_t> chaos_sent_at_us_;
   std::map<int, int64_t> agent_chaos_at_us_;  // kill-agent, by agent
   std::optional<int64_t> pending_intervention_;

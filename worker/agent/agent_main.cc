@@ -121,6 +121,13 @@ class Agent {
     wire::Envelope env;
     env.mutable_heartbeat()->set_sent_at_us(NowMicros());
     env.mutable_heartbeat()->set_live_ranks(static_cast<uint32_t>(supervisor_.LiveRanks()));
+    for (const GpuReading& g : gpus_.Readings()) {
+      auto* r = env.mutable_heartbeat()->add_gpus();
+      r->set_gpu(static_cast<uint32_t>(g.gpu));
+      r->set_temperature_celsius(g.temperature_celsius);
+      r->set_slowdown_celsius(g.slowdown_celsius);
+      r->set_uncorrected_ecc_errors(g.uncorrected_ecc_errors);
+    }
     coordinator_->Send(env);
     heartbeat_.expires_after(std::chrono::milliseconds(heartbeat_ms_));
     heartbeat_.async_wait([this](boost::system::error_code ec) {

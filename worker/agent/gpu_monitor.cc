@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <regex>
+#include <tuple>
 
 namespace vigil::agent {
 
@@ -257,6 +258,21 @@ std::optional<int> GpuMonitor::GpuOfBus(const std::string& bus) const {
   unsigned gpu = 0;
   if (std::sscanf(canonical.c_str(), "ffff:%x:00", &gpu) == 1) return static_cast<int>(gpu);
   return std::nullopt;
+}
+
+std::vector<GpuReading> GpuMonitor::Readings() const {
+  std::vector<GpuReading> out;
+  if (!nvml_) return out;
+  for (int i = 0; i < nvml_->device_count(); ++i) {
+    GpuReading g;
+    g.gpu = i;
+    const auto t = nvml_->Temperature(i);
+    if (t) std::tie(g.temperature_celsius, g.slowdown_celsius) = *t;
+    const auto ecc = nvml_->UncorrectedEcc(i);
+    if (ecc) g.uncorrected_ecc_errors = *ecc;
+    if (t || ecc) out.push_back(g);
+  }
+  return out;
 }
 
 void GpuMonitor::Inject(const std::string& line) { injected_.push_back(line); }

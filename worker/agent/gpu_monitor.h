@@ -60,6 +60,14 @@ struct GpuFault {
   std::string message;
 };
 
+// One GPU's health as NVML reads it now (for vigild's GPU metrics).
+struct GpuReading {
+  int gpu = 0;
+  unsigned temperature_celsius = 0;
+  unsigned slowdown_celsius = 0;  // 0: NVML does not know it
+  uint64_t uncorrected_ecc_errors = 0;
+};
+
 class Nvml;
 
 class GpuMonitor {
@@ -71,6 +79,8 @@ class GpuMonitor {
   std::string Describe() const;
   // Faults seen since the last call.
   std::vector<GpuFault> Poll();
+  // Every GPU NVML sees; none on a host without NVML.
+  std::vector<GpuReading> Readings() const;
   // Fault injection: `line` is handled as if the kernel had logged it.
   void Inject(const std::string& line);
   // NVML's bus id of local GPU `gpu`, or a made-up one on a host without

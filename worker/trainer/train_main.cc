@@ -209,6 +209,7 @@ int Train(const Orders& o, const JobSpec& spec, const DataSource& data, Reporter
       c.set_kind(wire::RankReport::CHECKPOINT);
       c.set_checkpoint_path(out->dir);
       c.set_checkpoint_bytes(static_cast<uint64_t>(trainer.checkpoint_bytes()));
+      c.set_save_seconds(out->seconds);
     } else {
       log->error("{}", out->status.ToString());
       c.set_kind(wire::RankReport::CHECKPOINT_FAILED);

@@ -22,6 +22,7 @@
 // trainer_cuda.h: GPU with NCCL); checkpoints are the same either way.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -61,6 +62,9 @@ struct SaveOutcome {
   int64_t step = 0;
   Status status;    // ok: committed
   std::string dir;  // the committed directory (rank 0)
+  // From the snapshot of the state to when this rank learned the outcome
+  // (an async save's is seen at the first step boundary after it).
+  double seconds = 0.0;
   // Whether this rank tells vigild: rank 0 of a commit (or of its failure),
   // any rank whose own shard failed (with its own reason).
   bool report = false;
@@ -161,6 +165,7 @@ class TrainerT {
     std::string tmp_dir;
     std::optional<Result<std::vector<uint64_t>>> sums;
     bool committing = false;  // rank 0: the commit runs on the writer thread
+    std::chrono::steady_clock::time_point began;
   };
   std::optional<PendingSave> pending_save_;
   std::unique_ptr<checkpoint::AsyncShardWriter> writer_;

@@ -294,6 +294,7 @@ void TrainerT<K>::BeginSave() {
   ScopedSeconds timer(&save_stall_seconds_);
   if (pending_save_) throw std::logic_error("BeginSave with a save in flight");
   PendingSave p;
+  p.began = std::chrono::steady_clock::now();
   p.header = ManifestHeader();
   p.tmp_dir = options_.checkpoint_dir + "/" + checkpoint::StepDirName(step_) + ".tmp";
   const std::string path = p.tmp_dir + "/" + checkpoint::ShardFileName(coll_->rank());
@@ -374,6 +375,7 @@ std::optional<SaveOutcome> TrainerT<K>::FinishSave(bool wait) {
   // a full disk must not stay full of a checkpoint nobody will load.
   if (!st.ok() && rank == 0) (void)options_.storage->RemoveAll(p.tmp_dir);
   out.status = st;
+  out.seconds = SecondsSince(p.began);
   pending_save_.reset();
   return out;
 }
@@ -388,6 +390,7 @@ std::optional<SaveOutcome> TrainerT<K>::CollectCommit(bool wait) {
   out.report = true;
   if (dir.ok()) out.dir = dir.value();
   out.status = dir.status();
+  out.seconds = SecondsSince(pending_save_->began);
   if (!dir.ok()) (void)options_.storage->RemoveAll(pending_save_->tmp_dir);
   pending_save_.reset();
   return out;
