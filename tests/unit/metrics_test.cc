@@ -8,6 +8,11 @@
 #include <cstdio>
 #include <fstream>
 #include <random>
+#include <regex>
+#include <set>
+
+#include <yaml-cpp/yaml.h>
+#include <nlohmann/json.hpp>
 
 #include "common/job_spec.h"
 #include "coordinator/goodput.h"
@@ -135,8 +140,8 @@ TEST(ModelFlops, MoeCountsTheTwoExpertsATokenIsRoutedToAndItsRouter) {
                    2 * 6 * (8 * C * C + 8 * C));
 }
 
-TEST(Metrics, EverySeriesPassesPromtoolCheckMetrics) {
-  CoordinatorMetrics m;
+// Every family with at least one series, as a long run with GPU hosts has them.
+void Populate(CoordinatorMetrics& m) {
   m.step.Set(12);
   m.step_seconds.Observe(0.02);
   m.checkpoint_save_seconds.Observe(0.4);
@@ -155,6 +160,11 @@ TEST(Metrics, EverySeriesPassesPromtoolCheckMetrics) {
   m.GpuFault("host-0", "xid", 79);
   m.GpuFault("host-0", "ecc", 0);
   m.SetGpu("host-0", {0, 61, 87, 2});
+}
+
+TEST(Metrics, EverySeriesPassesPromtoolCheckMetrics) {
+  CoordinatorMetrics m;
+  Populate(m);
   const std::string text = m.Render();
   for (const char* name :
        {"vigil_gpu_xid_errors_total{code=\"79\",host=\"host-0\"} 1",
@@ -171,6 +181,106 @@ TEST(Metrics, EverySeriesPassesPromtoolCheckMetrics) {
       testing::RunCommand("promtool check metrics < " + (dir / "metrics.txt"), dir.path());
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_EQ(r.out + r.err, "") << "promtool has no complaint";
+}
+
+// The PromQL of the dashboards, their annotations and the rules.
+struct Query {
+  std::string where, expr;
+};
+
+std::vector<Query> DashboardQueries() {
+  std::vector<Query> out;
+  for (const char* name : {"run-overview", "failures", "hosts", "checkpoints"}) {
+    const std::string path =
+        std::string(VIGIL_SOURCE_DIR) + "/dashboards/grafana/" + name + ".json";
+    const auto d = nlohmann::json::parse(testing::Slurp(path));
+    for (const auto& p : d.at("panels")) {
+      if (p.at("type") == "row") continue;
+      for (const auto& t : p.at("targets"))
+        out.push_back({std::string(name) + ": " + p.at("title").get<std::string>(), t.at("expr")});
+    }
+    for (const auto& a : d.at("annotations").at("list")) {
+      if (a.contains("expr"))
+        out.push_back(
+            {std::string(name) + ": annotation " + a.at("name").get<std::string>(), a.at("expr")});
+    }
+  }
+  return out;
+}
+
+std::vector<Query> RuleQueries(std::set<std::string>* recorded) {
+  std::vector<Query> out;
+  const YAML::Node rules =
+      YAML::LoadFile(std::string(VIGIL_SOURCE_DIR) + "/dashboards/prometheus/vigil-rules.yml");
+  for (const auto& group : rules["groups"]) {
+    for (const auto& r : group["rules"]) {
+      const std::string name =
+          r["alert"] ? r["alert"].as<std::string>() : r["record"].as<std::string>();
+      if (r["record"]) recorded->insert(name);
+      out.push_back({name, r["expr"].as<std::string>()});
+    }
+  }
+  return out;
+}
+
+TEST(Dashboards, EveryPanelEveryAnnotationAndEveryRuleReadsOnlyWhatVigildExports) {
+  CoordinatorMetrics m;
+  Populate(m);
+  const std::string text = m.Render();
+  std::set<std::string> exported;
+  const std::regex sample("^(vigil_[a-z0-9_]+)[{ ]");
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    std::smatch match;
+    if (std::regex_search(line, match, sample)) exported.insert(match[1]);
+  }
+  std::set<std::string> recorded;
+  auto queries = RuleQueries(&recorded);
+  const auto dashboards = DashboardQueries();
+  EXPECT_GE(dashboards.size(), 50u);
+  queries.insert(queries.end(), dashboards.begin(), dashboards.end());
+  const std::regex name("\\b(vigil[_:][a-z0-9_:]+)");
+  std::set<std::string> used;
+  for (const auto& q : queries) {
+    for (std::sregex_iterator it(q.expr.begin(), q.expr.end(), name), end; it != end; ++it) {
+      const std::string n = (*it)[1];
+      used.insert(n);
+      EXPECT_TRUE(exported.count(n) || recorded.count(n))
+          << q.where << " reads " << n << ", which vigild does not export: " << q.expr;
+    }
+  }
+  // And the other way: every family vigild exports is on some dashboard or in some rule.
+  for (const auto& n : exported) {
+    std::string base = n;
+    for (const char* suffix : {"_bucket", "_sum", "_count"}) {
+      if (base.size() > strlen(suffix) && base.ends_with(suffix) &&
+          exported.count(base.substr(0, base.size() - strlen(suffix)) + "_bucket"))
+        base = base.substr(0, base.size() - strlen(suffix));
+    }
+    bool shown = used.count(n) > 0;
+    for (const char* suffix : {"_bucket", "_sum", "_count"}) shown |= used.count(base + suffix) > 0;
+    EXPECT_TRUE(shown) << n << " is on no dashboard and in no rule";
+  }
+}
+
+TEST(Dashboards, AreGrafanaDashboardsWithUniqueIdsAndPlacedPanels) {
+  std::set<std::string> uids;
+  for (const char* name : {"run-overview", "failures", "hosts", "checkpoints"}) {
+    const std::string path =
+        std::string(VIGIL_SOURCE_DIR) + "/dashboards/grafana/" + name + ".json";
+    const auto d = nlohmann::json::parse(testing::Slurp(path));
+    EXPECT_TRUE(uids.insert(d.at("uid").get<std::string>()).second) << path;
+    EXPECT_FALSE(d.at("title").get<std::string>().empty());
+    std::set<int> ids;
+    for (const auto& p : d.at("panels")) {
+      EXPECT_TRUE(ids.insert(p.at("id").get<int>()).second) << path << ": panel id twice";
+      const auto& g = p.at("gridPos");
+      EXPECT_LE(g.at("x").get<int>() + g.at("w").get<int>(), 24) << path << " " << p.at("title");
+      if (p.at("type") == "row") continue;
+      EXPECT_EQ(p.at("datasource").at("uid"), "${datasource}") << path << " " << p.at("title");
+      EXPECT_FALSE(p.at("targets").empty());
+    }
+  }
 }
 
 }  // namespace
