@@ -6,6 +6,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cctype>
+#include <cstdlib>
 #include <cstring>
 
 #include "common/framed_socket.h"
@@ -57,7 +59,35 @@ Result<HttpResult> HttpGet(const std::string& host_port, const std::string& path
   HttpResult r;
   r.status = std::atoi(raw.c_str() + raw.find(' ') + 1);
   r.body = raw.substr(head_end + 4);
+  std::string head = raw.substr(0, head_end);
+  for (char& c : head) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (head.find("\r\ntransfer-encoding: chunked") != std::string::npos) {
+    auto body = DecodeChunked(r.body);
+    if (!body.ok()) return Status::InvalidArgument(body.status().message() + " from " + host_port);
+    r.body = std::move(body.value());
+  }
   return r;
+}
+
+Result<std::string> DecodeChunked(const std::string& in) {
+  std::string out;
+  size_t at = 0;
+  while (true) {
+    const size_t eol = in.find("\r\n", at);
+    if (eol == std::string::npos) return Status::InvalidArgument("truncated chunked body");
+    // The size in hex, maybe followed by ";extensions".
+    const std::string line = in.substr(at, eol - at);
+    char* end = nullptr;
+    const unsigned long long size = std::strtoull(line.c_str(), &end, 16);
+    if (end == line.c_str() || (*end != '\0' && *end != ';' && *end != ' '))
+      return Status::InvalidArgument("bad chunk size '" + line + "'");
+    at = eol + 2;
+    if (size == 0) return out;  // trailers, if any, are not needed
+    if (size > in.size() - at || in.compare(at + size, 2, "\r\n") != 0)
+      return Status::InvalidArgument("truncated chunked body");
+    out.append(in, at, size);
+    at += size + 2;
+  }
 }
 
 }  // namespace vigil

@@ -14,7 +14,11 @@ struct HttpResult {
   std::string body;
 };
 
+// A GET over HTTP/1.1 (Connection: close); a chunked body is decoded.
 Result<HttpResult> HttpGet(const std::string& host_port, const std::string& path,
                            std::chrono::milliseconds timeout);
+
+// The body of a `Transfer-Encoding: chunked` response, or why it is malformed.
+Result<std::string> DecodeChunked(const std::string& body);
 
 }  // namespace vigil

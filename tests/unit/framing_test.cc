@@ -1,4 +1,5 @@
 #include "common/framing.h"
+#include "common/http_client.h"
 
 #include <gtest/gtest.h>
 
@@ -75,6 +76,18 @@ TEST(Framing, EmptyEnvelopeIsAValidFrame) {
   ASSERT_TRUE(env.ok());
   ASSERT_TRUE(env.value().has_value());
   EXPECT_EQ((*env.value()).body_case(), wire::Envelope::BODY_NOT_SET);
+}
+
+// Prometheus answers large queries in chunks.
+TEST(HttpChunked, DecodesChunksWithExtensionsAndRejectsTruncation) {
+  EXPECT_EQ(DecodeChunked("5\r\nhello\r\n7;x=y\r\n, world\r\n0\r\n\r\n").value(), "hello, world");
+  EXPECT_EQ(DecodeChunked("0\r\n\r\n").value(), "");
+  EXPECT_EQ(DecodeChunked("a\r\n0123456789\r\n0\r\n").value(), "0123456789");
+  EXPECT_FALSE(DecodeChunked("5\r\nhel").ok());
+  EXPECT_FALSE(DecodeChunked("5\r\nhelloXX0\r\n\r\n").ok());
+  EXPECT_FALSE(DecodeChunked("zz\r\nhello\r\n0\r\n\r\n").ok());
+  EXPECT_FALSE(DecodeChunked("ffffffffffffffff\r\nhello\r\n0\r\n\r\n").ok());
+  EXPECT_FALSE(DecodeChunked("5\r\nhello\r\n").ok()) << "no last chunk";
 }
 
 }  // namespace
