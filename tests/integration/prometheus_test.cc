@@ -31,7 +31,7 @@ using testing::Slurp;
 using testing::TempDir;
 
 // GPU health comes from NVML, which hosts without a GPU do not have: panels
-// reading only these have no data here (tests/gpu covers the NVML path).
+// reading only these have no data here; they are listed, not failed.
 const std::set<std::string> kNeedsNvml = {"vigil_gpu_temperature_celsius",
                                           "vigil_gpu_slowdown_temperature_celsius",
                                           "vigil_gpu_uncorrected_ecc_errors"};
