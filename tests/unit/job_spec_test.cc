@@ -126,6 +126,17 @@ TEST(JobSpec, SparesAndRegrow) {
       << ErrorOf(yaml);
 }
 
+TEST(JobSpec, PeakFlopsForMfu) {
+  EXPECT_EQ(ParseJobSpec(kValid, "job.yaml")->world.peak_tflops_per_rank, 0.0) << "not known";
+  std::string yaml = kValid;
+  yaml.replace(yaml.find("hosts: 1"), 8, "hosts: 1\n  peak_tflops_per_rank: 989");
+  EXPECT_EQ(ParseJobSpec(yaml, "job.yaml")->world.peak_tflops_per_rank, 989.0);
+  yaml.replace(yaml.find("989"), 3, "-1");
+  EXPECT_NE(ErrorOf(yaml).find("world.peak_tflops_per_rank: expected a non-negative number"),
+            std::string::npos)
+      << ErrorOf(yaml);
+}
+
 TEST(JobSpec, SyntaxErrorNamesThePosition) {
   const std::string err = ErrorOf("name: t\nmodel: [1, 2\n");
   EXPECT_EQ(err.rfind("job.yaml:", 0), 0u) << err;
