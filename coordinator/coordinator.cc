@@ -75,6 +75,17 @@ AgentRegistry::Agent* AgentRegistry::Find(uint64_t connection_id, int* index) {
   return nullptr;
 }
 
+void WriteAheadAgentLink::SendToAgent(int agent, const wire::Envelope& env) {
+  if (waiting_ == 0 && logbook_->Idle()) return agents_->SendToAgent(agent, env);
+  ++waiting_;
+  logbook_->AfterCommit([this, agent, env] {
+    boost::asio::post(io_, [this, agent, env] {
+      --waiting_;
+      agents_->SendToAgent(agent, env);
+    });
+  });
+}
+
 Coordinator::Coordinator(boost::asio::io_context& io, JobSpec spec, CoordinatorOptions options,
                          std::unique_ptr<Logbook> logbook, int64_t run_id)
     : io_(io),
@@ -137,8 +148,14 @@ Status Coordinator::Start() {
                  rpc_address()};
   auto playbook = LoadPlaybook(spec_.playbook);
   if (!playbook.ok()) return playbook.status();
+  auto writer = LogbookWriter::Open(
+      options_.workdir + "/logbook.sqlite",
+      [log = log_](const Status& st) { log->error("logbook write failed: {}", st.ToString()); });
+  if (!writer.ok()) return writer.status();
+  writer_ = std::move(writer.value());
+  agent_link_ = std::make_unique<WriteAheadAgentLink>(io_, &registry_, writer_.get());
   controller_ =
-      std::make_unique<JobController>(io_, spec_, paths, logbook_.get(), run_id_, &registry_,
+      std::make_unique<JobController>(io_, spec_, paths, writer_.get(), run_id_, agent_link_.get(),
                                       &store_, &metrics_, options_.chaos, playbook.value());
   controller_->on_terminal = [this] { Shutdown(); };
 

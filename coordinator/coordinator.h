@@ -19,6 +19,7 @@
 #include "coordinator/metrics.h"
 #include "coordinator/rendezvous_store.h"
 #include "logbook/logbook.h"
+#include "logbook/logbook_writer.h"
 
 namespace vigil::coordinator {
 
@@ -58,6 +59,26 @@ class AgentRegistry : public AgentLink {
   std::vector<Agent> agents_;
 };
 
+// The agents as the job controller sees them, write-ahead: an order leaves
+// for an agent only once every logbook write queued before it is committed,
+// so the logbook holds every decision before it is carried out. Orders keep
+// their order; with nothing waiting on the logbook they leave at once.
+class WriteAheadAgentLink : public AgentLink {
+ public:
+  WriteAheadAgentLink(boost::asio::io_context& io, AgentLink* agents, LogbookWriter* logbook)
+      : io_(io), agents_(agents), logbook_(logbook) {}
+  int agent_count() const override { return agents_->agent_count(); }
+  bool agent_connected(int agent) const override { return agents_->agent_connected(agent); }
+  std::string agent_host(int agent) const override { return agents_->agent_host(agent); }
+  void SendToAgent(int agent, const wire::Envelope& env) override;
+
+ private:
+  boost::asio::io_context& io_;
+  AgentLink* agents_;
+  LogbookWriter* logbook_;
+  int waiting_ = 0;  // orders waiting for a commit (event loop only)
+};
+
 class Coordinator {
  public:
   Coordinator(boost::asio::io_context& io, JobSpec spec, CoordinatorOptions options,
@@ -91,7 +112,8 @@ class Coordinator {
   boost::asio::io_context& io_;
   JobSpec spec_;
   CoordinatorOptions options_;
-  std::unique_ptr<Logbook> logbook_;
+  std::unique_ptr<Logbook> logbook_;  // reads (the HTTP API)
+  std::unique_ptr<LogbookWriter> writer_;
   int64_t run_id_;
   std::shared_ptr<spdlog::logger> log_;
   boost::asio::ip::tcp::acceptor acceptor_;
@@ -101,6 +123,7 @@ class Coordinator {
   RendezvousStore store_;
   AgentRegistry registry_;
   CoordinatorMetrics metrics_;
+  std::unique_ptr<WriteAheadAgentLink> agent_link_;
   std::unique_ptr<JobController> controller_;
   uint64_t next_connection_id_ = 1;
   enum class Role { kUnknown, kAgent, kStoreClient, kControl };

@@ -38,7 +38,7 @@ const char* JobStateName(JobState s) {
 }
 
 JobController::JobController(boost::asio::io_context& io, const JobSpec& spec, JobPaths paths,
-                             Logbook* logbook, int64_t run_id, AgentLink* agents,
+                             LogbookWriter* logbook, int64_t run_id, AgentLink* agents,
                              RendezvousStore* store, CoordinatorMetrics* metrics,
                              std::vector<ChaosFault> chaos, Playbook playbook)
     : spec_(spec),
@@ -68,10 +68,14 @@ JobController::JobController(boost::asio::io_context& io, const JobSpec& spec, J
   metrics_->peak_flops.Set(spec.world.peak_tflops_per_rank * 1e12 * spec.world.world_size());
 }
 
-void JobController::Check(const Status& st, const char* what) {
-  // The logbook is the job's memory: failing to write it is loud, but the
-  // job goes on (the decision is already made and also in vigild's log).
-  if (!st.ok()) log_->error("logbook write failed ({}): {}", what, st.ToString());
+void JobController::SetCheckpointState(int64_t id, const std::string& state,
+                                       const std::string& new_path) {
+  logbook_->SetCheckpointState(id, state, NowMicros(), new_path);
+  for (auto& row : checkpoints_) {
+    if (row.id != id) continue;
+    row.state = state;
+    if (!new_path.empty()) row.path = new_path;
+  }
 }
 
 void JobController::Transition(JobState to, const std::string& why) {
@@ -281,15 +285,9 @@ void JobController::SendToGeneration(const wire::Envelope& env) {
 
 JobController::Choice JobController::ChooseCheckpoint() {
   Choice c;
-  auto rows = logbook_->Checkpoints(run_id_);
-  if (!rows.ok()) {
-    c.pause = true;
-    c.why = "cannot read checkpoints from the logbook: " + rows.status().ToString();
-    return c;
-  }
   bool any = false;
   int to_skip = next_.rollback;
-  for (const auto& row : rows.value()) {
+  for (const auto& row : checkpoints_) {
     if (row.state == "deleted") continue;
     any = true;
     if (row.state != "committed" || bad_checkpoints_.count(row.path)) continue;
@@ -341,8 +339,7 @@ void JobController::RollBack(const std::vector<CheckpointRow>& rows) {
     std::error_code ec;
     std::filesystem::rename(row.path, aside, ec);
     if (ec) log_->warn("cannot move rolled-back {} aside: {}", row.path, ec.message());
-    Check(logbook_->SetCheckpointState(row.id, "rolled_back", NowMicros(), ec ? "" : aside),
-          "checkpoint state");
+    SetCheckpointState(row.id, "rolled_back", ec ? "" : aside);
     log_->warn("rolled back over {} (step {})", row.path, row.step);
   }
 }
@@ -350,12 +347,11 @@ void JobController::RollBack(const std::vector<CheckpointRow>& rows) {
 void JobController::MarkCorrupt(const std::string& path) {
   if (!bad_checkpoints_.insert(path).second) return;
   ++fallbacks_;
-  auto rows = logbook_->Checkpoints(run_id_);
-  if (!rows.ok()) return Check(rows.status(), "checkpoints");
-  for (const auto& row : rows.value()) {
-    if (row.path == path)
-      Check(logbook_->SetCheckpointState(row.id, "corrupt", NowMicros()), "checkpoint state");
+  std::vector<int64_t> ids;
+  for (const auto& row : checkpoints_) {
+    if (row.path == path) ids.push_back(row.id);
   }
+  for (int64_t id : ids) SetCheckpointState(id, "corrupt");
 }
 
 json JobController::CorruptDetail(const std::string& path, const std::string& reason,
@@ -376,10 +372,8 @@ void JobController::RecordCorrupt(const std::string& path, const std::string& re
   ev.kind = "checkpoint_corrupt";
   ev.step = progress_.step;
   ev.detail_json = CorruptDetail(path, reason, "vigild").dump();
-  auto event_id = logbook_->AddEvent(ev);
-  Check(event_id.status(), "event");
-  AddIntervention(event_id.ok() ? std::optional<int64_t>(event_id.value()) : std::nullopt,
-                  "fallback_to_older_checkpoint", "auto:checkpoints",
+  const int64_t event_id = logbook_->AddEvent(ev);
+  AddIntervention(event_id, "fallback_to_older_checkpoint", "auto:checkpoints",
                   json{{"skipped", path}, {"fallback", fallbacks_}},
                   "never loaded; the next older checkpoint is tried");
   metrics_->Failures("checkpoint_corrupt").Increment();
@@ -398,10 +392,9 @@ int64_t JobController::AddIntervention(std::optional<int64_t> event, const std::
   i.actor = actor;
   i.params_json = params.dump();
   i.outcome = outcome;
-  auto id = logbook_->AddIntervention(i);
-  Check(id.status(), "intervention");
+  const int64_t id = logbook_->AddIntervention(i);
   metrics_->Interventions(action).Increment();
-  return id.ok() ? id.value() : 0;
+  return id;
 }
 
 void JobController::Page(std::optional<int64_t> event, const std::string& actor,
@@ -417,7 +410,7 @@ void JobController::Pause(std::optional<int64_t> event, const std::string& why) 
       "paused: " + why + ". Continue with `vigil resume --workdir " + paths_.workdir + "`";
   metrics_->pages_total.Increment();
   metrics_->waiting_for_human.Set(1);
-  Check(logbook_->SetRunStatus(run_id_, "paused"), "run status");
+  logbook_->SetRunStatus(run_id_, "paused");
   log_->error("PAGE: {}", progress_.message);
   const bool torn_down = state_ == JobState::kRecovering;
   Transition(JobState::kPaused, why);
@@ -447,7 +440,7 @@ Status JobController::Resume(const std::string& actor, const std::string& note) 
                                      json{{"note", note}}, "resumed by " + actor);
   FillVacancies(paused_event_, "human:" + actor);
   metrics_->waiting_for_human.Set(0);
-  Check(logbook_->SetRunStatus(run_id_, "running"), "run status");
+  logbook_->SetRunStatus(run_id_, "running");
   fallbacks_ = 0;  // a person looked: skip corrupt checkpoints afresh
   progress_.message.clear();
   log_->warn("resumed by {}{}", actor, note.empty() ? "" : ": " + note);
@@ -456,12 +449,10 @@ Status JobController::Resume(const std::string& actor, const std::string& note) 
 }
 
 void JobController::ApplyRetention() {
-  auto rows = logbook_->Checkpoints(run_id_);
-  if (!rows.ok()) return Check(rows.status(), "checkpoints");
   std::vector<int64_t> steps;
   std::set<int64_t> protect;
   std::map<int64_t, CheckpointRow> by_step;
-  for (const auto& row : rows.value()) {
+  for (const auto& row : checkpoints_) {
     if (row.state != "committed" || bad_checkpoints_.count(row.path)) continue;
     steps.push_back(row.step);
     by_step.emplace(row.step, row);  // newest row of a step first
@@ -471,7 +462,7 @@ void JobController::ApplyRetention() {
                                                    spec_.checkpoint.keep_every, protect)) {
     const CheckpointRow& row = by_step.at(step);
     Status st = checkpoint::Storage::Default()->RemoveAll(row.path);
-    if (st.ok()) Check(logbook_->SetCheckpointState(row.id, "deleted", NowMicros()), "checkpoint");
+    if (st.ok()) SetCheckpointState(row.id, "deleted");
     AddIntervention(std::nullopt, "delete_checkpoint", "auto:retention",
                     json{{"checkpoint", row.path},
                          {"checkpoint_step", row.step},
@@ -556,10 +547,8 @@ void JobController::Launch(std::optional<int64_t> cause_intervention) {
   g.resumed_from_path = resumed_from_;
   g.cause_intervention_id = cause_intervention;
   g.started_at_us = NowMicros();
-  auto row = logbook_->StartGeneration(g);
-  Check(row.status(), "generation");
+  generation_row_ = logbook_->StartGeneration(g);
   goodput_.GenerationStarted(resumed_from_);
-  generation_row_ = row.ok() ? row.value() : 0;
 
   const int rph = spec_.world.ranks_per_host;
   for (int a = 0; a < static_cast<int>(slots_.size()); ++a) {
@@ -609,13 +598,10 @@ void JobController::Launch(std::optional<int64_t> cause_intervention) {
 void JobController::DamageNewestCheckpoint(ChaosFault& f) {
   f.fired = true;
   std::string target;
-  auto rows = logbook_->Checkpoints(run_id_);
-  if (rows.ok()) {
-    for (const auto& row : rows.value()) {
-      if (row.state == "committed" && !bad_checkpoints_.count(row.path)) {
-        target = row.path;
-        break;
-      }
+  for (const auto& row : checkpoints_) {
+    if (row.state == "committed" && !bad_checkpoints_.count(row.path)) {
+      target = row.path;
+      break;
     }
   }
   Status st = target.empty() ? Status::NotFound("no committed checkpoint to damage")
@@ -694,7 +680,7 @@ void JobController::OnRankReport(int /*agent*/, const wire::RankReport& r) {
       if (state_ == JobState::kRecovering || state_ == JobState::kPaused) break;
       if (!first_step_seen_) {
         first_step_seen_ = true;
-        Check(logbook_->MarkGenerationFirstStep(generation_row_, r.at_us()), "first step");
+        logbook_->MarkGenerationFirstStep(generation_row_, r.at_us());
         goodput_.FirstStep(r.at_us());
         if (failure_at_us_ && !recovering_from_.empty()) {
           metrics_->ObserveRecovery(recovering_from_,
@@ -765,7 +751,11 @@ void JobController::OnRankReport(int /*agent*/, const wire::RankReport& r) {
       c.committed_at_us = r.at_us();
       // A step saved again (after a fallback) replaces a damaged copy at that path.
       bad_checkpoints_.erase(c.path);
-      Check(logbook_->AddCheckpoint(c).status(), "checkpoint");
+      c.id = logbook_->AddCheckpoint(c);
+      // Newest first (by step, then by id), as ChooseCheckpoint and retention read them.
+      checkpoints_.insert(std::find_if(checkpoints_.begin(), checkpoints_.end(),
+                                       [&](const CheckpointRow& o) { return o.step <= c.step; }),
+                          c);
       metrics_->checkpoints_total.Increment();
       metrics_->last_checkpoint_step.Set(static_cast<double>(c.step));
       metrics_->last_checkpoint_timestamp.Set(static_cast<double>(c.committed_at_us) / 1e6);
@@ -1329,8 +1319,7 @@ void JobController::OnGenerationStopped(int agent, uint64_t generation) {
 void JobController::FinishGeneration(const std::string& reason) {
   const int64_t now = NowMicros();
   goodput_.GenerationEnded(now);
-  if (generation_row_)
-    Check(logbook_->EndGeneration(generation_row_, now, reason), "end generation");
+  if (generation_row_) logbook_->EndGeneration(generation_row_, now, reason);
 }
 
 void JobController::OnAgentLost(int agent, const std::string& why) {
@@ -1446,11 +1435,10 @@ std::optional<int64_t> JobController::RecordEvent(const Failure& f) {
   ev.rank = f.rank;
   ev.step = f.anomaly_step ? *f.anomaly_step : progress_.step;
   ev.detail_json = f.detail.dump();
-  auto event_row = logbook_->AddEvent(ev);
-  Check(event_row.status(), "event");
+  const int64_t event_row = logbook_->AddEvent(ev);
   metrics_->Failures(f.kind).Increment();
   log_->warn("detected {}: {}", f.kind, f.summary);
-  return event_row.ok() ? std::optional<int64_t>(event_row.value()) : std::nullopt;
+  return event_row;
 }
 
 void JobController::Stop(const std::string& why) {
@@ -1461,7 +1449,7 @@ void JobController::Stop(const std::string& why) {
   ev.kind = "coordinator_stopped";
   ev.step = progress_.step;
   ev.detail_json = json{{"reason", why}}.dump();
-  Check(logbook_->AddEvent(ev).status(), "event");
+  logbook_->AddEvent(ev);
   Finish(Outcome::kFailed, why);
 }
 
@@ -1476,11 +1464,10 @@ void JobController::Finish(Outcome outcome, const std::string& why) {
   const double wall = static_cast<double>(NowMicros() - progress_.started_at_us) / 1e6;
   std::optional<double> tps;
   if (succeeded && wall > 0) tps = static_cast<double>(final_tokens_) / wall;
-  Check(logbook_->FinishRun(run_id_, JobStateName(state_), NowMicros(),
-                            succeeded ? std::optional<int64_t>(progress_.step) : std::nullopt,
-                            succeeded ? std::optional<double>(final_loss_) : std::nullopt,
-                            progress_.params_digest, tps),
-        "finish run");
+  logbook_->FinishRun(run_id_, JobStateName(state_), NowMicros(),
+                      succeeded ? std::optional<int64_t>(progress_.step) : std::nullopt,
+                      succeeded ? std::optional<double>(final_loss_) : std::nullopt,
+                      progress_.params_digest, tps);
   for (int a = 0; a < agents_->agent_count(); ++a) {
     wire::Envelope env;
     env.mutable_shutdown()->set_reason(why);

@@ -63,6 +63,7 @@
 #include "coordinator/playbook.h"
 #include "coordinator/rendezvous_store.h"
 #include "logbook/logbook.h"
+#include "logbook/logbook_writer.h"
 
 namespace vigil::coordinator {
 
@@ -102,8 +103,8 @@ struct JobProgress {
 
 class JobController {
  public:
-  JobController(boost::asio::io_context& io, const JobSpec& spec, JobPaths paths, Logbook* logbook,
-                int64_t run_id, AgentLink* agents, RendezvousStore* store,
+  JobController(boost::asio::io_context& io, const JobSpec& spec, JobPaths paths,
+                LogbookWriter* logbook, int64_t run_id, AgentLink* agents, RendezvousStore* store,
                 CoordinatorMetrics* metrics, std::vector<ChaosFault> chaos, Playbook playbook);
 
   void OnAllAgentsRegistered();
@@ -239,11 +240,14 @@ class JobController {
   int AgentOfRank(int rank) const {
     return generation_agents_.at(rank / spec_.world.ranks_per_host);
   }
-  void Check(const Status& st, const char* what);
+  // In the logbook and in checkpoints_; `new_path` if it moved.
+  void SetCheckpointState(int64_t id, const std::string& state, const std::string& new_path = "");
 
   const JobSpec& spec_;
   JobPaths paths_;
-  Logbook* logbook_;
+  LogbookWriter* logbook_;
+  // This run's checkpoints, newest first (by step, then id), as the logbook has them.
+  std::vector<CheckpointRow> checkpoints_;
   int64_t run_id_;
   AgentLink* agents_;
   RendezvousStore* store_;

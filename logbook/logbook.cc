@@ -306,10 +306,20 @@ Status Logbook::FinishRun(int64_t run_id, const std::string& status, int64_t end
   return s.Run();
 }
 
+namespace {
+
+// A row's id: the one given (a writer that numbers its rows ahead), or NULL for the next.
+std::optional<int64_t> IdOrNull(int64_t id) {
+  return id > 0 ? std::optional<int64_t>(id) : std::nullopt;
+}
+
+}  // namespace
+
 Result<int64_t> Logbook::StartGeneration(const GenerationRow& g) {
   Stmt s(db_,
          "INSERT INTO generations (run_id, number, world_size, hosts, resumed_from_step, "
-         "resumed_from_path, cause_intervention_id, started_at_us) VALUES (?,?,?,?,?,?,?,?)");
+         "resumed_from_path, cause_intervention_id, started_at_us, id) VALUES (?,?,?,?,?,?,?,?,?)");
+  s.Bind(9, IdOrNull(g.id));
   s.Bind(1, g.run_id)
       .Bind(2, g.number)
       .Bind(3, static_cast<int64_t>(g.world_size))
@@ -336,12 +346,23 @@ Status Logbook::EndGeneration(int64_t generation_id, int64_t ended_at_us,
 
 namespace {
 
-// Inserts rows with one statement in one transaction: all or none.
+// Inserts rows with one statement in one transaction: all or none. Inside
+// a transaction the caller began, in that one.
 template <typename Row, typename BindRow>
 Result<std::vector<int64_t>> InsertAll(sqlite3* db, const char* sql, const std::vector<Row>& rows,
                                        BindRow bind) {
   std::vector<int64_t> ids;
   ids.reserve(rows.size());
+  if (!sqlite3_get_autocommit(db)) {
+    Stmt s(db, sql);
+    for (const auto& row : rows) {
+      s.Reset();
+      bind(s, row);
+      VIGIL_RETURN_IF_ERROR(s.Run());
+      ids.push_back(sqlite3_last_insert_rowid(db));
+    }
+    return ids;
+  }
   if (sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK)
     return Status::IoError(std::string("sqlite begin: ") + sqlite3_errmsg(db));
   Status st;
@@ -376,8 +397,9 @@ Result<int64_t> Logbook::AddEvent(const EventRow& e) { return First(AddEvents({e
 Result<std::vector<int64_t>> Logbook::AddEvents(const std::vector<EventRow>& events) {
   return InsertAll(db_,
                    "INSERT INTO events (run_id, generation_id, time_us, kind, host, rank, step, "
-                   "detail) VALUES (?,?,?,?,?,?,?,?)",
+                   "detail, id) VALUES (?,?,?,?,?,?,?,?,?)",
                    events, [](Stmt& s, const EventRow& e) {
+                     s.Bind(9, IdOrNull(e.id));
                      s.Bind(1, e.run_id).Bind(2, e.generation_id).Bind(3, e.time_us);
                      s.Bind(4, e.kind).Bind(5, e.host).Bind(6, e.rank).Bind(7, e.step);
                      s.Bind(8, e.detail_json);
@@ -391,10 +413,11 @@ Result<int64_t> Logbook::AddIntervention(const InterventionRow& i) {
 Result<std::vector<int64_t>> Logbook::AddInterventions(const std::vector<InterventionRow>& rows) {
   return InsertAll(db_,
                    "INSERT INTO interventions (run_id, event_id, time_us, action, actor, params, "
-                   "outcome, host, rank) VALUES (?1,?2,?3,?4,?5,?6,?7, "
+                   "outcome, host, rank, id) VALUES (?1,?2,?3,?4,?5,?6,?7, "
                    "COALESCE((SELECT host FROM events WHERE id = ?2), ''), "
-                   "(SELECT rank FROM events WHERE id = ?2))",
+                   "(SELECT rank FROM events WHERE id = ?2), ?8)",
                    rows, [](Stmt& s, const InterventionRow& i) {
+                     s.Bind(8, IdOrNull(i.id));
                      s.Bind(1, i.run_id).Bind(2, i.event_id).Bind(3, i.time_us);
                      s.Bind(4, i.action).Bind(5, i.actor).Bind(6, i.params_json);
                      s.Bind(7, i.outcome);
@@ -403,8 +426,9 @@ Result<std::vector<int64_t>> Logbook::AddInterventions(const std::vector<Interve
 
 Result<int64_t> Logbook::AddCheckpoint(const CheckpointRow& c) {
   Stmt s(db_,
-         "INSERT INTO checkpoints (run_id, generation_id, step, path, bytes, committed_at_us) "
-         "VALUES (?,?,?,?,?,?)");
+         "INSERT INTO checkpoints (run_id, generation_id, step, path, bytes, committed_at_us, id) "
+         "VALUES (?,?,?,?,?,?,?)");
+  s.Bind(7, IdOrNull(c.id));
   s.Bind(1, c.run_id).Bind(2, c.generation_id).Bind(3, c.step).Bind(4, c.path).Bind(5, c.bytes);
   s.Bind(6, c.committed_at_us);
   VIGIL_RETURN_IF_ERROR(s.Run());
@@ -416,6 +440,27 @@ Result<int64_t> Logbook::AddNote(const NoteRow& n) {
   s.Bind(1, n.run_id).Bind(2, n.time_us).Bind(3, n.author).Bind(4, n.text);
   VIGIL_RETURN_IF_ERROR(s.Run());
   return sqlite3_last_insert_rowid(db_);
+}
+
+Status Logbook::Begin() { return Exec("BEGIN IMMEDIATE"); }
+
+Status Logbook::Commit() { return Exec("COMMIT"); }
+
+void Logbook::Rollback() { (void)Exec("ROLLBACK"); }
+
+bool Logbook::InTransaction() const { return !sqlite3_get_autocommit(db_); }
+
+Result<LogbookMaxIds> Logbook::MaxIds() {
+  LogbookMaxIds ids;
+  Stmt s(db_,
+         "SELECT (SELECT COALESCE(MAX(id), 0) FROM events), (SELECT COALESCE(MAX(id), 0) FROM "
+         "interventions), (SELECT COALESCE(MAX(id), 0) FROM generations), (SELECT "
+         "COALESCE(MAX(id), 0) FROM checkpoints)");
+  VIGIL_RETURN_IF_ERROR(s.ForEach([&](sqlite3_stmt* r) {
+    ids = {sqlite3_column_int64(r, 0), sqlite3_column_int64(r, 1), sqlite3_column_int64(r, 2),
+           sqlite3_column_int64(r, 3)};
+  }));
+  return ids;
 }
 
 Status Logbook::SetRunStatus(int64_t run_id, const std::string& status) {

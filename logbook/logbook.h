@@ -158,6 +158,11 @@ struct RecoveryRow {
   std::optional<double> recovery_ms;   // failure -> first step of `generation`
 };
 
+// The largest id of each table a writer numbers ahead (LogbookWriter).
+struct LogbookMaxIds {
+  int64_t event = 0, intervention = 0, generation = 0, checkpoint = 0;
+};
+
 class Logbook {
  public:
   ~Logbook();
@@ -175,6 +180,7 @@ class Logbook {
                    std::optional<int64_t> final_step, std::optional<double> final_loss,
                    const std::string& params_digest, std::optional<double> tokens_per_second);
 
+  // Inserts take the row's id when it is set (> 0), else the next one.
   Result<int64_t> StartGeneration(const GenerationRow& g);
   Status MarkGenerationFirstStep(int64_t generation_id, int64_t at_us);
   Status EndGeneration(int64_t generation_id, int64_t ended_at_us, const std::string& reason);
@@ -191,6 +197,13 @@ class Logbook {
   Status SetCheckpointState(int64_t checkpoint_id, const std::string& state, int64_t at_us,
                             const std::string& new_path = "");
   // A run's status while it goes on (running | paused).
+  // One write transaction around several calls (BEGIN IMMEDIATE ... COMMIT).
+  Status Begin();
+  Status Commit();
+  void Rollback();
+  bool InTransaction() const;
+  Result<LogbookMaxIds> MaxIds();
+
   Status SetRunStatus(int64_t run_id, const std::string& status);
 
   Result<std::vector<RunRow>> Runs();

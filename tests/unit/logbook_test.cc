@@ -1,6 +1,7 @@
 #include "logbook/logbook.h"
 #include "common/util.h"
 #include "logbook/logbook_query.h"
+#include "logbook/logbook_writer.h"
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -443,6 +444,79 @@ TEST(TimePoints, JournalctlForms) {
                           "2026-11-30T01:02:03+01:00", "11/30/2026", "-2h"}) {
     EXPECT_FALSE(ParseTimePoint(bad, now).ok()) << bad;
   }
+}
+
+// The writer vigild uses: ids at once (on from the file's), rows committed
+// in order on its own thread, callbacks only once what came before is in.
+TEST(LogbookWriter, NumbersRowsAheadAndCallsBackOnlyAfterTheirCommit) {
+  TempDir dir;
+  const std::string path = dir / "logbook.sqlite";
+  auto reader = Logbook::Open(path, true).value();
+  const int64_t run = reader->CreateRun("r", "", "", "", 1).value();
+  EventRow before;
+  before.run_id = run;
+  before.kind = "process_exit";
+  ASSERT_EQ(reader->AddEvent(before).value(), 1);
+  std::vector<std::string> errors;
+  auto writer =
+      LogbookWriter::Open(path, [&](const Status& st) { errors.push_back(st.message()); });
+  ASSERT_TRUE(writer.ok()) << writer.status().ToString();
+  auto& w = *writer.value();
+  GenerationRow g;
+  g.run_id = run;
+  const int64_t gen = w.StartGeneration(g);
+  EventRow e;
+  e.run_id = run;
+  e.generation_id = gen;
+  e.kind = "rank_hang";
+  e.host = "h1";
+  const int64_t event = w.AddEvent(e);
+  EXPECT_EQ(event, 2) << "ids go on from the file's";
+  InterventionRow i;
+  i.run_id = run;
+  i.event_id = event;
+  i.action = "restart_from_latest";
+  const int64_t intervention = w.AddIntervention(i);
+  // A row the schema refuses (no such run) is reported and dropped; the rest commit.
+  EventRow orphan = e;
+  orphan.run_id = run + 100;
+  w.AddEvent(orphan);
+  std::atomic<int> seen{-1};
+  w.AfterCommit([&] {
+    // Another connection sees the rows queued before the callback.
+    auto other = Logbook::Open(path, false).value();
+    seen = static_cast<int>(other->InterventionsOf(event).value().size());
+  });
+  w.Flush();
+  EXPECT_TRUE(w.Idle());
+  EXPECT_EQ(seen.load(), 1);
+  const auto rows = reader->InterventionsOf(event).value();
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].id, intervention);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].find("FOREIGN KEY"), std::string::npos) << errors[0];
+  EXPECT_GE(w.commits(), 1u);
+}
+
+TEST(LogbookWriter, CommitsEverythingQueuedWhenDestroyed) {
+  TempDir dir;
+  const std::string path = dir / "logbook.sqlite";
+  auto reader = Logbook::Open(path, true).value();
+  const int64_t run = reader->CreateRun("r", "", "", "", 1).value();
+  {
+    auto w = LogbookWriter::Open(path).value();
+    for (int k = 0; k < 5000; ++k) {
+      EventRow e;
+      e.run_id = run;
+      e.time_us = k;
+      e.kind = "straggler";
+      w->AddEvent(e);
+    }
+    w->FinishRun(run, "succeeded", 10, 300, 1.5, "d", 2.0);
+  }
+  EXPECT_EQ(reader->Runs().value().at(0).status, "succeeded");
+  EntryFilter all;
+  EXPECT_EQ(reader->Entries(all).value().size(), 5000u);
 }
 
 }  // namespace
