@@ -3,7 +3,7 @@
 # runs every ctest label (unit, integration, slow), then builds again with
 # ASan + UBSan and runs the suite under the sanitizers, and runs the tests
 # where threads meet (the checkpoint writer beside training ranks, the
-# collective watchdog) under ThreadSanitizer.
+# collective watchdog, vigild's logbook writer) under ThreadSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,10 +26,11 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # detection tests, and a whole soak there would double its time.
 (cd build-asan && ctest --output-on-failure -j2 -LE chaos)
 echo "== ThreadSanitizer: the asynchronous checkpoint writer and the ranks around it, the"
-echo "   collective watchdog beside the training thread"
-bash scripts/build.sh --tsan checkpoint_test checkpoint_crash_test collective_watchdog_test
+echo "   collective watchdog beside the training thread, the logbook writer beside its caller"
+bash scripts/build.sh --tsan checkpoint_test checkpoint_crash_test collective_watchdog_test logbook_test
 export TSAN_OPTIONS=halt_on_error=1
 build-tsan/bin/checkpoint_test
 build-tsan/bin/checkpoint_crash_test
 build-tsan/bin/collective_watchdog_test
+build-tsan/bin/logbook_test
 echo "== all tests passed"
