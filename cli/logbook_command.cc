@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -205,6 +206,9 @@ int LogbookNote(const LogbookArgs& args) {
   return 0;
 }
 
+// Steps shown either side of an event.
+constexpr size_t kStepsAround = 5;
+
 int LogbookShow(const LogbookArgs& args) {
   auto lb = OpenLogbookOrSay(args.workdir);
   if (!lb) return 2;
@@ -284,6 +288,23 @@ int LogbookShow(const LogbookArgs& args) {
   };
   if (before) out["checkpoint_before"] = ckpt_json(*before);
   if (after) out["checkpoint_after"] = ckpt_json(*after);
+  // The training curve around it: what rank 0 reported just before and after.
+  std::map<int64_t, int64_t> generation_number;
+  for (const auto& g : gens.value()) generation_number[g.id] = g.number;
+  auto around = lb->StepsAround(e.run_id, e.time_us, kStepsAround);
+  json steps = json::array();
+  for (const auto& r : around.ok() ? around.value() : std::vector<StepRow>{}) {
+    auto opt = [](const std::optional<double>& v) { return v ? json(*v) : json(); };
+    steps.push_back({{"time", FormatTimeMicros(r.time_us)},
+                     {"generation", generation_number[r.generation_id]},
+                     {"step", r.step},
+                     {"loss", opt(r.loss)},
+                     {"lr", opt(r.lr)},
+                     {"grad_norm", opt(r.grad_norm)},
+                     {"tokens_per_second", opt(r.tokens_per_second)},
+                     {"after_event", r.time_us > e.time_us}});
+  }
+  out["steps_around"] = steps;
   if (args.output == "json") {
     std::cout << out.dump() << "\n";
     return 0;
@@ -319,6 +340,28 @@ int LogbookShow(const LogbookArgs& args) {
   if (before)
     std::printf("newest checkpoint before it: %s\n", out["checkpoint_before"].dump().c_str());
   if (after) std::printf("next checkpoint after it: %s\n", out["checkpoint_after"].dump().c_str());
+  if (!steps.empty()) {
+    std::printf("training around it (rank 0):\n  %-24s %4s %8s %10s %10s %10s %12s\n", "time",
+                "gen", "step", "loss", "lr", "grad norm", "tokens/s");
+    bool marked = false;
+    for (const auto& r : steps) {
+      if (r["after_event"].get<bool>() && !marked) {
+        std::printf("  ---- event#%lld %s\n", static_cast<long long>(e.id), e.kind.c_str());
+        marked = true;
+      }
+      auto num = [](const json& v, const char* fmt) {
+        if (v.is_null()) return std::string("-");
+        char buf[32];
+        std::snprintf(buf, sizeof(buf), fmt, v.get<double>());
+        return std::string(buf);
+      };
+      std::printf("  %-24s %4lld %8lld %10s %10s %10s %12s\n", r["time"].get<std::string>().c_str(),
+                  static_cast<long long>(r["generation"].get<int64_t>()),
+                  static_cast<long long>(r["step"].get<int64_t>()), num(r["loss"], "%.4f").c_str(),
+                  num(r["lr"], "%.3g").c_str(), num(r["grad_norm"], "%.3f").c_str(),
+                  num(r["tokens_per_second"], "%.0f").c_str());
+    }
+  }
   return 0;
 }
 

@@ -678,6 +678,7 @@ void JobController::OnRankReport(int /*agent*/, const wire::RankReport& r) {
     case wire::RankReport::STEP: {
       // Steps that were in flight when the generation was condemned detect nothing more.
       if (state_ == JobState::kRecovering || state_ == JobState::kPaused) break;
+      const bool first = !first_step_seen_;
       if (!first_step_seen_) {
         first_step_seen_ = true;
         logbook_->MarkGenerationFirstStep(generation_row_, r.at_us());
@@ -712,6 +713,22 @@ void JobController::OnRankReport(int /*agent*/, const wire::RankReport& r) {
         metrics_->tokens_seen.Set(static_cast<double>(r.tokens_seen()));
         metrics_->step_seconds.Observe(r.step_seconds());
         metrics_->moe_aux_loss.Set(r.aux_loss());
+        // The training curve: every step of a run up to kCurvePoints steps
+        // long, a stride of them beyond, and each generation's first.
+        const int64_t stride = std::max<int64_t>(1, spec_.schedule.steps / kCurvePoints);
+        if (first || static_cast<int64_t>(r.step()) % stride == 0) {
+          StepRow row;
+          row.run_id = run_id_;
+          row.generation_id = generation_row_;
+          row.step = static_cast<int64_t>(r.step());
+          row.time_us = r.at_us();
+          row.loss = r.loss();
+          row.lr = r.lr();
+          row.grad_norm = r.grad_norm();
+          row.tokens_per_second = r.tokens_per_second();
+          row.step_seconds = r.step_seconds();
+          logbook_->AddStep(row);
+        }
       }
       metrics_->moe_dropped_choices.Increment(static_cast<double>(r.dropped_choices()));
       {

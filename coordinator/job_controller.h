@@ -103,6 +103,10 @@ struct JobProgress {
 
 class JobController {
  public:
+  // Steps of a run the logbook's `steps` table holds at most (about; plus
+  // each generation's first).
+  static constexpr int64_t kCurvePoints = 20000;
+
   JobController(boost::asio::io_context& io, const JobSpec& spec, JobPaths paths,
                 LogbookWriter* logbook, int64_t run_id, AgentLink* agents, RendezvousStore* store,
                 CoordinatorMetrics* metrics, std::vector<ChaosFault> chaos, Playbook playbook);

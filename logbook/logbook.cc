@@ -245,6 +245,24 @@ CREATE INDEX interventions_actor_time ON interventions(actor, time_us);
 CREATE INDEX generations_cause ON generations(cause_intervention_id);
 )sql";
 
+// Version 4: the training curve, for `vigil logbook show` (the metrics
+// around an event) and `vigil report`.
+constexpr const char* kMigrationV4 = R"sql(
+CREATE TABLE steps (
+  run_id            INTEGER NOT NULL REFERENCES runs(id),
+  generation_id     INTEGER NOT NULL REFERENCES generations(id),
+  step              INTEGER NOT NULL,
+  time_us           INTEGER NOT NULL,
+  loss              REAL,
+  lr                REAL,
+  grad_norm         REAL,
+  tokens_per_second REAL,
+  step_seconds      REAL,
+  PRIMARY KEY (generation_id, step)
+) WITHOUT ROWID;
+CREATE INDEX steps_run_time ON steps(run_id, time_us);
+)sql";
+
 Status Logbook::Migrate() {
   int version = -1;
   Stmt q(db_, "PRAGMA user_version");
@@ -275,6 +293,11 @@ Status Logbook::Migrate() {
   if (version == 2) {
     VIGIL_RETURN_IF_ERROR(
         Exec(std::string("BEGIN IMMEDIATE;") + kMigrationV3 + "PRAGMA user_version = 3; COMMIT;"));
+    version = 3;
+  }
+  if (version == 3) {
+    VIGIL_RETURN_IF_ERROR(
+        Exec(std::string("BEGIN IMMEDIATE;") + kMigrationV4 + "PRAGMA user_version = 4; COMMIT;"));
   }
   return Status::Ok();
 }
@@ -440,6 +463,70 @@ Result<int64_t> Logbook::AddNote(const NoteRow& n) {
   s.Bind(1, n.run_id).Bind(2, n.time_us).Bind(3, n.author).Bind(4, n.text);
   VIGIL_RETURN_IF_ERROR(s.Run());
   return sqlite3_last_insert_rowid(db_);
+}
+
+Status Logbook::AddSteps(const std::vector<StepRow>& steps) {
+  return InsertAll(db_,
+                   "INSERT OR REPLACE INTO steps (run_id, generation_id, step, time_us, loss, lr, "
+                   "grad_norm, tokens_per_second, step_seconds) VALUES (?,?,?,?,?,?,?,?,?)",
+                   steps,
+                   [](Stmt& s, const StepRow& r) {
+                     s.Bind(1, r.run_id).Bind(2, r.generation_id).Bind(3, r.step);
+                     s.Bind(4, r.time_us).Bind(5, r.loss).Bind(6, r.lr).Bind(7, r.grad_norm);
+                     s.Bind(8, r.tokens_per_second).Bind(9, r.step_seconds);
+                   })
+      .status();
+}
+
+namespace {
+
+constexpr const char* kStepColumns =
+    "run_id, generation_id, step, time_us, loss, lr, grad_norm, tokens_per_second, step_seconds";
+
+StepRow ReadStep(sqlite3_stmt* r) {
+  StepRow s;
+  s.run_id = sqlite3_column_int64(r, 0);
+  s.generation_id = sqlite3_column_int64(r, 1);
+  s.step = sqlite3_column_int64(r, 2);
+  s.time_us = sqlite3_column_int64(r, 3);
+  s.loss = OptReal(r, 4);
+  s.lr = OptReal(r, 5);
+  s.grad_norm = OptReal(r, 6);
+  s.tokens_per_second = OptReal(r, 7);
+  s.step_seconds = OptReal(r, 8);
+  return s;
+}
+
+}  // namespace
+
+Result<std::vector<StepRow>> Logbook::Steps(int64_t run_id, int64_t since_us, int64_t until_us,
+                                            size_t limit) {
+  std::vector<StepRow> out;
+  const std::string sql = std::string("SELECT ") + kStepColumns +
+                          " FROM steps WHERE run_id=? AND time_us>=? AND time_us<? ORDER BY "
+                          "time_us LIMIT ?";
+  Stmt s(db_, sql.c_str());
+  s.Bind(1, run_id).Bind(2, since_us).Bind(3, until_us);
+  s.Bind(4, limit ? static_cast<int64_t>(limit) : int64_t{-1});
+  VIGIL_RETURN_IF_ERROR(s.ForEach([&](sqlite3_stmt* r) { out.push_back(ReadStep(r)); }));
+  return out;
+}
+
+Result<std::vector<StepRow>> Logbook::StepsAround(int64_t run_id, int64_t time_us, size_t n) {
+  std::vector<StepRow> out;
+  const std::string before_sql =
+      std::string("SELECT ") + kStepColumns +
+      " FROM steps WHERE run_id=? AND time_us<=? ORDER BY time_us DESC LIMIT ?";
+  Stmt before(db_, before_sql.c_str());
+  before.Bind(1, run_id).Bind(2, time_us).Bind(3, static_cast<int64_t>(n));
+  VIGIL_RETURN_IF_ERROR(before.ForEach([&](sqlite3_stmt* r) { out.push_back(ReadStep(r)); }));
+  std::reverse(out.begin(), out.end());
+  const std::string after_sql = std::string("SELECT ") + kStepColumns +
+                                " FROM steps WHERE run_id=? AND time_us>? ORDER BY time_us LIMIT ?";
+  Stmt after(db_, after_sql.c_str());
+  after.Bind(1, run_id).Bind(2, time_us).Bind(3, static_cast<int64_t>(n));
+  VIGIL_RETURN_IF_ERROR(after.ForEach([&](sqlite3_stmt* r) { out.push_back(ReadStep(r)); }));
+  return out;
 }
 
 Status Logbook::Begin() { return Exec("BEGIN IMMEDIATE"); }

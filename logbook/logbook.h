@@ -20,7 +20,7 @@
 
 namespace vigil {
 
-inline constexpr int kLogbookSchemaVersion = 3;
+inline constexpr int kLogbookSchemaVersion = 4;
 
 struct EventRow {
   int64_t id = 0;
@@ -69,6 +69,16 @@ struct CheckpointRow {
   int64_t bytes = 0;
   int64_t committed_at_us = 0;
   std::string state = "committed";  // committed | corrupt | deleted | rolled_back
+};
+
+// One training step as rank 0 reported it (the `steps` table: every step,
+// or every stride-th of a long run, and each generation's first).
+struct StepRow {
+  int64_t run_id = 0;
+  int64_t generation_id = 0;
+  int64_t step = 0;
+  int64_t time_us = 0;
+  std::optional<double> loss, lr, grad_norm, tokens_per_second, step_seconds;  // NaN: none
 };
 
 struct RunRow {
@@ -197,6 +207,13 @@ class Logbook {
   Status SetCheckpointState(int64_t checkpoint_id, const std::string& state, int64_t at_us,
                             const std::string& new_path = "");
   // A run's status while it goes on (running | paused).
+  Status AddSteps(const std::vector<StepRow>& steps);
+  // A run's steps in time order: [since, until), at most `limit` (0: all).
+  Result<std::vector<StepRow>> Steps(int64_t run_id, int64_t since_us, int64_t until_us,
+                                     size_t limit = 0);
+  // The `n` steps of a run at or before `time_us`, then the `n` after it, in time order.
+  Result<std::vector<StepRow>> StepsAround(int64_t run_id, int64_t time_us, size_t n);
+
   // One write transaction around several calls (BEGIN IMMEDIATE ... COMMIT).
   Status Begin();
   Status Commit();

@@ -62,6 +62,10 @@ int64_t LogbookWriter::AddCheckpoint(CheckpointRow c) {
   return c.id;
 }
 
+void LogbookWriter::AddStep(const StepRow& step) {
+  Queue({[step](Logbook& db) { return db.AddSteps({step}); }, nullptr});
+}
+
 void LogbookWriter::MarkGenerationFirstStep(int64_t generation_id, int64_t at_us) {
   Queue({[=](Logbook& db) { return db.MarkGenerationFirstStep(generation_id, at_us); }, nullptr});
 }

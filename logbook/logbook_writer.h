@@ -48,6 +48,7 @@ class LogbookWriter {
   int64_t AddIntervention(InterventionRow i);
   int64_t StartGeneration(GenerationRow g);
   int64_t AddCheckpoint(CheckpointRow c);
+  void AddStep(const StepRow& step);
   void MarkGenerationFirstStep(int64_t generation_id, int64_t at_us);
   void EndGeneration(int64_t generation_id, int64_t ended_at_us, const std::string& reason);
   void SetCheckpointState(int64_t checkpoint_id, const std::string& state, int64_t at_us,

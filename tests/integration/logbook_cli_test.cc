@@ -132,9 +132,20 @@ TEST_F(LogbookCli, NotesShowAndStats) {
   EXPECT_EQ(s["next_generation"]["number"], 1);
   EXPECT_EQ(s["next_generation"]["resumed_from_step"], s["checkpoint_before"]["step"]);
   EXPECT_GT(s["recovery_ms"].get<double>(), 0.0);
+  // The training around it: generation 0 up to the kill at step 60, then
+  // generation 1 from its checkpoint on.
+  const json& around = s["steps_around"];
+  ASSERT_EQ(around.size(), 10u) << around.dump();
+  EXPECT_EQ(around[4]["generation"], 0);
+  EXPECT_FALSE(around[4]["after_event"].get<bool>());
+  EXPECT_LE(around[4]["step"].get<int64_t>(), 60);
+  EXPECT_EQ(around[5]["generation"], 1);
+  EXPECT_EQ(around[5]["step"].get<int64_t>(), s["checkpoint_before"]["step"].get<int64_t>() + 1);
+  EXPECT_TRUE(around[5]["loss"].is_number());
   auto text = Vigil("logbook show " + std::to_string(exits[0]["id"].get<int64_t>()) +
                     " --workdir " + *work_);
   EXPECT_NE(text.out.find("answered by:"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("---- event#"), std::string::npos) << text.out;
   EXPECT_EQ(Vigil("logbook show 999 --workdir " + *work_).exit_code, 2);
 
   auto stats = Vigil("logbook stats --workdir " + *work_ + " -o json");

@@ -174,9 +174,9 @@ TEST(Logbook, RefusesMissingForeignAndNewerFiles) {
   EXPECT_NE(newer.status().message().find("newer"), std::string::npos);
 }
 
-// What version 3 added, dropped again to make an older file.
+// What versions 3 and 4 added, dropped again to make an older file.
 constexpr const char* kDropV3 =
-    "DROP TABLE notes; DROP INDEX events_time; DROP INDEX events_kind_time; "
+    "DROP TABLE steps; DROP TABLE notes; DROP INDEX events_time; DROP INDEX events_kind_time; "
     "DROP INDEX events_host_time; DROP INDEX events_rank_time; DROP INDEX interventions_time; "
     "DROP INDEX interventions_actor_time; DROP INDEX interventions_host_time; "
     "DROP INDEX interventions_rank_time; DROP INDEX interventions_action_time; "
