@@ -62,6 +62,15 @@ int64_t NewestRunOrSay(Logbook& lb, int64_t asked);
 // A run's chronicle: per day, what broke, what was done and by whom.
 Result<std::string> ChronicleMarkdown(Logbook& lb, int64_t run_id);
 
+// `vigil report`: one self-contained HTML page about a run (`out_file`,
+// default stdout): the loss curve with every detection and intervention
+// marked, the generations on a timeline, failures by class and host.
+int Report(const LogbookArgs& args);
+Result<std::string> ReportHtml(Logbook& lb, int64_t run_id);
+// Writes `text` to `out_file` ("" or "-": stdout); 1 after saying why on
+// stderr (prefixed with `command`) when it cannot.
+int WriteOutputOrSay(const std::string& out_file, const std::string& text, const char* command);
+
 // $USER, else the account's name.
 std::string CurrentUser();
 

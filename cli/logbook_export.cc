@@ -195,17 +195,21 @@ int LogbookExport(const LogbookArgs& args) {
     std::fprintf(stderr, "vigil logbook: %s\n", md.status().ToString().c_str());
     return 1;
   }
-  if (args.out_file.empty() || args.out_file == "-") {
-    std::fputs(md.value().c_str(), stdout);
+  return WriteOutputOrSay(args.out_file, md.value(), "vigil logbook");
+}
+
+int WriteOutputOrSay(const std::string& out_file, const std::string& text, const char* command) {
+  if (out_file.empty() || out_file == "-") {
+    std::fputs(text.c_str(), stdout);
     return 0;
   }
-  std::ofstream out(args.out_file, std::ios::trunc);
-  out << md.value();
+  std::ofstream out(out_file, std::ios::trunc);
+  out << text;
   if (!out) {
-    std::fprintf(stderr, "vigil logbook: cannot write %s\n", args.out_file.c_str());
+    std::fprintf(stderr, "%s: cannot write %s\n", command, out_file.c_str());
     return 1;
   }
-  std::printf("wrote %s\n", args.out_file.c_str());
+  std::printf("wrote %s\n", out_file.c_str());
   return 0;
 }
 

@@ -5,6 +5,7 @@
 //   vigil logbook show ID --workdir DIR · note TEXT --workdir DIR [--run R] [--author A]
 //   vigil logbook stats --workdir DIR [--run R] [-o table|json]
 //   vigil logbook export --workdir DIR [--run R] --format markdown [-o FILE]
+//   vigil report --workdir DIR [--run R] [-o report.html]
 //   vigil data prepare FILE... -o OUT.tok
 //   vigil data verify FILE.tok
 //   vigil ckpt ls DIR [-o table|json] · verify PATH · inspect PATH [-o table|json]
@@ -128,6 +129,13 @@ int main(int argc, char** argv) {
       ->required();
   chaos_cmd->add_option("--workdir", chaos.workdir, "the job's work directory")->required();
   chaos_cmd->add_option("--by", chaos.actor, "who (default: $USER)");
+  LogbookArgs report;
+  auto* report_cmd = app.add_subcommand(
+      "report", "a run as one HTML page: loss curve with interventions, generations, failures");
+  report_cmd->add_option("--workdir", report.workdir, "work directory (or its logbook.sqlite)")
+      ->required();
+  report_cmd->add_option("--run", report.run, "the run (default: the newest)");
+  report_cmd->add_option("-o,--output", report.out_file, "HTML file to write (default: stdout)");
   auto* playbook_cmd = app.add_subcommand("playbook", "validate playbooks");
   playbook_cmd->require_subcommand(1);
   std::string playbook_path;
@@ -146,6 +154,7 @@ int main(int argc, char** argv) {
   if (note_cmd->parsed()) return LogbookNote(note);
   if (stats_cmd->parsed()) return LogbookStats(stats);
   if (export_cmd->parsed()) return LogbookExport(chronicle);
+  if (report_cmd->parsed()) return Report(report);
   if (prep_cmd->parsed()) return DataPrepare(prep);
   if (verify_cmd->parsed()) return DataVerify(verify_path);
   if (ckpt_ls_cmd->parsed()) return CkptLs(ckpt_ls);

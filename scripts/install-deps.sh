@@ -13,6 +13,8 @@ packages=(
   libopenblas-dev libopenblas-openmp-dev libcli11-dev nlohmann-json3-dev libxxhash-dev
   # tools the tests and the demo run for real
   sqlite3 prometheus procps gdb iproute2 clang-format
+  # renders `vigil report`'s page headless, to check it draws
+  chromium
 )
 
 missing=()

@@ -297,5 +297,55 @@ TEST_F(LogbookCli, FollowAndTheHttpApiOfARunningJob) {
   EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
+// `vigil report`: one page, nothing fetched, every generation's curve, every
+// detection and intervention marked; headless Chromium draws it.
+TEST_F(LogbookCli, ReportDrawsTheRunInOneSelfContainedPage) {
+  const std::string page = scratch_ / "report.html";
+  auto r = Vigil("report --workdir " + *work_ + " -o " + page);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string html = testing::Slurp(page);
+  auto count = [&](const std::string& needle) {
+    size_t n = 0;
+    for (size_t at = html.find(needle); at != std::string::npos; at = html.find(needle, at + 1))
+      ++n;
+    return n;
+  };
+  EXPECT_EQ(count("<script"), 0u);
+  EXPECT_EQ(count("http://") + count("https://") + count("src="), 0u) << "nothing to fetch";
+  const json entries = Ls("");
+  size_t events = 0, interventions = 0;
+  for (const auto& e : entries) {
+    if (e["type"] == "event") ++events;
+    if (e["type"] == "intervention" && e["what"] != "delete_checkpoint") ++interventions;
+  }
+  EXPECT_EQ(count("<polyline"), 2u) << "one loss line per generation";
+  EXPECT_EQ(count("class='event'"), events);
+  EXPECT_EQ(count("class='intervention'"), interventions);
+  EXPECT_NE(html.find("restart_from_latest"), std::string::npos);
+  EXPECT_NE(html.find(">process_exit<"), std::string::npos) << "failures by class";
+  EXPECT_EQ(Vigil("report --workdir " + *work_ + " --run 99").exit_code, 2);
+
+  // Drawn by a real browser: a PNG of the window's size, far from blank.
+  const std::string png = scratch_ / "report.png";
+  auto shot = RunCommand(
+      "chromium --headless --no-sandbox --disable-gpu --window-size=1100,1400 "
+      "--screenshot=" +
+          png + " file://" + page,
+      scratch_.path());
+  ASSERT_EQ(shot.exit_code, 0) << shot.err;
+  const std::string image = testing::Slurp(png);
+  ASSERT_GT(image.size(), 24u) << shot.err;
+  EXPECT_EQ(image.substr(1, 3), "PNG");
+  auto be32 = [&](size_t at) {
+    return (static_cast<uint32_t>(static_cast<unsigned char>(image[at])) << 24) |
+           (static_cast<uint32_t>(static_cast<unsigned char>(image[at + 1])) << 16) |
+           (static_cast<uint32_t>(static_cast<unsigned char>(image[at + 2])) << 8) |
+           static_cast<uint32_t>(static_cast<unsigned char>(image[at + 3]));
+  };
+  EXPECT_EQ(be32(16), 1100u);
+  EXPECT_EQ(be32(20), 1400u);
+  EXPECT_GT(image.size(), 40000u) << "a blank page compresses to a few kB";
+}
+
 }  // namespace
 }  // namespace vigil
