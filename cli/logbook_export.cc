@@ -77,13 +77,9 @@ std::string ActionText(const LogbookEntry& i) {
 }  // namespace
 
 Result<std::string> ChronicleMarkdown(Logbook& lb, int64_t run_id) {
-  auto runs = lb.Runs();
-  if (!runs.ok()) return runs.status();
-  const RunRow* run = nullptr;
-  for (const auto& r : runs.value()) {
-    if (r.id == run_id) run = &r;
-  }
-  if (!run) return Status::NotFound("run " + std::to_string(run_id) + " is not in the logbook");
+  auto found = lb.Run(run_id);
+  if (!found.ok()) return found.status();
+  const RunRow* run = &found.value();
   EntryFilter f;
   f.run_id = run_id;
   auto entries = lb.Entries(f);

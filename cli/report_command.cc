@@ -228,13 +228,9 @@ td:first-child { white-space: nowrap; }
 }  // namespace
 
 Result<std::string> ReportHtml(Logbook& lb, int64_t run_id) {
-  auto runs = lb.Runs();
-  if (!runs.ok()) return runs.status();
-  const RunRow* run = nullptr;
-  for (const auto& r : runs.value()) {
-    if (r.id == run_id) run = &r;
-  }
-  if (!run) return Status::NotFound("run " + std::to_string(run_id) + " is not in the logbook");
+  auto found = lb.Run(run_id);
+  if (!found.ok()) return found.status();
+  const RunRow* run = &found.value();
   const int64_t now = NowMicros();
   auto stats = lb.Stats(run_id, now);
   auto gens = lb.Generations(run_id);

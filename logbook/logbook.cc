@@ -878,14 +878,19 @@ Result<std::vector<NoteRow>> Logbook::Notes(int64_t run_id) {
   return out;
 }
 
-Result<RunStats> Logbook::Stats(int64_t run_id, int64_t now_us) {
+Result<RunRow> Logbook::Run(int64_t run_id) {
   auto runs = Runs();
   if (!runs.ok()) return runs.status();
-  const RunRow* run = nullptr;
-  for (const auto& r : runs.value()) {
-    if (r.id == run_id) run = &r;
+  for (auto& r : runs.value()) {
+    if (r.id == run_id) return std::move(r);
   }
-  if (!run) return Status::NotFound("run " + std::to_string(run_id) + " is not in the logbook");
+  return Status::NotFound("run " + std::to_string(run_id) + " is not in the logbook");
+}
+
+Result<RunStats> Logbook::Stats(int64_t run_id, int64_t now_us) {
+  auto found = Run(run_id);
+  if (!found.ok()) return found.status();
+  const RunRow* run = &found.value();
   auto gens = Generations(run_id);
   if (!gens.ok()) return gens.status();
   auto ckpts = Checkpoints(run_id);

@@ -236,6 +236,7 @@ class Logbook {
   Result<std::optional<EventRow>> Event(int64_t event_id);
   Result<LogbookIds> LatestIds();
   Result<std::vector<NoteRow>> Notes(int64_t run_id);
+  Result<RunRow> Run(int64_t run_id);  // NotFound when it is not in the file
   Result<RunStats> Stats(int64_t run_id, int64_t now_us);
 
   const std::string& path() const { return path_; }
