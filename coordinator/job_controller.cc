@@ -678,7 +678,6 @@ void JobController::OnRankReport(int /*agent*/, const wire::RankReport& r) {
     case wire::RankReport::STEP: {
       // Steps that were in flight when the generation was condemned detect nothing more.
       if (state_ == JobState::kRecovering || state_ == JobState::kPaused) break;
-      const bool first = !first_step_seen_;
       if (!first_step_seen_) {
         first_step_seen_ = true;
         logbook_->MarkGenerationFirstStep(generation_row_, r.at_us());
@@ -716,7 +715,9 @@ void JobController::OnRankReport(int /*agent*/, const wire::RankReport& r) {
         // The training curve: every step of a run up to kCurvePoints steps
         // long, a stride of them beyond, and each generation's first.
         const int64_t stride = std::max<int64_t>(1, spec_.schedule.steps / kCurvePoints);
-        if (first || static_cast<int64_t>(r.step()) % stride == 0) {
+        if (curve_generation_row_ != generation_row_ ||
+            static_cast<int64_t>(r.step()) % stride == 0) {
+          curve_generation_row_ = generation_row_;
           StepRow row;
           row.run_id = run_id_;
           row.generation_id = generation_row_;

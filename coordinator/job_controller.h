@@ -281,6 +281,7 @@ class JobController {
   std::string recovering_from_;  // the failure kind the current restart answers
   GoodputTracker goodput_{NowMicros()};
   int64_t metrics_updated_us_ = 0;
+  int64_t curve_generation_row_ = 0;  // the generation whose steps the logbook's curve has
   std::map<int, int64_t> chaos_sent_at_us_;
   std::map<int, int64_t> agent_chaos_at_us_;  // kill-agent, by agent
   std::optional<int64_t> pending_intervention_;

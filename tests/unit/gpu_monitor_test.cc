@@ -5,8 +5,10 @@
 #include "worker/agent/gpu_monitor.h"
 
 #include <gtest/gtest.h>
+#include <stdlib.h>
 
 #include <fstream>
+#include <map>
 
 #include "tests/unit/test_util.h"
 
@@ -106,6 +108,58 @@ TEST(GpuMonitor, RunsWithoutAKernelLog) {
   GpuMonitor monitor("/nonexistent/kmsg");
   EXPECT_NE(monitor.Describe().find("no kernel log"), std::string::npos) << monitor.Describe();
   EXPECT_TRUE(monitor.Poll().empty());
+}
+
+// NVML through the driver's ABI: a stand-in libnvidia-ml.so.1
+// (tests/fake_nvml) loaded by dlopen as the real one is, answering from a
+// state file this test rewrites. Readings for the heartbeat; an
+// uncorrectable ECC count rising, a GPU at its slowdown temperature and a
+// critical Xid event each reported once.
+TEST(GpuMonitor, ReadsNvmlThroughTheDriversAbi) {
+  testing::TempDir dir;
+  const std::string state = dir / "nvml-state";
+  auto write = [&](const std::string& text) { std::ofstream(state, std::ios::trunc) << text; };
+  // temperature, slowdown, uncorrected ECC, Xid events so far, last Xid
+  write("55 87 0 0 0\n61 87 2 0 0\n");
+  ::setenv("VIGIL_NVML_LIBRARY", VIGIL_FAKE_NVML, 1);
+  ::setenv("VIGIL_FAKE_NVML_STATE", state.c_str(), 1);
+  GpuMonitor monitor("");
+  ::unsetenv("VIGIL_NVML_LIBRARY");
+  EXPECT_NE(monitor.Describe().find("NVML with 2 GPU(s)"), std::string::npos) << monitor.Describe();
+  EXPECT_EQ(monitor.BusIdOf(1), "0000:11:00");
+  auto readings = monitor.Readings();
+  ASSERT_EQ(readings.size(), 2u);
+  EXPECT_EQ(readings[1].gpu, 1);
+  EXPECT_EQ(readings[1].temperature_celsius, 61u);
+  EXPECT_EQ(readings[1].slowdown_celsius, 87u);
+  EXPECT_EQ(readings[1].uncorrected_ecc_errors, 2u);
+  EXPECT_TRUE(monitor.Poll().empty()) << "errors counted before the agent started are not news";
+
+  // GPU 0 reaches its slowdown point; GPU 1 gains an uncorrectable error and an Xid 79.
+  write("87 87 0 0 0\n61 87 3 1 79\n");
+  auto faults = monitor.Poll();
+  std::map<std::string, GpuFault> by_type;
+  for (const auto& f : faults) by_type[f.type] = f;
+  ASSERT_EQ(faults.size(), 3u);
+  EXPECT_EQ(by_type["thermal"].gpu, 0);
+  EXPECT_NE(by_type["thermal"].message.find("87 C"), std::string::npos)
+      << by_type["thermal"].message;
+  EXPECT_EQ(by_type["ecc"].gpu, 1);
+  EXPECT_NE(by_type["ecc"].message.find("1 new uncorrectable"), std::string::npos);
+  EXPECT_EQ(by_type["xid"].gpu, 1);
+  EXPECT_EQ(by_type["xid"].xid, 79);
+  EXPECT_EQ(by_type["xid"].source, "nvml");
+  EXPECT_EQ(by_type["xid"].pci_bus_id, "0000:11:00");
+  EXPECT_TRUE(monitor.Poll().empty()) << "each reported once";
+
+  // Cooled down and hot again: a new thermal fault.
+  write("60 87 0 0 0\n61 87 3 1 79\n");
+  EXPECT_TRUE(monitor.Poll().empty());
+  write("90 87 0 0 0\n61 87 3 1 79\n");
+  faults = monitor.Poll();
+  ASSERT_EQ(faults.size(), 1u);
+  EXPECT_EQ(faults[0].type, "thermal");
+  ::unsetenv("VIGIL_FAKE_NVML_STATE");
 }
 
 }  // namespace

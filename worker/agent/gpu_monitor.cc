@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <regex>
 #include <tuple>
@@ -88,7 +89,10 @@ std::vector<std::string> KernelLogReader::Poll() {
 class Nvml {
  public:
   static std::unique_ptr<Nvml> Load(std::string* why) {
-    void* lib = ::dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+    // VIGIL_NVML_LIBRARY names the library where the driver's is not on
+    // the loader's path (and lets tests load a stand-in).
+    const char* path = std::getenv("VIGIL_NVML_LIBRARY");
+    void* lib = ::dlopen(path && *path ? path : "libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
     if (!lib) {
       *why = "NVML not loaded (" + std::string(::dlerror()) + ")";
       return nullptr;

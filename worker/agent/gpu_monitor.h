@@ -3,8 +3,8 @@
 //    pid=..., ...") and from NVML's Xid events;
 //  - uncorrectable ECC errors (NVML's volatile count rising) and thermal
 //    slowdown (temperature at the slowdown threshold), from NVML.
-// NVML is the driver's libnvidia-ml.so.1, loaded at run time: vigil builds
-// without its header and runs on hosts without a GPU. Fault injection feeds
+// NVML is the driver's libnvidia-ml.so.1 (or $VIGIL_NVML_LIBRARY), loaded at
+// run time: vigil builds without its header and runs on hosts without a GPU. Fault injection feeds
 // kernel-log lines through the same parser, so every path from a line to a
 // detection is exercised on CPU hosts too.
 #pragma once
