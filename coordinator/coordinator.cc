@@ -78,8 +78,8 @@ AgentRegistry::Agent* AgentRegistry::Find(uint64_t connection_id, int* index) {
 void WriteAheadAgentLink::SendToAgent(int agent, const wire::Envelope& env) {
   if (waiting_ == 0 && logbook_->Idle()) return agents_->SendToAgent(agent, env);
   ++waiting_;
-  logbook_->AfterCommit([this, agent, env] {
-    boost::asio::post(io_, [this, agent, env] {
+  logbook_->AfterCommit([this, &io = io_, agent, env] {
+    boost::asio::post(io, [this, agent, env] {
       --waiting_;
       agents_->SendToAgent(agent, env);
     });

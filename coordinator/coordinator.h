@@ -113,7 +113,6 @@ class Coordinator {
   JobSpec spec_;
   CoordinatorOptions options_;
   std::unique_ptr<Logbook> logbook_;  // reads (the HTTP API)
-  std::unique_ptr<LogbookWriter> writer_;
   int64_t run_id_;
   std::shared_ptr<spdlog::logger> log_;
   boost::asio::ip::tcp::acceptor acceptor_;
@@ -125,6 +124,9 @@ class Coordinator {
   CoordinatorMetrics metrics_;
   std::unique_ptr<WriteAheadAgentLink> agent_link_;
   std::unique_ptr<JobController> controller_;
+  // Declared after what its callbacks reach (the agent link): destroyed
+  // first, it commits what is queued while they still exist.
+  std::unique_ptr<LogbookWriter> writer_;
   uint64_t next_connection_id_ = 1;
   enum class Role { kUnknown, kAgent, kStoreClient, kControl };
   std::map<uint64_t, std::pair<Role, TcpConnection::Ptr>> connections_;
