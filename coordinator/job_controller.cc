@@ -256,8 +256,9 @@ void JobController::UpdateHostMetrics() {
   std::map<std::string, int> n;
   for (int a = 0; a < agents_->agent_count(); ++a) {
     // A host that came back is a new agent: its newest one is the host's state.
-    metrics_->SetHostState(agents_->agent_host(a), HostState(a));
-    ++n[HostState(a)];
+    const std::string state = HostState(a);
+    metrics_->SetHostState(agents_->agent_host(a), state);
+    ++n[state];
   }
   metrics_->SetHosts(n);
 }
