@@ -15,12 +15,12 @@
 #include <regex>
 #include <set>
 
-#include <yaml-cpp/yaml.h>
 #include <nlohmann/json.hpp>
 
 #include "common/http_client.h"
 #include "common/util.h"
 #include "tests/integration/process_util.h"
+#include "tests/unit/dashboard_queries.h"
 #include "tests/unit/test_util.h"
 
 namespace vigil {
@@ -135,8 +135,7 @@ TEST_F(PrometheusTest, EveryPanelAnnotationAndRuleReturnsDataFromARealRun) {
   const auto addr = testing::WaitForVigildAddress(work_, milliseconds(30000));
   ASSERT_TRUE(addr) << Slurp(dir_ / "vigil.out");
 
-  const std::string rules =
-      std::string(VIGIL_SOURCE_DIR) + "/dashboards/prometheus/vigil-rules.yml";
+  const std::string rules = testing::RulesPath();
   std::ofstream(dir_ / "prometheus.yml")
       << "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
       << "rule_files: [\"" << rules << "\"]\n"
@@ -184,46 +183,26 @@ TEST_F(PrometheusTest, EveryPanelAnnotationAndRuleReturnsDataFromARealRun) {
 
   // Every target of every panel, and every annotation.
   int queried = 0;
-  for (const char* name : {"run-overview", "failures", "hosts", "checkpoints"}) {
-    const auto d =
-        json::parse(Slurp(std::string(VIGIL_SOURCE_DIR) + "/dashboards/grafana/" + name + ".json"));
-    std::vector<std::pair<std::string, std::string>> queries;
-    for (const auto& p : d.at("panels")) {
-      if (p.at("type") == "row") continue;
-      for (const auto& t : p.at("targets"))
-        queries.emplace_back(
-            p.at("title").get<std::string>() + " [" + t.at("refId").get<std::string>() + "]",
-            t.at("expr").get<std::string>());
-    }
-    for (const auto& a : d.at("annotations").at("list")) {
-      if (a.contains("expr"))
-        queries.emplace_back("annotation " + a.at("name").get<std::string>(), a.at("expr"));
-    }
-    for (const auto& [what, expr] : queries) {
-      const json r = QueryRange(Instantiate(expr));
-      ASSERT_EQ(r.value("status", ""), "success") << name << ": " << what << ": " << r.dump();
-      EXPECT_FALSE(r["data"]["result"].empty()) << name << ": " << what << " has no data: " << expr;
-      ++queried;
-    }
+  for (const auto& [what, expr] : testing::DashboardQueries()) {
+    const json r = QueryRange(Instantiate(expr));
+    ASSERT_EQ(r.value("status", ""), "success") << what << ": " << r.dump();
+    EXPECT_FALSE(r["data"]["result"].empty()) << what << " has no data: " << expr;
+    ++queried;
   }
   EXPECT_GE(queried, 60) << "every target of every panel, and every annotation";
 
   // The rules: recordings return data; every series an alert reads exists.
-  const YAML::Node groups = YAML::LoadFile(rules)["groups"];
-  for (const auto& g : groups) {
-    for (const auto& rule : g["rules"]) {
-      const std::string expr = rule["expr"].as<std::string>();
-      const json r = QueryRange(expr);
-      ASSERT_EQ(r.value("status", ""), "success") << expr << ": " << r.dump();
-      if (rule["record"]) {
-        const std::string name = rule["record"].as<std::string>();
-        EXPECT_FALSE(QueryRange(name)["data"]["result"].empty()) << name << " recorded nothing";
-        continue;
-      }
-      for (const auto& n : MetricNames(expr)) {
-        EXPECT_FALSE(QueryRange(n)["data"]["result"].empty())
-            << rule["alert"].as<std::string>() << " reads " << n << ", which has no data";
-      }
+  for (const auto& rule : testing::RuleQueries()) {
+    const json r = QueryRange(rule.expr);
+    ASSERT_EQ(r.value("status", ""), "success") << rule.expr << ": " << r.dump();
+    if (rule.recording) {
+      EXPECT_FALSE(QueryRange(rule.name)["data"]["result"].empty())
+          << rule.name << " recorded nothing";
+      continue;
+    }
+    for (const auto& n : MetricNames(rule.expr)) {
+      EXPECT_FALSE(QueryRange(n)["data"]["result"].empty())
+          << rule.name << " reads " << n << ", which has no data";
     }
   }
 

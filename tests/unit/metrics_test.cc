@@ -11,13 +11,13 @@
 #include <regex>
 #include <set>
 
-#include <yaml-cpp/yaml.h>
 #include <nlohmann/json.hpp>
 
 #include "common/job_spec.h"
 #include "coordinator/goodput.h"
 #include "logbook/logbook.h"
 #include "tests/integration/process_util.h"
+#include "tests/unit/dashboard_queries.h"
 #include "tests/unit/test_util.h"
 
 namespace vigil {
@@ -183,46 +183,6 @@ TEST(Metrics, EverySeriesPassesPromtoolCheckMetrics) {
   EXPECT_EQ(r.out + r.err, "") << "promtool has no complaint";
 }
 
-// The PromQL of the dashboards, their annotations and the rules.
-struct Query {
-  std::string where, expr;
-};
-
-std::vector<Query> DashboardQueries() {
-  std::vector<Query> out;
-  for (const char* name : {"run-overview", "failures", "hosts", "checkpoints"}) {
-    const std::string path =
-        std::string(VIGIL_SOURCE_DIR) + "/dashboards/grafana/" + name + ".json";
-    const auto d = nlohmann::json::parse(testing::Slurp(path));
-    for (const auto& p : d.at("panels")) {
-      if (p.at("type") == "row") continue;
-      for (const auto& t : p.at("targets"))
-        out.push_back({std::string(name) + ": " + p.at("title").get<std::string>(), t.at("expr")});
-    }
-    for (const auto& a : d.at("annotations").at("list")) {
-      if (a.contains("expr"))
-        out.push_back(
-            {std::string(name) + ": annotation " + a.at("name").get<std::string>(), a.at("expr")});
-    }
-  }
-  return out;
-}
-
-std::vector<Query> RuleQueries(std::set<std::string>* recorded) {
-  std::vector<Query> out;
-  const YAML::Node rules =
-      YAML::LoadFile(std::string(VIGIL_SOURCE_DIR) + "/dashboards/prometheus/vigil-rules.yml");
-  for (const auto& group : rules["groups"]) {
-    for (const auto& r : group["rules"]) {
-      const std::string name =
-          r["alert"] ? r["alert"].as<std::string>() : r["record"].as<std::string>();
-      if (r["record"]) recorded->insert(name);
-      out.push_back({name, r["expr"].as<std::string>()});
-    }
-  }
-  return out;
-}
-
 TEST(Dashboards, EveryPanelEveryAnnotationAndEveryRuleReadsOnlyWhatVigildExports) {
   CoordinatorMetrics m;
   Populate(m);
@@ -235,8 +195,12 @@ TEST(Dashboards, EveryPanelEveryAnnotationAndEveryRuleReadsOnlyWhatVigildExports
     if (std::regex_search(line, match, sample)) exported.insert(match[1]);
   }
   std::set<std::string> recorded;
-  auto queries = RuleQueries(&recorded);
-  const auto dashboards = DashboardQueries();
+  std::vector<testing::DashboardQuery> queries;
+  for (const auto& r : testing::RuleQueries()) {
+    if (r.recording) recorded.insert(r.name);
+    queries.push_back({r.name, r.expr});
+  }
+  const auto dashboards = testing::DashboardQueries();
   EXPECT_GE(dashboards.size(), 50u);
   queries.insert(queries.end(), dashboards.begin(), dashboards.end());
   const std::regex name("\\b(vigil[_:][a-z0-9_:]+)");
@@ -265,9 +229,8 @@ TEST(Dashboards, EveryPanelEveryAnnotationAndEveryRuleReadsOnlyWhatVigildExports
 
 TEST(Dashboards, AreGrafanaDashboardsWithUniqueIdsAndPlacedPanels) {
   std::set<std::string> uids;
-  for (const char* name : {"run-overview", "failures", "hosts", "checkpoints"}) {
-    const std::string path =
-        std::string(VIGIL_SOURCE_DIR) + "/dashboards/grafana/" + name + ".json";
+  for (const char* name : testing::kDashboards) {
+    const std::string path = testing::DashboardPath(name);
     const auto d = nlohmann::json::parse(testing::Slurp(path));
     EXPECT_TRUE(uids.insert(d.at("uid").get<std::string>()).second) << path;
     EXPECT_FALSE(d.at("title").get<std::string>().empty());
