@@ -109,6 +109,14 @@ std::string Coordinator::http_address() const {
   return ep.address().to_string() + ":" + std::to_string(ep.port());
 }
 
+Coordinator::~Coordinator() {
+  // Orders: the writer runs what waited for its commits (deletions are
+  // handed to the controller's file thread); the controller finishes those
+  // and records them through the writer, which is destroyed after, committing.
+  if (writer_) writer_->Flush();
+  if (controller_) controller_->FinishFileWork();
+}
+
 Status Coordinator::Start() {
   boost::system::error_code ec;
   const auto addr = boost::asio::ip::make_address(options_.listen_host, ec);

@@ -83,6 +83,8 @@ class Coordinator {
  public:
   Coordinator(boost::asio::io_context& io, JobSpec spec, CoordinatorOptions options,
               std::unique_ptr<Logbook> logbook, int64_t run_id);
+  // Lets the checkpoint deletions under way finish and be recorded.
+  ~Coordinator();
   // Binds both ports and writes <workdir>/vigild.addr.
   Status Start();
   // Exit status once the io_context has stopped: 0 succeeded, 1 otherwise.

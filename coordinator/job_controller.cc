@@ -41,7 +41,8 @@ JobController::JobController(boost::asio::io_context& io, const JobSpec& spec, J
                              LogbookWriter* logbook, int64_t run_id, AgentLink* agents,
                              RendezvousStore* store, CoordinatorMetrics* metrics,
                              std::vector<ChaosFault> chaos, Playbook playbook)
-    : spec_(spec),
+    : io_(io),
+      spec_(spec),
       paths_(std::move(paths)),
       logbook_(logbook),
       run_id_(run_id),
@@ -67,6 +68,8 @@ JobController::JobController(boost::asio::io_context& io, const JobSpec& spec, J
   metrics_->model_flops_per_token.Set(spec.model.TrainingFlopsPerToken());
   metrics_->peak_flops.Set(spec.world.peak_tflops_per_rank * 1e12 * spec.world.world_size());
 }
+
+JobController::~JobController() { FinishFileWork(); }
 
 void JobController::SetCheckpointState(int64_t id, const std::string& state,
                                        const std::string& new_path) {
@@ -289,7 +292,8 @@ JobController::Choice JobController::ChooseCheckpoint() {
   bool any = false;
   int to_skip = next_.rollback;
   for (const auto& row : checkpoints_) {
-    if (row.state == "deleted") continue;
+    // Retention's (done, under way or failed part way): as if never there.
+    if (row.state == "deleted" || row.state == "deleting" || row.state == "delete_failed") continue;
     any = true;
     if (row.state != "committed" || bad_checkpoints_.count(row.path)) continue;
     // Taken at or after a numerical anomaly: it may hold the bad update.
@@ -336,12 +340,23 @@ void JobController::RollBack(const std::vector<CheckpointRow>& rows) {
   // Moved aside, not deleted (a person may want to look at what went wrong),
   // so that replaying those steps saves afresh beside them.
   for (const auto& row : rows) {
+    for (auto& mine : checkpoints_) {
+      if (mine.id == row.id) mine.state = "rolled_back";  // never chosen again, from now
+    }
     const std::string aside = row.path + ".rolled-back.gen-" + std::to_string(generation_ + 1);
-    std::error_code ec;
-    std::filesystem::rename(row.path, aside, ec);
-    if (ec) log_->warn("cannot move rolled-back {} aside: {}", row.path, ec.message());
-    SetCheckpointState(row.id, "rolled_back", ec ? "" : aside);
-    log_->warn("rolled back over {} (step {})", row.path, row.step);
+    logbook_->AfterCommit([this, id = row.id, path = row.path, step = row.step, aside] {
+      std::error_code ec;
+      std::filesystem::rename(path, aside, ec);
+      if (ec) log_->warn("cannot move rolled-back {} aside: {}", path, ec.message());
+      log_->warn("rolled back over {} (step {})", path, step);
+      const std::string moved_to = ec ? "" : aside;
+      logbook_->SetCheckpointState(id, "rolled_back", NowMicros(), moved_to);
+      boost::asio::post(io_, [this, id, moved_to] {
+        for (auto& mine : checkpoints_) {
+          if (mine.id == id && !moved_to.empty()) mine.path = moved_to;
+        }
+      });
+    });
   }
 }
 
@@ -462,19 +477,40 @@ void JobController::ApplyRetention() {
   for (int64_t step : checkpoint::RetentionVictims(steps, spec_.checkpoint.keep_last,
                                                    spec_.checkpoint.keep_every, protect)) {
     const CheckpointRow& row = by_step.at(step);
-    Status st = checkpoint::Storage::Default()->RemoveAll(row.path);
-    if (st.ok()) SetCheckpointState(row.id, "deleted");
+    for (auto& mine : checkpoints_) {
+      if (mine.id == row.id) mine.state = "deleting";  // neither resumed from nor chosen again
+    }
     AddIntervention(std::nullopt, "delete_checkpoint", "auto:retention",
                     json{{"checkpoint", row.path},
                          {"checkpoint_step", row.step},
                          {"bytes", row.bytes},
                          {"keep_last", spec_.checkpoint.keep_last},
                          {"keep_every", spec_.checkpoint.keep_every}},
-                    st.ok() ? "deleted" : "failed: " + st.message());
-    log_->info("retention: {} {} (step {})", st.ok() ? "deleted" : "could not delete", row.path,
-               row.step);
+                    "ordered");
+    logbook_->AfterCommit([this, id = row.id, path = row.path] {
+      boost::asio::post(files_, [this, id, path] {
+        const Status st = checkpoint::Storage::Default()->RemoveAll(path);
+        // A deletion that failed part way may have left a part: never loaded.
+        const std::string state = st.ok() ? "deleted" : "delete_failed";
+        // Recorded from here, so that a vigild stopping meanwhile records it too.
+        logbook_->SetCheckpointState(id, state, NowMicros());
+        if (st.ok()) {
+          log_->info("retention: deleted {}", path);
+        } else {
+          log_->warn("retention: could not delete {}: {}; it is never resumed from", path,
+                     st.ToString());
+        }
+        boost::asio::post(io_, [this, id, state] {
+          for (auto& mine : checkpoints_) {
+            if (mine.id == id) mine.state = state;
+          }
+        });
+      });
+    });
   }
 }
+
+void JobController::FinishFileWork() { files_.join(); }
 
 void JobController::OnCheckpointFailed(const wire::RankReport& r) {
   // Every rank whose shard failed says why (a full disk fails them all): one event per save.

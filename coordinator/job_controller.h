@@ -110,6 +110,12 @@ class JobController {
   JobController(boost::asio::io_context& io, const JobSpec& spec, JobPaths paths,
                 LogbookWriter* logbook, int64_t run_id, AgentLink* agents, RendezvousStore* store,
                 CoordinatorMetrics* metrics, std::vector<ChaosFault> chaos, Playbook playbook);
+  ~JobController();
+  // Waits for the checkpoint deletions under way (and ordered so far); they
+  // record their outcome through the logbook writer, which must outlive this.
+  void FinishFileWork();
+  JobController(const JobController&) = delete;
+  JobController& operator=(const JobController&) = delete;
 
   void OnAllAgentsRegistered();
   // An agent registered after the job started: a spare, or a host back.
@@ -207,6 +213,9 @@ class JobController {
     std::string why;
   };
   Choice ChooseCheckpoint();
+  // Moves the checkpoints rolled back over aside, once the intervention that
+  // decided it is committed (on the logbook writer's thread, so before the
+  // next generation's launch order leaves); never resumed from again.
   void RollBack(const std::vector<CheckpointRow>& rows);
   // Marks a checkpoint corrupt in the logbook, never to be chosen again: one
   // more fallback. RecordCorrupt also records the event (vigild found it).
@@ -221,6 +230,10 @@ class JobController {
                           const std::string& actor, const nlohmann::json& params,
                           const std::string& outcome);
   void Page(std::optional<int64_t> event, const std::string& actor, const std::string& why);
+  // Deletes what checkpoint.keep_last/keep_every do not keep: one
+  // `delete_checkpoint` intervention each, committed before the deletion,
+  // which runs on files_ (a sharded checkpoint on a parallel file system can
+  // take seconds to remove), its outcome coming back to the event loop.
   void ApplyRetention();
   void OnCheckpointFailed(const wire::RankReport& r);
   // Records the detection, asks the playbook, carries out its decision.
@@ -247,6 +260,7 @@ class JobController {
   // In the logbook and in checkpoints_; `new_path` if it moved.
   void SetCheckpointState(int64_t id, const std::string& state, const std::string& new_path = "");
 
+  boost::asio::io_context& io_;
   const JobSpec& spec_;
   JobPaths paths_;
   LogbookWriter* logbook_;
@@ -319,6 +333,8 @@ class JobController {
   std::optional<int64_t> last_event_;
   int64_t final_tokens_ = 0;
   double final_loss_ = 0.0;
+  // Checkpoint deletions, off the event loop; last, so destroyed first.
+  boost::asio::thread_pool files_{1};
 };
 
 }  // namespace vigil::coordinator

@@ -729,6 +729,27 @@ Result<std::vector<LogbookEntry>> Logbook::Entries(std::optional<int64_t> run_id
   return Entries(f);
 }
 
+namespace {
+// `vigil logbook ls --actor KIND` walks each actor's index range on its own
+// up to this many actors (SQLite allows 500 parts in one compound SELECT).
+constexpr size_t kMaxActorParts = 200;
+}  // namespace
+
+Result<std::vector<std::string>> Logbook::ActorsOfKind(const std::string& kind) {
+  // The distinct actors in [kind, kind;) through the actor index, one index
+  // step each (a loose index scan); ';' follows ':'.
+  Stmt s(db_,
+         "WITH RECURSIVE a(actor) AS ("
+         " SELECT min(actor) FROM interventions WHERE actor >= ?1 AND actor < ?2"
+         " UNION ALL SELECT (SELECT min(actor) FROM interventions WHERE actor > a.actor AND "
+         " actor < ?2) FROM a WHERE a.actor IS NOT NULL) "
+         "SELECT actor FROM a WHERE actor = ?1 OR substr(actor, 1, length(?1) + 1) = ?1 || ':'");
+  s.Bind(1, kind).Bind(2, kind + ";");
+  std::vector<std::string> out;
+  VIGIL_RETURN_IF_ERROR(s.ForEach([&](sqlite3_stmt* r) { out.push_back(Text(r, 0)); }));
+  return out;
+}
+
 Result<std::vector<LogbookEntry>> Logbook::Entries(const EntryFilter& f) {
   // Built from the filters given, so that each part can use its index.
   std::vector<std::variant<int64_t, std::string>> params;
@@ -741,13 +762,14 @@ Result<std::vector<LogbookEntry>> Logbook::Entries(const EntryFilter& f) {
     for (size_t i = 0; i < f.kinds.size(); ++i) sql += (i ? "," : "") + param(f.kinds[i]);
     return sql + ")";
   };
-  auto actor_matches = [&](const std::string& column) {
-    if (f.actor.find(':') != std::string::npos) return column + " = " + param(f.actor);
-    // A bare kind ("human", "auto") matches every actor of it ("human:...")
-    // and itself ("chaos"): one index range, ["human", "human;"), then exactly those.
-    const std::string exact = param(f.actor), hi = param(f.actor + ";");
-    return "(" + column + " >= " + exact + " AND " + column + " < " + hi + " AND (" + column +
-           " = " + exact + " OR substr(" + column + ", length(" + exact + ") + 1, 1) = ':'))";
+  // A note's actor is "human:<author>"; a bare kind ("human", "auto")
+  // matches every actor of it ("human:...") and itself ("chaos").
+  auto note_actor_matches = [&]() {
+    const std::string actor = "('human:' || n.author)";
+    if (f.actor.find(':') != std::string::npos) return actor + " = " + param(f.actor);
+    const std::string exact = param(f.actor);
+    return "(" + actor + " = " + exact + " OR substr(" + actor + ", 1, length(" + exact +
+           ") + 1) = " + exact + " || ':')";
   };
   auto common = [&](const std::string& table, int64_t after, std::optional<int64_t> upto) {
     std::string w = table + ".id > " + param(after);
@@ -760,7 +782,7 @@ Result<std::vector<LogbookEntry>> Logbook::Entries(const EntryFilter& f) {
   const bool want_note =
       f.kinds.empty() || std::find(f.kinds.begin(), f.kinds.end(), "note") != f.kinds.end();
   struct Part {
-    std::string alias, table, select, where;  // select: "SELECT ... FROM table alias [JOIN ...]"
+    std::string alias, select, where;  // select: "SELECT ... FROM table alias [JOIN ...]"
   };
   std::vector<Part> parts;
   if (f.actor.empty()) {
@@ -770,21 +792,38 @@ Result<std::vector<LogbookEntry>> Logbook::Entries(const EntryFilter& f) {
     if (!f.host.empty()) w += " AND e.host = " + param(f.host);
     if (f.rank) w += " AND e.rank = " + param(static_cast<int64_t>(*f.rank));
     parts.push_back(
-        {"e", "events",
+        {"e",
          "SELECT 'event' AS type, e.id, e.run_id, e.time_us AS time_us, g.number, e.kind, e.host, "
          "e.rank, e.step, NULL, '', e.detail FROM events e LEFT JOIN generations g ON g.id = "
          "e.generation_id",
          w});
   }
-  {
+  std::vector<std::string> actors;  // interventions' parts: one per actor, or one for all
+  if (f.actor.empty()) {
+    actors.emplace_back();
+  } else if (f.actor.find(':') != std::string::npos) {
+    actors.push_back(f.actor);
+  } else {
+    auto of_kind = ActorsOfKind(f.actor);
+    if (!of_kind.ok()) return of_kind.status();
+    actors = std::move(of_kind.value());
+    // Past SQLite's compound-select limit, one part with every such actor (sorted, not walked).
+    if (actors.size() > kMaxActorParts) actors = {""};
+  }
+  for (const std::string& actor : actors) {
     std::string w = common("i", f.after.intervention,
                            f.upto ? std::optional(f.upto->intervention) : std::nullopt);
     if (!f.kinds.empty()) w += " AND " + in_list("i.action");
     if (!f.host.empty()) w += " AND i.host = " + param(f.host);
     if (f.rank) w += " AND i.rank = " + param(static_cast<int64_t>(*f.rank));
-    if (!f.actor.empty()) w += " AND " + actor_matches("i.actor");
+    if (!actor.empty()) {
+      w += " AND i.actor = " + param(actor);
+    } else if (!f.actor.empty()) {
+      w += " AND (i.actor = " + param(f.actor) + " OR substr(i.actor, 1, length(" + param(f.actor) +
+           ") + 1) = " + param(f.actor + ":") + ")";
+    }
     parts.push_back(
-        {"i", "interventions",
+        {"i",
          "SELECT 'intervention', i.id, i.run_id, i.time_us, NULL, i.action, i.host, i.rank, "
          "NULL, i.event_id, i.actor, json_object('params', json(i.params), 'outcome', "
          "i.outcome) FROM interventions i",
@@ -792,29 +831,23 @@ Result<std::vector<LogbookEntry>> Logbook::Entries(const EntryFilter& f) {
   }
   if (want_note && f.host.empty() && !f.rank) {
     std::string w = common("n", f.after.note, f.upto ? std::optional(f.upto->note) : std::nullopt);
-    if (!f.actor.empty()) w += " AND " + actor_matches("('human:' || n.author)");
-    parts.push_back({"n", "notes",
+    if (!f.actor.empty()) w += " AND " + note_actor_matches();
+    parts.push_back({"n",
                      "SELECT 'note', n.id, n.run_id, n.time_us, NULL, 'note', '', NULL, NULL, "
                      "NULL, 'human:' || n.author, json_object('text', n.text) FROM notes n",
                      w});
   }
   // With `last`, each part takes only its newest `last` rows before the
-  // merge: walking its time index (or the filter's), the newest 50 of ten
-  // million cost a few index steps, not a sort of everything. People act
-  // rarely: with --actor, the ids of their rows are found through the actor
-  // index and sorted there (`time_us + 0` keeps SQLite from walking the time
-  // index past millions of others), and only the newest `last` are read.
+  // merge: walking its time index (or the filter's: (actor, time_us) for one
+  // actor), the newest 50 of ten million cost a few index steps, not a sort
+  // of everything.
   std::string sql;
   for (const auto& p : parts) {
     const std::string& a = p.alias;
-    const std::string newest = " ORDER BY " + a + (f.actor.empty() ? ".time_us" : ".time_us + 0") +
-                               " DESC, " + a + ".id DESC LIMIT " + std::to_string(f.last);
     std::string part = p.select + " WHERE " + p.where;
-    if (f.last && f.actor.empty()) {
-      part = "SELECT * FROM (" + part + newest + ")";
-    } else if (f.last) {
-      part = "SELECT * FROM (" + p.select + " WHERE " + a + ".id IN (SELECT " + a + ".id FROM " +
-             p.table + " " + a + " WHERE " + p.where + newest + "))";
+    if (f.last) {
+      part = "SELECT * FROM (" + part + " ORDER BY " + a + ".time_us DESC, " + a +
+             ".id DESC LIMIT " + std::to_string(f.last) + ")";
     }
     sql += (sql.empty() ? "" : " UNION ALL ") + part;
   }

@@ -68,7 +68,8 @@ struct CheckpointRow {
   std::string path;
   int64_t bytes = 0;
   int64_t committed_at_us = 0;
-  std::string state = "committed";  // committed | corrupt | deleted | rolled_back
+  // committed | corrupt | deleted | delete_failed | rolled_back
+  std::string state = "committed";
 };
 
 // One training step as rank 0 reported it (the `steps` table: every step,
@@ -243,6 +244,8 @@ class Logbook {
 
  private:
   Logbook(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  // The actors of a kind ("human": "human" itself and every "human:<name>").
+  Result<std::vector<std::string>> ActorsOfKind(const std::string& kind);
   Status Exec(const std::string& sql);
   Result<std::vector<InterventionRow>> InterventionsWhere(const char* column, int64_t value);
   Result<std::vector<EventRow>> EventsWhere(const char* column, int64_t value);

@@ -241,8 +241,14 @@ TEST_F(CheckpointRecovery, RetentionKeepsTheNewestAndTheArchive) {
   EXPECT_EQ(kept, (std::set<int64_t>{100, 200, 275, 300}));
   int logged = 0;
   const auto interventions = lb->Interventions(id).value();
-  for (const auto& i : interventions)
-    if (i.action == "delete_checkpoint" && i.actor == "auto:retention") ++logged;
+  for (const auto& i : interventions) {
+    if (i.action != "delete_checkpoint" || i.actor != "auto:retention") continue;
+    ++logged;
+    // Committed before the deletion it orders, which then marks the row.
+    EXPECT_EQ(i.outcome, "ordered");
+    EXPECT_TRUE(deleted.count(nlohmann::json::parse(i.params_json)["checkpoint_step"]))
+        << i.params_json;
+  }
   EXPECT_EQ(logged, static_cast<int>(deleted.size()));
   EXPECT_EQ(deleted.size(), 8u);
 

@@ -363,6 +363,40 @@ TEST_F(LogbookQueries, EveryFilterAndTheirCombinations) {
   EXPECT_TRUE(Whats(f).empty());
 }
 
+TEST_F(LogbookQueries, AnActorKindMergesItsActorsNewestFirst) {
+  using V = std::vector<std::string>;
+  // Look-alikes that share the prefix but not the kind.
+  Intervention(std::nullopt, "humanoid", "humanoid:x", 30 * kSecond);
+  Intervention(std::nullopt, "human-ish", "human-ish", 31 * kSecond);
+  Intervention(std::nullopt, "chaos", "chaos", 32 * kSecond);
+  // Interleaved in time across actors, so the newest few come from several.
+  Intervention(std::nullopt, "a", "human:zed", 33 * kSecond);
+  Intervention(std::nullopt, "b", "human:amy", 34 * kSecond);
+  Intervention(std::nullopt, "c", "human", 35 * kSecond);
+  Intervention(std::nullopt, "d", "human:zed", 36 * kSecond);
+  EntryFilter f;
+  f.actor = "human";
+  f.last = 4;
+  EXPECT_EQ(Whats(f), (V{"a", "b", "c", "d"}));
+  f.last = 0;
+  EXPECT_EQ(Whats(f), (V{"note", "resume", "a", "b", "c", "d"}));
+  f.actor = "chaos";
+  EXPECT_EQ(Whats(f), (V{"chaos"}));
+  f.actor = "humanoid";
+  EXPECT_EQ(Whats(f), (V{"humanoid"}));
+
+  // More actors of a kind than one query walks one by one: the same answer, sorted.
+  for (int k = 0; k < 250; ++k) {
+    Intervention(std::nullopt, "bulk" + std::to_string(k), "auto:rule" + std::to_string(k),
+                 (40 + k) * kSecond);
+  }
+  f.actor = "auto";
+  f.last = 3;
+  EXPECT_EQ(Whats(f), (V{"bulk247", "bulk248", "bulk249"}));
+  f.last = 0;
+  EXPECT_EQ(Whats(f).size(), 252u) << "250 rules, restart and page";
+}
+
 TEST_F(LogbookQueries, AFollowerSeesEachNewRowOnce) {
   EntryFilter f;
   const LogbookIds first = lb_->LatestIds().value();
