@@ -138,8 +138,10 @@ Status Coordinator::Start() {
   });
   http_->Route("/api/v1/status", [this](const std::string&) { return StatusJson(); });
   // The logbook's queries over HTTP, as `vigil logbook ls` has them.
-  http_->Route("/api/v1/events", [this](const std::string& query) { return EventsJson(query); });
-  http_->Route("/api/v1/runs", [this](const std::string&) { return RunsJson(); });
+  // They read only the logbook (its own read connection), off the loop.
+  http_->RouteOffLoop("/api/v1/events",
+                      [this](const std::string& query) { return EventsJson(query); });
+  http_->RouteOffLoop("/api/v1/runs", [this](const std::string&) { return RunsJson(); });
   http_->Route("/api/v1/hosts", [this](const std::string&) {
     return HttpResponse{200, "application/json", controller_->Hosts().dump() + "\n"};
   });

@@ -13,8 +13,9 @@ namespace {
 
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
-  HttpSession(tcp::socket socket, const std::map<std::string, HttpServer::Handler>& routes)
-      : stream_(std::move(socket)), routes_(routes) {}
+  HttpSession(tcp::socket socket, const std::map<std::string, HttpServer::RouteEntry>& routes,
+              boost::asio::thread_pool& reader)
+      : stream_(std::move(socket)), routes_(routes), reader_(reader) {}
 
   void Start() {
     stream_.expires_after(std::chrono::seconds(10));
@@ -31,15 +32,25 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     const auto q = target.find('?');
     const std::string path = target.substr(0, q);
     const std::string query = q == std::string::npos ? "" : target.substr(q + 1);
-    HttpResponse r;
     auto it = routes_.find(path);
     if (request_.method() != http::verb::get) {
-      r = {405, "text/plain", "only GET is served\n"};
+      Send({405, "text/plain", "only GET is served\n"});
     } else if (it == routes_.end()) {
-      r = {404, "text/plain", "no such path: " + path + "\n"};
+      Send({404, "text/plain", "no such path: " + path + "\n"});
+    } else if (!it->second.off_loop) {
+      Send(it->second.handler(query));
     } else {
-      r = it->second(query);
+      // The answer is written from the loop again (the stream is the loop's).
+      auto self = shared_from_this();
+      boost::asio::post(reader_, [self, handler = it->second.handler, query] {
+        HttpResponse r = handler(query);
+        boost::asio::post(self->stream_.get_executor(),
+                          [self, r = std::move(r)]() mutable { self->Send(std::move(r)); });
+      });
     }
+  }
+
+  void Send(HttpResponse r) {
     response_.result(static_cast<http::status>(r.status));
     response_.version(request_.version());
     response_.set(http::field::content_type, r.content_type);
@@ -54,7 +65,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
   boost::beast::tcp_stream stream_;
-  const std::map<std::string, HttpServer::Handler>& routes_;
+  const std::map<std::string, HttpServer::RouteEntry>& routes_;
+  boost::asio::thread_pool& reader_;
   boost::beast::flat_buffer buffer_;
   http::request<http::string_body> request_;
   http::response<http::string_body> response_;
@@ -73,7 +85,7 @@ void HttpServer::Stop() {
 void HttpServer::Accept() {
   acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
     if (ec == boost::asio::error::operation_aborted || !acceptor_.is_open()) return;
-    if (!ec) std::make_shared<HttpSession>(std::move(socket), routes_)->Start();
+    if (!ec) std::make_shared<HttpSession>(std::move(socket), routes_, reader_)->Start();
     Accept();
   });
 }
