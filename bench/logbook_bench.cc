@@ -276,7 +276,7 @@ int main(int argc, char** argv) {
        }},
       {"ls -f poll (newest ids, then after them)",
        [&] {
-         auto ids = lb.LatestIds();
+         auto ids = lb.MaxIds();
          EntryFilter f;
          f.after = ids.value();
          f.after.event -= 5;

@@ -144,7 +144,7 @@ int LogbookLs(const LogbookArgs& args) {
   // one starts after them: nothing is shown twice or skipped.
   bool first = true;
   while (true) {
-    auto latest = lb->LatestIds();
+    auto latest = lb->MaxIds();
     if (!latest.ok()) {
       std::fprintf(stderr, "vigil logbook: %s\n", latest.status().ToString().c_str());
       return 1;

@@ -1211,7 +1211,7 @@ void JobController::HandleFailure(Failure f) {
     hang_.reset();
     hang_timer_.cancel();
   }
-  const std::optional<int64_t> event_id = RecordEvent(f);
+  const int64_t event_id = RecordEvent(f);
   last_event_ = event_id;
   const std::string host = f.agent >= 0 ? agents_->agent_host(f.agent) : "";
 
@@ -1480,7 +1480,7 @@ Decision JobController::Decide(const Failure& f) {
   return playbook_.Decide(d);
 }
 
-std::optional<int64_t> JobController::RecordEvent(const Failure& f) {
+int64_t JobController::RecordEvent(const Failure& f) {
   EventRow ev;
   ev.run_id = run_id_;
   ev.generation_id = generation_row_ ? std::optional<int64_t>(generation_row_) : std::nullopt;

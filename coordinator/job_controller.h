@@ -165,7 +165,7 @@ class JobController {
 
   void Transition(JobState to, const std::string& why);
   // Records the detection as one `events` row; its id.
-  std::optional<int64_t> RecordEvent(const Failure& f);
+  int64_t RecordEvent(const Failure& f);
   // Asks the playbook (which remembers every detection it is asked about).
   Decision Decide(const Failure& f);
   // Placement. Host slot i runs ranks [i x ranks_per_host, (i+1) x

@@ -537,15 +537,15 @@ void Logbook::Rollback() { (void)Exec("ROLLBACK"); }
 
 bool Logbook::InTransaction() const { return !sqlite3_get_autocommit(db_); }
 
-Result<LogbookMaxIds> Logbook::MaxIds() {
-  LogbookMaxIds ids;
+Result<LogbookIds> Logbook::MaxIds() {
+  LogbookIds ids;
   Stmt s(db_,
          "SELECT (SELECT COALESCE(MAX(id), 0) FROM events), (SELECT COALESCE(MAX(id), 0) FROM "
-         "interventions), (SELECT COALESCE(MAX(id), 0) FROM generations), (SELECT "
-         "COALESCE(MAX(id), 0) FROM checkpoints)");
+         "interventions), (SELECT COALESCE(MAX(id), 0) FROM notes), (SELECT COALESCE(MAX(id), 0) "
+         "FROM generations), (SELECT COALESCE(MAX(id), 0) FROM checkpoints)");
   VIGIL_RETURN_IF_ERROR(s.ForEach([&](sqlite3_stmt* r) {
     ids = {sqlite3_column_int64(r, 0), sqlite3_column_int64(r, 1), sqlite3_column_int64(r, 2),
-           sqlite3_column_int64(r, 3)};
+           sqlite3_column_int64(r, 3), sqlite3_column_int64(r, 4)};
   }));
   return ids;
 }
@@ -887,17 +887,6 @@ Result<std::optional<EventRow>> Logbook::Event(int64_t event_id) {
   if (!rows.ok()) return rows.status();
   if (rows->empty()) return std::optional<EventRow>();
   return std::optional<EventRow>(std::move(rows->front()));
-}
-
-Result<LogbookIds> Logbook::LatestIds() {
-  LogbookIds ids;
-  Stmt s(db_,
-         "SELECT (SELECT COALESCE(MAX(id), 0) FROM events), (SELECT COALESCE(MAX(id), 0) FROM "
-         "interventions), (SELECT COALESCE(MAX(id), 0) FROM notes)");
-  VIGIL_RETURN_IF_ERROR(s.ForEach([&](sqlite3_stmt* r) {
-    ids = {sqlite3_column_int64(r, 0), sqlite3_column_int64(r, 1), sqlite3_column_int64(r, 2)};
-  }));
-  return ids;
 }
 
 Result<std::vector<NoteRow>> Logbook::Notes(int64_t run_id) {

@@ -122,8 +122,10 @@ struct LogbookEntry {
 };
 
 // The newest row id of each append-only table (a follower's cursor).
+// The largest id of each append-only table: where a follower (`ls -f`)
+// resumes, and where the writer numbers on from.
 struct LogbookIds {
-  int64_t event = 0, intervention = 0, note = 0;
+  int64_t event = 0, intervention = 0, note = 0, generation = 0, checkpoint = 0;
 };
 
 // What `vigil logbook ls` asks for; an unset field does not filter.
@@ -170,10 +172,6 @@ struct RecoveryRow {
 };
 
 // The largest id of each table a writer numbers ahead (LogbookWriter).
-struct LogbookMaxIds {
-  int64_t event = 0, intervention = 0, generation = 0, checkpoint = 0;
-};
-
 class Logbook {
  public:
   ~Logbook();
@@ -220,7 +218,7 @@ class Logbook {
   Status Commit();
   void Rollback();
   bool InTransaction() const;
-  Result<LogbookMaxIds> MaxIds();
+  Result<LogbookIds> MaxIds();
 
   Status SetRunStatus(int64_t run_id, const std::string& status);
 
@@ -235,7 +233,6 @@ class Logbook {
   Result<std::vector<LogbookEntry>> Entries(std::optional<int64_t> run_id);
   Result<std::vector<LogbookEntry>> Entries(const EntryFilter& filter);
   Result<std::optional<EventRow>> Event(int64_t event_id);
-  Result<LogbookIds> LatestIds();
   Result<std::vector<NoteRow>> Notes(int64_t run_id);
   Result<RunRow> Run(int64_t run_id);  // NotFound when it is not in the file
   Result<RunStats> Stats(int64_t run_id, int64_t now_us);

@@ -14,7 +14,7 @@ Result<std::unique_ptr<LogbookWriter>> LogbookWriter::Open(
       new LogbookWriter(std::move(db.value()), ids.value(), std::move(on_error)));
 }
 
-LogbookWriter::LogbookWriter(std::unique_ptr<Logbook> db, LogbookMaxIds ids,
+LogbookWriter::LogbookWriter(std::unique_ptr<Logbook> db, LogbookIds ids,
                              std::function<void(const Status&)> on_error)
     : db_(std::move(db)), on_error_(std::move(on_error)), ids_(ids) {
   thread_ = std::thread([this] { Run(); });

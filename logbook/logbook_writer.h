@@ -74,7 +74,7 @@ class LogbookWriter {
     Op op;                       // a write, or
     std::function<void()> then;  // a callback
   };
-  LogbookWriter(std::unique_ptr<Logbook> db, LogbookMaxIds ids,
+  LogbookWriter(std::unique_ptr<Logbook> db, LogbookIds ids,
                 std::function<void(const Status&)> on_error);
   void Queue(Item item);
   void Run();
@@ -82,7 +82,7 @@ class LogbookWriter {
   std::unique_ptr<Logbook> db_;
   std::function<void(const Status&)> on_error_;
   // Ids handed out so far; only the caller's thread numbers rows.
-  LogbookMaxIds ids_;
+  LogbookIds ids_;
   mutable std::mutex mu_;
   std::condition_variable wake_, drained_;
   std::deque<Item> queue_;

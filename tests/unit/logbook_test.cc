@@ -399,21 +399,21 @@ TEST_F(LogbookQueries, AnActorKindMergesItsActorsNewestFirst) {
 
 TEST_F(LogbookQueries, AFollowerSeesEachNewRowOnce) {
   EntryFilter f;
-  const LogbookIds first = lb_->LatestIds().value();
+  const LogbookIds first = lb_->MaxIds().value();
   EXPECT_EQ(first.event, straggler_);
   f.upto = first;
   EXPECT_EQ(lb_->Entries(f).value().size(), 6u);
   f.after = first;
   const int64_t later = Event("rank_hang", "host-0", 3, 18 * kSecond);
   ASSERT_TRUE(lb_->AddNote({0, run_, 19 * kSecond, "carol", "hang on host-0"}).ok());
-  f.upto = lb_->LatestIds().value();
+  f.upto = lb_->MaxIds().value();
   const auto next = lb_->Entries(f).value();
   ASSERT_EQ(next.size(), 2u);
   EXPECT_EQ(next[0].id, later);
   EXPECT_EQ(next[1].type, "note");
   EXPECT_EQ(next[1].actor, "human:carol");
   f.after = *f.upto;
-  f.upto = lb_->LatestIds().value();
+  f.upto = lb_->MaxIds().value();
   EXPECT_TRUE(lb_->Entries(f).value().empty());
 }
 
