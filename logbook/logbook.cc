@@ -87,10 +87,23 @@ CREATE TRIGGER interventions_no_delete BEFORE DELETE ON interventions
 // A prepared statement that finalizes itself.
 class Stmt {
  public:
-  Stmt(sqlite3* db, const char* sql) : db_(db) {
+  Stmt(sqlite3* db, const char* sql) : db_(db), owned_(true) {
     rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
   }
-  ~Stmt() { sqlite3_finalize(stmt_); }
+  // One the connection keeps prepared (Logbook::Statement): reset, not
+  // finalized, when done with.
+  Stmt(sqlite3* db, sqlite3_stmt* kept)
+      : db_(db), stmt_(kept), rc_(kept ? SQLITE_OK : SQLITE_ERROR), owned_(false) {}
+  ~Stmt() {
+    if (owned_) {
+      sqlite3_finalize(stmt_);
+    } else if (stmt_) {
+      sqlite3_reset(stmt_);
+      sqlite3_clear_bindings(stmt_);
+    }
+  }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
   Status Prepared() const {
     return rc_ == SQLITE_OK
                ? Status::Ok()
@@ -146,6 +159,7 @@ class Stmt {
   sqlite3* db_;
   sqlite3_stmt* stmt_ = nullptr;
   int rc_;
+  bool owned_;
 };
 
 std::string Text(sqlite3_stmt* s, int col) {
@@ -163,7 +177,22 @@ std::optional<double> OptReal(sqlite3_stmt* s, int col) {
 
 }  // namespace
 
-Logbook::~Logbook() { sqlite3_close(db_); }
+Logbook::~Logbook() {
+  for (auto& [sql, stmt] : statements_) sqlite3_finalize(stmt);
+  sqlite3_close(db_);
+}
+
+sqlite3_stmt* Logbook::Statement(const char* sql) {
+  auto it = statements_.find(sql);
+  if (it != statements_.end()) return it->second;
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) != SQLITE_OK) {
+    sqlite3_finalize(stmt);
+    return nullptr;  // the caller's Stmt reports sqlite3_errmsg
+  }
+  statements_.emplace(sql, stmt);
+  return stmt;
+}
 
 Status Logbook::Exec(const std::string& sql) {
   char* err = nullptr;
@@ -369,15 +398,15 @@ Status Logbook::EndGeneration(int64_t generation_id, int64_t ended_at_us,
 
 namespace {
 
-// Inserts rows with one statement in one transaction: all or none. Inside
-// a transaction the caller began, in that one.
+// Inserts rows with one kept statement in one transaction: all or none.
+// Inside a transaction the caller began, in that one.
 template <typename Row, typename BindRow>
-Result<std::vector<int64_t>> InsertAll(sqlite3* db, const char* sql, const std::vector<Row>& rows,
-                                       BindRow bind) {
+Result<std::vector<int64_t>> InsertAll(sqlite3* db, sqlite3_stmt* kept,
+                                       const std::vector<Row>& rows, BindRow bind) {
   std::vector<int64_t> ids;
   ids.reserve(rows.size());
   if (!sqlite3_get_autocommit(db)) {
-    Stmt s(db, sql);
+    Stmt s(db, kept);
     for (const auto& row : rows) {
       s.Reset();
       bind(s, row);
@@ -390,7 +419,7 @@ Result<std::vector<int64_t>> InsertAll(sqlite3* db, const char* sql, const std::
     return Status::IoError(std::string("sqlite begin: ") + sqlite3_errmsg(db));
   Status st;
   {
-    Stmt s(db, sql);
+    Stmt s(db, kept);
     for (const auto& row : rows) {
       s.Reset();
       bind(s, row);
@@ -418,15 +447,16 @@ Result<int64_t> First(Result<std::vector<int64_t>> ids) {
 Result<int64_t> Logbook::AddEvent(const EventRow& e) { return First(AddEvents({e})); }
 
 Result<std::vector<int64_t>> Logbook::AddEvents(const std::vector<EventRow>& events) {
-  return InsertAll(db_,
-                   "INSERT INTO events (run_id, generation_id, time_us, kind, host, rank, step, "
-                   "detail, id) VALUES (?,?,?,?,?,?,?,?,?)",
-                   events, [](Stmt& s, const EventRow& e) {
-                     s.Bind(9, IdOrNull(e.id));
-                     s.Bind(1, e.run_id).Bind(2, e.generation_id).Bind(3, e.time_us);
-                     s.Bind(4, e.kind).Bind(5, e.host).Bind(6, e.rank).Bind(7, e.step);
-                     s.Bind(8, e.detail_json);
-                   });
+  return InsertAll(
+      db_,
+      Statement("INSERT INTO events (run_id, generation_id, time_us, kind, host, rank, step, "
+                "detail, id) VALUES (?,?,?,?,?,?,?,?,?)"),
+      events, [](Stmt& s, const EventRow& e) {
+        s.Bind(9, IdOrNull(e.id));
+        s.Bind(1, e.run_id).Bind(2, e.generation_id).Bind(3, e.time_us);
+        s.Bind(4, e.kind).Bind(5, e.host).Bind(6, e.rank).Bind(7, e.step);
+        s.Bind(8, e.detail_json);
+      });
 }
 
 Result<int64_t> Logbook::AddIntervention(const InterventionRow& i) {
@@ -434,17 +464,18 @@ Result<int64_t> Logbook::AddIntervention(const InterventionRow& i) {
 }
 
 Result<std::vector<int64_t>> Logbook::AddInterventions(const std::vector<InterventionRow>& rows) {
-  return InsertAll(db_,
-                   "INSERT INTO interventions (run_id, event_id, time_us, action, actor, params, "
-                   "outcome, host, rank, id) VALUES (?1,?2,?3,?4,?5,?6,?7, "
-                   "COALESCE((SELECT host FROM events WHERE id = ?2), ''), "
-                   "(SELECT rank FROM events WHERE id = ?2), ?8)",
-                   rows, [](Stmt& s, const InterventionRow& i) {
-                     s.Bind(8, IdOrNull(i.id));
-                     s.Bind(1, i.run_id).Bind(2, i.event_id).Bind(3, i.time_us);
-                     s.Bind(4, i.action).Bind(5, i.actor).Bind(6, i.params_json);
-                     s.Bind(7, i.outcome);
-                   });
+  return InsertAll(
+      db_,
+      Statement("INSERT INTO interventions (run_id, event_id, time_us, action, actor, params, "
+                "outcome, host, rank, id) VALUES (?1,?2,?3,?4,?5,?6,?7, "
+                "COALESCE((SELECT host FROM events WHERE id = ?2), ''), "
+                "(SELECT rank FROM events WHERE id = ?2), ?8)"),
+      rows, [](Stmt& s, const InterventionRow& i) {
+        s.Bind(8, IdOrNull(i.id));
+        s.Bind(1, i.run_id).Bind(2, i.event_id).Bind(3, i.time_us);
+        s.Bind(4, i.action).Bind(5, i.actor).Bind(6, i.params_json);
+        s.Bind(7, i.outcome);
+      });
 }
 
 Result<int64_t> Logbook::AddCheckpoint(const CheckpointRow& c) {
@@ -466,15 +497,17 @@ Result<int64_t> Logbook::AddNote(const NoteRow& n) {
 }
 
 Status Logbook::AddSteps(const std::vector<StepRow>& steps) {
-  return InsertAll(db_,
-                   "INSERT OR REPLACE INTO steps (run_id, generation_id, step, time_us, loss, lr, "
-                   "grad_norm, tokens_per_second, step_seconds) VALUES (?,?,?,?,?,?,?,?,?)",
-                   steps,
-                   [](Stmt& s, const StepRow& r) {
-                     s.Bind(1, r.run_id).Bind(2, r.generation_id).Bind(3, r.step);
-                     s.Bind(4, r.time_us).Bind(5, r.loss).Bind(6, r.lr).Bind(7, r.grad_norm);
-                     s.Bind(8, r.tokens_per_second).Bind(9, r.step_seconds);
-                   })
+  return InsertAll(
+             db_,
+             Statement(
+                 "INSERT OR REPLACE INTO steps (run_id, generation_id, step, time_us, loss, lr, "
+                 "grad_norm, tokens_per_second, step_seconds) VALUES (?,?,?,?,?,?,?,?,?)"),
+             steps,
+             [](Stmt& s, const StepRow& r) {
+               s.Bind(1, r.run_id).Bind(2, r.generation_id).Bind(3, r.step);
+               s.Bind(4, r.time_us).Bind(5, r.loss).Bind(6, r.lr).Bind(7, r.grad_norm);
+               s.Bind(8, r.tokens_per_second).Bind(9, r.step_seconds);
+             })
       .status();
 }
 

@@ -11,6 +11,7 @@
 #include <sqlite3.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -241,6 +242,9 @@ class Logbook {
 
  private:
   Logbook(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  // A statement kept prepared for the connection's life (the inserts, run
+  // once per row); nullptr if it does not prepare. Keyed by the literal.
+  sqlite3_stmt* Statement(const char* sql);
   // The actors of a kind ("human": "human" itself and every "human:<name>").
   Result<std::vector<std::string>> ActorsOfKind(const std::string& kind);
   Status Exec(const std::string& sql);
@@ -249,6 +253,7 @@ class Logbook {
   Status Migrate();
   sqlite3* db_;
   std::string path_;
+  std::map<const char*, sqlite3_stmt*> statements_;
 };
 
 }  // namespace vigil
