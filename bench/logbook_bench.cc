@@ -53,6 +53,10 @@ const char* kKinds[] = {
     "nonfinite",    "loss_spike", "grad_norm_spike", "collective_error", "checkpoint_write_failed",
     "gpu_thermal"};
 constexpr int kKindCount = sizeof(kKinds) / sizeof(kKinds[0]);
+// The events table's secondary indices.
+constexpr const char* kDropEventIndices =
+    "DROP INDEX events_run_time; DROP INDEX events_time; DROP INDEX events_kind_time; "
+    "DROP INDEX events_host_time; DROP INDEX events_rank_time;";
 
 std::string Host(int h) {
   char buf[16];
@@ -206,45 +210,27 @@ int main(int argc, char** argv) {
   const double rate = static_cast<double>(n) / insert_seconds;
   const double python = PythonBaseline(dir, 1'000'000, true);
   const double python_bare = PythonBaseline(dir, 1'000'000, false);
-  // What the indices cost: the same batches into a logbook whose events
-  // table has no secondary index.
-  double bare_rate = 0;
-  {
-    const std::string bare_path = dir + "/bare.sqlite";
-    auto bare = Logbook::Open(bare_path, true);
-    if (bare.ok()) {
-      sqlite3* db = nullptr;
-      sqlite3_open(bare_path.c_str(), &db);
-      sqlite3_exec(db,
-                   "DROP INDEX events_run_time; DROP INDEX events_time; DROP INDEX "
-                   "events_kind_time; DROP INDEX events_host_time; DROP INDEX events_rank_time;",
-                   nullptr, nullptr, nullptr);
-      sqlite3_close(db);
-      const int64_t bare_run = bare.value()->CreateRun("bare", "", "", dir, kStart).value();
-      const int64_t m = std::min<int64_t>(n, 1'000'000);
-      double seconds = 0;
-      for (int64_t first = 0; first < m; first += batch) {
-        seconds += InsertBatch(*bare.value(), bare_run, first, std::min(m, first + batch), m, &rows)
-                       .seconds;
-      }
-      bare_rate = static_cast<double>(m) / seconds;
-    }
-    std::filesystem::remove(bare_path);
-  }
+  // Into a fresh logbook of 1M events: the same 50k batches, then the same
+  // with the events table's secondary indices dropped (what they cost), then
   // vigild's path: events queued one by one to the LogbookWriter as fast as
-  // they come, committed in whatever batches have queued meanwhile; beside
-  // the same events through AddEvents in 50k batches, each into a fresh
-  // logbook of the same size.
-  auto fresh_rate = [&](bool writer) {
+  // they come, committed in whatever batches have queued meanwhile.
+  enum class Into { kBatches, kBatchesWithoutIndices, kWriter };
+  auto fresh_rate = [&](Into into) {
     const std::string fresh = dir + "/fresh.sqlite";
     std::filesystem::remove(fresh);
     double r = 0;
     {
       auto opened = Logbook::Open(fresh, true);
       if (!opened.ok()) return 0.0;
+      if (into == Into::kBatchesWithoutIndices) {
+        sqlite3* db = nullptr;
+        sqlite3_open(fresh.c_str(), &db);
+        sqlite3_exec(db, kDropEventIndices, nullptr, nullptr, nullptr);
+        sqlite3_close(db);
+      }
       const int64_t fresh_run = opened.value()->CreateRun("fresh", "", "", dir, kStart).value();
       const int64_t m = std::min<int64_t>(n, 1'000'000);
-      if (writer) {
+      if (into == Into::kWriter) {
         opened.value().reset();
         auto w = vigil::LogbookWriter::Open(fresh);
         if (!w.ok()) return 0.0;
@@ -270,7 +256,9 @@ int main(int argc, char** argv) {
     std::filesystem::remove(fresh + "-shm");
     return r;
   };
-  const double fresh_batches = fresh_rate(false), fresh_writer = fresh_rate(true);
+  const double bare_rate = fresh_rate(Into::kBatchesWithoutIndices);
+  const double fresh_batches = fresh_rate(Into::kBatches);
+  const double fresh_writer = fresh_rate(Into::kWriter);
 
   std::printf("logbook of %lld events, %lld interventions, 300 notes: %.1f MB\n",
               static_cast<long long>(n), static_cast<long long>(interventions),
@@ -375,9 +363,8 @@ int main(int argc, char** argv) {
   {
     sqlite3* db = nullptr;
     sqlite3_open(path.c_str(), &db);
+    sqlite3_exec(db, kDropEventIndices, nullptr, nullptr, nullptr);
     sqlite3_exec(db,
-                 "DROP INDEX events_run_time; DROP INDEX events_time; DROP INDEX "
-                 "events_kind_time; DROP INDEX events_host_time; DROP INDEX events_rank_time; "
                  "DROP INDEX interventions_run_time; DROP INDEX interventions_event; DROP INDEX "
                  "interventions_time; DROP INDEX interventions_actor_time; DROP INDEX "
                  "interventions_host_time; DROP INDEX interventions_rank_time; DROP INDEX "

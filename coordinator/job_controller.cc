@@ -74,6 +74,11 @@ JobController::~JobController() { FinishFileWork(); }
 void JobController::SetCheckpointState(int64_t id, const std::string& state,
                                        const std::string& new_path) {
   logbook_->SetCheckpointState(id, state, NowMicros(), new_path);
+  RememberCheckpointState(id, state, new_path);
+}
+
+void JobController::RememberCheckpointState(int64_t id, const std::string& state,
+                                            const std::string& new_path) {
   for (auto& row : checkpoints_) {
     if (row.id != id) continue;
     row.state = state;
@@ -340,9 +345,7 @@ void JobController::RollBack(const std::vector<CheckpointRow>& rows) {
   // Moved aside, not deleted (a person may want to look at what went wrong),
   // so that replaying those steps saves afresh beside them.
   for (const auto& row : rows) {
-    for (auto& mine : checkpoints_) {
-      if (mine.id == row.id) mine.state = "rolled_back";  // never chosen again, from now
-    }
+    RememberCheckpointState(row.id, "rolled_back");  // never chosen again, from now
     const std::string aside = row.path + ".rolled-back.gen-" + std::to_string(generation_ + 1);
     logbook_->AfterCommit([this, id = row.id, path = row.path, step = row.step, aside] {
       std::error_code ec;
@@ -351,11 +354,8 @@ void JobController::RollBack(const std::vector<CheckpointRow>& rows) {
       log_->warn("rolled back over {} (step {})", path, step);
       const std::string moved_to = ec ? "" : aside;
       logbook_->SetCheckpointState(id, "rolled_back", NowMicros(), moved_to);
-      boost::asio::post(io_, [this, id, moved_to] {
-        for (auto& mine : checkpoints_) {
-          if (mine.id == id && !moved_to.empty()) mine.path = moved_to;
-        }
-      });
+      boost::asio::post(
+          io_, [this, id, moved_to] { RememberCheckpointState(id, "rolled_back", moved_to); });
     });
   }
 }
@@ -477,9 +477,7 @@ void JobController::ApplyRetention() {
   for (int64_t step : checkpoint::RetentionVictims(steps, spec_.checkpoint.keep_last,
                                                    spec_.checkpoint.keep_every, protect)) {
     const CheckpointRow& row = by_step.at(step);
-    for (auto& mine : checkpoints_) {
-      if (mine.id == row.id) mine.state = "deleting";  // neither resumed from nor chosen again
-    }
+    RememberCheckpointState(row.id, "deleting");  // neither resumed from nor chosen again
     AddIntervention(std::nullopt, "delete_checkpoint", "auto:retention",
                     json{{"checkpoint", row.path},
                          {"checkpoint_step", row.step},
@@ -500,11 +498,7 @@ void JobController::ApplyRetention() {
           log_->warn("retention: could not delete {}: {}; it is never resumed from", path,
                      st.ToString());
         }
-        boost::asio::post(io_, [this, id, state] {
-          for (auto& mine : checkpoints_) {
-            if (mine.id == id) mine.state = state;
-          }
-        });
+        boost::asio::post(io_, [this, id, state] { RememberCheckpointState(id, state); });
       });
     });
   }

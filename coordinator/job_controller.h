@@ -259,6 +259,9 @@ class JobController {
   }
   // In the logbook and in checkpoints_; `new_path` if it moved.
   void SetCheckpointState(int64_t id, const std::string& state, const std::string& new_path = "");
+  // In checkpoints_ only (what the logbook gets, or already has, from elsewhere).
+  void RememberCheckpointState(int64_t id, const std::string& state,
+                               const std::string& new_path = "");
 
   boost::asio::io_context& io_;
   const JobSpec& spec_;

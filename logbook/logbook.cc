@@ -795,14 +795,13 @@ Result<std::vector<LogbookEntry>> Logbook::Entries(const EntryFilter& f) {
     for (size_t i = 0; i < f.kinds.size(); ++i) sql += (i ? "," : "") + param(f.kinds[i]);
     return sql + ")";
   };
-  // A note's actor is "human:<author>"; a bare kind ("human", "auto")
-  // matches every actor of it ("human:...") and itself ("chaos").
-  auto note_actor_matches = [&]() {
-    const std::string actor = "('human:' || n.author)";
-    if (f.actor.find(':') != std::string::npos) return actor + " = " + param(f.actor);
-    const std::string exact = param(f.actor);
-    return "(" + actor + " = " + exact + " OR substr(" + actor + ", 1, length(" + exact +
-           ") + 1) = " + exact + " || ':')";
+  // An exact actor ("human:alice"), or a bare kind ("human", "auto") that
+  // matches itself ("chaos") and every actor of it ("human:...").
+  auto actor_matches = [&](const std::string& column) {
+    if (f.actor.find(':') != std::string::npos) return column + " = " + param(f.actor);
+    const std::string kind = param(f.actor);
+    return "(" + column + " = " + kind + " OR substr(" + column + ", 1, length(" + kind +
+           ") + 1) = " + kind + " || ':')";
   };
   auto common = [&](const std::string& table, int64_t after, std::optional<int64_t> upto) {
     std::string w = table + ".id > " + param(after);
@@ -852,8 +851,7 @@ Result<std::vector<LogbookEntry>> Logbook::Entries(const EntryFilter& f) {
     if (!actor.empty()) {
       w += " AND i.actor = " + param(actor);
     } else if (!f.actor.empty()) {
-      w += " AND (i.actor = " + param(f.actor) + " OR substr(i.actor, 1, length(" + param(f.actor) +
-           ") + 1) = " + param(f.actor + ":") + ")";
+      w += " AND " + actor_matches("i.actor");
     }
     parts.push_back(
         {"i",
@@ -864,7 +862,8 @@ Result<std::vector<LogbookEntry>> Logbook::Entries(const EntryFilter& f) {
   }
   if (want_note && f.host.empty() && !f.rank) {
     std::string w = common("n", f.after.note, f.upto ? std::optional(f.upto->note) : std::nullopt);
-    if (!f.actor.empty()) w += " AND " + note_actor_matches();
+    // A note's actor is "human:<author>".
+    if (!f.actor.empty()) w += " AND " + actor_matches("('human:' || n.author)");
     parts.push_back({"n",
                      "SELECT 'note', n.id, n.run_id, n.time_us, NULL, 'note', '', NULL, NULL, "
                      "NULL, 'human:' || n.author, json_object('text', n.text) FROM notes n",
