@@ -159,6 +159,7 @@ TEST_F(CheckpointRecovery, RunningOutOfFallbacksPausesUntilResumed) {
   ASSERT_GT(run, 0);
   const json paused = testing::WaitForJobState(work, "paused", std::chrono::seconds(120));
   ASSERT_FALSE(paused.is_null()) << testing::Slurp(dir_ / "run.log");
+  ASSERT_TRUE(testing::WaitForLoggedRunStatus(work, "paused", std::chrono::seconds(5)));
   EXPECT_NE(paused.value("message", "").find("vigil resume --workdir"), std::string::npos)
       << paused.dump();
   {

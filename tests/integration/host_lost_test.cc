@@ -276,6 +276,7 @@ TEST_F(HostLostTest, KilledAgentUnderANeverShrinkPlaybookPausesUntilANewHostJoin
   ASSERT_EQ(::kill(agent, SIGKILL), 0);
   ASSERT_FALSE(testing::WaitForJobState(workdir_, "paused", milliseconds(10000)).is_null())
       << testing::Slurp(workdir_ + "/logs/vigild.log");
+  ASSERT_TRUE(testing::WaitForLoggedRunStatus(workdir_, "paused", milliseconds(5000)));
 
   auto events = Events();
   ASSERT_EQ(events.size(), 1u) << "exactly one detection for one lost host";

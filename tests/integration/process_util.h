@@ -20,6 +20,7 @@
 #include "common/fs.h"
 #include "common/http_client.h"
 #include "common/process.h"
+#include "logbook/logbook.h"
 
 namespace vigil::testing {
 
@@ -130,6 +131,23 @@ inline nlohmann::json WaitForJobState(const std::string& workdir, const std::str
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   return nullptr;
+}
+
+// Whether the logbook's newest run reaches `status` within `timeout`. vigild's
+// state changes at once, its logbook rows a writer's commit later; the run's
+// status is written after the rows that led to it (the detection, the
+// interventions), so once it shows they are all in.
+inline bool WaitForLoggedRunStatus(const std::string& workdir, const std::string& status,
+                                   std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (auto lb = Logbook::Open(workdir + "/logbook.sqlite", false); lb.ok()) {
+      if (auto runs = (*lb)->Runs(); runs.ok() && !runs->empty() && runs->back().status == status)
+        return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
 }
 
 // Starts `vigil ARGS...` in the background, output to `log_file`; it dies with the test.
