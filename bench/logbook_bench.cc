@@ -13,7 +13,9 @@
 //  - p50 and p99 latency of the CLI's typical queries (`vigil logbook ls`
 //    with its filters, `show`, a follower's poll), run R times each through
 //    the same code the CLI uses: on a warm connection (vigild's HTTP API, a
-//    follower) and as one CLI call has it (open the file, query, close),
+//    follower) and as one CLI call has it (a fresh process, this program
+//    again: open the file, query, close; a loop in one process would reuse
+//    its heap and SQLite's warmed-up code, which no CLI call has),
 //    beside the same queries after every secondary index is dropped (fewer
 //    repetitions: they scan).
 //
@@ -98,6 +100,12 @@ struct Timing {
   double p50_ms = 0, p99_ms = 0;
 };
 
+Timing Percentiles(std::vector<double> ms) {
+  std::sort(ms.begin(), ms.end());
+  auto at = [&](double q) { return ms[static_cast<size_t>(q * (ms.size() - 1) + 0.5)]; };
+  return {at(0.5), at(0.99)};
+}
+
 Timing Measure(int reps, const std::function<size_t()>& query, size_t* rows) {
   std::vector<double> ms;
   for (int r = 0; r < reps; ++r) {
@@ -105,9 +113,7 @@ Timing Measure(int reps, const std::function<size_t()>& query, size_t* rows) {
     *rows = query();
     ms.push_back(Since(t0) * 1000.0);
   }
-  std::sort(ms.begin(), ms.end());
-  auto at = [&](double q) { return ms[static_cast<size_t>(q * (ms.size() - 1) + 0.5)]; };
-  return {at(0.5), at(0.99)};
+  return Percentiles(std::move(ms));
 }
 
 double PythonBaseline(const std::string& dir, int64_t rows, bool indexed) {
@@ -155,10 +161,110 @@ double PythonBaseline(const std::string& dir, int64_t rows, bool indexed) {
 
 }  // namespace
 
+// The CLI's typical queries over the bench's logbook of `n` events in run `run`.
+struct Query {
+  const char* name;
+  std::function<size_t(Logbook&)> run;
+};
+std::vector<Query> Queries(int64_t run, int64_t n) {
+  const int64_t end = kStart + kSpan;
+  auto ls = [](EntryFilter f) {
+    return [f](Logbook& lb) {
+      auto r = lb.Entries(f);
+      return r.ok() ? r->size() : 0;
+    };
+  };
+  EntryFilter newest;
+  newest.last = 50;
+  EntryFilter hour;
+  hour.run_id = run;
+  hour.since_us = end - 3600LL * 1'000'000;
+  hour.last = 100;
+  EntryFilter kind;
+  kind.kinds = {"rank_hang"};
+  kind.since_us = end - 86400LL * 1'000'000;
+  kind.last = 100;
+  EntryFilter host;
+  host.host = Host(7);
+  host.last = 100;
+  EntryFilter rank;
+  rank.rank = 7 * kRanksPerHost + 3;
+  rank.last = 100;
+  EntryFilter human;
+  human.actor = "human";
+  human.last = 100;
+  const int64_t some_event = n / 2;
+  return {
+      {"ls -n 50", ls(newest)},
+      {"ls --run 1 --since 1h -n 100", ls(hour)},
+      {"ls --kind rank_hang --since 1d -n 100", ls(kind)},
+      {"ls --host host-0007 -n 100", ls(host)},
+      {"ls --rank 59 -n 100", ls(rank)},
+      {"ls --actor human -n 100", ls(human)},
+      {"show ID (event + what answered it)",
+       [some_event](Logbook& lb) {
+         auto e = lb.Event(some_event);
+         auto i = lb.InterventionsOf(some_event);
+         return (e.ok() && e->has_value() ? 1 : 0) + (i.ok() ? i->size() : 0);
+       }},
+      {"ls -f poll (newest ids, then after them)",
+       [](Logbook& lb) {
+         auto ids = lb.MaxIds();
+         EntryFilter f;
+         f.after = ids.value();
+         f.after.event -= 5;
+         f.upto = ids.value();
+         auto r = lb.Entries(f);
+         return r.ok() ? r->size() : 0;
+       }},
+  };
+}
+
+// One CLI call's query in this fresh process, as `vigil logbook` runs it:
+// open, query, close. Prints its milliseconds and rows.
+int OneCall(const std::string& path, size_t query, int64_t run, int64_t n) {
+  const auto queries = Queries(run, n);
+  if (query >= queries.size()) return 2;
+  const auto t0 = Clock::now();
+  auto opened = Logbook::Open(path, false);
+  if (!opened.ok()) return 1;
+  const size_t rows = queries[query].run(*opened.value());
+  opened.value().reset();
+  std::printf("%.6f %zu\n", Since(t0) * 1000.0, rows);
+  return 0;
+}
+
+// `query` as R CLI calls, each a fresh process (this program, --one-call):
+// a fresh process faults in each heap page SQLite's page cache takes, which
+// a loop in one process would not show.
+Timing MeasureCalls(int reps, const std::string& dir, size_t query, int64_t run, int64_t n,
+                    size_t* rows) {
+  const std::string command = "'" + std::filesystem::read_symlink("/proc/self/exe").string() +
+                              "' --one-call " + std::to_string(query) + " --dir '" + dir +
+                              "' --run " + std::to_string(run) + " --events " + std::to_string(n);
+  std::vector<double> ms;
+  for (int r = 0; r < reps; ++r) {
+    FILE* child = ::popen(command.c_str(), "r");
+    double t = 0;
+    if (!child || std::fscanf(child, "%lf %zu", &t, rows) != 2) t = -1;
+    if (child && ::pclose(child) != 0) t = -1;
+    if (t < 0) {
+      std::fprintf(stderr, "%s failed\n", command.c_str());
+      std::exit(1);
+    }
+    ms.push_back(t);
+  }
+  return Percentiles(std::move(ms));
+}
+
 int main(int argc, char** argv) {
   const int64_t n = std::atoll(Arg(argc, argv, "--events", "10000000"));
   const int reps = std::atoi(Arg(argc, argv, "--reps", "200"));
   const std::string dir = Arg(argc, argv, "--dir", "/tmp/vigil-logbook-bench");
+  if (const char* query = Arg(argc, argv, "--one-call", nullptr)) {
+    return OneCall(dir + "/logbook.sqlite", std::strtoul(query, nullptr, 10),
+                   std::atoll(Arg(argc, argv, "--run", "1")), n);
+  }
   bool keep = false;
   for (int i = 1; i < argc; ++i) keep |= std::string(argv[i]) == "--keep";
   std::filesystem::remove_all(dir);
@@ -275,76 +381,17 @@ int main(int argc, char** argv) {
       fresh_batches / 1e6);
 
   const int64_t end = kStart + kSpan;
-  struct Query {
-    const char* name;
-    std::function<size_t(Logbook&)> run;
-  };
-  auto ls = [](EntryFilter f) {
-    return [f](Logbook& lb) {
-      auto r = lb.Entries(f);
-      return r.ok() ? r->size() : 0;
-    };
-  };
-  EntryFilter newest;
-  newest.last = 50;
-  EntryFilter hour;
-  hour.run_id = run;
-  hour.since_us = end - 3600LL * 1'000'000;
-  hour.last = 100;
-  EntryFilter kind;
-  kind.kinds = {"rank_hang"};
-  kind.since_us = end - 86400LL * 1'000'000;
-  kind.last = 100;
-  EntryFilter host;
-  host.host = Host(7);
-  host.last = 100;
-  EntryFilter rank;
-  rank.rank = 7 * kRanksPerHost + 3;
-  rank.last = 100;
-  EntryFilter human;
-  human.actor = "human";
-  human.last = 100;
-  const int64_t some_event = n / 2;
-  std::vector<Query> queries = {
-      {"ls -n 50", ls(newest)},
-      {"ls --run 1 --since 1h -n 100", ls(hour)},
-      {"ls --kind rank_hang --since 1d -n 100", ls(kind)},
-      {"ls --host host-0007 -n 100", ls(host)},
-      {"ls --rank 59 -n 100", ls(rank)},
-      {"ls --actor human -n 100", ls(human)},
-      {"show ID (event + what answered it)",
-       [some_event](Logbook& lb) {
-         auto e = lb.Event(some_event);
-         auto i = lb.InterventionsOf(some_event);
-         return (e.ok() && e->has_value() ? 1 : 0) + (i.ok() ? i->size() : 0);
-       }},
-      {"ls -f poll (newest ids, then after them)",
-       [](Logbook& lb) {
-         auto ids = lb.MaxIds();
-         EntryFilter f;
-         f.after = ids.value();
-         f.after.event -= 5;
-         f.upto = ids.value();
-         auto r = lb.Entries(f);
-         return r.ok() ? r->size() : 0;
-       }},
-  };
+  const std::vector<Query> queries = Queries(run, n);
   // Each query on the connection that wrote the file (warm: what the HTTP
-  // API and a follower see), then as one CLI call does it: open the file,
-  // query, close.
+  // API and a follower see), then as one CLI call does it, in a fresh
+  // process: open the file, query, close.
   std::vector<Timing> indexed, per_call;
   std::vector<size_t> counts(queries.size());
   for (size_t q = 0; q < queries.size(); ++q) {
     indexed.push_back(Measure(
         reps, [&] { return queries[q].run(lb); }, &counts[q]));
     size_t rows = 0;
-    per_call.push_back(Measure(
-        reps,
-        [&] {
-          auto opened = Logbook::Open(path, false);
-          return opened.ok() ? queries[q].run(*opened.value()) : 0;
-        },
-        &rows));
+    per_call.push_back(MeasureCalls(reps, dir, q, run, n, &rows));
   }
   const auto t_stats = Clock::now();
   auto stats = lb.Stats(run, end);
