@@ -159,8 +159,6 @@ double PythonBaseline(const std::string& dir, int64_t rows, bool indexed) {
   return rate;
 }
 
-}  // namespace
-
 // The CLI's typical queries over the bench's logbook of `n` events in run `run`.
 struct Query {
   const char* name;
@@ -256,6 +254,8 @@ Timing MeasureCalls(int reps, const std::string& dir, size_t query, int64_t run,
   }
   return Percentiles(std::move(ms));
 }
+
+}  // namespace
 
 int main(int argc, char** argv) {
   const int64_t n = std::atoll(Arg(argc, argv, "--events", "10000000"));
@@ -392,6 +392,11 @@ int main(int argc, char** argv) {
         reps, [&] { return queries[q].run(lb); }, &counts[q]));
     size_t rows = 0;
     per_call.push_back(MeasureCalls(reps, dir, q, run, n, &rows));
+    if (rows != counts[q]) {
+      std::fprintf(stderr, "%s: %zu rows in a fresh process, %zu warm\n", queries[q].name, rows,
+                   counts[q]);
+      return 1;
+    }
   }
   const auto t_stats = Clock::now();
   auto stats = lb.Stats(run, end);
