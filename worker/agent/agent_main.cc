@@ -15,12 +15,14 @@
 #include <filesystem>
 #include <map>
 #include <set>
+#include <string_view>
 #include <thread>
 
 #include <CLI/CLI.hpp>
 
 #include "common/asio_connection.h"
 #include "common/framed_socket.h"
+#include "common/rank_contract.h"
 #include "common/util.h"
 #include "worker/agent/gpu_monitor.h"
 #include "worker/agent/rank_supervisor.h"
@@ -297,29 +299,33 @@ class Agent {
       r.binary = o_.train_binary;
       r.log_file = l.log_dir() + "/rank-" + std::to_string(rank) + ".gen-" +
                    std::to_string(l.generation()) + ".log";
-      r.env = {"VIGIL_RANK=" + std::to_string(rank),
-               "VIGIL_WORLD_SIZE=" + std::to_string(l.world_size()),
-               "VIGIL_LOCAL_RANK=" + std::to_string(r.local_rank),
-               "VIGIL_GENERATION=" + std::to_string(l.generation()),
-               "VIGIL_STORE_ADDR=" + l.store_address(),
-               "VIGIL_AGENT_SOCKET=" + socket_path_,
-               "VIGIL_TOKEN_FILE=" + o_.token_file,
-               "VIGIL_JOB_FILE=" + l.job_file(),
-               "VIGIL_CHECKPOINT_DIR=" + l.checkpoint_dir(),
-               "VIGIL_RESUME_FROM=" + l.resume_from(),
-               "VIGIL_BIND_ADDR=" + o_.bind_addr,
-               "VIGIL_HOST=" + o_.host};
+      namespace rc = rank_contract;
+      auto var = [](std::string_view name, const std::string& value) {
+        return std::string(name) + "=" + value;
+      };
+      r.env = {var(rc::kEnvRank, std::to_string(rank)),
+               var(rc::kEnvWorldSize, std::to_string(l.world_size())),
+               var(rc::kEnvLocalRank, std::to_string(r.local_rank)),
+               var(rc::kEnvGeneration, std::to_string(l.generation())),
+               var(rc::kEnvStoreAddr, l.store_address()),
+               var(rc::kEnvAgentSocket, socket_path_),
+               var(rc::kEnvTokenFile, o_.token_file),
+               var(rc::kEnvJobFile, l.job_file()),
+               var(rc::kEnvCheckpointDir, l.checkpoint_dir()),
+               var(rc::kEnvResumeFrom, l.resume_from()),
+               var(rc::kEnvBindAddr, o_.bind_addr),
+               var(rc::kEnvHost, o_.host)};
       if (l.lr_scale() > 0) {
         char scale[32];
         std::snprintf(scale, sizeof(scale), "%.17g", l.lr_scale());
-        r.env.push_back(std::string("VIGIL_LR_SCALE=") + scale);
+        r.env.push_back(var(rc::kEnvLrScale, scale));
       }
-      if (!l.optimizer().empty()) r.env.push_back("VIGIL_OPTIMIZER=" + l.optimizer());
+      if (!l.optimizer().empty()) r.env.push_back(var(rc::kEnvOptimizer, l.optimizer()));
       if (l.batch_per_rank() > 0)
-        r.env.push_back("VIGIL_BATCH_PER_RANK=" + std::to_string(l.batch_per_rank()));
+        r.env.push_back(var(rc::kEnvBatchPerRank, std::to_string(l.batch_per_rank())));
       if (l.skip_batches() > 0) {
-        r.env.push_back("VIGIL_SKIP_BATCHES=" + std::to_string(l.skip_batches()));
-        r.env.push_back("VIGIL_SKIP_AT_STEP=" + std::to_string(l.skip_at_step()));
+        r.env.push_back(var(rc::kEnvSkipBatches, std::to_string(l.skip_batches())));
+        r.env.push_back(var(rc::kEnvSkipAtStep, std::to_string(l.skip_at_step())));
       }
       auto pid = supervisor_.Spawn(r);
       if (!pid.ok()) {

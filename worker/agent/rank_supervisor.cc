@@ -6,8 +6,10 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <string>
 
 #include "common/process.h"
+#include "common/rank_contract.h"
 #include "common/util.h"
 
 namespace vigil::agent {
@@ -16,7 +18,8 @@ Result<pid_t> RankSupervisor::Spawn(const RankLaunch& launch) {
   SpawnOptions o;
   o.argv = {launch.binary};
   o.env_add = launch.env;
-  o.env_drop_prefix = "VIGIL_";  // a rank sees only the orders of its own launch
+  // A rank sees only the orders of its own launch.
+  o.env_drop_prefix = std::string(rank_contract::kEnvPrefix);
   o.log_file = launch.log_file;
   o.new_process_group = true;
   o.parent_death_signal = SIGKILL;

@@ -3,10 +3,8 @@
 // VIGIL_OPTIMIZER, VIGIL_LR_SCALE, VIGIL_SKIP_BATCHES and VIGIL_SKIP_AT_STEP
 // for restart-time changes, VIGIL_BATCH_PER_RANK for a shrunk world). It bootstraps Gloo through
 // vigild's store, runs the Trainer (trainer.h), checkpoints every checkpoint.every_steps, reports
-// each step to its agent, and exits:
-//   0 done · 2 bad configuration · 3 collective or store failure ·
-//   4 the checkpoint it was told to resume from failed verification ·
-//   5 a NaN/Inf gradient or loss (the update was not applied).
+// each step to its agent, and exits with a code of common/rank_contract.h
+// (the launch environment's names are there too).
 // Fault injection (chaos, delivered by the agent as real signals): SIGUSR1
 // poisons this rank's next gradient with a NaN, SIGUSR2 scrambles its next
 // batch's targets, SIGURG makes the rank slow (each later step idles three
@@ -25,6 +23,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include <cblas.h>
@@ -36,6 +35,7 @@
 #include "checkpoint/fault_storage.h"
 #include "common/framed_socket.h"
 #include "common/job_spec.h"
+#include "common/rank_contract.h"
 #include "common/util.h"
 #include "worker/trainer/coordinator_store.h"
 #include "worker/trainer/data_source.h"
@@ -49,10 +49,11 @@
 namespace vigil::trainer {
 namespace {
 
-constexpr int kExitConfig = 2;
-constexpr int kExitCollective = 3;
-constexpr int kExitBadCheckpoint = 4;
-constexpr int kExitNonfinite = 5;
+using rank_contract::kExitCheckpointCorrupt;
+using rank_contract::kExitCollective;
+using rank_contract::kExitConfig;
+using rank_contract::kExitNonfinite;
+using rank_contract::kExitSucceeded;
 
 volatile sig_atomic_t g_inject_nan = 0, g_inject_bad_batch = 0, g_slow = 0, g_disk_full = 0;
 void OnSigurg(int) { g_slow = 1; }
@@ -69,11 +70,12 @@ struct Orders {
   TrainerOptions options;  // checkpoint directory, restart-time changes (optimizer, LR scale)
 };
 
-std::string Env(const char* name, const char* fallback = nullptr) {
-  const char* v = std::getenv(name);
+std::string Env(std::string_view name, const char* fallback = nullptr) {
+  const std::string key(name);
+  const char* v = std::getenv(key.c_str());
   if (v) return v;
   if (fallback) return fallback;
-  throw std::runtime_error(std::string("missing environment variable ") + name);
+  throw std::runtime_error("missing environment variable " + key);
 }
 
 // Sends rank reports to the agent. A lost agent is not fatal here: the agent
@@ -176,7 +178,7 @@ int Train(const Orders& o, const JobSpec& spec, const DataSource& data, Reporter
     }
     r.set_message("corrupt checkpoint: " + st.message());
     reporter->Send(r);
-    return kExitBadCheckpoint;
+    return kExitCheckpointCorrupt;
   }
   wire::RankReport started;
   started.set_kind(wire::RankReport::STARTED);
@@ -300,7 +302,7 @@ int Train(const Orders& o, const JobSpec& spec, const DataSource& data, Reporter
   done.set_tokens_seen(static_cast<uint64_t>(trainer.tokens_seen()));
   reporter->Send(done);
   log->info("finished at step {} loss {:.4f} params_digest {}", trainer.step(), last.loss, digest);
-  return 0;
+  return kExitSucceeded;
 }
 
 }  // namespace
@@ -309,6 +311,7 @@ int Train(const Orders& o, const JobSpec& spec, const DataSource& data, Reporter
 int main() {
   using namespace vigil;
   using namespace vigil::trainer;
+  using namespace vigil::rank_contract;
   // Ranks are the parallelism on a host: one BLAS and one OpenMP thread each
   // (results do not depend on it; the kernels are thread-count invariant).
   openblas_set_num_threads(1);
@@ -322,33 +325,36 @@ int main() {
   o.disk = &disk;
   o.options.storage = &disk;
   try {
-    o.rank = std::stoi(Env("VIGIL_RANK"));
-    o.world = std::stoi(Env("VIGIL_WORLD_SIZE"));
-    o.local_rank = std::stoi(Env("VIGIL_LOCAL_RANK", "0"));
-    o.generation = std::stoull(Env("VIGIL_GENERATION", "0"));
-    o.store_addr = Env("VIGIL_STORE_ADDR");
-    o.agent_socket = Env("VIGIL_AGENT_SOCKET", "");
-    o.token_file = Env("VIGIL_TOKEN_FILE");
-    o.job_file = Env("VIGIL_JOB_FILE");
-    o.options.checkpoint_dir = Env("VIGIL_CHECKPOINT_DIR");
-    o.options.optimizer = Env("VIGIL_OPTIMIZER", "");
-    const std::string scale = Env("VIGIL_LR_SCALE", "");
+    o.rank = std::stoi(Env(kEnvRank));
+    o.world = std::stoi(Env(kEnvWorldSize));
+    o.local_rank = std::stoi(Env(kEnvLocalRank, "0"));
+    o.generation = std::stoull(Env(kEnvGeneration, "0"));
+    o.store_addr = Env(kEnvStoreAddr);
+    o.agent_socket = Env(kEnvAgentSocket, "");
+    o.token_file = Env(kEnvTokenFile);
+    o.job_file = Env(kEnvJobFile);
+    o.options.checkpoint_dir = Env(kEnvCheckpointDir);
+    o.options.optimizer = Env(kEnvOptimizer, "");
+    const std::string scale = Env(kEnvLrScale, "");
     if (!scale.empty()) {
       o.options.lr_scale = std::stod(scale);
-      if (!(o.options.lr_scale > 0)) throw std::runtime_error("VIGIL_LR_SCALE must be positive");
+      if (!(o.options.lr_scale > 0))
+        throw std::runtime_error(std::string(kEnvLrScale) + " must be positive");
     }
     if (!o.options.optimizer.empty() && o.options.optimizer != "adamw" &&
         o.options.optimizer != "sgd") {
-      throw std::runtime_error("VIGIL_OPTIMIZER must be adamw or sgd");
+      throw std::runtime_error(std::string(kEnvOptimizer) + " must be adamw or sgd");
     }
-    o.resume_from = Env("VIGIL_RESUME_FROM", "");
-    o.options.skip_batches = std::stoll(Env("VIGIL_SKIP_BATCHES", "0"));
-    o.options.skip_at_step = std::stoll(Env("VIGIL_SKIP_AT_STEP", "0"));
+    o.resume_from = Env(kEnvResumeFrom, "");
+    o.options.skip_batches = std::stoll(Env(kEnvSkipBatches, "0"));
+    o.options.skip_at_step = std::stoll(Env(kEnvSkipAtStep, "0"));
     if (o.options.skip_batches < 0 || o.options.skip_at_step < 0)
-      throw std::runtime_error("VIGIL_SKIP_BATCHES and VIGIL_SKIP_AT_STEP must be >= 0");
-    o.bind_addr = Env("VIGIL_BIND_ADDR", "127.0.0.1");
-    o.batch_per_rank = std::stoi(Env("VIGIL_BATCH_PER_RANK", "0"));
-    if (o.batch_per_rank < 0) throw std::runtime_error("VIGIL_BATCH_PER_RANK must be >= 0");
+      throw std::runtime_error(std::string(kEnvSkipBatches) + " and " +
+                               std::string(kEnvSkipAtStep) + " must be >= 0");
+    o.bind_addr = Env(kEnvBindAddr, "127.0.0.1");
+    o.batch_per_rank = std::stoi(Env(kEnvBatchPerRank, "0"));
+    if (o.batch_per_rank < 0)
+      throw std::runtime_error(std::string(kEnvBatchPerRank) + " must be >= 0");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "vigil-train: %s (vigil-train is started by vigil-agent)\n", e.what());
     return kExitConfig;
