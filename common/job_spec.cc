@@ -228,45 +228,55 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
               r.Field<bool>(m, p, "async", &spec.checkpoint.async, nullptr, "true or false");
             });
 
-  r.Section(root, "limits", "",
-            {"max_restarts", "heartbeat_interval_ms", "heartbeat_timeout_ms",
-             "rendezvous_timeout_ms", "collective_timeout_ms", "kill_grace_ms", "failure_settle_ms",
-             "start_timeout_ms", "agent_wait_ms"},
-            false, [&](const YAML::Node& m, const std::string& p) {
-              r.Field<int>(m, p, "max_restarts", &spec.limits.max_restarts, NonNegative(),
-                           "a non-negative integer");
-              r.Field<int>(m, p, "heartbeat_interval_ms", &spec.limits.heartbeat_interval_ms,
-                           Positive(), "a positive integer");
-              r.Field<int>(m, p, "heartbeat_timeout_ms", &spec.limits.heartbeat_timeout_ms,
-                           Positive(), "a positive integer");
-              r.Field<int>(m, p, "rendezvous_timeout_ms", &spec.limits.rendezvous_timeout_ms,
-                           Positive(), "a positive integer");
-              r.Field<int>(m, p, "collective_timeout_ms", &spec.limits.collective_timeout_ms,
-                           Positive(), "a positive integer");
-              r.Field<int>(m, p, "kill_grace_ms", &spec.limits.kill_grace_ms, NonNegative(),
-                           "a non-negative integer");
-              r.Field<int>(m, p, "start_timeout_ms", &spec.limits.start_timeout_ms, Positive(),
-                           "a positive integer");
-              r.Field<int>(m, p, "failure_settle_ms", &spec.limits.failure_settle_ms, NonNegative(),
-                           "a non-negative integer");
-              r.Field<int>(m, p, "agent_wait_ms", &spec.limits.agent_wait_ms, Positive(),
-                           "a positive integer");
-              if (r.error().ok() &&
-                  spec.limits.heartbeat_timeout_ms <= spec.limits.heartbeat_interval_ms) {
-                r.Fail(m["heartbeat_timeout_ms"], p + ".heartbeat_timeout_ms",
-                       "must be longer than limits.heartbeat_interval_ms");
-              }
-            });
+  r.Section(
+      root, "limits", "",
+      {"max_restarts", "heartbeat_interval_ms", "heartbeat_timeout_ms", "rendezvous_timeout_ms",
+       "collective_timeout_ms", "kill_grace_ms", "teardown_timeout_ms", "shutdown_flush_ms",
+       "failure_settle_ms", "start_timeout_ms", "agent_wait_ms"},
+      false, [&](const YAML::Node& m, const std::string& p) {
+        r.Field<int>(m, p, "max_restarts", &spec.limits.max_restarts, NonNegative(),
+                     "a non-negative integer");
+        r.Field<int>(m, p, "heartbeat_interval_ms", &spec.limits.heartbeat_interval_ms, Positive(),
+                     "a positive integer");
+        r.Field<int>(m, p, "heartbeat_timeout_ms", &spec.limits.heartbeat_timeout_ms, Positive(),
+                     "a positive integer");
+        r.Field<int>(m, p, "rendezvous_timeout_ms", &spec.limits.rendezvous_timeout_ms, Positive(),
+                     "a positive integer");
+        r.Field<int>(m, p, "collective_timeout_ms", &spec.limits.collective_timeout_ms, Positive(),
+                     "a positive integer");
+        r.Field<int>(m, p, "kill_grace_ms", &spec.limits.kill_grace_ms, NonNegative(),
+                     "a non-negative integer");
+        r.Field<int>(m, p, "teardown_timeout_ms", &spec.limits.teardown_timeout_ms, Positive(),
+                     "a positive integer");
+        r.Field<int>(m, p, "shutdown_flush_ms", &spec.limits.shutdown_flush_ms, NonNegative(),
+                     "a non-negative integer");
+        r.Field<int>(m, p, "start_timeout_ms", &spec.limits.start_timeout_ms, Positive(),
+                     "a positive integer");
+        r.Field<int>(m, p, "failure_settle_ms", &spec.limits.failure_settle_ms, NonNegative(),
+                     "a non-negative integer");
+        r.Field<int>(m, p, "agent_wait_ms", &spec.limits.agent_wait_ms, Positive(),
+                     "a positive integer");
+        if (r.error().ok() &&
+            spec.limits.heartbeat_timeout_ms <= spec.limits.heartbeat_interval_ms) {
+          r.Fail(m["heartbeat_timeout_ms"], p + ".heartbeat_timeout_ms",
+                 "must be longer than limits.heartbeat_interval_ms");
+        }
+        if (r.error().ok() && spec.limits.teardown_timeout_ms <= spec.limits.kill_grace_ms) {
+          r.Fail(m["teardown_timeout_ms"] ? m["teardown_timeout_ms"] : m["kill_grace_ms"],
+                 p + ".teardown_timeout_ms", "must be longer than limits.kill_grace_ms");
+        }
+      });
 
   r.Section(
       root, "detection", "",
-      {"hang_factor", "hang_floor_ms", "save_timeout_ms", "loss_spike_factor",
+      {"hang_factor", "hang_floor_ms", "save_timeout_ms", "hang_probe_ms", "loss_spike_factor",
        "grad_norm_spike_factor", "spike_window", "straggler_factor", "straggler_window"},
       false, [&](const YAML::Node& m, const std::string& p) {
         auto d = &spec.detection;
         auto above_one = [](const double& v) { return v > 1.0; };
         r.Field<double>(m, p, "hang_factor", &d->hang_factor, above_one, "a number > 1");
         r.Field<int>(m, p, "hang_floor_ms", &d->hang_floor_ms, Positive(), "a positive integer");
+        r.Field<int>(m, p, "hang_probe_ms", &d->hang_probe_ms, Positive(), "a positive integer");
         r.Field<int>(m, p, "save_timeout_ms", &d->save_timeout_ms, Positive(),
                      "a positive integer");
         r.Field<double>(m, p, "loss_spike_factor", &d->loss_spike_factor, above_one,

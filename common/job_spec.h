@@ -111,6 +111,12 @@ struct LimitsSpec {
   int start_timeout_ms = 60000;
   int collective_timeout_ms = 30000;
   int kill_grace_ms = 3000;
+  // From ordering a generation's teardown to every agent confirming it; an
+  // agent that does not may still hold the GPUs, so the job pauses for a
+  // person rather than launch beside it. Longer than kill_grace_ms.
+  int teardown_timeout_ms = 8000;
+  // vigild's last orders (shutdown) are flushed this long before it exits.
+  int shutdown_flush_ms = 300;
   // A rank that fails in a collective is usually a symptom of another rank
   // or host dying; vigild waits this long for the cause before acting on it.
   int failure_settle_ms = 1000;
@@ -128,6 +134,9 @@ struct DetectionSpec {
   double hang_factor = 3.0;
   int hang_floor_ms = 2000;
   int save_timeout_ms = 600000;
+  // How long the agents have to say what each rank of a hung generation
+  // does (process state, stacks); the hang is declared with what came.
+  int hang_probe_ms = 1000;
   // A loss (grad norm) above spike_factor x its running median over the last
   // spike_window steps, once spike_window steps are seen in a generation.
   double loss_spike_factor = 1.5;

@@ -42,7 +42,7 @@ Result<int> AgentRegistry::Register(const std::string& host, int slots, int need
     return Status::FailedPrecondition("host " + host + " offers " + std::to_string(slots) +
                                       " slots, the job needs " + std::to_string(needed_slots));
   }
-  agents_.push_back({host, slots, std::move(conn), std::chrono::steady_clock::now(), false});
+  agents_.push_back({host, slots, std::move(conn), false});
   return static_cast<int>(agents_.size()) - 1;
 }
 
@@ -97,6 +97,8 @@ Coordinator::Coordinator(boost::asio::io_context& io, JobSpec spec, CoordinatorO
       acceptor_(io),
       tick_(io),
       shutdown_timer_(io),
+      clock_(io),
+      heartbeats_(spec_.limits.heartbeat_timeout_ms),
       started_(std::chrono::steady_clock::now()) {}
 
 std::string Coordinator::rpc_address() const {
@@ -164,9 +166,16 @@ Status Coordinator::Start() {
   if (!writer.ok()) return writer.status();
   writer_ = std::move(writer.value());
   agent_link_ = std::make_unique<WriteAheadAgentLink>(io_, &registry_, writer_.get());
-  controller_ =
-      std::make_unique<JobController>(io_, spec_, paths, writer_.get(), run_id_, agent_link_.get(),
-                                      &store_, &metrics_, options_.chaos, playbook.value());
+  journal_ = std::make_unique<LogbookJournal>(writer_.get());
+  ControllerSeams seams;
+  seams.clock = &clock_;
+  seams.journal = journal_.get();
+  seams.agents = agent_link_.get();
+  seams.store = &store_;
+  seams.metrics = &metrics_;
+  seams.storage = checkpoint::Storage::Default();
+  controller_ = std::make_unique<JobController>(io_, spec_, paths, run_id_, seams, options_.chaos,
+                                                playbook.value());
   controller_->on_terminal = [this] { Shutdown(); };
 
   json addr_file{
@@ -229,6 +238,7 @@ void Coordinator::OnHello(const TcpConnection::Ptr& conn, const wire::Hello& hel
                          spec_.world.hosts + spec_.world.spares, conn);
   if (!index.ok()) return reject(index.status().message());
   entry.first = Role::kAgent;
+  heartbeats_.Beat(index.value(), clock_.SteadyMicros());
   ack->set_ok(true);
   ack->set_agent_index(static_cast<uint32_t>(index.value()));
   ack->set_heartbeat_interval_ms(static_cast<uint32_t>(spec_.limits.heartbeat_interval_ms));
@@ -277,7 +287,7 @@ void Coordinator::OnMessage(const TcpConnection::Ptr& conn, wire::Envelope env) 
   int agent = -1;
   auto* a = registry_.Find(conn->id(), &agent);
   if (!a) return;
-  a->last_heartbeat = std::chrono::steady_clock::now();
+  heartbeats_.Beat(agent, clock_.SteadyMicros());
   switch (env.body_case()) {
     case wire::Envelope::kHeartbeat:
       for (const auto& g : env.heartbeat().gpus()) {
@@ -350,6 +360,7 @@ void Coordinator::MarkAgentLost(int agent, const std::string& why) {
   auto& a = registry_.agents()[agent];
   if (a.lost) return;  // one detection per agent, whichever notices first
   a.lost = true;
+  heartbeats_.Forget(agent);
   metrics_.agents_connected.Decrement();
   metrics_.HostLost(a.host);
   controller_->OnAgentLost(agent, why);
@@ -360,14 +371,9 @@ void Coordinator::Tick() {
   const auto now = std::chrono::steady_clock::now();
   store_.Expire(now);
   controller_->OnTick();
-  const auto hb_timeout = std::chrono::milliseconds(spec_.limits.heartbeat_timeout_ms);
-  auto& agents = registry_.agents();
-  for (size_t i = 0; i < agents.size(); ++i) {
-    if (!agents[i].lost && now - agents[i].last_heartbeat > hb_timeout) {
-      MarkAgentLost(
-          static_cast<int>(i),
-          "no heartbeat for " + std::to_string(spec_.limits.heartbeat_timeout_ms) + " ms");
-    }
+  for (int agent : heartbeats_.Silent(clock_.SteadyMicros())) {
+    MarkAgentLost(agent,
+                  "no heartbeat for " + std::to_string(spec_.limits.heartbeat_timeout_ms) + " ms");
   }
   if (!agents_complete_ && controller_->state() == JobState::kPending &&
       now - started_ > std::chrono::milliseconds(spec_.limits.agent_wait_ms)) {
@@ -383,7 +389,7 @@ void Coordinator::Tick() {
 
 void Coordinator::Shutdown() {
   // Give the goodbyes a moment to flush, then stop accepting and leave the loop.
-  shutdown_timer_.expires_after(std::chrono::milliseconds(300));
+  shutdown_timer_.expires_after(std::chrono::milliseconds(spec_.limits.shutdown_flush_ms));
   shutdown_timer_.async_wait([this](boost::system::error_code) {
     boost::system::error_code ec;
     acceptor_.close(ec);

@@ -1,7 +1,8 @@
 // vigild: one per job. Accepts agents and trainer store clients on one TCP
 // port (framed protobuf, Hello with protocol version and the job's token
-// first), serves /metrics and /api/v1/* over HTTP, and drives the
-// JobController. One io_context, one thread; handlers never block.
+// first), serves /metrics and /api/v1/* over HTTP, watches the agents'
+// heartbeats (heartbeat_monitor.h), and hands everything the agents report
+// to the JobController. One io_context, one thread; handlers never block.
 #pragma once
 
 #include <utility>
@@ -14,8 +15,11 @@
 
 #include "common/asio_connection.h"
 #include "common/job_spec.h"
+#include "coordinator/clock.h"
+#include "coordinator/heartbeat_monitor.h"
 #include "coordinator/http_server.h"
 #include "coordinator/job_controller.h"
+#include "coordinator/journal.h"
 #include "coordinator/metrics.h"
 #include "coordinator/rendezvous_store.h"
 #include "logbook/logbook.h"
@@ -41,7 +45,6 @@ class AgentRegistry : public AgentLink {
     std::string host;
     int slots = 0;
     TcpConnection::Ptr conn;
-    std::chrono::steady_clock::time_point last_heartbeat;
     bool lost = false;
   };
   // Returns the index, or an error if the job needs no more hosts.
@@ -121,10 +124,13 @@ class Coordinator {
   std::unique_ptr<HttpServer> http_;
   boost::asio::steady_timer tick_;
   boost::asio::steady_timer shutdown_timer_;
+  AsioClock clock_;
   RendezvousStore store_;
   AgentRegistry registry_;
+  HeartbeatMonitor heartbeats_;
   CoordinatorMetrics metrics_;
   std::unique_ptr<WriteAheadAgentLink> agent_link_;
+  std::unique_ptr<LogbookJournal> journal_;
   std::unique_ptr<JobController> controller_;
   // Declared after what its callbacks reach (the agent link): destroyed
   // first, it commits what is queued while they still exist.

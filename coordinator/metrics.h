@@ -16,41 +16,11 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include "common/vocabulary.h"
+
 namespace vigil::coordinator {
 
-// Failure kinds the detector reports (events.kind).
-inline constexpr const char* kFailureKinds[] = {
-    "process_exit", "collective_error", "checkpoint_corrupt", "checkpoint_write_failed",
-    "host_lost",    "start_timeout",    "config_error",       "rank_hang",
-    "gpu_fault",    "gpu_thermal",      "straggler",          "nonfinite",
-    "loss_spike",   "grad_norm_spike"};
-
-// Every action an intervention records (interventions.action).
-inline constexpr const char* kInterventionActions[] = {"restart_from_latest",
-                                                       "rollback",
-                                                       "fallback_to_older_checkpoint",
-                                                       "continue_training",
-                                                       "pause_and_page",
-                                                       "page",
-                                                       "resume",
-                                                       "fail_job",
-                                                       "skip_batches",
-                                                       "scale_lr",
-                                                       "switch_optimizer",
-                                                       "cordon_host",
-                                                       "use_spare",
-                                                       "shrink_world",
-                                                       "grow_world",
-                                                       "delete_checkpoint",
-                                                       "inject_fault",
-                                                       "none"};
-
-// Job states (vigil_job_state), rank states (vigil_ranks) and host states
-// (vigil_hosts, vigil_host_state).
-inline constexpr const char* kJobStates[] = {"pending",   "rendezvous", "running", "recovering",
-                                             "succeeded", "failed",     "paused"};
-inline constexpr const char* kRankStates[] = {"starting", "training", "saving", "down"};
-inline constexpr const char* kHostStates[] = {"active", "spare", "cordoned", "lost"};
+// Failure kinds, actions, job/rank/host states: common/vocabulary.h.
 // GPU fault types an agent reports (wire::GpuFault.type).
 inline constexpr const char* kGpuFaultTypes[] = {"xid", "ecc", "thermal"};
 

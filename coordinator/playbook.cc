@@ -385,16 +385,17 @@ Decision PlaybookEngine::Decide(const Detection& d) {
   } else {
     const PlaybookRule& rule = playbook_.rules[i];
     out.rule = rule.name;
+    out.rule_index = static_cast<int>(i);
     auto& times = applied_[i];
     while (!times.empty() && rule.limit_within_us > 0 &&
            times.front() < d.time_us - rule.limit_within_us)
       times.pop_front();
-    times.push_back(d.time_us);
+    const size_t application = times.size() + 1;  // this one, if carried out
     out.actions = rule.actions;
     out.why = "rule " + rule.name + " (" + playbook_.source + ":" + std::to_string(rule.line) + ")";
-    if (rule.limit_max > 0 && static_cast<int>(times.size()) > rule.limit_max) {
+    if (rule.limit_max > 0 && static_cast<int>(application) > rule.limit_max) {
       out.actions = rule.limit_then;
-      out.why += ", applied for the " + Ordinal(times.size()) + " time" +
+      out.why += ", applied for the " + Ordinal(application) + " time" +
                  (rule.limit_within_us ? " within its limit's window" : "") +
                  ": escalated past limit.max " + std::to_string(rule.limit_max);
     }
@@ -408,8 +409,14 @@ Decision PlaybookEngine::Decide(const Detection& d) {
                  " restarts within restart_loop.within, so " + out.outcome().name + " instead";
     }
   }
-  if (out.restarts()) restarts_.push_back(d.time_us);
   return out;
+}
+
+void PlaybookEngine::Carried(const Decision& decision, int64_t time_us, bool restarted) {
+  applied_.resize(playbook_.rules.size());
+  if (decision.rule_index >= 0 && decision.rule_index < static_cast<int>(applied_.size()))
+    applied_[static_cast<size_t>(decision.rule_index)].push_back(time_us);
+  if (restarted) restarts_.push_back(time_us);
 }
 
 }  // namespace vigil::coordinator

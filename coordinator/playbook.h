@@ -33,7 +33,8 @@
 // hosts still missing, the global batch kept) or alongside (page).
 //
 // The engine is pure: it keeps the history of detections and decisions it
-// has seen and decides; the JobController carries decisions out.
+// has seen and of what was done, and decides; the JobController carries
+// decisions out and tells it which it did.
 #pragma once
 
 #include <cstdint>
@@ -45,6 +46,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/status.h"
+#include "coordinator/detection.h"
 
 namespace vigil::coordinator {
 
@@ -99,16 +101,9 @@ Result<Playbook> LoadPlaybook(const std::string& path);
 // playbooks/default.yaml as built into this binary.
 const std::string& DefaultPlaybookYaml();
 
-struct Detection {
-  std::string kind;
-  std::string host;
-  std::optional<int> rank;
-  std::vector<int64_t> codes;
-  int64_t time_us = 0;
-};
-
 struct Decision {
-  std::string rule;  // "" when no rule matched (then: restart_from_latest)
+  std::string rule;     // "" when no rule matched (then: restart_from_latest)
+  int rule_index = -1;  // its index in Playbook::rules
   std::vector<PlaybookAction> actions;
   // Why these actions: "rule numerics (2nd within 6h: escalated by its limit)".
   std::string why;
@@ -120,16 +115,22 @@ struct Decision {
 class PlaybookEngine {
  public:
   explicit PlaybookEngine(Playbook playbook) : playbook_(std::move(playbook)) {}
-  // Records `d` and decides what to do about it.
+  // Remembers `d` (a rule's `count` counts detections) and decides what to
+  // do about it. Deciding is not doing: what was done is recorded with
+  // Carried, and only that counts toward a rule's `limit` and the
+  // `restart_loop`.
   Decision Decide(const Detection& d);
+  // `decision` (made for the detection of `time_us`) was carried out:
+  // its rule was applied, and with `restarted` the job restarted.
+  void Carried(const Decision& decision, int64_t time_us, bool restarted);
   const Playbook& playbook() const { return playbook_; }
 
  private:
   bool Matches(const PlaybookRule& rule, const Detection& d) const;
   Playbook playbook_;
   std::deque<Detection> seen_;                // every detection so far (bounded)
-  std::vector<std::deque<int64_t>> applied_;  // per rule: when it was applied
-  std::deque<int64_t> restarts_;              // when a restart was ordered
+  std::vector<std::deque<int64_t>> applied_;  // per rule: when it was carried out
+  std::deque<int64_t> restarts_;              // when a restart was carried out
 };
 
 }  // namespace vigil::coordinator

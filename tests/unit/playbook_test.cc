@@ -30,7 +30,20 @@ std::string ErrorOf(const std::string& yaml) {
 
 Detection At(const std::string& kind, int64_t minute, const std::string& host = "h0",
              std::optional<int> rank = std::nullopt, std::vector<int64_t> codes = {}) {
-  return Detection{kind, host, rank, std::move(codes), minute * kMinute};
+  Detection d;
+  d.kind = kind;
+  d.host = host;
+  d.rank = rank;
+  d.codes = std::move(codes);
+  d.time_us = minute * kMinute;
+  return d;
+}
+
+// Decides and carries the decision out, as vigild does when nothing stops it.
+Decision Carry(PlaybookEngine& engine, const Detection& d) {
+  Decision out = engine.Decide(d);
+  engine.Carried(out, d.time_us, out.restarts());
+  return out;
 }
 
 std::string Actions(const Decision& d) {
@@ -54,30 +67,53 @@ TEST(Playbook, DefaultPlaybookParsesAndEveryKindHasAnAnswer) {
 
 TEST(Playbook, DefaultAnswers) {
   PlaybookEngine engine(LoadPlaybook("").value());
-  EXPECT_EQ(Actions(engine.Decide(At("process_exit", 0))), "restart_from_latest");
-  EXPECT_EQ(Actions(engine.Decide(At("config_error", 100))), "fail_job");
-  EXPECT_EQ(Actions(engine.Decide(At("nonfinite", 200))),
+  EXPECT_EQ(Actions(Carry(engine, At("process_exit", 0))), "restart_from_latest");
+  EXPECT_EQ(Actions(Carry(engine, At("config_error", 100))), "fail_job");
+  EXPECT_EQ(Actions(Carry(engine, At("nonfinite", 200))),
             "restart_from_latest {\"skip_batches\":1}");
   // The second within six hours escalates.
-  const Decision again = engine.Decide(At("nonfinite", 260));
+  const Decision again = Carry(engine, At("nonfinite", 260));
   EXPECT_EQ(Actions(again), "{\"rollback\":1} {\"scale_lr\":0.5} {\"skip_batches\":8} page");
   EXPECT_NE(again.why.find("escalated"), std::string::npos) << again.why;
   // Seven hours later the window is clear again.
-  EXPECT_EQ(Actions(engine.Decide(At("nonfinite", 260 + 7 * 60))),
+  EXPECT_EQ(Actions(Carry(engine, At("nonfinite", 260 + 7 * 60))),
             "restart_from_latest {\"skip_batches\":1}");
-  EXPECT_EQ(Actions(engine.Decide(At("straggler", 2000))), "continue page");
+  EXPECT_EQ(Actions(Carry(engine, At("straggler", 2000))), "continue page");
 }
 
 TEST(Playbook, RestartLoopPausesInsteadOfBurningGpus) {
   PlaybookEngine engine(LoadPlaybook("").value());
   for (int i = 0; i < 5; ++i) {
-    EXPECT_TRUE(engine.Decide(At("process_exit", i)).restarts()) << i;
+    EXPECT_TRUE(Carry(engine, At("process_exit", i)).restarts()) << i;
   }
-  const Decision sixth = engine.Decide(At("rank_hang", 6));
+  const Decision sixth = Carry(engine, At("rank_hang", 6));
   EXPECT_EQ(sixth.outcome().name, "pause_and_page");
   EXPECT_NE(sixth.why.find("restart loop"), std::string::npos) << sixth.why;
   // Restarts further apart than the window are not a loop.
-  EXPECT_TRUE(engine.Decide(At("process_exit", 60)).restarts());
+  EXPECT_TRUE(Carry(engine, At("process_exit", 60)).restarts());
+}
+
+// What was decided but not done does not count: a restart the controller
+// turned into a pause (no spare, no checkpoint) or a failure is no restart,
+// and a rule whose answer was not carried out was not applied.
+TEST(Playbook, OnlyRestartsCarriedOutCountTowardTheLoop) {
+  PlaybookEngine engine(LoadPlaybook("").value());
+  for (int i = 0; i < 8; ++i) {
+    const Decision d = engine.Decide(At("process_exit", i));
+    EXPECT_TRUE(d.restarts()) << "decision " << i << ": " << d.why;
+    engine.Carried(d, i * kMinute, /*restarted=*/false);
+  }
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(Carry(engine, At("process_exit", 10 + i)).restarts());
+  EXPECT_EQ(engine.Decide(At("process_exit", 16)).outcome().name, "pause_and_page");
+}
+
+TEST(Playbook, ARuleNotCarriedOutIsNotEscalated) {
+  PlaybookEngine engine(LoadPlaybook("").value());
+  // The first NaN's restart never happened (say the job was paused instead).
+  engine.Decide(At("nonfinite", 0));
+  EXPECT_EQ(Actions(Carry(engine, At("nonfinite", 10))),
+            "restart_from_latest {\"skip_batches\":1}");
+  EXPECT_NE(Carry(engine, At("nonfinite", 20)).why.find("escalated"), std::string::npos);
 }
 
 TEST(Playbook, CountsPerHostWithinAWindow) {

@@ -1,0 +1,103 @@
+// vigil's vocabulary, named once: the kinds of failure vigild detects
+// (logbook events.kind, the playbook's `when.kind`, the metrics' `kind`
+// label), the actions an intervention records (interventions.action, the
+// playbook's actions, the metrics' `action` label) and the states of a job,
+// a rank and a host. Metrics, playbook, logbook and CLI all use these names;
+// a name that is not here is a typo.
+#pragma once
+
+namespace vigil {
+
+namespace kind {
+inline constexpr const char kProcessExit[] = "process_exit";
+inline constexpr const char kCollectiveError[] = "collective_error";
+inline constexpr const char kCheckpointCorrupt[] = "checkpoint_corrupt";
+inline constexpr const char kCheckpointWriteFailed[] = "checkpoint_write_failed";
+inline constexpr const char kHostLost[] = "host_lost";
+inline constexpr const char kStartTimeout[] = "start_timeout";
+inline constexpr const char kConfigError[] = "config_error";
+inline constexpr const char kRankHang[] = "rank_hang";
+inline constexpr const char kGpuFault[] = "gpu_fault";
+inline constexpr const char kGpuThermal[] = "gpu_thermal";
+inline constexpr const char kStraggler[] = "straggler";
+inline constexpr const char kNonfinite[] = "nonfinite";
+inline constexpr const char kLossSpike[] = "loss_spike";
+inline constexpr const char kGradNormSpike[] = "grad_norm_spike";
+// Not failures of training, but events all the same.
+inline constexpr const char kCoordinatorStopped[] = "coordinator_stopped";
+}  // namespace kind
+
+// Every failure kind the detectors report.
+inline constexpr const char* kFailureKinds[] = {
+    kind::kProcessExit,       kind::kCollectiveError,
+    kind::kCheckpointCorrupt, kind::kCheckpointWriteFailed,
+    kind::kHostLost,          kind::kStartTimeout,
+    kind::kConfigError,       kind::kRankHang,
+    kind::kGpuFault,          kind::kGpuThermal,
+    kind::kStraggler,         kind::kNonfinite,
+    kind::kLossSpike,         kind::kGradNormSpike};
+
+namespace action {
+// Outcomes: a playbook rule has exactly one.
+inline constexpr const char kRestartFromLatest[] = "restart_from_latest";
+inline constexpr const char kRollback[] = "rollback";
+inline constexpr const char kContinue[] = "continue";  // the playbook's word
+inline constexpr const char kPauseAndPage[] = "pause_and_page";
+inline constexpr const char kFailJob[] = "fail_job";
+// Modifiers of the next generation, and alongside.
+inline constexpr const char kSkipBatches[] = "skip_batches";
+inline constexpr const char kScaleLr[] = "scale_lr";
+inline constexpr const char kSwitchOptimizer[] = "switch_optimizer";
+inline constexpr const char kCordonHost[] = "cordon_host";
+inline constexpr const char kUseSpare[] = "use_spare";
+inline constexpr const char kShrinkWorld[] = "shrink_world";
+inline constexpr const char kPage[] = "page";
+// What vigild records of its own accord, or a person asks for.
+inline constexpr const char kContinueTraining[] =
+    "continue_training";  // the logbook's for kContinue
+inline constexpr const char kFallbackToOlderCheckpoint[] = "fallback_to_older_checkpoint";
+inline constexpr const char kResume[] = "resume";
+inline constexpr const char kGrowWorld[] = "grow_world";
+inline constexpr const char kDeleteCheckpoint[] = "delete_checkpoint";
+inline constexpr const char kInjectFault[] = "inject_fault";
+inline constexpr const char kNone[] = "none";  // recorded, nothing done (and why)
+}  // namespace action
+
+// Every action an intervention records (interventions.action).
+inline constexpr const char* kInterventionActions[] = {action::kRestartFromLatest,
+                                                       action::kRollback,
+                                                       action::kFallbackToOlderCheckpoint,
+                                                       action::kContinueTraining,
+                                                       action::kPauseAndPage,
+                                                       action::kPage,
+                                                       action::kResume,
+                                                       action::kFailJob,
+                                                       action::kSkipBatches,
+                                                       action::kScaleLr,
+                                                       action::kSwitchOptimizer,
+                                                       action::kCordonHost,
+                                                       action::kUseSpare,
+                                                       action::kShrinkWorld,
+                                                       action::kGrowWorld,
+                                                       action::kDeleteCheckpoint,
+                                                       action::kInjectFault,
+                                                       action::kNone};
+
+// Job states (runs.status and vigil_job_state), rank states (vigil_ranks)
+// and host states (vigil_hosts, vigil_host_state, /api/v1/hosts).
+inline constexpr const char* kJobStates[] = {"pending",   "rendezvous", "running", "recovering",
+                                             "succeeded", "failed",     "paused"};
+inline constexpr const char* kRankStates[] = {"starting", "training", "saving", "down"};
+inline constexpr const char* kHostStates[] = {"active", "spare", "cordoned", "lost"};
+
+// Checkpoint states (checkpoints.state).
+namespace checkpoint_state {
+inline constexpr const char kCommitted[] = "committed";
+inline constexpr const char kCorrupt[] = "corrupt";
+inline constexpr const char kRolledBack[] = "rolled_back";
+inline constexpr const char kDeleting[] = "deleting";  // in memory only: retention under way
+inline constexpr const char kDeleted[] = "deleted";
+inline constexpr const char kDeleteFailed[] = "delete_failed";
+}  // namespace checkpoint_state
+
+}  // namespace vigil

@@ -1,0 +1,184 @@
+#include "coordinator/checkpoint_catalog.h"
+
+#include <algorithm>
+#include <map>
+
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/retention.h"
+#include "common/util.h"
+#include "common/vocabulary.h"
+
+namespace vigil::coordinator {
+
+namespace cs = checkpoint_state;
+
+CheckpointProbe ManifestProbe(checkpoint::Storage* storage) {
+  return [storage](const std::string& path) -> Result<double> {
+    auto reader = checkpoint::CheckpointReader::Open(storage, path);
+    if (!reader.ok()) return reader.status();
+    return reader.value()->manifest().lr_scale;
+  };
+}
+
+CheckpointCatalog::CheckpointCatalog(boost::asio::io_context& io, Clock* clock, Journal* journal,
+                                     const CheckpointSpec& spec, std::string checkpoint_dir,
+                                     checkpoint::Storage* storage, CheckpointProbe probe)
+    : io_(io),
+      clock_(clock),
+      journal_(journal),
+      spec_(spec),
+      dir_(std::move(checkpoint_dir)),
+      storage_(storage),
+      probe_(std::move(probe)),
+      log_(MakeLogger("checkpoints")) {}
+
+void CheckpointCatalog::SetState(int64_t id, const std::string& state,
+                                 const std::string& new_path) {
+  journal_->SetCheckpointState(id, state, clock_->NowMicros(), new_path);
+  Remember(id, state, new_path);
+}
+
+void CheckpointCatalog::Remember(int64_t id, const std::string& state,
+                                 const std::string& new_path) {
+  for (auto& row : rows_) {
+    if (row.id != id) continue;
+    row.state = state;
+    if (!new_path.empty()) row.path = new_path;
+  }
+}
+
+CheckpointRow CheckpointCatalog::Add(CheckpointRow c) {
+  bad_.erase(c.path);
+  c.id = journal_->AddCheckpoint(c);
+  rows_.insert(std::find_if(rows_.begin(), rows_.end(),
+                            [&](const CheckpointRow& o) { return o.step <= c.step; }),
+               c);
+  return c;
+}
+
+std::string CheckpointCatalog::NewestUsable() const {
+  for (const auto& row : rows_) {
+    if (row.state == cs::kCommitted && !bad_.count(row.path)) return row.path;
+  }
+  return "";
+}
+
+bool CheckpointCatalog::MarkCorrupt(const std::string& path) {
+  if (!bad_.insert(path).second) return false;
+  ++fallbacks_;
+  std::vector<int64_t> ids;
+  for (const auto& row : rows_) {
+    if (row.path == path) ids.push_back(row.id);
+  }
+  for (int64_t id : ids) SetState(id, cs::kCorrupt);
+  return true;
+}
+
+CheckpointChoice CheckpointCatalog::Choose(
+    const CheckpointWant& want,
+    const std::function<void(const std::string&, const std::string&)>& on_corrupt) {
+  CheckpointChoice c;
+  bool any = false;
+  int to_skip = want.rollback;
+  // A copy: a corrupt candidate changes the rows' states as we go.
+  const std::vector<CheckpointRow> rows = rows_;
+  for (const auto& row : rows) {
+    // Retention's (done, under way or failed part way): as if never there.
+    if (row.state == cs::kDeleted || row.state == cs::kDeleting || row.state == cs::kDeleteFailed)
+      continue;
+    any = true;
+    if (row.state != cs::kCommitted || bad_.count(row.path)) continue;
+    // Taken at or after a numerical anomaly: it may hold the bad update.
+    if (want.before_step && row.step >= *want.before_step) {
+      c.rolled_back.push_back(row);
+      continue;
+    }
+    if (fallbacks_ > spec_.max_fallbacks) break;
+    auto lr_scale = probe_(row.path);
+    if (!lr_scale.ok()) {
+      MarkCorrupt(row.path);
+      if (on_corrupt) on_corrupt(row.path, lr_scale.status().message());
+      continue;
+    }
+    if (fallbacks_ > spec_.max_fallbacks) break;
+    if (to_skip > 0) {  // a playbook's rollback: go further back
+      --to_skip;
+      c.rolled_back.push_back(row);
+      continue;
+    }
+    c.checkpoint = row;
+    c.lr_scale = lr_scale.value();
+    return c;
+  }
+  if (!any) return c;  // nothing was ever committed: a fresh start
+  if (fallbacks_ <= spec_.max_fallbacks && (want.rollback > 0 || want.before_step)) {
+    // Rolled back past every checkpoint: the start is the one state known good.
+    return c;
+  }
+  c.rolled_back.clear();
+  c.pause = true;
+  c.why = fallbacks_ > spec_.max_fallbacks
+              ? std::to_string(fallbacks_) +
+                    " corrupt checkpoints skipped, past checkpoint.max_fallbacks (" +
+                    std::to_string(spec_.max_fallbacks) + ")"
+              : "no committed checkpoint is left that verifies";
+  c.why += "; the job is paused instead of starting over. Check them with `vigil ckpt verify " +
+           dir_ + "/step-*` and see the checkpoint_corrupt events";
+  return c;
+}
+
+void CheckpointCatalog::RollBack(const std::vector<CheckpointRow>& rows, int64_t next_generation) {
+  for (const auto& row : rows) {
+    Remember(row.id, cs::kRolledBack);  // never chosen again, from now
+    const std::string aside = row.path + ".rolled-back.gen-" + std::to_string(next_generation);
+    journal_->AfterCommit([this, id = row.id, path = row.path, step = row.step, aside] {
+      const Status st = storage_->Rename(path, aside);
+      if (!st.ok()) log_->warn("cannot move rolled-back {} aside: {}", path, st.ToString());
+      log_->warn("rolled back over {} (step {})", path, step);
+      const std::string moved_to = st.ok() ? aside : "";
+      journal_->SetCheckpointState(id, cs::kRolledBack, clock_->NowMicros(), moved_to);
+      boost::asio::post(io_, [this, id, moved_to] { Remember(id, cs::kRolledBack, moved_to); });
+    });
+  }
+}
+
+std::vector<CheckpointRow> CheckpointCatalog::RetentionVictims(
+    const std::set<std::string>& protected_paths) {
+  std::vector<int64_t> steps;
+  std::set<int64_t> protect;
+  std::map<int64_t, CheckpointRow> by_step;
+  for (const auto& row : rows_) {
+    if (row.state != cs::kCommitted || bad_.count(row.path)) continue;
+    steps.push_back(row.step);
+    by_step.emplace(row.step, row);  // newest row of a step first
+    if (protected_paths.count(row.path)) protect.insert(row.step);
+  }
+  std::vector<CheckpointRow> victims;
+  for (int64_t step :
+       checkpoint::RetentionVictims(steps, spec_.keep_last, spec_.keep_every, protect)) {
+    victims.push_back(by_step.at(step));
+    Remember(victims.back().id, cs::kDeleting);  // neither resumed from nor chosen again
+  }
+  return victims;
+}
+
+void CheckpointCatalog::Delete(const CheckpointRow& row) {
+  journal_->AfterCommit([this, id = row.id, path = row.path] {
+    boost::asio::post(files_, [this, id, path] {
+      const Status st = storage_->RemoveAll(path);
+      // A deletion that failed part way may have left a part: never loaded.
+      const std::string state = st.ok() ? cs::kDeleted : cs::kDeleteFailed;
+      // Recorded from here, so that a vigild stopping meanwhile records it too.
+      journal_->SetCheckpointState(id, state, vigil::NowMicros());
+      if (st.ok()) {
+        log_->info("retention: deleted {}", path);
+      } else {
+        log_->warn("retention: could not delete {}: {}; it is never resumed from", path,
+                   st.ToString());
+      }
+      boost::asio::post(io_, [this, id, state] { Remember(id, state); });
+    });
+  });
+}
+
+}  // namespace vigil::coordinator

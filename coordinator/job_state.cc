@@ -1,0 +1,72 @@
+#include "coordinator/job_state.h"
+
+#include "common/util.h"
+
+namespace vigil::coordinator {
+
+const char* JobStateName(JobState s) {
+  switch (s) {
+    case JobState::kPending:
+      return "pending";
+    case JobState::kRendezvous:
+      return "rendezvous";
+    case JobState::kRunning:
+      return "running";
+    case JobState::kRecovering:
+      return "recovering";
+    case JobState::kSucceeded:
+      return "succeeded";
+    case JobState::kFailed:
+      return "failed";
+    case JobState::kPaused:
+      return "paused";
+  }
+  return "unknown";
+}
+
+bool IsTerminal(JobState s) { return s == JobState::kSucceeded || s == JobState::kFailed; }
+
+bool JobStateMachine::Allowed(JobState from, JobState to) {
+  using S = JobState;
+  if (IsTerminal(from)) return false;
+  if (to == S::kFailed) return true;
+  switch (from) {
+    case S::kPending:
+      return to == S::kRendezvous || to == S::kPaused;
+    case S::kRendezvous:
+      return to == S::kRunning || to == S::kRecovering || to == S::kSucceeded || to == S::kPaused;
+    case S::kRunning:
+      return to == S::kRecovering || to == S::kSucceeded || to == S::kPaused;
+    case S::kRecovering:
+      return to == S::kRendezvous || to == S::kPaused;
+    case S::kPaused:
+      return to == S::kRendezvous;
+    default:
+      return false;
+  }
+}
+
+JobStateMachine::JobStateMachine(OnMove on_move) : on_move_(std::move(on_move)) {}
+
+bool JobStateMachine::Move(JobState to, const std::string& why) {
+  if (to == state_) return true;
+  if (!Allowed(state_, to)) {
+    ++illegal_moves_;
+    spdlog::error("BUG: illegal job state move {} -> {} refused ({})", JobStateName(state_),
+                  JobStateName(to), why);
+    return false;
+  }
+  const JobState from = state_;
+  state_ = to;
+  for (auto& [timer, states] : bound_) {
+    if (!states.count(to)) timer->Cancel();
+  }
+  if (on_move_) on_move_(from, to, why);
+  return true;
+}
+
+void JobStateMachine::Bind(Timer* timer, std::initializer_list<JobState> states) {
+  bound_.emplace_back(timer, std::set<JobState>(states));
+}
+
+}  // namespace vigil::coordinator
