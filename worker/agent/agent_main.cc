@@ -327,6 +327,8 @@ class Agent {
         r.env.push_back(var(rc::kEnvSkipBatches, std::to_string(l.skip_batches())));
         r.env.push_back(var(rc::kEnvSkipAtStep, std::to_string(l.skip_at_step())));
       }
+      // Only a chaos job's ranks turn SIGUSR1 and friends into injected faults.
+      if (l.chaos()) r.env.push_back(var(rc::kEnvChaos, "1"));
       auto pid = supervisor_.Spawn(r);
       if (!pid.ok()) {
         log_->error("cannot start rank {}: {}", rank, pid.status().ToString());

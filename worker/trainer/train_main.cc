@@ -5,13 +5,17 @@
 // vigild's store, runs the Trainer (trainer.h), checkpoints every checkpoint.every_steps, reports
 // each step to its agent, and exits with a code of common/rank_contract.h
 // (the launch environment's names are there too).
-// Fault injection (chaos, delivered by the agent as real signals): SIGUSR1
-// poisons this rank's next gradient with a NaN, SIGUSR2 scrambles its next
-// batch's targets, SIGURG makes the rank slow (each later step idles three
-// times its own compute time: a throttled GPU, a busy host), SIGXFSZ fills
-// its disk for its next checkpoint save (every write of that shard fails
-// with ENOSPC; the disk has room again once the save is abandoned). A real
-// SIGXFSZ (a write past RLIMIT_FSIZE) fails that write with EFBIG anyway.
+// Fault injection (chaos, delivered by the agent as real signals), only in a
+// rank launched with VIGIL_CHAOS=1: SIGUSR1 poisons this rank's next
+// gradient with a NaN, SIGUSR2 scrambles its next batch's targets, SIGURG
+// makes the rank slow (each later step idles three times its own compute
+// time: a throttled GPU, a busy host), SIGXFSZ fills its disk for its next
+// checkpoint save (every write of that shard fails with ENOSPC; the disk has
+// room again once the save is abandoned). A real SIGXFSZ (a write past
+// RLIMIT_FSIZE) then fails that write with EFBIG anyway. Any other rank
+// keeps the default dispositions, so a stray signal cannot poison a
+// production run: SIGUSR1 and SIGUSR2 terminate it (vigild sees a crash),
+// SIGURG is ignored, SIGXFSZ terminates it with a core dump.
 #include <signal.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -316,10 +320,12 @@ int main() {
   // (results do not depend on it; the kernels are thread-count invariant).
   openblas_set_num_threads(1);
   omp_set_num_threads(1);
-  ::signal(SIGUSR1, OnSigusr1);
-  ::signal(SIGUSR2, OnSigusr2);
-  ::signal(SIGURG, OnSigurg);
-  ::signal(SIGXFSZ, OnSigxfsz);
+  if (Env(kEnvChaos, "") == "1") {
+    ::signal(SIGUSR1, OnSigusr1);
+    ::signal(SIGUSR2, OnSigusr2);
+    ::signal(SIGURG, OnSigurg);
+    ::signal(SIGXFSZ, OnSigxfsz);
+  }
   checkpoint::FillableStorage disk;
   Orders o;
   o.disk = &disk;

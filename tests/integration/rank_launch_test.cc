@@ -1,0 +1,285 @@
+// The rank contract (common/rank_contract.h) between vigil-agent, vigil-train
+// and vigild, with real processes: the agent puts VIGIL_CHAOS=1 in a rank's
+// environment only when vigild's LaunchRanks order says the job is a chaos
+// job, and a rank launched without it keeps SIGUSR1's default disposition (a
+// stray signal kills it; it never poisons a gradient), while a chaos rank
+// turns the same signal into an injected NaN and exits kExitNonfinite.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <fstream>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <string_view>
+#include <thread>
+
+#include "common/framing.h"
+#include "common/process.h"
+#include "common/rank_contract.h"
+#include "common/util.h"
+#include "tests/integration/process_util.h"
+#include "tests/unit/test_util.h"
+
+namespace vigil {
+namespace {
+
+using std::chrono::milliseconds;
+using testing::Slurp;
+using testing::TempDir;
+
+// Waits for `pred` up to `timeout`, polling.
+template <class Pred>
+bool WaitUntil(Pred pred, milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  return true;
+}
+
+// The vigild side of one agent connection, enough to register an agent and
+// give it orders: a TCP listener, one accepted connection, framed envelopes.
+class FakeVigild {
+ public:
+  FakeVigild() {
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    socklen_t len = sizeof(addr);
+    if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+        ::listen(listen_fd_, 4) != 0 ||
+        ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      return;
+    }
+    address_ = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  }
+  ~FakeVigild() {
+    if (conn_fd_ >= 0) ::close(conn_fd_);
+    if (listen_fd_ >= 0) ::close(listen_fd_);
+  }
+  const std::string& address() const { return address_; }
+
+  // Accepts the agent and answers its Hello with a positive HelloAck.
+  bool AcceptAgent(milliseconds timeout) {
+    pollfd p{listen_fd_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(timeout.count())) != 1) return false;
+    conn_fd_ = ::accept(listen_fd_, nullptr, nullptr);
+    if (conn_fd_ < 0) return false;
+    auto hello = Receive(timeout);
+    if (!hello || !hello->has_hello() || hello->hello().role() != wire::Hello::AGENT) return false;
+    wire::Envelope ack;
+    ack.mutable_hello_ack()->set_ok(true);
+    ack.mutable_hello_ack()->set_heartbeat_interval_ms(1000);
+    return Send(ack);
+  }
+
+  bool Send(const wire::Envelope& env) {
+    const std::string bytes = EncodeFrame(env);
+    return ::send(conn_fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
+           static_cast<ssize_t>(bytes.size());
+  }
+
+  // The next envelope the agent sends (heartbeats included), or nullopt.
+  std::optional<wire::Envelope> Receive(milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (true) {
+      auto next = reader_.Next();
+      if (!next.ok()) return std::nullopt;
+      if (next->has_value()) return std::move(next->value());
+      const auto left =
+          std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
+      pollfd p{conn_fd_, POLLIN, 0};
+      if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) != 1)
+        return std::nullopt;
+      char buf[4096];
+      const ssize_t n = ::recv(conn_fd_, buf, sizeof(buf), 0);
+      if (n <= 0) return std::nullopt;
+      reader_.Feed(buf, static_cast<size_t>(n));
+    }
+  }
+
+  // Waits for the agent's report that `rank` of `generation` exited.
+  std::optional<wire::RankExited> WaitForExit(uint64_t generation, uint32_t rank,
+                                              milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto env = Receive(milliseconds(200));
+      if (env && env->has_rank_exited() && env->rank_exited().generation() == generation &&
+          env->rank_exited().rank() == rank) {
+        return env->rank_exited();
+      }
+    }
+    return std::nullopt;
+  }
+
+ private:
+  int listen_fd_ = -1, conn_fd_ = -1;
+  std::string address_;
+  FrameReader reader_;
+};
+
+// KEY=VALUE lines of an `env` dump.
+std::map<std::string, std::string> ParseEnv(const std::string& text) {
+  std::map<std::string, std::string> vars;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto eq = line.find('=');
+    if (eq != std::string::npos) vars[line.substr(0, eq)] = line.substr(eq + 1);
+  }
+  return vars;
+}
+
+// The agent's launch environment, seen by a stand-in rank that dumps it: the
+// chaos order becomes VIGIL_CHAOS=1, and without the order the rank has no
+// VIGIL_CHAOS even though the agent's own environment has one.
+TEST(RankLaunch, AgentSetsChaosOnlyWhenTheOrderSaysSo) {
+  TempDir dir;
+  std::ofstream(dir / "rank.sh") << "#!/bin/sh\nenv > \"$VIGIL_CHECKPOINT_DIR/env.txt\"\n";
+  std::filesystem::permissions(dir / "rank.sh", std::filesystem::perms::owner_all);
+  ASSERT_TRUE(WriteTokenFile(dir / "token").ok());
+  FakeVigild vigild;
+  ASSERT_FALSE(vigild.address().empty());
+  SpawnOptions a;
+  a.argv = {std::string(VIGIL_BIN_DIR) + "/vigil-agent",
+            "--coordinator",
+            vigild.address(),
+            "--token-file",
+            dir / "token",
+            "--host",
+            "host-0",
+            "--train-binary",
+            dir / "rank.sh",
+            "--kernel-log",
+            ""};
+  // Inherited by the agent, never by its ranks: only an order makes a chaos rank.
+  a.env_add = {std::string(rank_contract::kEnvChaos) + "=1"};
+  a.log_file = dir / "agent.log";
+  a.parent_death_signal = SIGKILL;
+  const pid_t agent = SpawnProcess(a).value();
+  ASSERT_TRUE(vigild.AcceptAgent(milliseconds(10000))) << Slurp(dir / "agent.log");
+
+  auto launch = [&](uint64_t generation, bool chaos) {
+    const std::string ckpt = dir / ("gen-" + std::to_string(generation));
+    std::filesystem::create_directories(ckpt);
+    wire::Envelope env;
+    auto* l = env.mutable_launch_ranks();
+    l->set_generation(generation);
+    l->set_world_size(1);
+    l->add_ranks(0);
+    l->set_store_address("127.0.0.1:1");
+    l->set_job_file(dir / "job.yaml");
+    l->set_log_dir(dir.path());
+    l->set_checkpoint_dir(ckpt);
+    l->set_chaos(chaos);
+    EXPECT_TRUE(vigild.Send(env));
+    auto exited = vigild.WaitForExit(generation, 0, milliseconds(10000));
+    EXPECT_TRUE(exited.has_value()) << Slurp(dir / "agent.log");
+    if (exited) {
+      EXPECT_EQ(exited->exit_code(), 0) << Slurp(dir / "agent.log");
+    }
+    return ParseEnv(Slurp(ckpt + "/env.txt"));
+  };
+  const std::string chaos_var(rank_contract::kEnvChaos);
+  const auto chaos = launch(1, true);
+  EXPECT_EQ(chaos.count(chaos_var) ? chaos.at(chaos_var) : "(unset)", "1");
+  EXPECT_EQ(chaos.count(std::string(rank_contract::kEnvRank)), 1u) << "not the rank's env dump";
+  const auto plain = launch(2, false);
+  EXPECT_EQ(plain.count(std::string(rank_contract::kEnvRank)), 1u) << "not the rank's env dump";
+  EXPECT_EQ(plain.count(chaos_var), 0u) << plain.at(chaos_var);
+
+  ::kill(agent, SIGKILL);
+  ::waitpid(agent, nullptr, 0);
+}
+
+// A real vigil-train rank (world of one), started as the agent would start
+// it, with vigild as its rendezvous store. vigild waits for agents that never
+// come, so it launches nothing itself.
+class RankSignals : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::ofstream(dir_ / "job.yaml")
+        << "name: signals\nmodel: {d_model: 16, layers: 1, heads: 2, seq_len: 8}\n"
+           "schedule: {steps: 1000000, batch_per_rank: 2}\n"
+           "world: {hosts: 1, ranks_per_host: 1}\ncheckpoint: {every_steps: 1000000}\n"
+           "limits: {agent_wait_ms: 60000}\n";
+    ASSERT_TRUE(WriteTokenFile(dir_ / "token").ok());
+    vigild_ =
+        testing::StartVigild(dir_ / "job.yaml", dir_ / "work", dir_ / "token", dir_ / "vigild.log");
+    ASSERT_GT(vigild_, 0);
+    auto addr = testing::WaitForVigildAddress(dir_ / "work", std::chrono::seconds(10));
+    ASSERT_TRUE(addr.has_value()) << Slurp(dir_ / "vigild.log");
+    store_ = addr->rpc;
+  }
+  void TearDown() override {
+    for (pid_t p : {rank_, vigild_}) {
+      if (p > 0) {
+        ::kill(p, SIGKILL);
+        ::waitpid(p, nullptr, 0);
+      }
+    }
+  }
+
+  // Starts the rank, waits until it trains, sends it SIGUSR1; its wait status.
+  int RankStatusAfterSigusr1(bool chaos) {
+    namespace rc = rank_contract;
+    auto var = [](std::string_view name, const std::string& value) {
+      return std::string(name) + "=" + value;
+    };
+    SpawnOptions o;
+    o.argv = {std::string(VIGIL_BIN_DIR) + "/vigil-train"};
+    o.env_add = {var(rc::kEnvRank, "0"),
+                 var(rc::kEnvWorldSize, "1"),
+                 var(rc::kEnvStoreAddr, store_),
+                 var(rc::kEnvTokenFile, dir_ / "token"),
+                 var(rc::kEnvJobFile, dir_ / "job.yaml"),
+                 var(rc::kEnvCheckpointDir, dir_ / "ckpt")};
+    if (chaos) o.env_add.push_back(var(rc::kEnvChaos, "1"));
+    o.env_drop_prefix = std::string(rc::kEnvPrefix);
+    o.log_file = dir_ / "rank.log";
+    o.new_process_group = true;
+    o.parent_death_signal = SIGKILL;
+    rank_ = SpawnProcess(o).value();
+    // Past the point where main() would have installed the handlers.
+    EXPECT_TRUE(WaitUntil(
+        [&] { return Slurp(dir_ / "rank.log").find("training from step") != std::string::npos; },
+        milliseconds(30000)))
+        << Slurp(dir_ / "rank.log");
+    ::kill(rank_, SIGUSR1);
+    int status = 0;
+    EXPECT_TRUE(
+        WaitUntil([&] { return ::waitpid(rank_, &status, WNOHANG) == rank_; }, milliseconds(30000)))
+        << Slurp(dir_ / "rank.log");
+    rank_ = -1;
+    return status;
+  }
+
+  TempDir dir_;
+  std::string store_;
+  pid_t vigild_ = -1, rank_ = -1;
+};
+
+TEST_F(RankSignals, WithoutChaosAStraySigusr1KillsTheRankInsteadOfPoisoningIt) {
+  const int status = RankStatusAfterSigusr1(false);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "exit code " << WEXITSTATUS(status) << "\n"
+                                   << Slurp(dir_ / "rank.log");
+  EXPECT_EQ(WTERMSIG(status), SIGUSR1);
+  EXPECT_EQ(Slurp(dir_ / "rank.log").find("chaos:"), std::string::npos);
+}
+
+TEST_F(RankSignals, InAChaosJobSigusr1PoisonsTheNextGradient) {
+  const int status = RankStatusAfterSigusr1(true);
+  ASSERT_TRUE(WIFEXITED(status)) << "signal " << WTERMSIG(status) << "\n"
+                                 << Slurp(dir_ / "rank.log");
+  EXPECT_EQ(WEXITSTATUS(status), rank_contract::kExitNonfinite) << Slurp(dir_ / "rank.log");
+  EXPECT_NE(Slurp(dir_ / "rank.log").find("chaos: poisoning"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace vigil
