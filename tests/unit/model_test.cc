@@ -112,12 +112,57 @@ TEST(DecoderModel, MoeLayoutPutsExpertsAfterEverythingElse) {
   EXPECT_EQ(tensors.back().name, "h.1.moe.expert.3.proj.bias");
 }
 
+// Mean cross-entropy of `rows` rows of logits against their targets, in double.
+double CrossEntropy(const float* logits, const int32_t* targets, int rows, int V) {
+  double total = 0;
+  for (int r = 0; r < rows; ++r) {
+    const float* z = logits + static_cast<size_t>(r) * V;
+    double sum = 0;
+    for (int v = 0; v < V; ++v) sum += std::exp(static_cast<double>(z[v]));
+    total += std::log(sum) - z[targets[r]];
+  }
+  return total / rows;
+}
+
+// A sequence shorter than max_seq runs on the same weights and positions as
+// the first positions of a full-length one: the model is causal, so a
+// prefix's logits do not depend on the tokens after it, and the loss of the
+// prefix is the cross-entropy of the long sequence's first rows. A shorter
+// run that read other position embeddings, other weights or stale
+// activations of another shape would change them.
 TEST(DecoderModel, ShorterSequencesUseTheSameWeights) {
-  DecoderModel model(Tiny(false));
-  model.InitParameters(5, 0.02f);
+  const ModelConfig cfg = Tiny(false);
+  const int T = cfg.max_seq, V = cfg.vocab;
+  DecoderModel model(cfg);
+  model.InitParameters(5, 0.3f);  // large init: logits that differ by position and token
   std::vector<int32_t> in, tgt;
-  RandomBatch(1, 3, 16, 1, &in, &tgt);
-  EXPECT_TRUE(std::isfinite(model.Loss(in.data(), tgt.data(), 1, 3)));
+  RandomBatch(1, T, V, 1, &in, &tgt);
+  model.Loss(in.data(), tgt.data(), 1, T);
+  const std::vector<float> full = model.logits();
+  ASSERT_EQ(full.size(), static_cast<size_t>(T) * V);
+  for (int k : {1, 3, T - 1}) {
+    const float loss = model.Loss(in.data(), tgt.data(), 1, k);
+    const std::vector<float> prefix = model.logits();
+    ASSERT_EQ(prefix.size(), static_cast<size_t>(k) * V);
+    for (size_t i = 0; i < prefix.size(); ++i) {
+      ASSERT_NEAR(prefix[i], full[i], 1e-5f + 1e-5f * std::fabs(full[i]))
+          << "prefix of " << k << ", position " << i / V << ", token " << i % V;
+    }
+    EXPECT_NEAR(loss, CrossEntropy(full.data(), tgt.data(), k, V), 1e-5) << "prefix of " << k;
+  }
+  // Different tokens after the prefix do not reach it; they do change the rest.
+  std::vector<int32_t> other = in;
+  for (int t = 3; t < T; ++t) other[t] = (other[t] + 1) % V;
+  model.Loss(other.data(), tgt.data(), 1, T);
+  const std::vector<float> changed = model.logits();
+  for (size_t i = 0; i < static_cast<size_t>(3) * V; ++i) ASSERT_NEAR(changed[i], full[i], 1e-5f);
+  bool later_differ = false;
+  for (size_t i = static_cast<size_t>(3) * V; i < changed.size(); ++i)
+    later_differ = later_differ || std::fabs(changed[i] - full[i]) > 1e-3f;
+  EXPECT_TRUE(later_differ) << "the test's tokens do not reach the logits at all";
+  // Back at full length, the shape changes left nothing behind.
+  model.Loss(in.data(), tgt.data(), 1, T);
+  EXPECT_EQ(model.logits(), full);
 }
 
 TEST(DecoderModel, SameSeedSameBitsSameLoss) {

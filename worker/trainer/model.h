@@ -85,6 +85,9 @@ class DecoderModelT {
   Vec<float>& grads() { return grads_; }
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
   const ModelConfig& config() const { return cfg_; }
+  // The last forward's logits: B * T rows of vocab, sequence-major (row
+  // b * T + t is position t of sequence b); on the model's device.
+  const Vec<float>& logits() const { return logits_; }
   // Mean load-balancing loss over the MoE blocks in the last forward (0 if dense).
   float aux_loss() const { return aux_loss_; }
   // Expert choices dropped by capacity in the last forward, over all MoE blocks.
