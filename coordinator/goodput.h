@@ -1,10 +1,6 @@
 // Goodput as the run goes: productive training time over wall time, kept
-// in memory by vigild for the vigil_goodput_ratio gauge. It counts exactly
-// what `vigil logbook stats` counts from the file (Logbook::Stats): a
-// generation's training is productive up to the checkpoint the next
-// generation resumed from, when it wrote that checkpoint (else none of it
-// is); the current generation's counts up to now. Rendezvous, checkpoint
-// loads and the time between generations never count.
+// in memory by vigild for the vigil_goodput_ratio gauge, by the one rule
+// (logbook/goodput_rule.h) that `vigil logbook stats` applies to the file.
 #pragma once
 
 #include <cstdint>

@@ -180,8 +180,8 @@ void JobController::HandleFailure(Detection d) {
   const RecoveryPlan plan =
       corrupt ? PlanFallback(in, &catalog_, on_corrupt) : PlanRecovery(in, &catalog_, on_corrupt);
   if (!corrupt) {
-    log_->warn("playbook: {} -> {}", plan.why,
-               plan.actions.empty() ? "" : plan.actions.back().action);
+    static const char* kKinds[] = {"continue", "restart", "pause", "fail"};
+    log_->warn("playbook: {} -> {}", plan.why, kKinds[static_cast<int>(plan.kind)]);
     if (plan.decision_carried) playbook_.Carried(decision, d.time_us, plan.counts_as_restart);
   }
   Carry(plan, event_id, d);

@@ -1,5 +1,7 @@
 #include "logbook/logbook.h"
 
+#include "logbook/goodput_rule.h"
+
 #include <algorithm>
 #include <filesystem>
 #include <functional>
@@ -954,29 +956,26 @@ Result<RunStats> Logbook::Stats(int64_t run_id, int64_t now_us) {
   const int64_t end = run->ended_at_us.value_or(now_us);
   st.wall_seconds = static_cast<double>(end - run->started_at_us) / 1e6;
   st.generations = static_cast<int>(gens->size());
-  // A generation's training counts as productive up to the checkpoint the
-  // next one resumed from (what came after it was computed again); the last
-  // generation's counts to its end. Rendezvous and checkpoint loads never count.
+  // Productive time: logbook/goodput_rule.h.
   std::map<std::string, const CheckpointRow*> by_path;
   for (const auto& c : ckpts.value()) by_path.emplace(c.path, &c);
-  double trained = 0;
+  double trained = 0;  // every generation's training, kept or not (for MTBF)
   const auto& g = gens.value();
   for (size_t i = 0; i < g.size(); ++i) {
-    if (!g[i].first_step_at_us) continue;
-    const int64_t from = *g[i].first_step_at_us;
     const int64_t to = g[i].ended_at_us.value_or(end);
-    trained += static_cast<double>(std::max<int64_t>(0, to - from)) / 1e6;
-    int64_t useful_to = to;
-    if (i + 1 < g.size()) {
+    if (g[i].first_step_at_us)
+      trained += static_cast<double>(std::max<int64_t>(0, to - *g[i].first_step_at_us)) / 1e6;
+    const bool superseded = i + 1 < g.size();
+    std::optional<int64_t> kept;
+    if (superseded) {
       const auto it = by_path.find(g[i + 1].resumed_from_path);
-      const CheckpointRow* kept = it == by_path.end() ? nullptr : it->second;
-      useful_to =
-          kept && kept->generation_id == g[i].id ? std::min(kept->committed_at_us, to) : from;
+      if (it != by_path.end() && it->second->generation_id == g[i].id)
+        kept = it->second->committed_at_us;
     }
-    st.productive_seconds += static_cast<double>(std::max<int64_t>(0, useful_to - from)) / 1e6;
+    st.productive_seconds += ProductiveSeconds(g[i].first_step_at_us, to, superseded, kept);
   }
   st.lost_seconds = std::max(0.0, st.wall_seconds - st.productive_seconds);
-  st.goodput = st.wall_seconds > 0 ? st.productive_seconds / st.wall_seconds : 0;
+  st.goodput = GoodputRatio(st.productive_seconds, st.wall_seconds);
   // Restarts: generations caused by an intervention that answered an event.
   Stmt restarts(db_, R"sql(
     SELECT count(*) FROM generations g JOIN interventions i ON i.id = g.cause_intervention_id
