@@ -245,8 +245,8 @@ void Coordinator::OnHello(const TcpConnection::Ptr& conn, const wire::Hello& hel
   conn->Send(reply);
   metrics_.agents_connected.Set(registry_.live_count());
   metrics_.HostRegistered(hello.host());
-  log_->info("agent {} registered as agent {} ({} slots)", hello.host(), index.value(),
-             hello.slots());
+  log_->info("agent {} (pid {}) registered as agent {} ({} slots)", hello.host(), hello.pid(),
+             index.value(), hello.slots());
   if (agents_complete_) {
     controller_->OnAgentJoined(index.value());
   } else if (registry_.live_count() == spec_.world.hosts) {

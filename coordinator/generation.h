@@ -23,6 +23,7 @@ struct Generation {
   int64_t row = 0;           // its logbook row (0: none yet)
   std::vector<int> agents;   // host slot -> agent, as it launched
   std::string resumed_from;  // checkpoint path, "" for a fresh start
+  int64_t resumed_from_step = 0;
   bool first_step_seen = false;
   std::set<int> alive, succeeded;
   std::set<int> agents_stopped;  // confirmed its teardown

@@ -75,6 +75,7 @@ void JobController::Launch(std::optional<int64_t> cause_intervention) {
   next.number = gen_.number + 1;
   next.agents = placement_.slots();
   next.resumed_from = ckpt ? ckpt->path : "";
+  next.resumed_from_step = ckpt ? ckpt->step : 0;
   gen_ = std::move(next);
   hangs_.NewGeneration();
   hang_timer_->Cancel();
@@ -206,6 +207,10 @@ void JobController::OnRankReport(int /*agent*/, const wire::RankReport& r) {
       // Restart-time changes the rank applied (optimizer switch, LR scale).
       if (rank == 0 && !r.message().empty())
         log_->warn("generation {} resumes with changes: {}", gen_.number, r.message());
+      if (static_cast<int64_t>(r.resumed_from_step()) != gen_.resumed_from_step) {
+        log_->error("rank {} of generation {} resumed at step {}, not at step {} as ordered", rank,
+                    gen_.number, r.resumed_from_step(), gen_.resumed_from_step);
+      }
       break;
     case wire::RankReport::FINISHED:
       if (rank == 0) {
