@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -106,8 +107,10 @@ int Chaos(const ControlArgs& args);          // inject a fault into a running jo
 int PlaybookCheck(const std::string& path);  // 1: invalid (file, line and field named)
 
 // Prints a run's summary and logbook (used at the end of `vigil run`).
-// Returns the JSON summary line.
+// entropy_floor: the job's data source's (DataSource::EntropyRateNats), or
+// nullopt where it has none; the summary says so rather than print another
+// source's. Returns the JSON summary line.
 std::string PrintRunReport(const std::string& workdir, int64_t run_id, double wall_seconds,
-                           bool json_only);
+                           std::optional<double> entropy_floor, bool json_only);
 
 }  // namespace vigil::cli

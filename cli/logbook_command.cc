@@ -13,7 +13,6 @@
 #include "common/util.h"
 #include "logbook/logbook.h"
 #include "logbook/logbook_query.h"
-#include "worker/trainer/synthetic_data.h"
 
 namespace vigil::cli {
 
@@ -415,7 +414,7 @@ int LogbookStats(const LogbookArgs& args) {
 }
 
 std::string PrintRunReport(const std::string& workdir, int64_t run_id, double wall_seconds,
-                           bool json_only) {
+                           std::optional<double> entropy_floor, bool json_only) {
   json summary{{"run_id", run_id}, {"workdir", workdir}, {"wall_seconds", wall_seconds}};
   auto lb = Logbook::Open(LogbookPath(workdir), false);
   if (!lb.ok()) {
@@ -453,7 +452,7 @@ std::string PrintRunReport(const std::string& workdir, int64_t run_id, double wa
   summary["status"] = run->status;
   summary["steps"] = run->final_step.value_or(0);
   summary["final_loss"] = run->final_loss ? json(*run->final_loss) : json(nullptr);
-  summary["entropy_floor"] = trainer::SyntheticCorpus::EntropyRateNats();
+  summary["entropy_floor"] = entropy_floor ? json(*entropy_floor) : json(nullptr);
   summary["restarts"] = restarts;
   summary["checkpoint_fallbacks"] = fallbacks;
   // Why a run that did not succeed stopped: its last decision.
@@ -475,12 +474,15 @@ std::string PrintRunReport(const std::string& workdir, int64_t run_id, double wa
   std::printf("\njob %s, run %lld: %s in %.1f s\n", run->name.c_str(),
               static_cast<long long>(run_id), run->status.c_str(), wall_seconds);
   if (run->final_loss) {
+    char floor_note[64] = "file corpus: no known entropy floor";
+    if (entropy_floor)
+      std::snprintf(floor_note, sizeof(floor_note), "entropy floor of the corpus %.4f",
+                    *entropy_floor);
     std::printf(
-        "  steps %lld, final loss %.4f (entropy floor of the corpus %.4f), %.0f tokens/s, %d "
-        "restarts, %d checkpoint fallback%s\n",
-        static_cast<long long>(run->final_step.value_or(0)), *run->final_loss,
-        trainer::SyntheticCorpus::EntropyRateNats(), run->tokens_per_second.value_or(0), restarts,
-        fallbacks, fallbacks == 1 ? "" : "s");
+        "  steps %lld, final loss %.4f (%s), %.0f tokens/s, %d restarts, %d checkpoint "
+        "fallback%s\n",
+        static_cast<long long>(run->final_step.value_or(0)), *run->final_loss, floor_note,
+        run->tokens_per_second.value_or(0), restarts, fallbacks, fallbacks == 1 ? "" : "s");
     std::printf("  params_digest %s\n", run->params_digest.c_str());
   }
   if (!why.empty()) std::printf("  why: %s\n", why.c_str());

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -110,11 +111,18 @@ int RunJob(const RunArgs& args) {
     std::fprintf(stderr, "vigil run: %s\n", spec.status().message().c_str());
     return 2;
   }
-  // The corpus is input too: refuse a missing or malformed one before starting anything.
-  if (auto data = trainer::MakeDataSource(spec.value()); !data.ok()) {
-    std::fprintf(stderr, "vigil run: %s: data: %s\n", args.job_file.c_str(),
-                 data.status().message().c_str());
-    return 2;
+  // The corpus is input too: refuse a missing or malformed one before starting
+  // anything. Its entropy floor is what the summary holds the final loss
+  // against (a text corpus has none); the corpus itself is not kept.
+  std::optional<double> entropy_floor;
+  {
+    auto data = trainer::MakeDataSource(spec.value());
+    if (!data.ok()) {
+      std::fprintf(stderr, "vigil run: %s: data: %s\n", args.job_file.c_str(),
+                   data.status().message().c_str());
+      return 2;
+    }
+    entropy_floor = data.value()->EntropyRateNats();
   }
   if (auto playbook = coordinator::LoadPlaybook(spec->playbook); !playbook.ok()) {
     std::fprintf(stderr, "vigil run: %s\n", playbook.status().message().c_str());
@@ -281,7 +289,7 @@ int RunJob(const RunArgs& args) {
     }
   }
   const double wall = elapsed();
-  const std::string summary = PrintRunReport(workdir, run_id, wall, json_output);
+  const std::string summary = PrintRunReport(workdir, run_id, wall, entropy_floor, json_output);
   if (json_output) std::cout << summary << std::endl;
   const bool ok = WIFEXITED(vigild_status) && WEXITSTATUS(vigild_status) == 0;
   return ok ? 0 : 1;

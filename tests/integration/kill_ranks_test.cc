@@ -222,6 +222,9 @@ TEST(FileData, TrainsOnAPreparedCorpusAndResumesExactly) {
   EXPECT_EQ(killed["params_digest"], clean["params_digest"]);
   // English text in 80 small steps: well under uniform guessing, ln(256) = 5.55.
   EXPECT_LT(clean["final_loss"].get<double>(), 3.5);
+  // Text has no known entropy floor; the summary does not borrow the synthetic source's.
+  ASSERT_TRUE(clean.contains("entropy_floor")) << clean.dump();
+  EXPECT_TRUE(clean["entropy_floor"].is_null()) << clean.dump();
 
   // A corrupted corpus is refused with a clear error, before any training.
   {

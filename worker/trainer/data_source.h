@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,10 @@ class DataSource {
   virtual ~DataSource() = default;
   // Writes seq_len + 1 tokens of sample `index` into out.
   virtual void Sample(uint64_t index, int seq_len, int32_t* out) const = 0;
+  // The entropy rate of the targets in nats per token, where the source
+  // knows it: the lowest mean loss any model can reach on it. A text
+  // corpus has none (nullopt).
+  virtual std::optional<double> EntropyRateNats() const { return std::nullopt; }
 };
 
 // The (inputs, targets) of one rank for one step: B sequences of T tokens,

@@ -6,6 +6,13 @@
 #include "worker/trainer/rng.h"
 
 namespace vigil::trainer {
+namespace {
+
+// Which of a state's four successors three random bits pick: successor 0
+// for 0-3 (1/2), 1 for 4-5 (1/4), 2 for 6 (1/8), 3 for 7 (1/8).
+constexpr int kSuccessorOfBits[8] = {0, 0, 0, 0, 1, 1, 2, 3};
+
+}  // namespace
 
 SyntheticCorpus::SyntheticCorpus(uint64_t seed, int vocab)
     : seed_(seed), symbols_(std::min(vocab, 64)) {
@@ -26,13 +33,21 @@ void SyntheticCorpus::Sample(uint64_t index, int seq_len, int32_t* out) const {
   int32_t cur = static_cast<int32_t>(rng.Next() % symbols_);
   out[0] = cur;
   for (int t = 1; t <= seq_len; ++t) {
-    const uint64_t r = rng.Next() & 7;  // 0-3: 1/2, 4-5: 1/4, 6: 1/8, 7: 1/8
-    const int k = r < 4 ? 0 : (r < 6 ? 1 : (r == 6 ? 2 : 3));
+    const int k = kSuccessorOfBits[rng.Next() & 7];
     cur = successors_[static_cast<size_t>(cur) * 4 + k];
     out[t] = cur;
   }
 }
 
-double SyntheticCorpus::EntropyRateNats() { return 1.75 * std::log(2.0); }
+std::optional<double> SyntheticCorpus::EntropyRateNats() const {
+  int count[4] = {0, 0, 0, 0};
+  for (int k : kSuccessorOfBits) ++count[k];
+  double h = 0;
+  for (int n : count) {
+    const double p = n / 8.0;
+    if (n) h -= p * std::log(p);
+  }
+  return h;
+}
 
 }  // namespace vigil::trainer
