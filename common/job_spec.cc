@@ -269,14 +269,17 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
 
   r.Section(
       root, "detection", "",
-      {"hang_factor", "hang_floor_ms", "save_timeout_ms", "hang_probe_ms", "loss_spike_factor",
-       "grad_norm_spike_factor", "spike_window", "straggler_factor", "straggler_window"},
+      {"hang_factor", "hang_floor_ms", "save_timeout_ms", "hang_probe_ms", "stack_dump_timeout_ms",
+       "loss_spike_factor", "grad_norm_spike_factor", "spike_window", "straggler_factor",
+       "straggler_window"},
       false, [&](const YAML::Node& m, const std::string& p) {
         auto d = &spec.detection;
         auto above_one = [](const double& v) { return v > 1.0; };
         r.Field<double>(m, p, "hang_factor", &d->hang_factor, above_one, "a number > 1");
         r.Field<int>(m, p, "hang_floor_ms", &d->hang_floor_ms, Positive(), "a positive integer");
         r.Field<int>(m, p, "hang_probe_ms", &d->hang_probe_ms, Positive(), "a positive integer");
+        r.Field<int>(m, p, "stack_dump_timeout_ms", &d->stack_dump_timeout_ms, Positive(),
+                     "a positive integer");
         r.Field<int>(m, p, "save_timeout_ms", &d->save_timeout_ms, Positive(),
                      "a positive integer");
         r.Field<double>(m, p, "loss_spike_factor", &d->loss_spike_factor, above_one,

@@ -121,6 +121,9 @@ struct LimitsSpec {
   // or host dying; vigild waits this long for the cause before acting on it.
   int failure_settle_ms = 1000;
   int agent_wait_ms = 30000;  // how long vigild waits for all agents to register
+  // An agent told to shut down TERMs its ranks, KILLs them after
+  // kill_grace_ms, then waits this long for them to be reaped before it exits.
+  int agent_exit_wait_ms = 2000;
 };
 
 // How vigild tells a hung rank and a numerical anomaly from
@@ -137,6 +140,8 @@ struct DetectionSpec {
   // How long the agents have to say what each rank of a hung generation
   // does (process state, stacks); the hang is declared with what came.
   int hang_probe_ms = 1000;
+  // gdb's time to dump one hung rank's stacks; the teardown waits for the dumps.
+  int stack_dump_timeout_ms = 8000;
   // A loss (grad norm) above spike_factor x its running median over the last
   // spike_window steps, once spike_window steps are seen in a generation.
   double loss_spike_factor = 1.5;

@@ -242,6 +242,9 @@ void Coordinator::OnHello(const TcpConnection::Ptr& conn, const wire::Hello& hel
   ack->set_ok(true);
   ack->set_agent_index(static_cast<uint32_t>(index.value()));
   ack->set_heartbeat_interval_ms(static_cast<uint32_t>(spec_.limits.heartbeat_interval_ms));
+  ack->set_kill_grace_ms(static_cast<uint32_t>(spec_.limits.kill_grace_ms));
+  ack->set_exit_wait_ms(static_cast<uint32_t>(spec_.limits.agent_exit_wait_ms));
+  ack->set_stack_dump_timeout_ms(static_cast<uint32_t>(spec_.detection.stack_dump_timeout_ms));
   conn->Send(reply);
   metrics_.agents_connected.Set(registry_.live_count());
   metrics_.HostRegistered(hello.host());

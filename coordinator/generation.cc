@@ -20,7 +20,6 @@ wire::Envelope LaunchOrder(const Generation& g, int slot, const JobPaths& paths,
   l->set_store_address(paths.store_address);
   l->set_resume_from(g.resumed_from);
   l->set_job_file(paths.job_file);
-  l->set_workdir(paths.workdir);
   l->set_log_dir(paths.log_dir);
   l->set_checkpoint_dir(paths.checkpoint_dir);
   l->set_optimizer(s.optimizer);

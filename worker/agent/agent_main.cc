@@ -40,6 +40,7 @@ struct AgentOptions {
   std::string kernel_log = "/dev/kmsg";
   int slots = 1;
   int gpu_poll_ms = 250;
+  int register_timeout_ms = 30000;  // to connect and register with vigild
 };
 
 class Agent {
@@ -69,10 +70,14 @@ class Agent {
     hello.set_slots(static_cast<uint32_t>(o_.slots));
     hello.set_pid(static_cast<uint32_t>(::getpid()));
     wire::HelloAck ack;
-    auto registered =
-        FramedSocket::ConnectAndHello(o_.coordinator, hello, std::chrono::seconds(30), &ack);
+    auto registered = FramedSocket::ConnectAndHello(
+        o_.coordinator, hello, std::chrono::milliseconds(o_.register_timeout_ms), &ack);
     if (!registered.ok()) return registered.status();
     heartbeat_ms_ = ack.heartbeat_interval_ms() ? ack.heartbeat_interval_ms() : 1000;
+    agent_index_ = ack.agent_index();
+    if (ack.kill_grace_ms()) kill_grace_ms_ = ack.kill_grace_ms();
+    if (ack.exit_wait_ms()) exit_wait_ms_ = ack.exit_wait_ms();
+    if (ack.stack_dump_timeout_ms()) stack_dump_ms_ = ack.stack_dump_timeout_ms();
     // Orders vigild sent right behind the HelloAck may already be buffered.
     const std::string already_read = registered->TakeBuffered();
     tcp::socket sock(io_);
@@ -106,8 +111,8 @@ class Agent {
     });
     Heartbeat();
     PollGpus();
-    log_->info("registered with vigild at {} as {} ({} slots); GPU faults from {}", o_.coordinator,
-               o_.host, o_.slots, gpus_.Describe());
+    log_->info("registered with vigild at {} as {}, agent {} ({} slots); GPU faults from {}",
+               o_.coordinator, o_.host, agent_index_, o_.slots, gpus_.Describe());
     return Status::Ok();
   }
 
@@ -121,8 +126,7 @@ class Agent {
   void Heartbeat() {
     if (shutting_down_) return;
     wire::Envelope env;
-    env.mutable_heartbeat()->set_sent_at_us(NowMicros());
-    env.mutable_heartbeat()->set_live_ranks(static_cast<uint32_t>(supervisor_.LiveRanks()));
+    env.mutable_heartbeat();  // no readings: the message itself is the heartbeat
     for (const GpuReading& g : gpus_.Readings()) {
       auto* r = env.mutable_heartbeat()->add_gpus();
       r->set_gpu(static_cast<uint32_t>(g.gpu));
@@ -271,7 +275,7 @@ class Agent {
     dumping_[generation] = static_cast<int>(targets.size());
     for (const auto& [pid, path] : targets) {
       dump_threads_.emplace_back([this, generation, pid = pid, path = path] {
-        DumpStacks(pid, path, std::chrono::seconds(8));
+        DumpStacks(pid, path, std::chrono::milliseconds(stack_dump_ms_));
         asio::post(io_, [this, generation] {
           if (--dumping_[generation] > 0) return;
           dumping_.erase(generation);
@@ -398,11 +402,11 @@ class Agent {
     exit_code_ = code;
     heartbeat_.cancel();
     supervisor_.SignalAll(-1, SIGTERM, true);
-    exit_timer_.expires_after(std::chrono::seconds(3));
+    exit_timer_.expires_after(std::chrono::milliseconds(kill_grace_ms_));
     exit_timer_.async_wait([this](boost::system::error_code ec) {
       if (ec) return;
       supervisor_.SignalAll(-1, SIGKILL, true);
-      exit_timer_.expires_after(std::chrono::seconds(2));
+      exit_timer_.expires_after(std::chrono::milliseconds(exit_wait_ms_));
       exit_timer_.async_wait([this](boost::system::error_code ec2) {
         if (!ec2) Exit();
       });
@@ -438,6 +442,9 @@ class Agent {
   std::vector<std::thread> dump_threads_;
   std::string socket_path_;
   uint32_t heartbeat_ms_ = 1000;
+  uint32_t agent_index_ = 0;  // vigild's index of this agent
+  // The job's bounds on this agent's own waits (HelloAck), until it says.
+  uint32_t kill_grace_ms_ = 3000, exit_wait_ms_ = 2000, stack_dump_ms_ = 8000;
   bool shutting_down_ = false;
   int exit_code_ = 0;
 };
@@ -457,6 +464,9 @@ int main(int argc, char** argv) {
   app.add_option("--bind-addr", o.bind_addr, "address ranks bind for collectives");
   app.add_option("--kernel-log", o.kernel_log,
                  "where NVIDIA Xid lines are read from (default /dev/kmsg; '' for none)");
+  app.add_option("--register-timeout-ms", o.register_timeout_ms,
+                 "how long to try to connect and register with vigild")
+      ->check(CLI::PositiveNumber);
   app.add_option("--gpu-poll-ms", o.gpu_poll_ms, "how often GPU health is polled")
       ->check(CLI::Range(10, 60000));
   app.add_option("--train-binary", o.train_binary,
