@@ -246,8 +246,8 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
                      "a positive integer");
         r.Field<int>(m, p, "kill_grace_ms", &spec.limits.kill_grace_ms, NonNegative(),
                      "a non-negative integer");
-        r.Field<int>(m, p, "teardown_timeout_ms", &spec.limits.teardown_timeout_ms, Positive(),
-                     "a positive integer");
+        r.Field<int>(m, p, "teardown_timeout_ms", &spec.limits.teardown_timeout_ms, NonNegative(),
+                     "a non-negative integer (0: kill_grace_ms + 5000)");
         r.Field<int>(m, p, "shutdown_flush_ms", &spec.limits.shutdown_flush_ms, NonNegative(),
                      "a non-negative integer");
         r.Field<int>(m, p, "start_timeout_ms", &spec.limits.start_timeout_ms, Positive(),
@@ -261,9 +261,10 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
           r.Fail(m["heartbeat_timeout_ms"], p + ".heartbeat_timeout_ms",
                  "must be longer than limits.heartbeat_interval_ms");
         }
-        if (r.error().ok() && spec.limits.teardown_timeout_ms <= spec.limits.kill_grace_ms) {
-          r.Fail(m["teardown_timeout_ms"] ? m["teardown_timeout_ms"] : m["kill_grace_ms"],
-                 p + ".teardown_timeout_ms", "must be longer than limits.kill_grace_ms");
+        if (r.error().ok() && spec.limits.teardown_timeout_ms > 0 &&
+            spec.limits.teardown_timeout_ms <= spec.limits.kill_grace_ms) {
+          r.Fail(m["teardown_timeout_ms"], p + ".teardown_timeout_ms",
+                 "must be longer than limits.kill_grace_ms");
         }
       });
 

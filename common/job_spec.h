@@ -113,8 +113,12 @@ struct LimitsSpec {
   int kill_grace_ms = 3000;
   // From ordering a generation's teardown to every agent confirming it; an
   // agent that does not may still hold the GPUs, so the job pauses for a
-  // person rather than launch beside it. Longer than kill_grace_ms.
-  int teardown_timeout_ms = 8000;
+  // person rather than launch beside it. 0: kill_grace_ms + 5000 (the
+  // grace, then time for the KILL to be reaped and confirmed).
+  int teardown_timeout_ms = 0;
+  int TeardownTimeoutMs() const {
+    return teardown_timeout_ms > 0 ? teardown_timeout_ms : kill_grace_ms + 5000;
+  }
   // vigild's last orders (shutdown) are flushed this long before it exits.
   int shutdown_flush_ms = 300;
   // A rank that fails in a collective is usually a symptom of another rank

@@ -214,6 +214,10 @@ void JobController::Carry(const RecoveryPlan& plan, int64_t event_id, const Dete
   pending_cause_ = ids.at(static_cast<size_t>(plan.cause));
   pending_checkpoint_ = plan.checkpoint;
   pending_modifiers_ = plan.modifiers;
+  // A rollback, or a restart before a numerical anomaly, rolls back over
+  // what is newer than its checkpoint: a save the dying generation still
+  // commits during the teardown too (OnCheckpoint).
+  pending_rolls_back_ = !plan.checkpoint.rolled_back.empty() || d.step.has_value();
   if (!plan.modifiers.optimizer.empty()) optimizer_override_ = plan.modifiers.optimizer;
   if (plan.counts_as_restart) ++progress_.restarts;
   metrics_->Restarts(d.kind).Increment();
@@ -223,9 +227,9 @@ void JobController::Carry(const RecoveryPlan& plan, int64_t event_id, const Dete
 
 void JobController::Pause(std::optional<int64_t> event, const std::string& why) {
   paused_event_ = event;
+  // A restart under way that pauses (its teardown unconfirmed, its slot no
+  // spare fills) keeps its checkpoint and modifiers for the resume.
   pending_cause_.reset();
-  pending_checkpoint_.reset();
-  pending_modifiers_ = LaunchModifiers{};
   progress_.message =
       "paused: " + why + ". Continue with `vigil resume --workdir " + paths_.workdir + "`";
   metrics_->pages_total.Increment();

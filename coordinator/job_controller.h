@@ -209,6 +209,7 @@ class JobController {
   std::optional<int64_t> pending_cause_;
   std::optional<CheckpointChoice> pending_checkpoint_;
   LaunchModifiers pending_modifiers_;
+  bool pending_rolls_back_ = false;
   std::string optimizer_override_;  // a switch_optimizer stays in force
   // The failure being recovered from (for recovery time).
   std::optional<int64_t> failure_at_us_;

@@ -68,6 +68,7 @@ void JobController::Launch(std::optional<int64_t> cause_intervention) {
   const LaunchModifiers mods = pending_modifiers_;
   pending_checkpoint_.reset();
   pending_modifiers_ = LaunchModifiers{};
+  pending_rolls_back_ = false;
   catalog_.RollBack(choice.rolled_back, gen_.number + 1);
   const auto& ckpt = choice.checkpoint;
   if (gen_.number >= 0) store_->ErasePrefix("gen-" + std::to_string(gen_.number) + "/");
@@ -136,7 +137,7 @@ void JobController::TearDownGeneration(const std::string& reason) {
   env.mutable_kill_generation()->set_grace_ms(static_cast<uint32_t>(spec_.limits.kill_grace_ms));
   SendToGeneration(env);
   const int64_t number = gen_.number;
-  teardown_timer_->Start(std::chrono::milliseconds(spec_.limits.teardown_timeout_ms),
+  teardown_timer_->Start(std::chrono::milliseconds(spec_.limits.TeardownTimeoutMs()),
                          [this, number] { OnTeardownTimeout(number); });
 }
 
@@ -161,7 +162,7 @@ void JobController::OnTeardownTimeout(int64_t number) {
   d.detail = json{{"reason", "teardown not confirmed"}, {"hosts", silent}};
   d.summary = "host(s) " + silent + " did not confirm the teardown of generation " +
               std::to_string(number) + " within " +
-              std::to_string(spec_.limits.teardown_timeout_ms) + " ms";
+              std::to_string(spec_.limits.TeardownTimeoutMs()) + " ms";
   const auto event_id = RecordEvent(d);
   last_event_ = event_id;
   AddIntervention(event_id, action::kPauseAndPage, "auto:teardown", json{{"hosts", silent}},
@@ -278,6 +279,9 @@ void JobController::OnCheckpoint(const wire::RankReport& r) {
   c.bytes = static_cast<int64_t>(r.checkpoint_bytes());
   c.committed_at_us = r.at_us();
   c = catalog_.Add(c);
+  // The dying generation's last save, after the restart was planned: a
+  // restart that rolls back rolls back over it too.
+  if (pending_checkpoint_ && pending_rolls_back_) pending_checkpoint_->rolled_back.push_back(c);
   metrics_->checkpoints_total.Increment();
   metrics_->last_checkpoint_step.Set(static_cast<double>(c.step));
   metrics_->last_checkpoint_timestamp.Set(static_cast<double>(c.committed_at_us) / 1e6);
@@ -290,9 +294,13 @@ void JobController::OnCheckpoint(const wire::RankReport& r) {
 }
 
 void JobController::ApplyRetention() {
+  // Never the checkpoint resumed from, nor what a restart under way resumes
+  // from or moves aside.
   std::set<std::string> protect{gen_.resumed_from};
-  if (pending_checkpoint_ && pending_checkpoint_->checkpoint)
-    protect.insert(pending_checkpoint_->checkpoint->path);
+  if (pending_checkpoint_) {
+    if (pending_checkpoint_->checkpoint) protect.insert(pending_checkpoint_->checkpoint->path);
+    for (const auto& row : pending_checkpoint_->rolled_back) protect.insert(row.path);
+  }
   for (const auto& row : catalog_.RetentionVictims(protect)) {
     AddIntervention(std::nullopt, action::kDeleteCheckpoint, "auto:retention",
                     json{{"checkpoint", row.path},
@@ -507,6 +515,7 @@ void JobController::OnGpuFault(int agent, const wire::GpuFault& g) {
                               : "a restart is in progress; the host actions apply to its launch");
   Record(event_id, plan.actor, plan.actions);
   AdoptPlacement(plan.placement);
+  playbook_.Carried(decision, d.time_us, /*restarted=*/false);  // its host actions were
 }
 
 }  // namespace vigil::coordinator

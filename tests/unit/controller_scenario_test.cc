@@ -442,6 +442,44 @@ TEST(Scenario, TheCheckpointTheRowNamesIsTheOneLaunched) {
   EXPECT_EQ(b.journal.generations().back().resumed_from_path, b.Checkpoint(50));
 }
 
+// A restart before a numerical anomaly rolls back over a save the dying
+// generation commits during the teardown, as over any newer checkpoint.
+TEST(Scenario, ASaveCommittedDuringARollbackTeardownIsRolledBackToo) {
+  ControllerBench b;
+  b.Start();
+  b.Step(60);
+  b.Step(1, {}, 10.0);  // a loss spike at step 61: restart from 50
+  b.CommitAt(75);
+  b.ConfirmTeardown();
+  b.Settle();
+  EXPECT_EQ(b.ResumedFrom(), b.Checkpoint(50));
+  EXPECT_TRUE(std::filesystem::exists(b.Checkpoint(75) + ".rolled-back.gen-1"));
+  int seen = 0;
+  for (const auto& c : b.journal.checkpoints()) {
+    if (c.step != 75) continue;
+    ++seen;
+    EXPECT_EQ(c.state, "rolled_back");
+  }
+  EXPECT_EQ(seen, 1);
+}
+
+// A restart whose teardown is never confirmed pauses; the resume launches
+// what the restart planned: its checkpoint and its modifiers.
+TEST(Scenario, AResumeLaunchesThePlanOfTheRestartThatPaused) {
+  ControllerBench b;
+  b.Start();
+  b.Step(60);
+  b.Step(1, {}, 10.0);  // restart from 50, skipping 4 batches
+  b.clock.AdvanceMs(b.spec().limits.TeardownTimeoutMs());
+  ASSERT_EQ(b.state(), JobState::kPaused);
+  b.ConfirmTeardown();  // the ranks are gone at last
+  ASSERT_TRUE(b.controller->Resume("tester", "the host answered").ok());
+  const auto launches = b.agents.Launches(1);
+  ASSERT_FALSE(launches.empty());
+  EXPECT_EQ(launches.begin()->second.resume_from(), b.Checkpoint(50));
+  EXPECT_EQ(launches.begin()->second.skip_batches(), 4u);
+}
+
 TEST(Scenario, ACorruptCheckpointIsSkippedForTheNextOlder) {
   ControllerBench b;
   b.Start();
@@ -508,7 +546,7 @@ TEST(Scenario, ATeardownNoAgentConfirmsPausesTheJob) {
   b.Start();
   b.Step(30);
   b.Exit(1, 0, 9);
-  b.clock.AdvanceMs(b.spec().limits.teardown_timeout_ms - 1);
+  b.clock.AdvanceMs(b.spec().limits.TeardownTimeoutMs() - 1);
   EXPECT_EQ(b.state(), JobState::kRecovering);
   b.clock.AdvanceMs(1);
   EXPECT_EQ(b.state(), JobState::kPaused);

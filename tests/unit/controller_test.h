@@ -130,7 +130,7 @@ class ControllerBench {
   ~ControllerBench() {
     Settle();
     EXPECT_EQ(controller->illegal_moves(), 0) << "the state machine refused a move";
-    controller->FinishFileWork();
+    controller.reset();  // before the spec, store and folder it refers to
   }
 
   const JobSpec& spec() const { return spec_; }
