@@ -13,7 +13,7 @@ using nlohmann::json;
 
 void StragglerDetector::Reset() {
   compute_seconds_.clear();
-  strikes_.clear();
+  windows_.clear();
 }
 
 std::optional<Detection> StragglerDetector::Observe(int rank, int64_t step, double compute_seconds,
@@ -37,9 +37,16 @@ std::optional<Detection> StragglerDetector::Observe(int rank, int64_t step, doub
   std::sort(all.begin(), all.end());
   const double baseline = all[(all.size() - 1) / 2];
   for (const auto& [r, median] : medians) {
-    int& strikes = strikes_[r];
-    strikes = median > spec_.straggler_factor * baseline ? strikes + 1 : 0;
-    if (strikes != 2) continue;  // two windows running, reported once
+    Windows& w = windows_[r];
+    if (median > spec_.straggler_factor * baseline) {
+      ++w.above;
+      w.calm = 0;
+    } else {
+      w.above = 0;
+      if (++w.calm >= 2) w.reported = false;  // recovered
+    }
+    if (w.above < 2 || w.reported) continue;  // two windows running, reported once
+    w.reported = true;
     Detection d;
     d.kind = kind::kStraggler;
     d.rank = r;

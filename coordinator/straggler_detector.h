@@ -3,7 +3,9 @@
 // detection.straggler_window steps. Once per window, on rank 0's report,
 // each rank's median is compared with the lower median of all ranks'; a
 // rank above straggler_factor x that baseline two windows running is a
-// straggler, reported once until it recovers.
+// straggler, reported once until it recovers (two windows running at or
+// below the factor): one window's dip, a moment of contention on the host,
+// does not make the same slow rank a second detection.
 //
 // Reports only. Single-threaded.
 #pragma once
@@ -29,7 +31,12 @@ class StragglerDetector {
  private:
   const DetectionSpec& spec_;
   std::map<int, std::deque<double>> compute_seconds_;  // by rank
-  std::map<int, int> strikes_;                         // windows running above the factor
+  struct Windows {
+    int above = 0;  // windows running above the factor
+    int calm = 0;   // windows running at or below it
+    bool reported = false;
+  };
+  std::map<int, Windows> windows_;  // by rank
 };
 
 }  // namespace vigil::coordinator

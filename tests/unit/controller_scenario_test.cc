@@ -246,6 +246,19 @@ TEST(Scenario, AStragglerIsReportedAndTrainingGoesOn) {
   EXPECT_TRUE(b.agents.Killed(0).empty());
 }
 
+TEST(Scenario, AStragglerIsReportedAgainOnlyAfterItRecovered) {
+  ControllerBench b;
+  b.Start();
+  b.Step(60, {}, 2.0, {1});
+  ASSERT_EQ(b.Events("straggler").size(), 1u);
+  b.Step(20);  // one window's dip (contention eased for a moment)
+  b.Step(40, {}, 2.0, {1});
+  EXPECT_EQ(b.Events("straggler").size(), 1u) << "the same slow rank, not a new detection";
+  b.Step(40);  // two windows at its peers' pace: recovered
+  b.Step(40, {}, 2.0, {1});
+  EXPECT_EQ(b.Events("straggler").size(), 2u) << "slow again after it recovered";
+}
+
 TEST(Scenario, ACollectiveErrorIsHeldWhileItsCauseArrives) {
   ControllerBench b;
   b.Start();
