@@ -89,7 +89,6 @@ class CheckpointCatalog {
   int fallbacks() const { return fallbacks_; }
   // A generation restored (or a person resumed): fallbacks count afresh.
   void ResetFallbacks() { fallbacks_ = 0; }
-  int max_fallbacks() const { return spec_.max_fallbacks; }
 
   // `on_corrupt(path, reason)` hears of each candidate the probe refuses
   // (already marked corrupt when it is called).

@@ -97,9 +97,4 @@ void FakeClock::Advance(std::chrono::milliseconds ms) {
   now_us_ = target;
 }
 
-int FakeClock::armed_timers() const {
-  return static_cast<int>(
-      std::count_if(timers_.begin(), timers_.end(), [](const FakeTimer* t) { return t->armed_; }));
-}
-
 }  // namespace vigil::coordinator

@@ -64,8 +64,6 @@ class FakeClock : public Clock {
   // at its own deadline (a callback may start timers; those fire too if due).
   void Advance(std::chrono::milliseconds ms);
   void AdvanceMs(int64_t ms) { Advance(std::chrono::milliseconds(ms)); }
-  // Timers armed now.
-  int armed_timers() const;
 
  private:
   class FakeTimer;

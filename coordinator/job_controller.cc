@@ -174,9 +174,7 @@ void JobController::HandleFailure(Detection d) {
   const int64_t event_id = RecordEvent(d);
   last_event_ = event_id;
   PlanInput in{&spec_, &d, &decision, placement_, progress_.restarts, gen_.number + 1};
-  const auto on_corrupt = [this](const std::string& path, const std::string& reason) {
-    RecordCorrupt(path, reason);
-  };
+  const OnCorrupt on_corrupt = CorruptRecorder();
   const RecoveryPlan plan =
       corrupt ? PlanFallback(in, &catalog_, on_corrupt) : PlanRecovery(in, &catalog_, on_corrupt);
   if (!corrupt) {

@@ -142,6 +142,11 @@ class JobController {
                               const std::vector<PlannedAction>& actions);
   // A corrupt checkpoint vigild's own probe found: its event and fallback.
   void RecordCorrupt(const std::string& path, const std::string& reason);
+  // RecordCorrupt, as the checkpoint choice's callback.
+  OnCorrupt CorruptRecorder() {
+    return
+        [this](const std::string& path, const std::string& reason) { RecordCorrupt(path, reason); };
+  }
   nlohmann::json CorruptDetail(const std::string& path, const std::string& reason,
                                const std::string& found_by) const;
   // Records detection latency (when the fault was injected) and when the

@@ -55,10 +55,7 @@ void JobController::Launch(std::optional<int64_t> cause_intervention) {
   if (pending_checkpoint_) {
     choice = *pending_checkpoint_;
   } else {
-    choice = catalog_.Choose(CheckpointWant{},
-                             [this](const std::string& path, const std::string& reason) {
-                               RecordCorrupt(path, reason);
-                             });
+    choice = catalog_.Choose(CheckpointWant{}, CorruptRecorder());
     if (choice.pause) {
       AddIntervention(last_event_, action::kPauseAndPage, "auto:checkpoints",
                       json{{"fallbacks", catalog_.fallbacks()}}, choice.why);
