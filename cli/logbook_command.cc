@@ -11,6 +11,7 @@
 
 #include "cli/commands.h"
 #include "common/util.h"
+#include "common/vocabulary.h"
 #include "logbook/logbook.h"
 #include "logbook/logbook_query.h"
 
@@ -440,7 +441,7 @@ std::string PrintRunReport(const std::string& workdir, int64_t run_id, double wa
   json rec = json::array();
   if (recoveries.ok()) {
     for (const auto& r : recoveries.value()) {
-      ++(r.kind == "checkpoint_corrupt" ? fallbacks : restarts);
+      ++(r.kind == kind::kCheckpointCorrupt ? fallbacks : restarts);
       json j{{"event_id", r.event_id}, {"kind", r.kind}, {"generation", r.generation}};
       if (r.rank) j["rank"] = *r.rank;
       if (r.detection_ms) j["detection_ms"] = *r.detection_ms;
@@ -457,11 +458,11 @@ std::string PrintRunReport(const std::string& workdir, int64_t run_id, double wa
   summary["checkpoint_fallbacks"] = fallbacks;
   // Why a run that did not succeed stopped: its last decision.
   std::string why;
-  if (run->status != "succeeded") {
+  if (run->status != job_state::kSucceeded) {
     auto interventions = book.Interventions(run_id);
     if (interventions.ok()) {
       for (const auto& i : interventions.value())
-        if (i.action == "fail_job" || i.action == "pause_and_page") why = i.outcome;
+        if (i.action == action::kFailJob || i.action == action::kPauseAndPage) why = i.outcome;
     }
     summary["why"] = why;
   }

@@ -13,6 +13,7 @@
 
 #include "cli/commands.h"
 #include "common/util.h"
+#include "common/vocabulary.h"
 #include "logbook/logbook.h"
 
 namespace vigil::cli {
@@ -50,24 +51,24 @@ std::string ActionText(const LogbookEntry& i) {
   const json d = json::parse(i.detail_json, nullptr, false);
   const json p = d.is_object() && d.contains("params") ? d["params"] : json::object();
   std::string what = "`" + i.what + "`";
-  if (i.what == "restart_from_latest" || i.what == "rollback" ||
-      i.what == "fallback_to_older_checkpoint") {
+  if (i.what == action::kRestartFromLatest || i.what == action::kRollback ||
+      i.what == action::kFallbackToOlderCheckpoint) {
     if (p.value("checkpoint_step", 0) > 0)
       what += " from step " + std::to_string(p.value("checkpoint_step", 0));
     else
       what += " from scratch";
-  } else if (i.what == "scale_lr") {
+  } else if (i.what == action::kScaleLr) {
     what += " ×" + p.value("factor", json(0)).dump();
-  } else if (i.what == "switch_optimizer") {
+  } else if (i.what == action::kSwitchOptimizer) {
     what += " to " + p.value("to", std::string("?"));
-  } else if (i.what == "skip_batches") {
+  } else if (i.what == action::kSkipBatches) {
     what += " " + p.value("batches", json(0)).dump();
-  } else if (i.what == "cordon_host") {
+  } else if (i.what == action::kCordonHost) {
     what += " " + p.value("host", std::string("?"));
-  } else if (i.what == "use_spare") {
+  } else if (i.what == action::kUseSpare) {
     if (p.contains("spare"))
       what += " " + p["spare"].get<std::string>() + " for " + p.value("replaced", std::string("?"));
-  } else if (i.what == "shrink_world" || i.what == "grow_world") {
+  } else if (i.what == action::kShrinkWorld || i.what == action::kGrowWorld) {
     what += " " + p.value("from_world", json(0)).dump() + " → " +
             p.value("to_world", json(0)).dump() + " ranks";
   }
@@ -128,7 +129,7 @@ Result<std::string> ChronicleMarkdown(Logbook& lb, int64_t run_id) {
       const json d = json::parse(e.detail_json, nullptr, false);
       add(e.time_us, "Note by " + e.actor.substr(6) + ": “" +
                          (d.is_object() ? d.value("text", "") : e.detail_json) + "”");
-    } else if (!e.event_id && e.what != "delete_checkpoint") {
+    } else if (!e.event_id && e.what != action::kDeleteCheckpoint) {
       add(e.time_us, ActionText(e) + ".");
     }
   }
@@ -165,7 +166,7 @@ Result<std::string> ChronicleMarkdown(Logbook& lb, int64_t run_id) {
       for (const auto* c : list) {
         lo = std::min(lo, c->step);
         hi = std::max(hi, c->step);
-        if (c->state == "corrupt" || c->state == "rolled_back")
+        if (c->state == checkpoint_state::kCorrupt || c->state == checkpoint_state::kRolledBack)
           bad += (bad.empty() ? "" : ", ") + std::to_string(c->step) + " (" + c->state + ")";
       }
       out += "- Checkpoints: " + std::to_string(list.size()) + " committed, steps " +

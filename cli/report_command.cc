@@ -15,6 +15,7 @@
 
 #include "cli/commands.h"
 #include "common/util.h"
+#include "common/vocabulary.h"
 #include "logbook/logbook.h"
 
 namespace vigil::cli {
@@ -57,16 +58,17 @@ std::string Duration(double seconds) {
 }
 
 // Colour of an intervention by what it does.
-const char* ActionColor(const std::string& action) {
-  if (action == "restart_from_latest" || action == "rollback" ||
-      action == "fallback_to_older_checkpoint" || action == "resume")
+const char* ActionColor(const std::string& what) {
+  if (what == action::kRestartFromLatest || what == action::kRollback ||
+      what == action::kFallbackToOlderCheckpoint || what == action::kResume)
     return "#e8890c";
-  if (action == "cordon_host" || action == "use_spare" || action == "shrink_world" ||
-      action == "grow_world")
+  if (what == action::kCordonHost || what == action::kUseSpare || what == action::kShrinkWorld ||
+      what == action::kGrowWorld)
     return "#8e44ad";
-  if (action == "skip_batches" || action == "scale_lr" || action == "switch_optimizer")
+  if (what == action::kSkipBatches || what == action::kScaleLr || what == action::kSwitchOptimizer)
     return "#1f77b4";
-  if (action == "page" || action == "pause_and_page" || action == "fail_job") return "#d62728";
+  if (what == action::kPage || what == action::kPauseAndPage || what == action::kFailJob)
+    return "#d62728";
   return "#7f7f7f";
 }
 
@@ -140,7 +142,7 @@ std::string LossChart(const std::vector<StepRow>& steps, const std::vector<Logbo
     if (e.time_us < t0 || e.time_us > t1) continue;
     const std::string x = Num(f.X(e.time_us));
     const std::string when = Escape(FormatTimeMicros(e.time_us));
-    if (e.type == "intervention" && e.what != "delete_checkpoint") {
+    if (e.type == "intervention" && e.what != action::kDeleteCheckpoint) {
       svg << "<line x1='" << x << "' x2='" << x << "' y1='20' y2='320' stroke='"
           << ActionColor(e.what) << "' stroke-dasharray='4,3' class='intervention'><title>" << when
           << " " << Escape(e.what) << " by " << Escape(e.actor) << "</title></line>";
@@ -291,7 +293,7 @@ Result<std::string> ReportHtml(Logbook& lb, int64_t run_id) {
     if (e.type == "event") event_kind[e.id] = e.what;
   }
   for (const auto& e : entries.value()) {
-    if (e.type != "intervention" || e.what == "delete_checkpoint") continue;
+    if (e.type != "intervention" || e.what == action::kDeleteCheckpoint) continue;
     const std::string answering =
         e.event_id ? "event#" + std::to_string(*e.event_id) + " " + event_kind[*e.event_id] : "";
     std::string outcome;

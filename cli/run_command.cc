@@ -21,6 +21,7 @@
 #include "common/job_spec.h"
 #include "common/process.h"
 #include "common/util.h"
+#include "common/vocabulary.h"
 #include "coordinator/chaos.h"
 #include "coordinator/playbook.h"
 #include "worker/trainer/data_source.h"
@@ -264,7 +265,8 @@ int RunJob(const RunArgs& args) {
     if (resp.ok() && resp->status == 200) {
       json s = json::parse(resp->body, nullptr, false);
       if (!s.is_discarded()) progress.Show(s, elapsed());
-      if (!spares_started && s.is_object() && s.value("state", "pending") != "pending") {
+      if (!spares_started && s.is_object() &&
+          s.value("state", job_state::kPending) != job_state::kPending) {
         spares_started = true;
         for (int i = 0; i < spec->world.spares; ++i) {
           if (!start_agent("spare-" + std::to_string(i))) break;
@@ -272,7 +274,8 @@ int RunJob(const RunArgs& args) {
       }
       // A paused job waits for a person: say so once, with how to continue.
       const std::string message = s.is_object() ? s.value("message", "") : "";
-      if (s.is_object() && s.value("state", "") == "paused" && message != last_pause_message) {
+      if (s.is_object() && s.value("state", "") == job_state::kPaused &&
+          message != last_pause_message) {
         std::fprintf(stderr, "\nvigil run: %s\n", message.c_str());
         last_pause_message = message;
       }

@@ -27,15 +27,24 @@ inline constexpr const char kGradNormSpike[] = "grad_norm_spike";
 inline constexpr const char kCoordinatorStopped[] = "coordinator_stopped";
 }  // namespace kind
 
-// Every failure kind the detectors report.
-inline constexpr const char* kFailureKinds[] = {
-    kind::kProcessExit,       kind::kCollectiveError,
-    kind::kCheckpointCorrupt, kind::kCheckpointWriteFailed,
-    kind::kHostLost,          kind::kStartTimeout,
-    kind::kConfigError,       kind::kRankHang,
-    kind::kGpuFault,          kind::kGpuThermal,
-    kind::kStraggler,         kind::kNonfinite,
-    kind::kLossSpike,         kind::kGradNormSpike};
+// Every failure kind the detectors report, the most common first (the
+// playbook's error messages list them in this order). The last,
+// checkpoint_corrupt, is the checkpoint machinery's to answer, not a
+// playbook's.
+inline constexpr const char* kFailureKinds[] = {kind::kProcessExit,
+                                                kind::kRankHang,
+                                                kind::kHostLost,
+                                                kind::kGpuFault,
+                                                kind::kGpuThermal,
+                                                kind::kCollectiveError,
+                                                kind::kStraggler,
+                                                kind::kNonfinite,
+                                                kind::kLossSpike,
+                                                kind::kGradNormSpike,
+                                                kind::kStartTimeout,
+                                                kind::kConfigError,
+                                                kind::kCheckpointWriteFailed,
+                                                kind::kCheckpointCorrupt};
 
 namespace action {
 // Outcomes: a playbook rule has exactly one.
@@ -83,10 +92,22 @@ inline constexpr const char* kInterventionActions[] = {action::kRestartFromLates
                                                        action::kInjectFault,
                                                        action::kNone};
 
-// Job states (runs.status and vigil_job_state), rank states (vigil_ranks)
-// and host states (vigil_hosts, vigil_host_state, /api/v1/hosts).
-inline constexpr const char* kJobStates[] = {"pending",   "rendezvous", "running", "recovering",
-                                             "succeeded", "failed",     "paused"};
+// Job states (runs.status, vigil_job_state and /api/v1/status's `state`).
+namespace job_state {
+inline constexpr const char kPending[] = "pending";
+inline constexpr const char kRendezvous[] = "rendezvous";
+inline constexpr const char kRunning[] = "running";
+inline constexpr const char kRecovering[] = "recovering";
+inline constexpr const char kSucceeded[] = "succeeded";
+inline constexpr const char kFailed[] = "failed";
+inline constexpr const char kPaused[] = "paused";
+}  // namespace job_state
+
+// Every job state; rank states (vigil_ranks) and host states (vigil_hosts,
+// vigil_host_state, /api/v1/hosts).
+inline constexpr const char* kJobStates[] = {
+    job_state::kPending,   job_state::kRendezvous, job_state::kRunning, job_state::kRecovering,
+    job_state::kSucceeded, job_state::kFailed,     job_state::kPaused};
 inline constexpr const char* kRankStates[] = {"starting", "training", "saving", "down"};
 inline constexpr const char* kHostStates[] = {"active", "spare", "cordoned", "lost"};
 

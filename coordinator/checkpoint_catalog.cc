@@ -22,7 +22,8 @@ CheckpointProbe ManifestProbe(checkpoint::Storage* storage) {
 
 CheckpointCatalog::CheckpointCatalog(boost::asio::io_context& io, Clock* clock, Journal* journal,
                                      const CheckpointSpec& spec, std::string checkpoint_dir,
-                                     checkpoint::Storage* storage, CheckpointProbe probe)
+                                     checkpoint::Storage* storage, CheckpointProbe probe,
+                                     boost::asio::any_io_executor file_work)
     : io_(io),
       clock_(clock),
       journal_(journal),
@@ -30,7 +31,10 @@ CheckpointCatalog::CheckpointCatalog(boost::asio::io_context& io, Clock* clock, 
       dir_(std::move(checkpoint_dir)),
       storage_(storage),
       probe_(std::move(probe)),
-      log_(MakeLogger("checkpoints")) {}
+      log_(MakeLogger("checkpoints")),
+      file_work_(file_work ? std::move(file_work) : pool_.get_executor()) {}
+
+CheckpointCatalog::~CheckpointCatalog() { FinishFileWork(); }
 
 void CheckpointCatalog::SetState(int64_t id, const std::string& state,
                                  const std::string& new_path) {
@@ -74,47 +78,114 @@ bool CheckpointCatalog::MarkCorrupt(const std::string& path) {
   return true;
 }
 
-CheckpointChoice CheckpointCatalog::Choose(
-    const CheckpointWant& want,
-    const std::function<void(const std::string&, const std::string&)>& on_corrupt) {
-  CheckpointChoice c;
-  bool any = false;
-  int to_skip = want.rollback;
-  // A copy: a corrupt candidate changes the rows' states as we go.
-  const std::vector<CheckpointRow> rows = rows_;
-  for (const auto& row : rows) {
+struct CheckpointCatalog::Walk {
+  CheckpointWant want;
+  OnCorrupt on_corrupt;
+  std::function<void(CheckpointChoice)> done;
+  std::vector<CheckpointRow> rows;  // as they were when the choice began, newest first
+  size_t next = 0;                  // the candidate walked to (being probed)
+  int to_skip = 0;                  // a rollback's: usable ones still to go back over
+  bool any = false;                 // anything was ever committed
+  CheckpointChoice choice;
+};
+
+const CheckpointRow* CheckpointCatalog::Find(int64_t id) const {
+  for (const auto& row : rows_) {
+    if (row.id == id) return &row;
+  }
+  return nullptr;
+}
+
+bool CheckpointCatalog::Usable(const CheckpointRow& row) const {
+  return row.state == cs::kCommitted && !bad_.count(row.path);
+}
+
+Status CheckpointCatalog::Choose(const CheckpointWant& want, OnCorrupt on_corrupt,
+                                 std::function<void(CheckpointChoice)> done) {
+  if (walk_) return Status::FailedPrecondition("a checkpoint choice is under way already");
+  walk_ = std::make_unique<Walk>();
+  walk_->want = want;
+  walk_->on_corrupt = std::move(on_corrupt);
+  walk_->done = std::move(done);
+  walk_->rows = rows_;
+  walk_->to_skip = want.rollback;
+  Continue();
+  return Status::Ok();
+}
+
+std::set<std::string> CheckpointCatalog::InChoice() const {
+  std::set<std::string> out;
+  if (!walk_) return out;
+  for (const auto& row : walk_->choice.rolled_back) out.insert(row.path);
+  if (walk_->next < walk_->rows.size()) out.insert(walk_->rows[walk_->next].path);
+  return out;
+}
+
+void CheckpointCatalog::Continue() {
+  Walk& w = *walk_;
+  for (; w.next < w.rows.size(); ++w.next) {
+    // Its state now: corrupt or rolled back since the choice began counts.
+    const CheckpointRow* row = Find(w.rows[w.next].id);
+    if (!row) continue;
     // Retention's (done, under way or failed part way): as if never there.
-    if (row.state == cs::kDeleted || row.state == cs::kDeleting || row.state == cs::kDeleteFailed)
+    if (row->state == cs::kDeleted || row->state == cs::kDeleting ||
+        row->state == cs::kDeleteFailed)
       continue;
-    any = true;
-    if (row.state != cs::kCommitted || bad_.count(row.path)) continue;
+    w.any = true;
+    if (!Usable(*row)) continue;
     // Taken at or after a numerical anomaly: it may hold the bad update.
-    if (want.before_step && row.step >= *want.before_step) {
-      c.rolled_back.push_back(row);
+    if (w.want.before_step && row->step >= *w.want.before_step) {
+      w.choice.rolled_back.push_back(*row);
       continue;
     }
     if (fallbacks_ > spec_.max_fallbacks) break;
-    auto lr_scale = probe_(row.path);
-    if (!lr_scale.ok()) {
-      MarkCorrupt(row.path);
-      if (on_corrupt) on_corrupt(row.path, lr_scale.status().message());
-      continue;
-    }
-    if (fallbacks_ > spec_.max_fallbacks) break;
-    if (to_skip > 0) {  // a playbook's rollback: go further back
-      --to_skip;
-      c.rolled_back.push_back(row);
-      continue;
-    }
-    c.checkpoint = row;
-    c.lr_scale = lr_scale.value();
-    return c;
+    boost::asio::post(file_work_, [this, path = row->path] {
+      Result<double> lr_scale = probe_(path);
+      boost::asio::post(io_, [this, lr_scale = std::move(lr_scale)] { OnProbed(lr_scale); });
+    });
+    return;
   }
-  if (!any) return c;  // nothing was ever committed: a fresh start
-  if (fallbacks_ <= spec_.max_fallbacks && (want.rollback > 0 || want.before_step)) {
-    // Rolled back past every checkpoint: the start is the one state known good.
-    return c;
+  Finish();
+}
+
+void CheckpointCatalog::OnProbed(const Result<double>& lr_scale) {
+  Walk& w = *walk_;
+  const CheckpointRow* now = Find(w.rows[w.next].id);
+  if (!now || !Usable(*now)) {  // refused by other means while it was probed
+    ++w.next;
+    return Continue();
   }
+  const CheckpointRow row = *now;
+  ++w.next;
+  if (!lr_scale.ok()) {
+    MarkCorrupt(row.path);
+    if (w.on_corrupt) w.on_corrupt(row.path, lr_scale.status().message());
+    return Continue();
+  }
+  if (fallbacks_ > spec_.max_fallbacks) return Finish();
+  if (w.to_skip > 0) {  // a playbook's rollback: go further back
+    --w.to_skip;
+    w.choice.rolled_back.push_back(row);
+    return Continue();
+  }
+  w.choice.checkpoint = row;
+  w.choice.lr_scale = lr_scale.value();
+  auto done = std::move(w.done);
+  CheckpointChoice c = std::move(w.choice);
+  walk_.reset();
+  done(std::move(c));
+}
+
+void CheckpointCatalog::Finish() {
+  // No candidate was chosen.
+  Walk& w = *walk_;
+  CheckpointChoice c = std::move(w.choice);
+  const bool rolling_back = w.want.rollback > 0 || w.want.before_step;
+  const bool fresh = !w.any;  // nothing was ever committed: a fresh start
+  auto done = std::move(w.done);
+  walk_.reset();
+  // Rolled back past every checkpoint: the start is the one state known good.
+  if (fresh || (fallbacks_ <= spec_.max_fallbacks && rolling_back)) return done(std::move(c));
   c.rolled_back.clear();
   c.pause = true;
   c.why = fallbacks_ > spec_.max_fallbacks
@@ -124,7 +195,7 @@ CheckpointChoice CheckpointCatalog::Choose(
               : "no committed checkpoint is left that verifies";
   c.why += "; the job is paused instead of starting over. Check them with `vigil ckpt verify " +
            dir_ + "/step-*` and see the checkpoint_corrupt events";
-  return c;
+  done(std::move(c));
 }
 
 void CheckpointCatalog::RollBack(const std::vector<CheckpointRow>& rows, int64_t next_generation) {
@@ -143,7 +214,8 @@ void CheckpointCatalog::RollBack(const std::vector<CheckpointRow>& rows, int64_t
 }
 
 std::vector<CheckpointRow> CheckpointCatalog::RetentionVictims(
-    const std::set<std::string>& protected_paths) {
+    std::set<std::string> protected_paths) {
+  protected_paths.merge(InChoice());
   std::vector<int64_t> steps;
   std::set<int64_t> protect;
   std::map<int64_t, CheckpointRow> by_step;
@@ -164,7 +236,7 @@ std::vector<CheckpointRow> CheckpointCatalog::RetentionVictims(
 
 void CheckpointCatalog::Delete(const CheckpointRow& row) {
   journal_->AfterCommit([this, id = row.id, path = row.path] {
-    boost::asio::post(files_, [this, id, path] {
+    boost::asio::post(file_work_, [this, id, path] {
       const Status st = storage_->RemoveAll(path);
       // A deletion that failed part way may have left a part: never loaded.
       const std::string state = st.ok() ? cs::kDeleted : cs::kDeleteFailed;

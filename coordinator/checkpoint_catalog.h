@@ -16,6 +16,12 @@
 // that never committed one starts fresh; a rollback past every checkpoint
 // starts from scratch (the one state known good).
 //
+// The probes read files, which on a sick parallel file system can take
+// seconds: they run on the file-work executor, never on the event loop, one
+// candidate at a time; the choice comes back to the loop through `done`.
+// One choice is under way at a time. What it may resume from or roll back
+// over is never a victim of retention meanwhile.
+//
 // Rolling back: the checkpoints rolled back over are never chosen again and
 // are moved aside (renamed, not deleted: a person may want to look), once
 // the intervention that decided it is committed.
@@ -26,14 +32,15 @@
 // file system can take seconds to remove), once its delete_checkpoint
 // intervention is committed; the outcome comes back to the event loop.
 //
-// The event loop's, but for the deletions' thread (which writes only
-// through the journal and posts back).
+// The event loop's, but for the file work (probes, deletions), which writes
+// only through the journal and posts back.
 #pragma once
 
 #include <utility>
 
 #include <boost/asio.hpp>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -59,6 +66,9 @@ struct CheckpointWant {
   std::optional<int64_t> before_step;  // only checkpoints older than this step
 };
 
+// Hears of each candidate the probe refuses (already marked corrupt).
+using OnCorrupt = std::function<void(const std::string& path, const std::string& reason)>;
+
 struct CheckpointChoice {
   std::optional<CheckpointRow> checkpoint;  // none: a fresh start
   double lr_scale = 1.0;                    // the checkpoint's
@@ -69,12 +79,16 @@ struct CheckpointChoice {
 
 class CheckpointCatalog {
  public:
+  // `file_work` runs the probes and deletions (empty: a thread of the
+  // catalog's own; the scenario tests pass their event loop's, to run it
+  // deterministically).
   CheckpointCatalog(boost::asio::io_context& io, Clock* clock, Journal* journal,
                     const CheckpointSpec& spec, std::string checkpoint_dir,
-                    checkpoint::Storage* storage, CheckpointProbe probe);
-  ~CheckpointCatalog() { FinishFileWork(); }
-  // Waits for the deletions under way.
-  void FinishFileWork() { files_.join(); }
+                    checkpoint::Storage* storage, CheckpointProbe probe,
+                    boost::asio::any_io_executor file_work = {});
+  ~CheckpointCatalog();
+  // Waits for the file work under way (on the catalog's own thread).
+  void FinishFileWork() { pool_.join(); }
 
   const std::vector<CheckpointRow>& rows() const { return rows_; }
   // A save committed: one `checkpoints` row. A step saved again (after a
@@ -90,23 +104,32 @@ class CheckpointCatalog {
   // A generation restored (or a person resumed): fallbacks count afresh.
   void ResetFallbacks() { fallbacks_ = 0; }
 
-  // `on_corrupt(path, reason)` hears of each candidate the probe refuses
-  // (already marked corrupt when it is called).
-  CheckpointChoice Choose(
-      const CheckpointWant& want,
-      const std::function<void(const std::string&, const std::string&)>& on_corrupt);
+  // Chooses for `want`; `done` hears the choice, on the event loop. An
+  // error if a choice is under way already.
+  Status Choose(const CheckpointWant& want, OnCorrupt on_corrupt,
+                std::function<void(CheckpointChoice)> done);
+  bool choosing() const { return walk_ != nullptr; }
+  // The paths the choice under way may resume from or roll back over.
+  std::set<std::string> InChoice() const;
   // Moves `rows` aside as rolled back, from the launch of `next_generation`.
   void RollBack(const std::vector<CheckpointRow>& rows, int64_t next_generation);
   // What retention deletes now (marked deleting: never chosen again),
   // never one of `protect` (the checkpoint resumed from, the one a restart
-  // under way resumes from).
-  std::vector<CheckpointRow> RetentionVictims(const std::set<std::string>& protect);
+  // under way resumes from) nor what the choice under way may use.
+  std::vector<CheckpointRow> RetentionVictims(std::set<std::string> protect);
   // Deletes `row` once everything journaled so far is committed.
   void Delete(const CheckpointRow& row);
 
  private:
   void SetState(int64_t id, const std::string& state, const std::string& new_path = "");
   void Remember(int64_t id, const std::string& state, const std::string& new_path = "");
+  const CheckpointRow* Find(int64_t id) const;
+  bool Usable(const CheckpointRow& row) const;
+  // The choice's walk over the candidates, newest first.
+  struct Walk;
+  void Continue();
+  void OnProbed(const Result<double>& lr_scale);
+  void Finish();
 
   boost::asio::io_context& io_;
   Clock* clock_;
@@ -119,8 +142,10 @@ class CheckpointCatalog {
   std::vector<CheckpointRow> rows_;
   std::set<std::string> bad_;
   int fallbacks_ = 0;
-  // Deletions, off the event loop; last, so destroyed first.
-  boost::asio::thread_pool files_{1};
+  std::unique_ptr<Walk> walk_;  // the choice under way
+  // File work, off the event loop; last, so destroyed first.
+  boost::asio::thread_pool pool_{1};
+  boost::asio::any_io_executor file_work_;
 };
 
 }  // namespace vigil::coordinator

@@ -27,7 +27,8 @@ JobController::JobController(boost::asio::io_context& io, const JobSpec& spec, J
           [this](JobState from, JobState to, const std::string& why) { OnMove(from, to, why); }),
       placement_(&spec, seams.agents),
       catalog_(io, seams.clock, seams.journal, spec.checkpoint, paths_.checkpoint_dir,
-               seams.storage, seams.probe ? seams.probe : ManifestProbe(seams.storage)),
+               seams.storage, seams.probe ? seams.probe : ManifestProbe(seams.storage),
+               seams.file_work),
       playbook_(std::move(playbook)),
       hangs_(spec.detection),
       numerics_(spec.detection),
@@ -174,15 +175,64 @@ void JobController::HandleFailure(Detection d) {
   const int64_t event_id = RecordEvent(d);
   last_event_ = event_id;
   PlanInput in{&spec_, &d, &decision, placement_, progress_.restarts, gen_.number + 1};
-  const OnCorrupt on_corrupt = CorruptRecorder();
-  const RecoveryPlan plan =
-      corrupt ? PlanFallback(in, &catalog_, on_corrupt) : PlanRecovery(in, &catalog_, on_corrupt);
-  if (!corrupt) {
-    static const char* kKinds[] = {"continue", "restart", "pause", "fail"};
-    log_->warn("playbook: {} -> {}", plan.why, kKinds[static_cast<int>(plan.kind)]);
-    if (plan.decision_carried) playbook_.Carried(decision, d.time_us, plan.counts_as_restart);
+  RecoveryPlan plan = corrupt ? PlanFallback(in) : PlanRecovery(in);
+  if (plan.kind != RecoveryPlan::Kind::kRestart) {
+    LogDecision(plan);
+    if (plan.decision_carried) playbook_.Carried(decision, d.time_us);
+    return Carry(plan, event_id);
   }
-  Carry(plan, event_id, d);
+  // A restart: the generation is condemned now, its hosts' actions
+  // recorded; the teardown's orders wait until its checkpoint is chosen
+  // (off the loop) and the restart that names it is recorded.
+  Planning p{d, decision, plan, event_id, Record(event_id, plan.actor, plan.actions), {}};
+  AdoptPlacement(plan.placement);
+  const CheckpointWant want = *plan.want;
+  // What a rollback rolls back over includes a save the dying generation
+  // still commits (OnCheckpoint).
+  pending_rolls_back_ = want.rollback > 0 || want.before_step.has_value();
+  planning_ = std::move(p);
+  BeginRecovery(d.summary);
+  ChooseCheckpoint(want, [this](CheckpointChoice c) { OnRestartChosen(std::move(c)); });
+}
+
+void JobController::LogDecision(const RecoveryPlan& plan) {
+  if (plan.fallback) return;  // the checkpoints', not the playbook's
+  static const char* kKinds[] = {"continue", "restart", "pause", "fail"};
+  log_->warn("playbook: {} -> {}", plan.why, kKinds[static_cast<int>(plan.kind)]);
+}
+
+void JobController::ChooseCheckpoint(const CheckpointWant& want,
+                                     std::function<void(CheckpointChoice)> done) {
+  const Status st = catalog_.Choose(want, CorruptRecorder(), std::move(done));
+  if (!st.ok()) log_->error("bug: {}", st.ToString());
+}
+
+void JobController::OnRestartChosen(CheckpointChoice choice) {
+  Planning p = std::move(*planning_);
+  planning_.reset();
+  if (terminal()) return;  // vigild stopped meanwhile
+  const Detection& d = p.detection;
+  PlanInput in{&spec_, &d, &p.decision, placement_, progress_.restarts, gen_.number + 1};
+  const size_t first = p.plan.actions.size();
+  CompleteRestart(in, std::move(choice), catalog_.fallbacks(), &p.plan);
+  const std::vector<PlannedAction> rest(p.plan.actions.begin() + static_cast<long>(first),
+                                        p.plan.actions.end());
+  for (int64_t id : Record(p.event_id, p.plan.actor, rest)) p.ids.push_back(id);
+  LogDecision(p.plan);
+  if (!p.plan.fallback && p.plan.decision_carried)
+    playbook_.Carried(p.decision, d.time_us);  // the restart counts at launch
+  if (p.plan.kind == RecoveryPlan::Kind::kPause) {
+    pending_rolls_back_ = false;
+    return Pause(p.event_id, p.plan.reason);
+  }
+  pending_cause_ = p.ids.at(static_cast<size_t>(p.plan.cause));
+  pending_checkpoint_ = p.plan.checkpoint;
+  for (const auto& late : p.late) pending_checkpoint_->rolled_back.push_back(late);
+  pending_modifiers_ = p.plan.modifiers;
+  if (!p.plan.modifiers.optimizer.empty()) optimizer_override_ = p.plan.modifiers.optimizer;
+  pending_restart_ = PendingRestart{d.kind, d.time_us, p.plan.counts_as_restart};
+  recovering_from_ = d.kind;
+  KillGeneration();
 }
 
 void JobController::AdoptPlacement(const Placement& p) {
@@ -196,43 +246,31 @@ void JobController::AdoptPlacement(const Placement& p) {
   UpdateHostMetrics();
 }
 
-void JobController::Carry(const RecoveryPlan& plan, int64_t event_id, const Detection& d) {
-  const std::vector<int64_t> ids = Record(event_id, plan.actor, plan.actions);
+void JobController::Carry(const RecoveryPlan& plan, int64_t event_id) {
+  Record(event_id, plan.actor, plan.actions);
   AdoptPlacement(plan.placement);
   switch (plan.kind) {
-    case RecoveryPlan::Kind::kContinue:
-      return;
     case RecoveryPlan::Kind::kFail:
       return Finish(Outcome::kFailed, plan.reason);
     case RecoveryPlan::Kind::kPause:
       return Pause(event_id, plan.reason);
-    case RecoveryPlan::Kind::kRestart:
-      break;
+    default:
+      return;
   }
-  pending_cause_ = ids.at(static_cast<size_t>(plan.cause));
-  pending_checkpoint_ = plan.checkpoint;
-  pending_modifiers_ = plan.modifiers;
-  // A rollback, or a restart before a numerical anomaly, rolls back over
-  // what is newer than its checkpoint: a save the dying generation still
-  // commits during the teardown too (OnCheckpoint).
-  pending_rolls_back_ = !plan.checkpoint.rolled_back.empty() || d.step.has_value();
-  if (!plan.modifiers.optimizer.empty()) optimizer_override_ = plan.modifiers.optimizer;
-  if (plan.counts_as_restart) ++progress_.restarts;
-  metrics_->Restarts(d.kind).Increment();
-  recovering_from_ = d.kind;
-  TearDownGeneration(d.summary);
 }
 
 void JobController::Pause(std::optional<int64_t> event, const std::string& why) {
   paused_event_ = event;
   // A restart under way that pauses (its teardown unconfirmed, its slot no
-  // spare fills) keeps its checkpoint and modifiers for the resume.
+  // spare fills) keeps its checkpoint and modifiers for the resume; the
+  // launch is then the person's, not a restart of the playbook's.
   pending_cause_.reset();
+  pending_restart_.reset();
   progress_.message =
       "paused: " + why + ". Continue with `vigil resume --workdir " + paths_.workdir + "`";
   metrics_->pages_total.Increment();
   metrics_->waiting_for_human.Set(1);
-  journal_->SetRunStatus(run_id_, "paused");
+  journal_->SetRunStatus(run_id_, job_state::kPaused);
   log_->error("PAGE: {}", progress_.message);
   const bool torn_down = state() == JobState::kRecovering;
   Transition(JobState::kPaused, why);
@@ -252,6 +290,8 @@ Status JobController::Resume(const std::string& actor, const std::string& note) 
                                       ", not paused");
   if (!gen_.alive.empty())
     return Status::Unavailable("the paused generation is still being torn down; try again");
+  if (catalog_.choosing())
+    return Status::Unavailable("the launch is choosing its checkpoint; try again");
   if (auto slot = placement_.VacantSlot(); slot && placement_.FreeSpares().empty()) {
     return Status::FailedPrecondition(
         placement_.VacancyReason(*slot) +
@@ -264,7 +304,7 @@ Status JobController::Resume(const std::string& actor, const std::string& note) 
   Record(paused_event_, "human:" + actor, FillVacancies(&p, spec_.world.ranks_per_host));
   AdoptPlacement(p);
   metrics_->waiting_for_human.Set(0);
-  journal_->SetRunStatus(run_id_, "running");
+  journal_->SetRunStatus(run_id_, job_state::kRunning);
   catalog_.ResetFallbacks();  // a person looked: skip corrupt checkpoints afresh
   progress_.message.clear();
   log_->warn("resumed by {}{}", actor, note.empty() ? "" : ": " + note);

@@ -84,6 +84,9 @@ struct ControllerSeams {
   CoordinatorMetrics* metrics = nullptr;
   checkpoint::Storage* storage = nullptr;  // rollback renames, retention deletions
   CheckpointProbe probe;                   // empty: ManifestProbe(storage)
+  // Where the catalog's file work (probes, deletions) runs; empty: a
+  // thread of its own. The scenario tests pass their event loop's.
+  boost::asio::any_io_executor file_work;
 };
 
 class JobController {
@@ -153,18 +156,34 @@ class JobController {
   // failure happened, for recovery time.
   void NoteDetectionLatency(Detection* d, std::optional<int64_t> injected_at, int64_t detected_at);
 
-  // Records the detection, asks the playbook, plans and carries out.
+  // Records the detection, asks the playbook, plans and carries out; a
+  // restart's second half once its checkpoint is chosen (OnRestartChosen).
   void HandleFailure(Detection d);
-  void Carry(const RecoveryPlan& plan, int64_t event_id, const Detection& d);
+  void LogDecision(const RecoveryPlan& plan);
+  // Chooses off the loop; `done` runs on it.
+  void ChooseCheckpoint(const CheckpointWant& want, std::function<void(CheckpointChoice)> done);
+  void OnRestartChosen(CheckpointChoice choice);
+  // A plan that is not a restart: continue, pause or fail.
+  void Carry(const RecoveryPlan& plan, int64_t event_id);
   void AdoptPlacement(const Placement& p);
   void UpdateHostMetrics();
   void UpdateRankMetrics(int64_t now_us);
   void Pause(std::optional<int64_t> event, const std::string& why);
 
-  // The generation's lifecycle.
+  // The generation's lifecycle. Launch uses the restart's planned
+  // checkpoint, or chooses one (a first start, a resume, a regrow).
   void Launch(std::optional<int64_t> cause_intervention);
+  void LaunchFrom(CheckpointChoice choice, std::optional<int64_t> cause_intervention);
   void SendToGeneration(const wire::Envelope& env);
-  void TearDownGeneration(const std::string& reason);
+  // The generation is condemned (recovering; its row ended) ...
+  void BeginRecovery(const std::string& reason);
+  // ... and its teardown ordered (TERM, grace, KILL), bounded by
+  // limits.teardown_timeout_ms.
+  void KillGeneration();
+  void TearDownGeneration(const std::string& reason);  // both
+  // Launches the next generation once every agent confirmed the teardown
+  // and the restart's checkpoint is chosen.
+  void MaybeLaunchNext();
   void OnTeardownTimeout(int64_t generation);
   void FinishGeneration(const std::string& reason);
   enum class Outcome { kSucceeded, kFailed };
@@ -209,8 +228,26 @@ class JobController {
 
   Generation gen_;
   std::set<std::pair<int64_t, int64_t>> failed_saves_;  // (generation, step) already recorded
+  // A restart (or fallback) whose checkpoint is being chosen: the plan's
+  // first half, carried out, and what the second half needs.
+  struct Planning {
+    Detection detection;
+    Decision decision;
+    RecoveryPlan plan;
+    int64_t event_id = 0;
+    std::vector<int64_t> ids;         // the rows of the first half
+    std::vector<CheckpointRow> late;  // saves committed meanwhile (a rollback's too)
+  };
+  std::optional<Planning> planning_;
   // The restart under way: what caused it, and what the next generation
-  // starts from and with (chosen once, when it was planned).
+  // starts from and with (chosen once, when it was planned); it counts as
+  // a restart (a fallback does not) when the next generation launches.
+  struct PendingRestart {
+    std::string kind;  // of its detection
+    int64_t detected_at_us = 0;
+    bool counts = false;
+  };
+  std::optional<PendingRestart> pending_restart_;
   std::optional<int64_t> pending_cause_;
   std::optional<CheckpointChoice> pending_checkpoint_;
   LaunchModifiers pending_modifiers_;

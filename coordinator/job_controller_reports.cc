@@ -14,7 +14,7 @@ namespace vigil::coordinator {
 using nlohmann::json;
 
 void JobController::OnAllAgentsRegistered() {
-  if (state() != JobState::kPending) return;
+  if (state() != JobState::kPending || catalog_.choosing()) return;
   placement_.Fill();
   UpdateHostMetrics();
   Launch(std::nullopt);
@@ -37,7 +37,21 @@ void JobController::SendToGeneration(const wire::Envelope& env) {
 }
 
 void JobController::Launch(std::optional<int64_t> cause_intervention) {
-  // A host lost while the last generation was torn down leaves its slot vacant.
+  // The restart's checkpoint was chosen when it was planned; a first start,
+  // a resume and a regrow choose now (off the loop).
+  if (pending_checkpoint_) return LaunchFrom(*pending_checkpoint_, cause_intervention);
+  ChooseCheckpoint(CheckpointWant{}, [this, cause_intervention](CheckpointChoice choice) {
+    if (terminal()) return;  // vigild stopped meanwhile
+    if (!choice.pause) return LaunchFrom(choice, cause_intervention);
+    AddIntervention(last_event_, action::kPauseAndPage, "auto:checkpoints",
+                    json{{"fallbacks", catalog_.fallbacks()}}, choice.why);
+    Pause(last_event_, choice.why);
+  });
+}
+
+void JobController::LaunchFrom(CheckpointChoice choice, std::optional<int64_t> cause_intervention) {
+  // A host lost while the last generation was torn down (or the
+  // checkpoint was chosen) leaves its slot vacant.
   if (placement_.VacantSlot()) {
     Placement p = placement_;
     Record(last_event_, "auto:placement", FillVacancies(&p, spec_.world.ranks_per_host));
@@ -49,23 +63,19 @@ void JobController::Launch(std::optional<int64_t> cause_intervention) {
       return Pause(last_event_, vacancy);
     }
   }
-  // The restart's checkpoint was chosen when it was planned; a first start,
-  // a resume and a regrow choose now.
-  CheckpointChoice choice;
-  if (pending_checkpoint_) {
-    choice = *pending_checkpoint_;
-  } else {
-    choice = catalog_.Choose(CheckpointWant{}, CorruptRecorder());
-    if (choice.pause) {
-      AddIntervention(last_event_, action::kPauseAndPage, "auto:checkpoints",
-                      json{{"fallbacks", catalog_.fallbacks()}}, choice.why);
-      return Pause(last_event_, choice.why);
-    }
-  }
   const LaunchModifiers mods = pending_modifiers_;
   pending_checkpoint_.reset();
   pending_modifiers_ = LaunchModifiers{};
   pending_rolls_back_ = false;
+  if (pending_restart_) {
+    // The restart happened: it counts now (toward limits.max_restarts and the restart loop).
+    metrics_->Restarts(pending_restart_->kind).Increment();
+    if (pending_restart_->counts) {
+      ++progress_.restarts;
+      playbook_.Restarted(pending_restart_->detected_at_us);
+    }
+    pending_restart_.reset();
+  }
   catalog_.RollBack(choice.rolled_back, gen_.number + 1);
   const auto& ckpt = choice.checkpoint;
   if (gen_.number >= 0) store_->ErasePrefix("gen-" + std::to_string(gen_.number) + "/");
@@ -126,9 +136,17 @@ void JobController::Launch(std::optional<int64_t> cause_intervention) {
                  (ckpt ? "from " + gen_.resumed_from : std::string("from scratch")));
 }
 
-void JobController::TearDownGeneration(const std::string& reason) {
+void JobController::BeginRecovery(const std::string& reason) {
   Transition(JobState::kRecovering, reason);
   FinishGeneration(reason);
+}
+
+void JobController::TearDownGeneration(const std::string& reason) {
+  BeginRecovery(reason);
+  KillGeneration();
+}
+
+void JobController::KillGeneration() {
   wire::Envelope env;
   env.mutable_kill_generation()->set_generation(static_cast<uint64_t>(gen_.number));
   env.mutable_kill_generation()->set_grace_ms(static_cast<uint32_t>(spec_.limits.kill_grace_ms));
@@ -136,6 +154,8 @@ void JobController::TearDownGeneration(const std::string& reason) {
   const int64_t number = gen_.number;
   teardown_timer_->Start(std::chrono::milliseconds(spec_.limits.TeardownTimeoutMs()),
                          [this, number] { OnTeardownTimeout(number); });
+  // Every host of it was lost while the restart was planned: nobody to wait for.
+  MaybeLaunchNext();
 }
 
 void JobController::OnTeardownTimeout(int64_t number) {
@@ -170,6 +190,13 @@ void JobController::OnTeardownTimeout(int64_t number) {
 void JobController::OnGenerationStopped(int agent, uint64_t generation) {
   if (static_cast<int64_t>(generation) != gen_.number || state() != JobState::kRecovering) return;
   gen_.agents_stopped.insert(agent);
+  MaybeLaunchNext();
+}
+
+void JobController::MaybeLaunchNext() {
+  // A restart still choosing its checkpoint has not ordered the teardown
+  // yet; a launch choosing its own is under way already.
+  if (state() != JobState::kRecovering || planning_ || catalog_.choosing()) return;
   if (!gen_.AllStopped([this](int a) { return agents_->agent_connected(a); })) return;
   auto cause = pending_cause_;
   pending_cause_.reset();
@@ -278,7 +305,8 @@ void JobController::OnCheckpoint(const wire::RankReport& r) {
   c = catalog_.Add(c);
   // The dying generation's last save, after the restart was planned: a
   // restart that rolls back rolls back over it too.
-  if (pending_checkpoint_ && pending_rolls_back_) pending_checkpoint_->rolled_back.push_back(c);
+  if (pending_rolls_back_ && pending_checkpoint_) pending_checkpoint_->rolled_back.push_back(c);
+  if (pending_rolls_back_ && planning_) planning_->late.push_back(c);
   metrics_->checkpoints_total.Increment();
   metrics_->last_checkpoint_step.Set(static_cast<double>(c.step));
   metrics_->last_checkpoint_timestamp.Set(static_cast<double>(c.committed_at_us) / 1e6);
@@ -297,6 +325,9 @@ void JobController::ApplyRetention() {
   if (pending_checkpoint_) {
     if (pending_checkpoint_->checkpoint) protect.insert(pending_checkpoint_->checkpoint->path);
     for (const auto& row : pending_checkpoint_->rolled_back) protect.insert(row.path);
+  }
+  if (planning_) {
+    for (const auto& row : planning_->late) protect.insert(row.path);
   }
   for (const auto& row : catalog_.RetentionVictims(protect)) {
     AddIntervention(std::nullopt, action::kDeleteCheckpoint, "auto:retention",
@@ -512,7 +543,7 @@ void JobController::OnGpuFault(int agent, const wire::GpuFault& g) {
                               : "a restart is in progress; the host actions apply to its launch");
   Record(event_id, plan.actor, plan.actions);
   AdoptPlacement(plan.placement);
-  playbook_.Carried(decision, d.time_us, /*restarted=*/false);  // its host actions were
+  playbook_.Carried(decision, d.time_us);  // its host actions were
 }
 
 }  // namespace vigil::coordinator

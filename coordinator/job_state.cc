@@ -1,25 +1,26 @@
 #include "coordinator/job_state.h"
 
 #include "common/util.h"
+#include "common/vocabulary.h"
 
 namespace vigil::coordinator {
 
 const char* JobStateName(JobState s) {
   switch (s) {
     case JobState::kPending:
-      return "pending";
+      return job_state::kPending;
     case JobState::kRendezvous:
-      return "rendezvous";
+      return job_state::kRendezvous;
     case JobState::kRunning:
-      return "running";
+      return job_state::kRunning;
     case JobState::kRecovering:
-      return "recovering";
+      return job_state::kRecovering;
     case JobState::kSucceeded:
-      return "succeeded";
+      return job_state::kSucceeded;
     case JobState::kFailed:
-      return "failed";
+      return job_state::kFailed;
     case JobState::kPaused:
-      return "paused";
+      return job_state::kPaused;
   }
   return "unknown";
 }

@@ -8,20 +8,24 @@
 
 #include "common/fs.h"
 #include "common/util.h"
+#include "common/vocabulary.h"
 #include "common/yaml_reader.h"
 
 namespace vigil::coordinator {
 
 namespace {
 
-const std::set<std::string> kOutcomes = {"restart_from_latest", "rollback", "continue",
-                                         "pause_and_page", "fail_job"};
-const std::set<std::string> kModifiers = {"skip_batches", "scale_lr",  "switch_optimizer",
-                                          "cordon_host",  "use_spare", "shrink_world",
-                                          "page"};
+const std::set<std::string> kOutcomes = {action::kRestartFromLatest, action::kRollback,
+                                         action::kContinue, action::kPauseAndPage,
+                                         action::kFailJob};
+const std::set<std::string> kModifiers = {
+    action::kSkipBatches, action::kScaleLr,  action::kSwitchOptimizer,
+    action::kCordonHost,  action::kUseSpare, action::kShrinkWorld,
+    action::kPage};
 // Modifiers that change the next generation need one.
-const std::set<std::string> kRestartModifiers = {"skip_batches", "scale_lr",  "switch_optimizer",
-                                                 "cordon_host",  "use_spare", "shrink_world"};
+const std::set<std::string> kRestartModifiers = {action::kSkipBatches,     action::kScaleLr,
+                                                 action::kSwitchOptimizer, action::kCordonHost,
+                                                 action::kUseSpare,        action::kShrinkWorld};
 
 std::string Join(const std::set<std::string>& names) {
   std::string out;
@@ -72,14 +76,15 @@ class PlaybookReader {
                     Join(kModifiers) + ")");
         break;
       }
-      const bool takes_count = a.name == "rollback" || a.name == "skip_batches";
-      const bool takes_arg = takes_count || a.name == "scale_lr" || a.name == "switch_optimizer";
+      const bool takes_count = a.name == action::kRollback || a.name == action::kSkipBatches;
+      const bool takes_arg =
+          takes_count || a.name == action::kScaleLr || a.name == action::kSwitchOptimizer;
       if (takes_arg && !has_arg) {
         r_.Fail(item, here + "." + a.name,
                 "needs an argument, e.g. {" + a.name + ": " +
-                    (a.name == "scale_lr"           ? "0.5"
-                     : a.name == "switch_optimizer" ? "sgd"
-                                                    : "1") +
+                    (a.name == action::kScaleLr           ? "0.5"
+                     : a.name == action::kSwitchOptimizer ? "sgd"
+                                                          : "1") +
                     "}");
         break;
       }
@@ -91,11 +96,11 @@ class PlaybookReader {
         if (takes_count) {
           a.count = arg.as<int64_t>();
           if (a.count < 1 || a.count > 1000000) throw YAML::Exception(arg.Mark(), "range");
-        } else if (a.name == "scale_lr") {
+        } else if (a.name == action::kScaleLr) {
           a.factor = arg.as<double>();
           if (!(a.factor > 0) || !std::isfinite(a.factor) || a.factor > 100)
             throw YAML::Exception(arg.Mark(), "range");
-        } else if (a.name == "switch_optimizer") {
+        } else if (a.name == action::kSwitchOptimizer) {
           a.optimizer = arg.as<std::string>();
           if (a.optimizer != "adamw" && a.optimizer != "sgd")
             throw YAML::Exception(arg.Mark(), "range");
@@ -103,9 +108,9 @@ class PlaybookReader {
       } catch (const YAML::Exception&) {
         r_.Fail(arg, here + "." + a.name,
                 std::string("expected ") +
-                    (takes_count            ? "an integer in [1, 1000000]"
-                     : a.name == "scale_lr" ? "a number in (0, 100]"
-                                            : "'adamw' or 'sgd'") +
+                    (takes_count                  ? "an integer in [1, 1000000]"
+                     : a.name == action::kScaleLr ? "a number in (0, 100]"
+                                                  : "'adamw' or 'sgd'") +
                     ", got '" + (arg.IsScalar() ? arg.Scalar() : std::string("a collection")) +
                     "'");
         break;
@@ -135,7 +140,7 @@ class PlaybookReader {
       r_.Fail(node, path, "needs exactly one of " + Join(kOutcomes));
       return out;
     }
-    if (outcome != "restart_from_latest" && outcome != "rollback") {
+    if (outcome != action::kRestartFromLatest && outcome != action::kRollback) {
       for (const auto& a : out) {
         if (kRestartModifiers.count(a.name)) {
           r_.Fail(node, path,
@@ -168,28 +173,22 @@ class PlaybookReader {
 }  // namespace
 
 const std::vector<std::string>& DetectionKinds() {
-  static const std::vector<std::string> kinds = {"process_exit",
-                                                 "rank_hang",
-                                                 "host_lost",
-                                                 "gpu_fault",
-                                                 "gpu_thermal",
-                                                 "collective_error",
-                                                 "straggler",
-                                                 "nonfinite",
-                                                 "loss_spike",
-                                                 "grad_norm_spike",
-                                                 "start_timeout",
-                                                 "config_error",
-                                                 "checkpoint_write_failed"};
+  static const std::vector<std::string> kinds = [] {
+    std::vector<std::string> out;
+    for (const char* k : kFailureKinds) {
+      if (std::string(k) != kind::kCheckpointCorrupt) out.push_back(k);
+    }
+    return out;
+  }();
   return kinds;
 }
 
 bool PlaybookAction::is_outcome() const { return kOutcomes.count(name) > 0; }
 
 nlohmann::json PlaybookAction::Params() const {
-  if (name == "rollback" || name == "skip_batches") return {{name, count}};
-  if (name == "scale_lr") return {{name, factor}};
-  if (name == "switch_optimizer") return {{name, optimizer}};
+  if (name == action::kRollback || name == action::kSkipBatches) return {{name, count}};
+  if (name == action::kScaleLr) return {{name, factor}};
+  if (name == action::kSwitchOptimizer) return {{name, optimizer}};
   return name;
 }
 
@@ -297,12 +296,12 @@ Result<Playbook> ParsePlaybook(const std::string& yaml_text, const std::string& 
               r.Required(m, p, "within");
               r.Field<int>(m, p, "max", &pb.restart_loop_max, Positive(), "a positive integer");
               pb.restart_loop_within_us = reader.Duration(m, p, "within");
-              pb.restart_loop_then = {PlaybookAction::Named("pause_and_page")};
+              pb.restart_loop_then = {PlaybookAction::Named(action::kPauseAndPage)};
               if (r.error().ok() && m["then"].IsDefined())
                 pb.restart_loop_then = reader.Actions(m["then"], p + ".then");
               if (!r.error().ok()) return;
               for (const auto& a : pb.restart_loop_then) {
-                if (a.name == "restart_from_latest" || a.name == "rollback")
+                if (a.name == action::kRestartFromLatest || a.name == action::kRollback)
                   r.Fail(m["then"], p + ".then", "must not restart (it is what a loop does)");
               }
             });
@@ -335,13 +334,13 @@ const PlaybookAction& Decision::outcome() const {
   for (const auto& a : actions) {
     if (a.is_outcome()) return a;
   }
-  static const PlaybookAction restart = PlaybookAction::Named("restart_from_latest");
+  static const PlaybookAction restart = PlaybookAction::Named(action::kRestartFromLatest);
   return restart;
 }
 
 bool Decision::restarts() const {
   const auto& o = outcome().name;
-  return o == "restart_from_latest" || o == "rollback";
+  return o == action::kRestartFromLatest || o == action::kRollback;
 }
 
 bool PlaybookEngine::Matches(const PlaybookRule& rule, const Detection& d) const {
@@ -380,7 +379,7 @@ Decision PlaybookEngine::Decide(const Detection& d) {
     if (Matches(playbook_.rules[i], d)) break;
   }
   if (i == playbook_.rules.size()) {
-    out.actions = {PlaybookAction::Named("restart_from_latest")};
+    out.actions = {PlaybookAction::Named(action::kRestartFromLatest)};
     out.why = "no rule of " + playbook_.source + " matches " + d.kind + ": restart_from_latest";
   } else {
     const PlaybookRule& rule = playbook_.rules[i];
@@ -412,11 +411,10 @@ Decision PlaybookEngine::Decide(const Detection& d) {
   return out;
 }
 
-void PlaybookEngine::Carried(const Decision& decision, int64_t time_us, bool restarted) {
+void PlaybookEngine::Carried(const Decision& decision, int64_t time_us) {
   applied_.resize(playbook_.rules.size());
   if (decision.rule_index >= 0 && decision.rule_index < static_cast<int>(applied_.size()))
     applied_[static_cast<size_t>(decision.rule_index)].push_back(time_us);
-  if (restarted) restarts_.push_back(time_us);
 }
 
 }  // namespace vigil::coordinator

@@ -120,9 +120,12 @@ class PlaybookEngine {
   // Carried, and only that counts toward a rule's `limit` and the
   // `restart_loop`.
   Decision Decide(const Detection& d);
-  // `decision` (made for the detection of `time_us`) was carried out:
-  // its rule was applied, and with `restarted` the job restarted.
-  void Carried(const Decision& decision, int64_t time_us, bool restarted);
+  // `decision` (made for the detection of `time_us`) was carried out: its
+  // rule was applied.
+  void Carried(const Decision& decision, int64_t time_us);
+  // The job restarted for the detection of `time_us`: the next generation
+  // launched.
+  void Restarted(int64_t time_us) { restarts_.push_back(time_us); }
   const Playbook& playbook() const { return playbook_; }
 
  private:

@@ -57,8 +57,7 @@ std::vector<PlannedAction> FillVacancies(Placement* placement, int ranks_per_hos
   return out;
 }
 
-RecoveryPlan PlanRecovery(const PlanInput& in, CheckpointCatalog* catalog,
-                          const OnCorrupt& on_corrupt) {
+RecoveryPlan PlanRecovery(const PlanInput& in) {
   const Detection& d = *in.detection;
   const Decision& decision = *in.decision;
   RecoveryPlan plan(in.placement);
@@ -114,77 +113,85 @@ RecoveryPlan PlanRecovery(const PlanInput& in, CheckpointCatalog* catalog,
     const std::string vacancy = plan.placement.VacancyReason(*slot);
     return PauseInstead(std::move(plan), d, json{{"slot", *slot}}, vacancy);
   }
-  CheckpointWant want;
+  plan.kind = RecoveryPlan::Kind::kRestart;
+  plan.counts_as_restart = true;
+  plan.want.emplace();
   if (const auto* rb = decision.Find(action::kRollback))
-    want.rollback = static_cast<int>(rb->count);
-  if (d.step) want.before_step = d.step;
-  plan.checkpoint = catalog->Choose(want, on_corrupt);
-  if (plan.checkpoint.pause) {
-    const std::string why = plan.checkpoint.why;
-    const json params{{"fallbacks", catalog->fallbacks()}};
-    return PauseInstead(std::move(plan), d, params, why);
-  }
-  const auto& ckpt = plan.checkpoint.checkpoint;
+    plan.want->rollback = static_cast<int>(rb->count);
+  if (d.step) plan.want->before_step = d.step;
+  return plan;
+}
+
+namespace {
+
+// The restart's own row and its modifiers, from its chosen checkpoint.
+void PlanRestart(const PlanInput& in, RecoveryPlan* plan) {
+  const Detection& d = *in.detection;
+  const Decision& decision = *in.decision;
+  const std::string outcome = decision.outcome().name;
+  const auto& ckpt = plan->checkpoint.checkpoint;
   json params{{"checkpoint", ckpt ? ckpt->path : ""},
               {"checkpoint_step", ckpt ? ckpt->step : 0},
               {"next_generation", in.next_generation}};
   if (outcome == action::kRollback) {
-    params["rollback"] = want.rollback;
+    params["rollback"] = plan->want->rollback;
     json over = json::array();
-    for (const auto& r : plan.checkpoint.rolled_back) over.push_back(r.step);
+    for (const auto& r : plan->checkpoint.rolled_back) over.push_back(r.step);
     params["rolled_back_steps"] = over;
   }
-  plan.kind = RecoveryPlan::Kind::kRestart;
-  plan.counts_as_restart = true;
-  plan.cause = static_cast<int>(plan.actions.size());
-  plan.actions.push_back({outcome, params, plan.why});
+  plan->cause = static_cast<int>(plan->actions.size());
+  plan->actions.push_back({outcome, params, plan->why});
   for (const auto& a : decision.actions) {
     if (a.name == action::kSkipBatches) {
-      plan.modifiers.skip_batches = a.count;
-      plan.modifiers.skip_end_step = d.step;
-      plan.actions.push_back(
+      plan->modifiers.skip_batches = a.count;
+      plan->modifiers.skip_end_step = d.step;
+      plan->actions.push_back(
           {action::kSkipBatches,
            json{{"batches", a.count}, {"ending_at_step", d.step ? json(*d.step) : json()}},
            "ordered"});
     } else if (a.name == action::kScaleLr) {
-      plan.modifiers.scale_lr = a.factor;
-      plan.actions.push_back({action::kScaleLr,
-                              json{{"factor", a.factor},
-                                   {"from", plan.checkpoint.lr_scale},
-                                   {"to", plan.checkpoint.lr_scale * a.factor}},
-                              "ordered"});
+      plan->modifiers.scale_lr = a.factor;
+      plan->actions.push_back({action::kScaleLr,
+                               json{{"factor", a.factor},
+                                    {"from", plan->checkpoint.lr_scale},
+                                    {"to", plan->checkpoint.lr_scale * a.factor}},
+                               "ordered"});
     } else if (a.name == action::kSwitchOptimizer) {
-      plan.modifiers.optimizer = a.optimizer;
-      plan.actions.push_back({action::kSwitchOptimizer, json{{"to", a.optimizer}}, "ordered"});
+      plan->modifiers.optimizer = a.optimizer;
+      plan->actions.push_back({action::kSwitchOptimizer, json{{"to", a.optimizer}}, "ordered"});
     }
   }
-  return plan;
 }
 
-RecoveryPlan PlanFallback(const PlanInput& in, CheckpointCatalog* catalog,
-                          const OnCorrupt& on_corrupt) {
+}  // namespace
+
+void CompleteRestart(const PlanInput& in, CheckpointChoice choice, int fallbacks,
+                     RecoveryPlan* plan) {
   const Detection& d = *in.detection;
+  plan->checkpoint = std::move(choice);
+  if (plan->checkpoint.pause) {
+    const std::string why = plan->checkpoint.why;
+    *plan = PauseInstead(std::move(*plan), d, json{{"fallbacks", fallbacks}}, why);
+    if (plan->fallback) plan->why = why;
+    return;
+  }
+  if (!plan->fallback) return PlanRestart(in, plan);
+  const auto& ckpt = plan->checkpoint.checkpoint;
+  plan->cause = static_cast<int>(plan->actions.size());
+  plan->actions.push_back({action::kFallbackToOlderCheckpoint,
+                           json{{"checkpoint", ckpt ? ckpt->path : ""},
+                                {"checkpoint_step", ckpt ? ckpt->step : 0},
+                                {"next_generation", in.next_generation}},
+                           "ordered"});
+}
+
+RecoveryPlan PlanFallback(const PlanInput& in) {
   RecoveryPlan plan(in.placement);
   plan.actor = "auto:checkpoints";
-  plan.checkpoint = catalog->Choose(CheckpointWant{}, on_corrupt);
-  if (plan.checkpoint.pause) {
-    plan.kind = RecoveryPlan::Kind::kPause;
-    plan.why = plan.checkpoint.why;
-    plan.actions.push_back(
-        {action::kPauseAndPage, json{{"fallbacks", catalog->fallbacks()}}, plan.why});
-    plan.reason = d.summary + "; " + plan.why;
-    plan.checkpoint = CheckpointChoice{};
-    return plan;
-  }
-  const auto& ckpt = plan.checkpoint.checkpoint;
   plan.kind = RecoveryPlan::Kind::kRestart;
+  plan.fallback = true;
+  plan.want.emplace();
   plan.why = "the checkpoint resumed from is corrupt: the next older one is tried";
-  plan.cause = 0;
-  plan.actions.push_back({action::kFallbackToOlderCheckpoint,
-                          json{{"checkpoint", ckpt ? ckpt->path : ""},
-                               {"checkpoint_step", ckpt ? ckpt->step : 0},
-                               {"next_generation", in.next_generation}},
-                          "ordered"});
   return plan;
 }
 

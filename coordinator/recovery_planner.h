@@ -13,10 +13,13 @@
 // turns the restart into a pause; a restart past limits.max_restarts into a
 // failure.
 //
-// Pure but for the checkpoint choice, which probes candidates through the
-// catalog (a corrupt one is reported and skipped as it is found). It plans
-// on a copy of the placement; the controller adopts the plan's copy when it
-// carries the plan out.
+// A restart is planned in two halves, because its checkpoint is chosen off
+// the event loop (the catalog probes candidates' files): PlanRecovery (or
+// PlanFallback) plans all that comes before the checkpoint and says what
+// checkpoint it wants; once the catalog has chosen, CompleteRestart adds the
+// restart's own row and its modifiers, or turns it into a pause when none
+// is left. Pure: it plans on a copy of the placement; the controller adopts
+// the plan's copy when it carries the plan out.
 #pragma once
 
 #include <optional>
@@ -63,6 +66,9 @@ struct RecoveryPlan {
   bool counts_as_restart = false;  // toward limits.max_restarts and the restart loop
   std::string reason;              // kPause, kFail: what the job's message says
   Placement placement;
+  // kRestart: the checkpoint to choose before CompleteRestart.
+  std::optional<CheckpointWant> want;
+  bool fallback = false;  // a fallback to an older checkpoint, not a restart
   CheckpointChoice checkpoint;
   LaunchModifiers modifiers;
 };
@@ -76,20 +82,23 @@ struct PlanInput {
   int64_t next_generation = 0;
 };
 
-// Corrupt-checkpoint callback of the catalog's choice (records the event).
-using OnCorrupt = std::function<void(const std::string& path, const std::string& reason)>;
-
 // Spares into the vacant slots of `placement`, one use_spare each; the last
 // says why a slot stays vacant if one does (then placement->VacantSlot()).
 std::vector<PlannedAction> FillVacancies(Placement* placement, int ranks_per_host);
 
-// A detection the playbook answered, while the job runs.
-RecoveryPlan PlanRecovery(const PlanInput& in, CheckpointCatalog* catalog,
-                          const OnCorrupt& on_corrupt);
+// A detection the playbook answered, while the job runs. A restart's plan
+// is the first half: `want` says which checkpoint to choose.
+RecoveryPlan PlanRecovery(const PlanInput& in);
 // A checkpoint the ranks refused (not the playbook's: a fallback to the
-// next older one, bounded by checkpoint.max_fallbacks; not a restart).
-RecoveryPlan PlanFallback(const PlanInput& in, CheckpointCatalog* catalog,
-                          const OnCorrupt& on_corrupt);
+// next older one, bounded by checkpoint.max_fallbacks; not a restart). The
+// first half, as above.
+RecoveryPlan PlanFallback(const PlanInput& in);
+// The second half of a restart (or fallback) `plan`, made by PlanRecovery
+// or PlanFallback from the same input, once the catalog chose `choice`
+// (`fallbacks` so far): its row (the cause of the next generation) and
+// modifiers, or a pause when no checkpoint is left.
+void CompleteRestart(const PlanInput& in, CheckpointChoice choice, int fallbacks,
+                     RecoveryPlan* plan);
 // A detection while a restart is under way or the job is paused: only the
 // decision's host actions (cordon, spare) apply, to the next launch.
 RecoveryPlan PlanHostActions(const PlanInput& in, const std::string& why_nothing_more);

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "common/vocabulary.h"
 
 namespace vigil {
 
@@ -28,7 +29,7 @@ struct EventRow {
   int64_t run_id = 0;
   std::optional<int64_t> generation_id;
   int64_t time_us = 0;
-  std::string kind;  // process_exit, host_lost, rank_error, coordinator, ...
+  std::string kind;  // common/vocabulary.h's kind::*
   std::string host;
   std::optional<int> rank;
   std::optional<int64_t> step;
@@ -70,7 +71,7 @@ struct CheckpointRow {
   int64_t bytes = 0;
   int64_t committed_at_us = 0;
   // committed | corrupt | deleted | delete_failed | rolled_back
-  std::string state = "committed";
+  std::string state = checkpoint_state::kCommitted;
 };
 
 // One training step as rank 0 reported it (the `steps` table: every step,
@@ -172,7 +173,9 @@ struct RecoveryRow {
   std::optional<double> recovery_ms;   // failure -> first step of `generation`
 };
 
-// The largest id of each table a writer numbers ahead (LogbookWriter).
+// One logbook file: its schema (logbook_schema.cc), its row writes
+// (logbook.cc), its reads (logbook_reads.cc, logbook_entries.cc) and its
+// statistics (logbook_stats.cc). vigild writes through LogbookWriter.
 class Logbook {
  public:
   ~Logbook();
@@ -206,7 +209,6 @@ class Logbook {
   // rolled_back (a playbook resumed from an older one; moved to new_path).
   Status SetCheckpointState(int64_t checkpoint_id, const std::string& state, int64_t at_us,
                             const std::string& new_path = "");
-  // A run's status while it goes on (running | paused).
   Status AddSteps(const std::vector<StepRow>& steps);
   // A run's steps in time order: [since, until), at most `limit` (0: all).
   Result<std::vector<StepRow>> Steps(int64_t run_id, int64_t since_us, int64_t until_us,
@@ -221,6 +223,7 @@ class Logbook {
   bool InTransaction() const;
   Result<LogbookIds> MaxIds();
 
+  // A run's status while it goes on (job_state::kRunning | kPaused).
   Status SetRunStatus(int64_t run_id, const std::string& status);
 
   Result<std::vector<RunRow>> Runs();

@@ -122,11 +122,13 @@ TEST(Scenario, AHangIsFoundAndTheStoppedRankNamed) {
   ControllerBench b;
   b.Start();
   b.Step(30);
-  b.clock.AdvanceMs(1900);
+  b.Advance(1900);
   b.controller->OnTick();
+  b.Settle();
   EXPECT_EQ(b.agents.Count(wire::Envelope::kDiagnoseRanks), 0) << "not yet past the floor";
-  b.clock.AdvanceMs(200);
+  b.Advance(200);
   b.controller->OnTick();
+  b.Settle();
   ASSERT_EQ(b.agents.Count(wire::Envelope::kDiagnoseRanks), 2);
   auto diagnosis = [&](int agent, std::vector<std::pair<int, std::string>> ranks) {
     wire::Diagnosis d;
@@ -138,6 +140,7 @@ TEST(Scenario, AHangIsFoundAndTheStoppedRankNamed) {
       r->set_cpu_ticks(100);
     }
     b.controller->OnDiagnosis(agent, d);
+    b.Settle();
   };
   diagnosis(0, {{0, "S"}, {1, "S"}});
   EXPECT_TRUE(b.Events().empty()) << "waits for every agent's answer";
@@ -159,12 +162,13 @@ TEST(Scenario, AHangProbeNobodyAnswersNamesTheRankFurthestBehind) {
   b.Start();
   b.Step(30);
   b.Step(1, {2});
-  b.clock.AdvanceMs(2000);
+  b.Advance(2000);
   b.controller->OnTick();
+  b.Settle();
   ASSERT_EQ(b.agents.Count(wire::Envelope::kDiagnoseRanks), 2);
-  b.clock.AdvanceMs(b.spec().detection.hang_probe_ms - 1);
+  b.Advance(b.spec().detection.hang_probe_ms - 1);
   EXPECT_TRUE(b.Events().empty());
-  b.clock.AdvanceMs(1);
+  b.Advance(1);
   const auto hangs = b.Events("rank_hang");
   ASSERT_EQ(hangs.size(), 1u);
   EXPECT_EQ(hangs[0].rank.value_or(-1), 2);
@@ -216,6 +220,7 @@ TEST(Scenario, ANonFiniteGradientRestartsBeforeItsStepAndSkipsItsBatch) {
   nan.set_grad_norm(std::nan(""));
   nan.set_message("non-finite gradient norm at step 61");
   b.controller->OnRankReport(b.AgentOf(2), nan);
+  b.Settle();
   b.Exit(2, 5);
   const auto events = b.Events("nonfinite");
   ASSERT_EQ(events.size(), 1u);
@@ -265,9 +270,9 @@ TEST(Scenario, ACollectiveErrorIsHeldWhileItsCauseArrives) {
   b.Step(30);
   b.Exit(0, 3);
   EXPECT_TRUE(b.Events().empty()) << "held for limits.failure_settle_ms";
-  b.clock.AdvanceMs(300);
+  b.Advance(300);
   b.Exit(3, 0, 9);
-  b.clock.AdvanceMs(2000);
+  b.Advance(2000);
   const auto events = b.Events();
   ASSERT_EQ(events.size(), 1u) << "the symptom is dropped for its cause";
   EXPECT_EQ(events[0].kind, "process_exit");
@@ -279,9 +284,9 @@ TEST(Scenario, ACollectiveErrorAloneIsDetectedOnceSettled) {
   b.Start();
   b.Step(30);
   b.Exit(0, 3);
-  b.clock.AdvanceMs(b.spec().limits.failure_settle_ms - 1);
+  b.Advance(b.spec().limits.failure_settle_ms - 1);
   EXPECT_TRUE(b.Events().empty());
-  b.clock.AdvanceMs(1);
+  b.Advance(1);
   const auto events = b.Events("collective_error");
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].rank.value_or(-1), 0);
@@ -327,6 +332,7 @@ TEST(Scenario, WithNoSpareTheWorldShrinksAndGrowsBackWhenAHostJoins) {
   b.Step(10);
   const int joined = b.agents.Add("host-9");
   b.controller->OnAgentJoined(joined);
+  b.Settle();
   b.Step(25);  // reaches the next checkpoint (step 50)
   ASSERT_EQ(b.Interventions("grow_world").size(), 1u);
   EXPECT_EQ(Params(b.Interventions("grow_world")[0])["to_world"], 4);
@@ -393,7 +399,7 @@ TEST(Scenario, ARestartLoopPausesAndAPersonResumes) {
   ControllerBench b("world: {hosts: 2, ranks_per_host: 2}\n", kRestartOnly);
   b.Start();
   b.Step(30);
-  EXPECT_FALSE(b.controller->Resume("tester", "").ok()) << "not paused";
+  EXPECT_FALSE(b.Resume().ok()) << "not paused";
   for (int i = 0; i < 2; ++i) {
     b.Exit(0, 0, 9);
     b.Recover();
@@ -405,7 +411,7 @@ TEST(Scenario, ARestartLoopPausesAndAPersonResumes) {
   EXPECT_EQ(b.journal.run_status(), "paused");
   b.ConfirmTeardown();
   EXPECT_EQ(b.generation(), 2) << "paused: nothing launched";
-  ASSERT_TRUE(b.controller->Resume("tester", "looked at it").ok());
+  ASSERT_TRUE(b.Resume("looked at it").ok());
   EXPECT_EQ(b.journal.run_status(), "running");
   EXPECT_EQ(b.Interventions("resume").at(0).event_id.value_or(-1), third.id);
   EXPECT_EQ(b.generation(), 3);
@@ -422,13 +428,14 @@ TEST(Scenario, ARestartThatBecameAPauseDoesNotCountTowardTheLoop) {
   b.Step(30);
   b.LoseAgent(1);  // decided: restart, use_spare; done: no spare, so a pause
   EXPECT_EQ(b.state(), JobState::kPaused);
-  EXPECT_FALSE(b.controller->Resume("tester", "").ok()) << "its ranks are still being stopped";
+  EXPECT_FALSE(b.Resume().ok()) << "its ranks are still being stopped";
   b.ConfirmTeardown();
-  const Status no_host = b.controller->Resume("tester", "");
+  const Status no_host = b.Resume();
   EXPECT_NE(no_host.message().find("start a vigil-agent"), std::string::npos) << no_host.message();
   const int spare = b.agents.Add("host-7");
   b.controller->OnAgentJoined(spare);
-  ASSERT_TRUE(b.controller->Resume("tester", "new host").ok());
+  b.Settle();
+  ASSERT_TRUE(b.Resume("new host").ok());
   b.Step();
   for (int i = 0; i < 2; ++i) {
     b.Exit(0, 0, 9);
@@ -476,6 +483,90 @@ TEST(Scenario, ASaveCommittedDuringARollbackTeardownIsRolledBackToo) {
   EXPECT_EQ(seen, 1);
 }
 
+// The checkpoint is chosen off the event loop (the probe reads files); the
+// generation is condemned at once, but its teardown is ordered only once
+// the restart that names the checkpoint is recorded.
+TEST(Scenario, TheCheckpointIsChosenOffTheLoopAndTheTeardownWaitsForIt) {
+  ControllerBench b;
+  b.Start();
+  b.Step(30);
+  const int probes = b.probes;
+  b.auto_settle = false;
+  b.Exit(1, 0, 9);
+  EXPECT_EQ(b.state(), JobState::kRecovering);
+  EXPECT_EQ(b.probes, probes) << "a manifest was read on the event loop";
+  EXPECT_TRUE(b.agents.Killed(0).empty()) << "torn down before the restart was recorded";
+  EXPECT_TRUE(b.Interventions("restart_from_latest").empty());
+  b.Step();  // steps in flight detect nothing more
+  EXPECT_EQ(b.Events().size(), 1u);
+  b.Settle();
+  EXPECT_EQ(b.probes, probes + 1);
+  ASSERT_EQ(b.Interventions("restart_from_latest").size(), 1u);
+  EXPECT_EQ(Params(b.Interventions("restart_from_latest")[0])["checkpoint"], b.Checkpoint(25));
+  EXPECT_EQ(b.agents.Killed(0), (std::set<int>{0, 1}));
+  b.auto_settle = true;
+  b.Recover();
+  EXPECT_EQ(b.ResumedFrom(), b.Checkpoint(25));
+  EXPECT_EQ(b.state(), JobState::kRunning);
+}
+
+// A save the dying generation commits while a rolling-back restart still
+// chooses its checkpoint is rolled back over too.
+TEST(Scenario, ASaveCommittedWhileTheCheckpointIsChosenIsRolledBackToo) {
+  ControllerBench b;
+  b.Start();
+  b.Step(60);
+  b.auto_settle = false;
+  b.Step(1, {}, 10.0);  // a loss spike at step 61: restart from 50
+  ASSERT_EQ(b.state(), JobState::kRecovering);
+  b.CommitAt(75);
+  b.auto_settle = true;
+  b.Settle();
+  b.ConfirmTeardown();
+  EXPECT_EQ(b.ResumedFrom(), b.Checkpoint(50));
+  EXPECT_TRUE(std::filesystem::exists(b.Checkpoint(75) + ".rolled-back.gen-1"));
+}
+
+// vigild stopping while a restart chooses its checkpoint: the choice, when
+// it comes, does nothing.
+TEST(Scenario, AStopWhileTheCheckpointIsChosenEndsTheRun) {
+  ControllerBench b;
+  b.Start();
+  b.Step(30);
+  b.auto_settle = false;
+  b.Exit(1, 0, 9);
+  b.controller->Stop("SIGTERM");
+  b.Settle();
+  EXPECT_EQ(b.state(), JobState::kFailed);
+  EXPECT_TRUE(b.Interventions("restart_from_latest").empty());
+  EXPECT_TRUE(b.agents.Launches(1).empty());
+}
+
+// A restart counts when its generation launches: one whose launch paused
+// instead (its host lost during the teardown, no spare) never happened.
+TEST(Scenario, ARestartWhoseLaunchPausedIsNotCounted) {
+  ControllerBench b("world: {hosts: 2, ranks_per_host: 2}\n", kRestartOnly);
+  b.Start();
+  b.Step(30);
+  b.Exit(0, 0, 9);  // restart
+  b.LoseAgent(1);   // during its teardown: the launch finds no spare
+  b.ConfirmTeardown();
+  ASSERT_EQ(b.state(), JobState::kPaused);
+  EXPECT_EQ(b.controller->progress().restarts, 0);
+  const int spare = b.agents.Add("host-7");
+  b.controller->OnAgentJoined(spare);
+  ASSERT_TRUE(b.Resume("new host").ok());
+  b.Step();
+  for (int i = 0; i < 2; ++i) {
+    b.Exit(0, 0, 9);
+    EXPECT_EQ(b.ActionsFor(b.Events().back()), (V{"restart_from_latest"})) << "restart " << i;
+    b.Recover();
+  }
+  EXPECT_EQ(b.controller->progress().restarts, 2);
+  b.Exit(0, 0, 9);
+  EXPECT_EQ(b.ActionsFor(b.Events().back()), (V{"pause_and_page"})) << "the third real one";
+}
+
 // A restart whose teardown is never confirmed pauses; the resume launches
 // what the restart planned: its checkpoint and its modifiers.
 TEST(Scenario, AResumeLaunchesThePlanOfTheRestartThatPaused) {
@@ -483,10 +574,10 @@ TEST(Scenario, AResumeLaunchesThePlanOfTheRestartThatPaused) {
   b.Start();
   b.Step(60);
   b.Step(1, {}, 10.0);  // restart from 50, skipping 4 batches
-  b.clock.AdvanceMs(b.spec().limits.TeardownTimeoutMs());
+  b.Advance(b.spec().limits.TeardownTimeoutMs());
   ASSERT_EQ(b.state(), JobState::kPaused);
   b.ConfirmTeardown();  // the ranks are gone at last
-  ASSERT_TRUE(b.controller->Resume("tester", "the host answered").ok());
+  ASSERT_TRUE(b.Resume("the host answered").ok());
   const auto launches = b.agents.Launches(1);
   ASSERT_FALSE(launches.empty());
   EXPECT_EQ(launches.begin()->second.resume_from(), b.Checkpoint(50));
@@ -510,6 +601,7 @@ TEST(Scenario, ACorruptCheckpointIsSkippedForTheNextOlder) {
   auto error = b.Report(3, wire::RankReport::ERROR);
   error.set_message("corrupt checkpoint: shard shard-3.bin fails its checksum");
   b.controller->OnRankReport(b.AgentOf(3), error);
+  b.Settle();
   b.Exit(3, 4);
   const auto refused = b.Events("checkpoint_corrupt");
   ASSERT_EQ(refused.size(), 2u);
@@ -545,9 +637,9 @@ TEST(Scenario, RunningOutOfCheckpointsPausesInsteadOfStartingOver) {
 TEST(Scenario, AGenerationThatNeverStartsIsRestarted) {
   ControllerBench b;
   b.Start();
-  b.clock.AdvanceMs(b.spec().limits.start_timeout_ms - 1);
+  b.Advance(b.spec().limits.start_timeout_ms - 1);
   EXPECT_TRUE(b.Events().empty());
-  b.clock.AdvanceMs(1);
+  b.Advance(1);
   const auto events = b.Events("start_timeout");
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(b.ActionsFor(events[0]), (V{"restart_from_latest"}));
@@ -559,9 +651,9 @@ TEST(Scenario, ATeardownNoAgentConfirmsPausesTheJob) {
   b.Start();
   b.Step(30);
   b.Exit(1, 0, 9);
-  b.clock.AdvanceMs(b.spec().limits.TeardownTimeoutMs() - 1);
+  b.Advance(b.spec().limits.TeardownTimeoutMs() - 1);
   EXPECT_EQ(b.state(), JobState::kRecovering);
-  b.clock.AdvanceMs(1);
+  b.Advance(1);
   EXPECT_EQ(b.state(), JobState::kPaused);
   const auto lost = b.Events("host_lost");
   ASSERT_EQ(lost.size(), 1u);
@@ -579,6 +671,7 @@ TEST(Scenario, AFailedSaveIsRecordedAndTrainingGoesOn) {
     r.set_step(50);
     r.set_message("No space left on device");
     b.controller->OnRankReport(b.AgentOf(rank), r);
+    b.Settle();
   }
   const auto events = b.Events("checkpoint_write_failed");
   ASSERT_EQ(events.size(), 1u) << "one event per save, not per rank";

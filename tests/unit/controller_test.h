@@ -118,7 +118,9 @@ class ControllerBench {
     seams.store = &store_;
     seams.metrics = &metrics;
     seams.storage = checkpoint::Storage::Default();
+    seams.file_work = io.get_executor();
     seams.probe = [this](const std::string& path) -> Result<double> {
+      ++probes;
       if (corrupt.count(path)) return Status::Corruption("manifest of " + path + " is damaged");
       return 1.0;
     };
@@ -143,13 +145,33 @@ class ControllerBench {
     return ckpt_dir_ + name;
   }
 
-  // Runs what the controller posted (retention's and rollback's outcomes).
+  // Runs what the controller posted: the catalog's file work (probes,
+  // deletions, on this loop here) and its outcomes. Every helper below ends
+  // with it; a test that calls the controller itself calls it after.
   void Settle() {
     controller->FinishFileWork();
     io.restart();
     io.poll();
   }
-  void Start() { controller->OnAllAgentsRegistered(); }
+  // What the helpers run after each call: Settle(), unless a test holds
+  // the file work back (auto_settle false) to see what happens meanwhile.
+  void Auto() {
+    if (auto_settle) Settle();
+  }
+  void Start() {
+    controller->OnAllAgentsRegistered();
+    Auto();
+  }
+  // Time passes (timers fire).
+  void Advance(int64_t ms) {
+    clock.AdvanceMs(ms);
+    Auto();
+  }
+  Status Resume(const std::string& note = "") {
+    const Status st = controller->Resume("tester", note);
+    Auto();
+    return st;
+  }
 
   // The agent running `rank` in the current generation.
   int AgentOf(int rank) const {
@@ -197,9 +219,11 @@ class ControllerBench {
         r.set_step_seconds(step_ms / 1000.0);
         r.set_compute_seconds((slow.count(rank) ? 3 : 1) * compute_ms / 1000.0);
         controller->OnRankReport(AgentOf(rank), r);
+        Auto();
         if (state() != JobState::kRunning && state() != JobState::kRendezvous) return;
       }
       controller->OnTick();
+      Auto();
       if (step_ % spec_.checkpoint.every_steps == 0 && state() == JobState::kRunning) Commit();
     }
   }
@@ -218,6 +242,7 @@ class ControllerBench {
     r.set_checkpoint_path(Checkpoint(step_));
     r.set_checkpoint_bytes(1000);
     controller->OnRankReport(AgentOf(0), r);
+    Auto();
   }
   void Exit(int rank, int code, int signal = 0) {
     wire::RankExited e;
@@ -228,6 +253,7 @@ class ControllerBench {
     e.set_pid(1000 + static_cast<uint32_t>(rank));
     e.set_exited_at_us(clock.NowMicros());
     controller->OnRankExited(AgentOf(rank), e);
+    Auto();
   }
   // Every agent told to kill the current generation confirms (its ranks exit).
   void ConfirmTeardown() {
@@ -239,6 +265,7 @@ class ControllerBench {
       }
     }
     for (int agent : agents.Killed(g)) controller->OnGenerationStopped(agent, g);
+    Auto();
     if (generation() != g) step_ = StepOf(ResumedFrom());
   }
   // The step of a checkpoint this bench committed (0: none, a fresh start).
@@ -254,6 +281,7 @@ class ControllerBench {
   void LoseAgent(int agent, const std::string& why = "connection closed") {
     agents.Disconnect(agent);
     controller->OnAgentLost(agent, why);
+    Auto();
   }
   void GpuFault(int rank, int xid) {
     wire::GpuFault g;
@@ -266,6 +294,7 @@ class ControllerBench {
     g.set_message("NVRM: Xid " + std::to_string(xid));
     g.set_at_us(clock.NowMicros() - 5000);
     controller->OnGpuFault(AgentOf(rank), g);
+    Auto();
   }
 
   // Rows, read back.
@@ -296,6 +325,8 @@ class ControllerBench {
   FakeAgentLink agents;
   CoordinatorMetrics metrics;
   std::set<std::string> corrupt;  // paths the probe refuses
+  int probes = 0;                 // checkpoints probed
+  bool auto_settle = true;
   std::unique_ptr<JobController> controller;
   int step_ms = 30;
   int compute_ms = 20;

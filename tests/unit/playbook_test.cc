@@ -42,7 +42,8 @@ Detection At(const std::string& kind, int64_t minute, const std::string& host = 
 // Decides and carries the decision out, as vigild does when nothing stops it.
 Decision Carry(PlaybookEngine& engine, const Detection& d) {
   Decision out = engine.Decide(d);
-  engine.Carried(out, d.time_us, out.restarts());
+  engine.Carried(out, d.time_us);
+  if (out.restarts()) engine.Restarted(d.time_us);
   return out;
 }
 
@@ -101,7 +102,7 @@ TEST(Playbook, OnlyRestartsCarriedOutCountTowardTheLoop) {
   for (int i = 0; i < 8; ++i) {
     const Decision d = engine.Decide(At("process_exit", i));
     EXPECT_TRUE(d.restarts()) << "decision " << i << ": " << d.why;
-    engine.Carried(d, i * kMinute, /*restarted=*/false);
+    engine.Carried(d, i * kMinute);
   }
   for (int i = 0; i < 5; ++i) EXPECT_TRUE(Carry(engine, At("process_exit", 10 + i)).restarts());
   EXPECT_EQ(engine.Decide(At("process_exit", 16)).outcome().name, "pause_and_page");
