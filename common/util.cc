@@ -1,6 +1,7 @@
 #include "common/util.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cctype>
 #include <cstdio>
@@ -120,6 +121,12 @@ Result<int64_t> ParseTimePoint(const std::string& text, int64_t now_us) {
   gmtime_r(&t, &back);
   if (back.tm_mday != d || back.tm_mon != mo - 1) return bad;
   return static_cast<int64_t>(t) * 1000000 + static_cast<int64_t>(ms) * 1000;
+}
+
+std::string HostName() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof(name) - 1) != 0) return "";
+  return name;
 }
 
 }  // namespace vigil

@@ -39,6 +39,8 @@ class ScopedSeconds {
 
 // 32 random bytes from the kernel as 64 hex characters.
 std::string GenerateToken();
+// This machine's host name ("" if it has none).
+std::string HostName();
 // Writes a fresh token to `path` with mode 0600 and returns it.
 Result<std::string> WriteTokenFile(const std::string& path);
 // Reads a token file, refusing one that others can read.

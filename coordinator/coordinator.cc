@@ -62,7 +62,10 @@ std::string AgentRegistry::agent_host(int agent) const {
 
 void AgentRegistry::SendToAgent(int agent, const wire::Envelope& env) {
   if (agent < 0 || agent >= static_cast<int>(agents_.size())) return;
-  if (agents_[agent].conn && !agents_[agent].lost) agents_[agent].conn->Send(env);
+  if (!agents_[agent].conn || agents_[agent].lost) return;
+  wire::Envelope stamped = env;
+  stamped.set_epoch(epoch_);
+  agents_[agent].conn->Send(stamped);
 }
 
 AgentRegistry::Agent* AgentRegistry::Find(uint64_t connection_id, int* index) {
@@ -120,6 +123,11 @@ Coordinator::~Coordinator() {
 }
 
 Status Coordinator::Start() {
+  // This start's coordinator epoch, recorded before anything is ordered.
+  auto epoch = logbook_->BeginEpoch(run_id_, NowMicros(), ::getpid(), HostName());
+  if (!epoch.ok()) return epoch.status();
+  registry_.set_epoch(static_cast<uint64_t>(epoch.value()));
+  metrics_.coordinator_epoch.Set(static_cast<double>(epoch.value()));
   boost::system::error_code ec;
   const auto addr = boost::asio::ip::make_address(options_.listen_host, ec);
   if (ec) return Status::InvalidArgument("bad listen address " + options_.listen_host);
@@ -182,7 +190,8 @@ Status Coordinator::Start() {
       {"rpc", rpc_address()}, {"http", http_address()}, {"pid", ::getpid()}, {"run_id", run_id_}};
   VIGIL_RETURN_IF_ERROR(
       WriteFileAtomic(options_.workdir + "/vigild.addr", addr_file.dump() + "\n"));
-  log_->info("job {} run {}: rpc {} http {}", spec_.name, run_id_, rpc_address(), http_address());
+  log_->info("job {} run {} (coordinator epoch {}): rpc {} http {}", spec_.name, run_id_,
+             registry_.epoch(), rpc_address(), http_address());
   Accept();
   Tick();
   return Status::Ok();
@@ -245,6 +254,8 @@ void Coordinator::OnHello(const TcpConnection::Ptr& conn, const wire::Hello& hel
   ack->set_kill_grace_ms(static_cast<uint32_t>(spec_.limits.kill_grace_ms));
   ack->set_exit_wait_ms(static_cast<uint32_t>(spec_.limits.agent_exit_wait_ms));
   ack->set_stack_dump_timeout_ms(static_cast<uint32_t>(spec_.detection.stack_dump_timeout_ms));
+  ack->set_epoch(registry_.epoch());
+  reply.set_epoch(registry_.epoch());
   conn->Send(reply);
   metrics_.agents_connected.Set(registry_.live_count());
   metrics_.HostRegistered(hello.host());

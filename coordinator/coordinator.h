@@ -54,12 +54,16 @@ class AgentRegistry : public AgentLink {
   bool agent_connected(int agent) const override;
   int live_count() const;
   std::string agent_host(int agent) const override;
+  // Stamped with this vigild's coordinator epoch (Envelope.epoch).
   void SendToAgent(int agent, const wire::Envelope& env) override;
   Agent* Find(uint64_t connection_id, int* index);
   std::vector<Agent>& agents() { return agents_; }
+  void set_epoch(uint64_t epoch) { epoch_ = epoch; }
+  uint64_t epoch() const { return epoch_; }
 
  private:
   std::vector<Agent> agents_;
+  uint64_t epoch_ = 0;
 };
 
 // The agents as the job controller sees them, write-ahead: an order leaves

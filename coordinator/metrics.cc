@@ -75,6 +75,8 @@ CoordinatorMetrics::CoordinatorMetrics()
       generation(
           G(*registry_, "vigil_generation", "Number of the current generation (0 = first start)")),
       agents_connected(G(*registry_, "vigil_agents_connected", "Agents registered and connected")),
+      coordinator_epoch(G(*registry_, "vigil_coordinator_epoch",
+                          "This vigild's coordinator epoch (the logbook's coordinator_epochs)")),
       goodput(G(*registry_, "vigil_goodput_ratio",
                 "Productive training time over wall time since the run started")),
       productive_seconds(G(*registry_, "vigil_productive_seconds",

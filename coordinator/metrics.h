@@ -63,6 +63,7 @@ class CoordinatorMetrics {
   prometheus::Gauge& world_size;
   prometheus::Gauge& generation;
   prometheus::Gauge& agents_connected;
+  prometheus::Gauge& coordinator_epoch;
   prometheus::Gauge& goodput;
   prometheus::Gauge& productive_seconds;
   // Checkpoints.

@@ -87,6 +87,14 @@ Result<int64_t> Logbook::CreateRun(const std::string& name, const std::string& s
   return sqlite3_last_insert_rowid(db_);
 }
 
+Result<int64_t> Logbook::BeginEpoch(int64_t run_id, int64_t started_at_us, int64_t pid,
+                                    const std::string& host) {
+  Stmt s(db_, "INSERT INTO coordinator_epochs (run_id, started_at_us, pid, host) VALUES (?,?,?,?)");
+  s.Bind(1, run_id).Bind(2, started_at_us).Bind(3, pid).Bind(4, host);
+  VIGIL_RETURN_IF_ERROR(s.Run());
+  return sqlite3_last_insert_rowid(db_);
+}
+
 Status Logbook::FinishRun(int64_t run_id, const std::string& status, int64_t ended_at_us,
                           std::optional<int64_t> final_step, std::optional<double> final_loss,
                           const std::string& params_digest,

@@ -22,7 +22,7 @@
 
 namespace vigil {
 
-inline constexpr int kLogbookSchemaVersion = 4;
+inline constexpr int kLogbookSchemaVersion = 5;
 
 struct EventRow {
   int64_t id = 0;
@@ -96,6 +96,17 @@ struct RunRow {
   std::optional<double> final_loss;
   std::string params_digest;
   std::optional<double> tokens_per_second;
+};
+
+// One start of a vigild on a run (the `coordinator_epochs` table). Epochs
+// only grow, over every run of the file: a newer vigild's orders fence out
+// an older one's.
+struct EpochRow {
+  int64_t epoch = 0;
+  int64_t run_id = 0;
+  int64_t started_at_us = 0;
+  int64_t pid = 0;
+  std::string host;
 };
 
 // A person's entry in the logbook (`vigil logbook note`).
@@ -189,6 +200,10 @@ class Logbook {
   Result<int64_t> CreateRun(const std::string& name, const std::string& spec_yaml,
                             const std::string& config_hash, const std::string& workdir,
                             int64_t started_at_us);
+  // This vigild's start on `run_id`: a new epoch, larger than any before
+  // in this file (two vigilds starting at once get two).
+  Result<int64_t> BeginEpoch(int64_t run_id, int64_t started_at_us, int64_t pid,
+                             const std::string& host);
   Status FinishRun(int64_t run_id, const std::string& status, int64_t ended_at_us,
                    std::optional<int64_t> final_step, std::optional<double> final_loss,
                    const std::string& params_digest, std::optional<double> tokens_per_second);
@@ -227,6 +242,7 @@ class Logbook {
   Status SetRunStatus(int64_t run_id, const std::string& status);
 
   Result<std::vector<RunRow>> Runs();
+  Result<std::vector<EpochRow>> Epochs(int64_t run_id);  // oldest first
   Result<std::vector<GenerationRow>> Generations(int64_t run_id);
   Result<std::vector<CheckpointRow>> Checkpoints(int64_t run_id);  // newest step first
   Result<std::vector<EventRow>> Events(int64_t run_id);

@@ -77,6 +77,24 @@ Result<LogbookIds> Logbook::MaxIds() {
   return ids;
 }
 
+Result<std::vector<EpochRow>> Logbook::Epochs(int64_t run_id) {
+  std::vector<EpochRow> out;
+  Stmt s(db_,
+         "SELECT epoch, run_id, started_at_us, pid, host FROM coordinator_epochs WHERE run_id = ? "
+         "ORDER BY epoch");
+  s.Bind(1, run_id);
+  VIGIL_RETURN_IF_ERROR(s.ForEach([&](sqlite3_stmt* r) {
+    EpochRow row;
+    row.epoch = sqlite3_column_int64(r, 0);
+    row.run_id = sqlite3_column_int64(r, 1);
+    row.started_at_us = sqlite3_column_int64(r, 2);
+    row.pid = sqlite3_column_int64(r, 3);
+    row.host = Text(r, 4);
+    out.push_back(std::move(row));
+  }));
+  return out;
+}
+
 Result<std::vector<RunRow>> Logbook::Runs() {
   std::vector<RunRow> out;
   Stmt s(db_,

@@ -153,6 +153,19 @@ CREATE TABLE steps (
 CREATE INDEX steps_run_time ON steps(run_id, time_us);
 )sql";
 
+// Version 5: every start of a vigild takes a coordinator epoch, never
+// reused (AUTOINCREMENT): the fencing token its orders carry.
+constexpr const char* kMigrationV5 = R"sql(
+CREATE TABLE coordinator_epochs (
+  epoch         INTEGER PRIMARY KEY AUTOINCREMENT,
+  run_id        INTEGER NOT NULL REFERENCES runs(id),
+  started_at_us INTEGER NOT NULL,
+  pid           INTEGER NOT NULL,
+  host          TEXT NOT NULL
+);
+CREATE INDEX coordinator_epochs_run ON coordinator_epochs(run_id, epoch);
+)sql";
+
 }  // namespace
 
 Status Logbook::Migrate() {
@@ -190,6 +203,11 @@ Status Logbook::Migrate() {
   if (version == 3) {
     VIGIL_RETURN_IF_ERROR(
         Exec(std::string("BEGIN IMMEDIATE;") + kMigrationV4 + "PRAGMA user_version = 4; COMMIT;"));
+    version = 4;
+  }
+  if (version == 4) {
+    VIGIL_RETURN_IF_ERROR(
+        Exec(std::string("BEGIN IMMEDIATE;") + kMigrationV5 + "PRAGMA user_version = 5; COMMIT;"));
   }
   return Status::Ok();
 }

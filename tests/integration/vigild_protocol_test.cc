@@ -184,5 +184,51 @@ TEST_F(VigildTest, SigtermEndsTheRunInTheLogbook) {
   EXPECT_EQ(events[0].kind, "coordinator_stopped");
 }
 
+// Every start of a vigild takes a new coordinator epoch, recorded in the
+// logbook, and tells it to each agent in the HelloAck and on every message.
+TEST_F(VigildTest, EachStartTakesANewEpochThatAgentsHear) {
+  auto hello_as_agent = [&](const std::string& rpc) {
+    wire::Hello h;
+    h.set_protocol_version(kProtocolVersion);
+    h.set_auth_token(token_);
+    h.set_role(wire::Hello::AGENT);
+    h.set_host("host-a");
+    h.set_slots(1);
+    wire::HelloAck ack;
+    auto s = FramedSocket::ConnectAndHello(rpc, h, milliseconds(2000), &ack);
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    return ack;
+  };
+  EXPECT_EQ(hello_as_agent(rpc_).epoch(), 1u);
+  const pid_t first = pid_;
+  ASSERT_EQ(::kill(pid_, SIGTERM), 0);
+  ASSERT_EQ(::waitpid(pid_, nullptr, 0), pid_);
+  std::filesystem::remove(dir_ / "work/vigild.addr");
+  pid_ =
+      testing::StartVigild(dir_ / "job.yaml", dir_ / "work", dir_ / "token", dir_ / "vigild2.log");
+  ASSERT_GT(pid_, 0);
+  auto addr = testing::WaitForVigildAddress(dir_ / "work", std::chrono::seconds(10));
+  ASSERT_TRUE(addr) << testing::Slurp(dir_ / "vigild2.log");
+  EXPECT_EQ(hello_as_agent(addr->rpc).epoch(), 2u);
+  auto metrics = HttpGet(addr->http, "/metrics", milliseconds(2000));
+  ASSERT_TRUE(metrics.ok());
+  EXPECT_NE(metrics->body.find("vigil_coordinator_epoch 2"), std::string::npos);
+
+  auto lb = Logbook::Open(dir_ / "work/logbook.sqlite", false);
+  ASSERT_TRUE(lb.ok());
+  std::vector<EpochRow> epochs;
+  const auto runs = lb.value()->Runs().value();
+  for (const auto& run : runs) {
+    const auto of_run = lb.value()->Epochs(run.id).value();
+    epochs.insert(epochs.end(), of_run.begin(), of_run.end());
+  }
+  ASSERT_EQ(epochs.size(), 2u);
+  EXPECT_EQ(epochs[0].epoch, 1);
+  EXPECT_EQ(epochs[0].pid, first);
+  EXPECT_EQ(epochs[1].epoch, 2);
+  EXPECT_EQ(epochs[1].pid, pid_);
+  EXPECT_FALSE(epochs[1].host.empty());
+}
+
 }  // namespace
 }  // namespace vigil

@@ -176,12 +176,45 @@ TEST(Logbook, RefusesMissingForeignAndNewerFiles) {
 
 // What versions 3 and 4 added, dropped again to make an older file.
 constexpr const char* kDropV3 =
-    "DROP TABLE steps; DROP TABLE notes; DROP INDEX events_time; DROP INDEX events_kind_time; "
+    "DROP TABLE coordinator_epochs; DROP TABLE steps; DROP TABLE notes; DROP INDEX events_time; "
+    "DROP INDEX events_kind_time; "
     "DROP INDEX events_host_time; DROP INDEX events_rank_time; DROP INDEX interventions_time; "
     "DROP INDEX interventions_actor_time; DROP INDEX interventions_host_time; "
     "DROP INDEX interventions_rank_time; DROP INDEX interventions_action_time; "
     "DROP INDEX generations_cause; ALTER TABLE interventions DROP COLUMN host; "
     "ALTER TABLE interventions DROP COLUMN rank;";
+
+// Every vigild start takes an epoch larger than any before in the file, on
+// every run, across reopens; a version-4 file gains the table in place.
+TEST(Logbook, CoordinatorEpochsOnlyGrow) {
+  TempDir dir;
+  const std::string path = dir / "logbook.sqlite";
+  int64_t run = 0;
+  {
+    auto lb = Logbook::Open(path, true);
+    ASSERT_TRUE(lb.ok()) << lb.status().ToString();
+    run = lb.value()->CreateRun("r", "", "", "/w", 1).value();
+    EXPECT_EQ(lb.value()->BeginEpoch(run, 10, 100, "head-0").value(), 1);
+    EXPECT_EQ(lb.value()->BeginEpoch(run, 20, 101, "head-0").value(), 2);
+  }
+  ASSERT_EQ(ExecRaw(path, "DROP TABLE coordinator_epochs; PRAGMA user_version = 4;"), SQLITE_OK);
+  auto lb = Logbook::Open(path, false);
+  ASSERT_TRUE(lb.ok()) << lb.status().ToString();
+  auto& book = *lb.value();
+  EXPECT_TRUE(book.Epochs(run).value().empty()) << "migrated: the table is new";
+  const int64_t other = book.CreateRun("s", "", "", "/w", 2).value();
+  EXPECT_EQ(book.BeginEpoch(run, 30, 102, "head-1").value(), 1);
+  EXPECT_EQ(book.BeginEpoch(other, 40, 103, "head-1").value(), 2) << "over every run";
+  EXPECT_EQ(book.BeginEpoch(run, 50, 104, "head-2").value(), 3);
+  const auto epochs = book.Epochs(run).value();
+  ASSERT_EQ(epochs.size(), 2u);
+  EXPECT_EQ(epochs[0].epoch, 1);
+  EXPECT_EQ(epochs[0].pid, 102);
+  EXPECT_EQ(epochs[0].host, "head-1");
+  EXPECT_EQ(epochs[1].epoch, 3);
+  EXPECT_EQ(epochs[1].started_at_us, 50);
+  EXPECT_FALSE(book.BeginEpoch(999, 60, 105, "x").ok()) << "a run that is not there";
+}
 
 // A version-1 logbook (written by an older vigil) is migrated in place on
 // open: its checkpoints keep their rows and become `committed`, and the new

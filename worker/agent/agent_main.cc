@@ -5,6 +5,8 @@
 // with each rank's process state at once, then dumps every rank's stacks
 // (stack_dump.h) before it lets that generation be torn down.
 // If vigild goes away it kills every rank it runs and exits: no orphans.
+// It obeys no order of a coordinator epoch older than the newest it has
+// seen (epoch_fence.h).
 #include <signal.h>
 #include <unistd.h>
 
@@ -24,6 +26,7 @@
 #include "common/framed_socket.h"
 #include "common/rank_contract.h"
 #include "common/util.h"
+#include "worker/agent/epoch_fence.h"
 #include "worker/agent/gpu_monitor.h"
 #include "worker/agent/rank_supervisor.h"
 #include "worker/agent/stack_dump.h"
@@ -73,6 +76,11 @@ class Agent {
     auto registered = FramedSocket::ConnectAndHello(
         o_.coordinator, hello, std::chrono::milliseconds(o_.register_timeout_ms), &ack);
     if (!registered.ok()) return registered.status();
+    if (!fence_.Admit(ack.epoch())) {
+      return Status::FailedPrecondition("vigild at " + o_.coordinator + " has coordinator epoch " +
+                                        std::to_string(ack.epoch()) + ", older than epoch " +
+                                        std::to_string(fence_.newest()) + " seen before");
+    }
     heartbeat_ms_ = ack.heartbeat_interval_ms() ? ack.heartbeat_interval_ms() : 1000;
     agent_index_ = ack.agent_index();
     if (ack.kill_grace_ms()) kill_grace_ms_ = ack.kill_grace_ms();
@@ -111,8 +119,10 @@ class Agent {
     });
     Heartbeat();
     PollGpus();
-    log_->info("registered with vigild at {} as {}, agent {} ({} slots); GPU faults from {}",
-               o_.coordinator, o_.host, agent_index_, o_.slots, gpus_.Describe());
+    log_->info(
+        "registered with vigild at {} (coordinator epoch {}) as {}, agent {} ({} slots); GPU "
+        "faults from {}",
+        o_.coordinator, fence_.newest(), o_.host, agent_index_, o_.slots, gpus_.Describe());
     return Status::Ok();
   }
 
@@ -225,6 +235,12 @@ class Agent {
   }
 
   void OnOrder(wire::Envelope env) {
+    if (!fence_.Admit(env.epoch())) {
+      log_->error("refusing order {} of coordinator epoch {}: epoch {} has taken over ({} refused)",
+                  static_cast<int>(env.body_case()), env.epoch(), fence_.newest(),
+                  fence_.refused());
+      return;
+    }
     switch (env.body_case()) {
       case wire::Envelope::kLaunchRanks:
         return Launch(env.launch_ranks());
@@ -443,6 +459,7 @@ class Agent {
   std::string socket_path_;
   uint32_t heartbeat_ms_ = 1000;
   uint32_t agent_index_ = 0;  // vigild's index of this agent
+  EpochFence fence_;          // the newest coordinator epoch seen
   // The job's bounds on this agent's own waits (HelloAck), until it says.
   uint32_t kill_grace_ms_ = 3000, exit_wait_ms_ = 2000, stack_dump_ms_ = 8000;
   bool shutting_down_ = false;
