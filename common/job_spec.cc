@@ -214,8 +214,9 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
             });
 
   r.Section(root, "checkpoint", "",
-            {"dir", "every_steps", "keep_last", "keep_every", "max_fallbacks", "async"}, false,
-            [&](const YAML::Node& m, const std::string& p) {
+            {"dir", "every_steps", "keep_last", "keep_every", "max_fallbacks", "choose_timeout_ms",
+             "async"},
+            false, [&](const YAML::Node& m, const std::string& p) {
               r.Field<std::string>(m, p, "dir", &spec.checkpoint.dir);
               r.Field<int>(m, p, "every_steps", &spec.checkpoint.every_steps, Positive(),
                            "a positive integer");
@@ -225,6 +226,8 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
                            "a non-negative integer (0: no archive)");
               r.Field<int>(m, p, "max_fallbacks", &spec.checkpoint.max_fallbacks, NonNegative(),
                            "a non-negative integer");
+              r.Field<int>(m, p, "choose_timeout_ms", &spec.checkpoint.choose_timeout_ms,
+                           Positive(), "a positive integer");
               r.Field<bool>(m, p, "async", &spec.checkpoint.async, nullptr, "true or false");
             });
 

@@ -95,6 +95,10 @@ struct CheckpointSpec {
   // A recovery skips at most this many corrupt checkpoints (newest first)
   // before the job pauses for a person.
   int max_fallbacks = 3;
+  // How long choosing the checkpoint to resume from may take (the
+  // candidates' manifests and shard sizes read, off the event loop); past
+  // it the job pauses for a person (a hung file system).
+  int choose_timeout_ms = 60000;
   // Saves run in a background writer while training goes on (at most one
   // in flight); false writes them inline.
   bool async = true;

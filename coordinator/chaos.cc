@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <stdexcept>
 
 namespace vigil::coordinator {
@@ -120,7 +121,25 @@ Status DamageCheckpoint(const std::string& dir, const std::string& how) {
   return Status::Ok();
 }
 
-Result<std::vector<ChaosFault>> RandomChaos(int count, uint64_t seed, const ChaosPlan& plan) {
+const std::vector<std::string>& RandomChaosKinds() {
+  static const std::vector<std::string> kinds = {
+      "kill-rank",  "hang-rank",          "nan",      "spike", "xid",
+      "kill-agent", "corrupt-checkpoint", "disk-full"};
+  return kinds;
+}
+
+Result<std::vector<ChaosFault>> RandomChaos(int count, uint64_t seed, const ChaosPlan& plan,
+                                            std::vector<std::string> kinds) {
+  if (kinds.empty()) kinds = RandomChaosKinds();
+  for (const auto& k : kinds) {
+    const auto& known = RandomChaosKinds();
+    if (std::find(known.begin(), known.end(), k) == known.end()) {
+      std::string list;
+      for (const auto& n : known) list += (list.empty() ? "" : ", ") + n;
+      return Status::InvalidArgument("chaos random: '" + k +
+                                     "' is not a kind a random schedule draws (" + list + ")");
+    }
+  }
   // splitmix64: the same schedule from the same seed on every platform.
   uint64_t state = seed;
   auto next = [&state] {
@@ -138,22 +157,49 @@ Result<std::vector<ChaosFault>> RandomChaos(int count, uint64_t seed, const Chao
         std::to_string(plan.total_steps) + " steps (schedule.steps)");
   }
   const int64_t spacing = room / count;
-  const char* kinds[] = {"kill-rank",  "hang-rank",          "nan",      "spike", "xid",
-                         "kill-agent", "corrupt-checkpoint", "disk-full"};
-  constexpr uint64_t kKinds = sizeof(kinds) / sizeof(kinds[0]);
   const int restart_xids[] = {13, 31, 43, 94}, host_xids[] = {48, 64, 79};
+  const bool wants_agent = std::count(kinds.begin(), kinds.end(), "kill-agent") > 0;
+  bool agent_drawn = false;
   int hosts_left = plan.spares;
+  // The save a full disk fails in slot i: the last one at least 3 steps
+  // before the next slot, signalled 5 steps ahead (-1: none in the slot).
+  auto full_disk_step = [&](int i) -> int64_t {
+    const int64_t next_slot = first + (i + 1) * spacing;
+    const int64_t save = (next_slot - 3) / plan.every_steps * plan.every_steps;
+    return save - 5 >= first + i * spacing ? save - 5 : -1;
+  };
+  // Kinds are dealt from a shuffled deck of every kind, so that any COUNT
+  // faults of at least as many kinds cover them all; a slot takes the first
+  // kind of the deck it can (a full disk needs a save inside the slot, a
+  // killed agent a spare left), else a kill-rank.
+  std::vector<std::string> deck;
   std::vector<ChaosFault> out;
   for (int i = 0; i < count; ++i) {
-    std::string kind = kinds[next() % kKinds];
+    if (deck.empty()) {
+      deck = kinds;
+      for (size_t j = deck.size(); j > 1; --j) std::swap(deck[j - 1], deck[next() % j]);
+    }
+    auto fits = [&](const std::string& k) {
+      if (k == "kill-agent") return hosts_left > 0;
+      if (k == "disk-full") return full_disk_step(i) >= 0;
+      return true;
+    };
+    std::string kind = "kill-rank";
+    for (auto it = deck.begin(); it != deck.end(); ++it) {
+      if (!fits(*it)) continue;
+      kind = *it;
+      deck.erase(it);
+      break;
+    }
     int64_t step = first + i * spacing + static_cast<int64_t>(next() % (spacing / 2));
     const int rank = static_cast<int>(next() % static_cast<uint64_t>(plan.world_size));
-    const bool takes_host = next() % 2 == 0;  // for xid: a code that cordons
-    if (kind == "kill-agent" && hosts_left == 0) kind = "kill-rank";
+    // For xid: a code that cordons, while a spare is left (one is kept for
+    // a killed agent still to come).
+    const bool takes_host = next() % 2 == 0 && hosts_left > (wants_agent && !agent_drawn ? 1 : 0);
     std::vector<std::string> specs;
     if (kind == "xid") {
       int code = restart_xids[next() % 4];
-      if (takes_host && hosts_left > 0) {
+      if (takes_host) {
         code = host_xids[next() % 3];
         --hosts_left;
       }
@@ -161,6 +207,7 @@ Result<std::vector<ChaosFault>> RandomChaos(int count, uint64_t seed, const Chao
                std::to_string(step)};
     } else if (kind == "kill-agent") {
       --hosts_left;
+      agent_drawn = true;
       specs = {kind + ":" + std::to_string(rank) + "@" + std::to_string(step)};
     } else if (kind == "corrupt-checkpoint") {
       // Damage the newest checkpoint halfway between saves (none is being
@@ -171,16 +218,8 @@ Result<std::vector<ChaosFault>> RandomChaos(int count, uint64_t seed, const Chao
                    std::to_string(step),
                "kill-rank:0@" + std::to_string(step)};
     } else if (kind == "disk-full") {
-      // The save that finds the disk full must come, and its failure be
-      // reported, before the next fault: the last save boundary at least 3
-      // steps before the next slot, signalled 5 steps ahead of it.
-      const int64_t next_slot = first + (i + 1) * spacing;
-      const int64_t save = (next_slot - 3) / plan.every_steps * plan.every_steps;
-      step = save - 5;
-      if (step < first + i * spacing) {  // no save falls inside this slot
-        kind = "kill-rank";
-        step = first + i * spacing;
-      }
+      // The failed save must come, and be reported, before the next fault.
+      step = full_disk_step(i);
       specs = {kind + ":" + std::to_string(rank) + "@" + std::to_string(step)};
     } else {
       specs = {kind + ":" + std::to_string(rank) + "@" + std::to_string(step)};
@@ -203,14 +242,22 @@ Result<std::vector<ChaosFault>> ParseChaosFaults(const std::vector<std::string>&
     if (spec.rfind("random:", 0) == 0) {
       size_t used = 0;
       int count = 0;
+      const std::string rest = spec.substr(7);
       try {
-        count = std::stoi(spec.substr(7), &used);
+        count = std::stoi(rest, &used);
       } catch (const std::exception&) {
         used = 0;
       }
-      if (used == 0 || used != spec.size() - 7)
-        return Status::InvalidArgument("chaos fault '" + spec + "': expected random:COUNT");
-      auto random = RandomChaos(count, seed, plan);
+      std::vector<std::string> kinds;
+      if (used > 0 && used < rest.size() && rest[used] == ':') {
+        std::stringstream list(rest.substr(used + 1));
+        for (std::string k; std::getline(list, k, ',');) kinds.push_back(k);
+        used = kinds.empty() ? 0 : rest.size();
+      }
+      if (used == 0 || used != rest.size())
+        return Status::InvalidArgument("chaos fault '" + spec +
+                                       "': expected random:COUNT or random:COUNT:KIND,KIND...");
+      auto random = RandomChaos(count, seed, plan, kinds);
       if (!random.ok()) return random.status();
       faults.insert(faults.end(), random->begin(), random->end());
       continue;

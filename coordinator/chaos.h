@@ -62,16 +62,23 @@ struct ChaosPlan {
 // before the next.
 inline constexpr int64_t kRandomChaosSpacing = 25;
 
-// `random:COUNT` (with --seed): COUNT faults, one after another from step
-// max(60, 2 x every_steps), each of a kind drawn from kill-rank, hang-rank,
-// nan, spike, xid, kill-agent, corrupt-checkpoint (flip or truncate, with
-// rank 0 killed at the same step so that the damaged checkpoint is loaded)
-// and disk-full (timed so that the save it fails comes before the next
-// fault; a kill-rank where no save falls between), at a drawn rank. Faults that take a host away
-// (kill-agent, and Xids the default playbook cordons for: 48, 64, 79) are drawn at most `spares`
-// times; other Xids are drawn from 13, 31, 43, 94. The same seed gives the
-// same schedule.
-Result<std::vector<ChaosFault>> RandomChaos(int count, uint64_t seed, const ChaosPlan& plan);
+// The kinds a random schedule draws from: kill-rank, hang-rank, nan,
+// spike, xid, kill-agent, corrupt-checkpoint, disk-full.
+const std::vector<std::string>& RandomChaosKinds();
+
+// `random:COUNT[:KIND,KIND...]` (with --seed): COUNT faults, one after
+// another from step max(60, 2 x every_steps), at a drawn rank, their kinds
+// dealt from a shuffled deck of `kinds` (empty: RandomChaosKinds()), so
+// that COUNT >= kinds.size() faults cover every kind. corrupt-checkpoint
+// is flip or truncate, with rank 0 killed at the same step so that the
+// damaged checkpoint is loaded; disk-full is timed so that the save it
+// fails comes before the next fault (a slot with no such save takes the
+// deck's next kind). Faults that take a host away (kill-agent, and Xids
+// the default playbook cordons for: 48, 64, 79) are drawn at most `spares`
+// times, a spare kept for a kill-agent still to come; other Xids are drawn
+// from 13, 31, 43, 94. The same seed gives the same schedule.
+Result<std::vector<ChaosFault>> RandomChaos(int count, uint64_t seed, const ChaosPlan& plan,
+                                            std::vector<std::string> kinds = {});
 
 Result<ChaosFault> ParseChaosFault(const std::string& spec);
 // The signal a rank fault delivers (0 for kinds that are not rank faults).
@@ -81,7 +88,7 @@ bool IsHostFault(const std::string& kind);
 // Damages the committed checkpoint `dir` the way `how` says (see above).
 Status DamageCheckpoint(const std::string& dir, const std::string& how);
 
-// Parses every spec (expanding random:COUNT with `seed`) and checks each
+// Parses every spec (expanding random:COUNT[:KINDS] with `seed`) and checks each
 // names a rank inside the world.
 Result<std::vector<ChaosFault>> ParseChaosFaults(const std::vector<std::string>& specs,
                                                  const ChaosPlan& plan, uint64_t seed);

@@ -32,7 +32,9 @@ CheckpointCatalog::CheckpointCatalog(boost::asio::io_context& io, Clock* clock, 
       storage_(storage),
       probe_(std::move(probe)),
       log_(MakeLogger("checkpoints")),
-      file_work_(file_work ? std::move(file_work) : pool_.get_executor()) {}
+      choose_timer_(clock->NewTimer()),
+      probes_(file_work ? file_work : probe_pool_.get_executor()),
+      deletions_(file_work ? file_work : delete_pool_.get_executor()) {}
 
 CheckpointCatalog::~CheckpointCatalog() { FinishFileWork(); }
 
@@ -79,6 +81,7 @@ bool CheckpointCatalog::MarkCorrupt(const std::string& path) {
 }
 
 struct CheckpointCatalog::Walk {
+  uint64_t id = 0;
   CheckpointWant want;
   OnCorrupt on_corrupt;
   std::function<void(CheckpointChoice)> done;
@@ -104,20 +107,48 @@ Status CheckpointCatalog::Choose(const CheckpointWant& want, OnCorrupt on_corrup
                                  std::function<void(CheckpointChoice)> done) {
   if (walk_) return Status::FailedPrecondition("a checkpoint choice is under way already");
   walk_ = std::make_unique<Walk>();
+  walk_->id = ++walks_;
   walk_->want = want;
   walk_->on_corrupt = std::move(on_corrupt);
   walk_->done = std::move(done);
   walk_->rows = rows_;
   walk_->to_skip = want.rollback;
+  const uint64_t id = walk_->id;
+  choose_timer_->Start(std::chrono::milliseconds(spec_.choose_timeout_ms), [this, id] {
+    if (!walk_ || walk_->id != id) return;
+    const std::string path =
+        walk_->next < walk_->rows.size() ? walk_->rows[walk_->next].path : std::string("?");
+    CheckpointChoice c;
+    c.pause = true;
+    c.why =
+        "choosing the checkpoint to resume from took longer than checkpoint.choose_timeout_ms (" +
+        std::to_string(spec_.choose_timeout_ms) + " ms), reading " + path +
+        "; is the file system answering?";
+    log_->error("{}", c.why);
+    Done(std::move(c));
+  });
   Continue();
   return Status::Ok();
+}
+
+void CheckpointCatalog::CancelChoice() {
+  choose_timer_->Cancel();
+  walk_.reset();
+}
+
+void CheckpointCatalog::Done(CheckpointChoice c) {
+  choose_timer_->Cancel();
+  auto done = std::move(walk_->done);
+  walk_.reset();
+  done(std::move(c));
 }
 
 std::set<std::string> CheckpointCatalog::InChoice() const {
   std::set<std::string> out;
   if (!walk_) return out;
   for (const auto& row : walk_->choice.rolled_back) out.insert(row.path);
-  if (walk_->next < walk_->rows.size()) out.insert(walk_->rows[walk_->next].path);
+  // The candidate being probed and every older one it may fall back to.
+  for (size_t i = walk_->next; i < walk_->rows.size(); ++i) out.insert(walk_->rows[i].path);
   return out;
 }
 
@@ -139,16 +170,18 @@ void CheckpointCatalog::Continue() {
       continue;
     }
     if (fallbacks_ > spec_.max_fallbacks) break;
-    boost::asio::post(file_work_, [this, path = row->path] {
+    boost::asio::post(probes_, [this, id = w.id, path = row->path] {
       Result<double> lr_scale = probe_(path);
-      boost::asio::post(io_, [this, lr_scale = std::move(lr_scale)] { OnProbed(lr_scale); });
+      boost::asio::post(io_,
+                        [this, id, lr_scale = std::move(lr_scale)] { OnProbed(id, lr_scale); });
     });
     return;
   }
   Finish();
 }
 
-void CheckpointCatalog::OnProbed(const Result<double>& lr_scale) {
+void CheckpointCatalog::OnProbed(uint64_t walk, const Result<double>& lr_scale) {
+  if (!walk_ || walk_->id != walk) return;  // cancelled, or timed out
   Walk& w = *walk_;
   const CheckpointRow* now = Find(w.rows[w.next].id);
   if (!now || !Usable(*now)) {  // refused by other means while it was probed
@@ -170,10 +203,7 @@ void CheckpointCatalog::OnProbed(const Result<double>& lr_scale) {
   }
   w.choice.checkpoint = row;
   w.choice.lr_scale = lr_scale.value();
-  auto done = std::move(w.done);
-  CheckpointChoice c = std::move(w.choice);
-  walk_.reset();
-  done(std::move(c));
+  Done(std::move(w.choice));
 }
 
 void CheckpointCatalog::Finish() {
@@ -182,10 +212,8 @@ void CheckpointCatalog::Finish() {
   CheckpointChoice c = std::move(w.choice);
   const bool rolling_back = w.want.rollback > 0 || w.want.before_step;
   const bool fresh = !w.any;  // nothing was ever committed: a fresh start
-  auto done = std::move(w.done);
-  walk_.reset();
   // Rolled back past every checkpoint: the start is the one state known good.
-  if (fresh || (fallbacks_ <= spec_.max_fallbacks && rolling_back)) return done(std::move(c));
+  if (fresh || (fallbacks_ <= spec_.max_fallbacks && rolling_back)) return Done(std::move(c));
   c.rolled_back.clear();
   c.pause = true;
   c.why = fallbacks_ > spec_.max_fallbacks
@@ -195,7 +223,7 @@ void CheckpointCatalog::Finish() {
               : "no committed checkpoint is left that verifies";
   c.why += "; the job is paused instead of starting over. Check them with `vigil ckpt verify " +
            dir_ + "/step-*` and see the checkpoint_corrupt events";
-  done(std::move(c));
+  Done(std::move(c));
 }
 
 void CheckpointCatalog::RollBack(const std::vector<CheckpointRow>& rows, int64_t next_generation) {
@@ -236,7 +264,7 @@ std::vector<CheckpointRow> CheckpointCatalog::RetentionVictims(
 
 void CheckpointCatalog::Delete(const CheckpointRow& row) {
   journal_->AfterCommit([this, id = row.id, path = row.path] {
-    boost::asio::post(file_work_, [this, id, path] {
+    boost::asio::post(deletions_, [this, id, path] {
       const Status st = storage_->RemoveAll(path);
       // A deletion that failed part way may have left a part: never loaded.
       const std::string state = st.ok() ? cs::kDeleted : cs::kDeleteFailed;

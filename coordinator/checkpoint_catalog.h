@@ -17,10 +17,13 @@
 // starts from scratch (the one state known good).
 //
 // The probes read files, which on a sick parallel file system can take
-// seconds: they run on the file-work executor, never on the event loop, one
-// candidate at a time; the choice comes back to the loop through `done`.
-// One choice is under way at a time. What it may resume from or roll back
-// over is never a victim of retention meanwhile.
+// seconds: they run on an executor of their own (not behind retention's
+// deletions), never on the event loop, one candidate at a time; the choice
+// comes back to the loop through `done`. One choice is under way at a time.
+// What it may still resume from or roll back over is never a victim of
+// retention meanwhile. Past checkpoint.choose_timeout_ms the choice is to
+// pause (a hung file system); a late probe's answer is ignored, as is every
+// answer once the choice is cancelled (the job ended).
 //
 // Rolling back: the checkpoints rolled back over are never chosen again and
 // are moved aside (renamed, not deleted: a person may want to look), once
@@ -80,15 +83,18 @@ struct CheckpointChoice {
 class CheckpointCatalog {
  public:
   // `file_work` runs the probes and deletions (empty: a thread of the
-  // catalog's own; the scenario tests pass their event loop's, to run it
-  // deterministically).
+  // catalog's own for each; the scenario tests pass their event loop's, to
+  // run it deterministically).
   CheckpointCatalog(boost::asio::io_context& io, Clock* clock, Journal* journal,
                     const CheckpointSpec& spec, std::string checkpoint_dir,
                     checkpoint::Storage* storage, CheckpointProbe probe,
                     boost::asio::any_io_executor file_work = {});
   ~CheckpointCatalog();
-  // Waits for the file work under way (on the catalog's own thread).
-  void FinishFileWork() { pool_.join(); }
+  // Waits for the file work under way (on the catalog's own threads).
+  void FinishFileWork() {
+    probe_pool_.join();
+    delete_pool_.join();
+  }
 
   const std::vector<CheckpointRow>& rows() const { return rows_; }
   // A save committed: one `checkpoints` row. A step saved again (after a
@@ -109,6 +115,8 @@ class CheckpointCatalog {
   Status Choose(const CheckpointWant& want, OnCorrupt on_corrupt,
                 std::function<void(CheckpointChoice)> done);
   bool choosing() const { return walk_ != nullptr; }
+  // Drops the choice under way: `done` is never called, answers are ignored.
+  void CancelChoice();
   // The paths the choice under way may resume from or roll back over.
   std::set<std::string> InChoice() const;
   // Moves `rows` aside as rolled back, from the launch of `next_generation`.
@@ -128,8 +136,9 @@ class CheckpointCatalog {
   // The choice's walk over the candidates, newest first.
   struct Walk;
   void Continue();
-  void OnProbed(const Result<double>& lr_scale);
+  void OnProbed(uint64_t walk, const Result<double>& lr_scale);
   void Finish();
+  void Done(CheckpointChoice c);
 
   boost::asio::io_context& io_;
   Clock* clock_;
@@ -143,9 +152,11 @@ class CheckpointCatalog {
   std::set<std::string> bad_;
   int fallbacks_ = 0;
   std::unique_ptr<Walk> walk_;  // the choice under way
+  uint64_t walks_ = 0;          // choices begun (each walk's id)
+  std::unique_ptr<Timer> choose_timer_;
   // File work, off the event loop; last, so destroyed first.
-  boost::asio::thread_pool pool_{1};
-  boost::asio::any_io_executor file_work_;
+  boost::asio::thread_pool probe_pool_{1}, delete_pool_{1};
+  boost::asio::any_io_executor probes_, deletions_;
 };
 
 }  // namespace vigil::coordinator

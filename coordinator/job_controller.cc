@@ -210,7 +210,10 @@ void JobController::ChooseCheckpoint(const CheckpointWant& want,
 void JobController::OnRestartChosen(CheckpointChoice choice) {
   Planning p = std::move(*planning_);
   planning_.reset();
-  if (terminal()) return;  // vigild stopped meanwhile
+  if (state() != JobState::kRecovering) {  // a bug: the job moved on while the restart was planned
+    log_->error("bug: a restart's checkpoint was chosen with the job {}", JobStateName(state()));
+    return;
+  }
   const Detection& d = p.detection;
   PlanInput in{&spec_, &d, &p.decision, placement_, progress_.restarts, gen_.number + 1};
   const size_t first = p.plan.actions.size();
@@ -336,6 +339,9 @@ void JobController::Stop(const std::string& why) {
 }
 
 void JobController::Finish(Outcome outcome, const std::string& why) {
+  // A checkpoint choice under way is of no use any more: nothing it finds is recorded.
+  catalog_.CancelChoice();
+  planning_.reset();
   FinishGeneration(why);
   metrics_->waiting_for_human.Set(0);
   const bool succeeded = outcome == Outcome::kSucceeded;

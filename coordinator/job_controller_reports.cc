@@ -40,8 +40,13 @@ void JobController::Launch(std::optional<int64_t> cause_intervention) {
   // The restart's checkpoint was chosen when it was planned; a first start,
   // a resume and a regrow choose now (off the loop).
   if (pending_checkpoint_) return LaunchFrom(*pending_checkpoint_, cause_intervention);
-  ChooseCheckpoint(CheckpointWant{}, [this, cause_intervention](CheckpointChoice choice) {
-    if (terminal()) return;  // vigild stopped meanwhile
+  const JobState from = state();
+  ChooseCheckpoint(CheckpointWant{}, [this, from, cause_intervention](CheckpointChoice choice) {
+    if (state() != from) {  // a bug: the job moved on while its launch chose
+      log_->error("bug: a launch's checkpoint was chosen with the job {}, not {}",
+                  JobStateName(state()), JobStateName(from));
+      return;
+    }
     if (!choice.pause) return LaunchFrom(choice, cause_intervention);
     AddIntervention(last_event_, action::kPauseAndPage, "auto:checkpoints",
                     json{{"fallbacks", catalog_.fallbacks()}}, choice.why);
@@ -160,6 +165,7 @@ void JobController::KillGeneration() {
 
 void JobController::OnTeardownTimeout(int64_t number) {
   if (state() != JobState::kRecovering || gen_.number != number) return;
+  if (gen_.AllStopped([this](int a) { return agents_->agent_connected(a); })) return;
   // Agents confirm with GenerationStopped. One that never does may still
   // have ranks holding the GPUs: rather than launch beside them, the job
   // pauses for a person to look at that host.
@@ -198,6 +204,7 @@ void JobController::MaybeLaunchNext() {
   // yet; a launch choosing its own is under way already.
   if (state() != JobState::kRecovering || planning_ || catalog_.choosing()) return;
   if (!gen_.AllStopped([this](int a) { return agents_->agent_connected(a); })) return;
+  teardown_timer_->Cancel();  // confirmed: what is left is the launch's
   auto cause = pending_cause_;
   pending_cause_.reset();
   Launch(cause);

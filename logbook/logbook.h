@@ -270,6 +270,7 @@ class Logbook {
   Result<std::vector<InterventionRow>> InterventionsWhere(const char* column, int64_t value);
   Result<std::vector<EventRow>> EventsWhere(const char* column, int64_t value);
   Status Migrate();
+  Status MigrateLocked();  // inside Migrate's transaction
   sqlite3* db_;
   std::string path_;
   std::map<const char*, sqlite3_stmt*> statements_;

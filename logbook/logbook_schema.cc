@@ -169,6 +169,19 @@ CREATE INDEX coordinator_epochs_run ON coordinator_epochs(run_id, epoch);
 }  // namespace
 
 Status Logbook::Migrate() {
+  // One writer at a time: two processes opening an old file at once (two
+  // vigilds on one work directory, vigild and the CLI) must not both
+  // migrate it, so the version is read inside the transaction.
+  VIGIL_RETURN_IF_ERROR(Begin());
+  Status st = MigrateLocked();
+  if (!st.ok()) {
+    Rollback();
+    return st;
+  }
+  return Commit();
+}
+
+Status Logbook::MigrateLocked() {
   int version = -1;
   Stmt q(db_, "PRAGMA user_version");
   VIGIL_RETURN_IF_ERROR(q.ForEach([&](sqlite3_stmt* s) { version = sqlite3_column_int(s, 0); }));
@@ -186,28 +199,14 @@ Status Logbook::Migrate() {
     if (tables > 0) {
       return Status::InvalidArgument(path_ + ": an SQLite file that is not a vigil logbook");
     }
-    VIGIL_RETURN_IF_ERROR(
-        Exec(std::string("BEGIN IMMEDIATE;") + kSchemaV1 + "PRAGMA user_version = 1; COMMIT;"));
-    version = 1;
   }
-  if (version == 1) {
+  // Each version's schema change, in order, from the file's on.
+  static const char* const kSteps[] = {kSchemaV1, kMigrationV2, kMigrationV3, kMigrationV4,
+                                       kMigrationV5};
+  static_assert(sizeof(kSteps) / sizeof(kSteps[0]) == kLogbookSchemaVersion);
+  for (int v = version; v < kLogbookSchemaVersion; ++v) {
     VIGIL_RETURN_IF_ERROR(
-        Exec(std::string("BEGIN IMMEDIATE;") + kMigrationV2 + "PRAGMA user_version = 2; COMMIT;"));
-    version = 2;
-  }
-  if (version == 2) {
-    VIGIL_RETURN_IF_ERROR(
-        Exec(std::string("BEGIN IMMEDIATE;") + kMigrationV3 + "PRAGMA user_version = 3; COMMIT;"));
-    version = 3;
-  }
-  if (version == 3) {
-    VIGIL_RETURN_IF_ERROR(
-        Exec(std::string("BEGIN IMMEDIATE;") + kMigrationV4 + "PRAGMA user_version = 4; COMMIT;"));
-    version = 4;
-  }
-  if (version == 4) {
-    VIGIL_RETURN_IF_ERROR(
-        Exec(std::string("BEGIN IMMEDIATE;") + kMigrationV5 + "PRAGMA user_version = 5; COMMIT;"));
+        Exec(std::string(kSteps[v]) + "PRAGMA user_version = " + std::to_string(v + 1) + ";"));
   }
   return Status::Ok();
 }

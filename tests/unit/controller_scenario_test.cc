@@ -527,19 +527,65 @@ TEST(Scenario, ASaveCommittedWhileTheCheckpointIsChosenIsRolledBackToo) {
   EXPECT_TRUE(std::filesystem::exists(b.Checkpoint(75) + ".rolled-back.gen-1"));
 }
 
-// vigild stopping while a restart chooses its checkpoint: the choice, when
-// it comes, does nothing.
+// vigild stopping while a restart chooses its checkpoint: the choice is
+// dropped; what its probe finds is not recorded.
 TEST(Scenario, AStopWhileTheCheckpointIsChosenEndsTheRun) {
   ControllerBench b;
   b.Start();
   b.Step(30);
+  b.corrupt.insert(b.Checkpoint(25));
   b.auto_settle = false;
   b.Exit(1, 0, 9);
   b.controller->Stop("SIGTERM");
   b.Settle();
   EXPECT_EQ(b.state(), JobState::kFailed);
   EXPECT_TRUE(b.Interventions("restart_from_latest").empty());
+  EXPECT_TRUE(b.Events("checkpoint_corrupt").empty()) << "the walk went on after the stop";
   EXPECT_TRUE(b.agents.Launches(1).empty());
+}
+
+// Retention, while a choice is under way, spares every checkpoint the
+// choice may still fall back to.
+TEST(Scenario, RetentionSparesWhatTheChoiceMayFallBackTo) {
+  ControllerBench b;  // keep_last: 3
+  b.Start();
+  b.Step(80);  // 25, 50, 75
+  b.corrupt = {b.Checkpoint(75), b.Checkpoint(50)};
+  b.auto_settle = false;
+  b.Exit(1, 0, 9);
+  b.CommitAt(100);  // the dying generation's last save: retention runs
+  b.auto_settle = true;
+  b.Settle();
+  EXPECT_TRUE(b.Interventions("delete_checkpoint").empty());
+  EXPECT_TRUE(std::filesystem::exists(b.Checkpoint(25)));
+  ASSERT_EQ(b.Interventions("restart_from_latest").size(), 1u);
+  EXPECT_EQ(Params(b.Interventions("restart_from_latest")[0])["checkpoint"], b.Checkpoint(25));
+  b.Recover();
+  EXPECT_EQ(b.ResumedFrom(), b.Checkpoint(25));
+}
+
+// A checkpoint choice the file system never answers pauses the job at
+// checkpoint.choose_timeout_ms; the late answer changes nothing.
+TEST(Scenario, AChoiceTheFileSystemNeverAnswersPausesTheJob) {
+  ControllerBench b;
+  b.Start();
+  b.Step(30);
+  b.auto_settle = false;
+  b.Exit(1, 0, 9);
+  b.clock.AdvanceMs(b.spec().checkpoint.choose_timeout_ms);  // the probe is still reading
+  ASSERT_EQ(b.state(), JobState::kPaused);
+  const auto pause = b.Interventions("pause_and_page");
+  ASSERT_EQ(pause.size(), 1u);
+  EXPECT_NE(pause[0].outcome.find("checkpoint.choose_timeout_ms"), std::string::npos)
+      << pause[0].outcome;
+  EXPECT_EQ(b.agents.Killed(0), (std::set<int>{0, 1})) << "the ranks are stopped all the same";
+  b.auto_settle = true;
+  b.Settle();  // the probe's late answer
+  EXPECT_EQ(b.state(), JobState::kPaused);
+  EXPECT_TRUE(b.Interventions("restart_from_latest").empty());
+  b.ConfirmTeardown();
+  ASSERT_TRUE(b.Resume("the file system is back").ok());
+  EXPECT_EQ(b.ResumedFrom(), b.Checkpoint(25));
 }
 
 // A restart counts when its generation launches: one whose launch paused

@@ -299,9 +299,15 @@ TEST(Chaos, RandomScheduleIsSeededSpacedAndCoversEveryKind) {
     }
   }
   EXPECT_EQ(last_index, 39);
-  for (const auto& f : c) kinds.insert(f.kind);  // two schedules of 40 cover every kind
-  EXPECT_EQ(kinds, (std::set<std::string>{"kill-rank", "hang-rank", "nan", "spike", "xid",
-                                          "kill-agent", "corrupt-checkpoint", "disk-full"}));
+  const std::set<std::string> every(RandomChaosKinds().begin(), RandomChaosKinds().end());
+  EXPECT_EQ(kinds, every);
+  // Dealt from a deck: any eight faults cover the eight kinds, whatever the seed.
+  for (uint64_t seed = 1; seed <= 50; ++seed) {
+    std::set<std::string> of_eight;
+    const auto eight = ParseChaosFaults({"random:8"}, ChaosPlan{4, 700, 25, 2}, seed).value();
+    for (const auto& f : eight) of_eight.insert(f.kind);
+    EXPECT_EQ(of_eight, every) << "seed " << seed;
+  }
   EXPECT_EQ(hosts_taken, 2) << "faults that take a host away: as many as the spares";
   // Without spares, none.
   const auto no_spares = ParseChaosFaults({"random:40"}, ChaosPlan{4, 1200, 25, 0}, 7).value();
@@ -311,6 +317,17 @@ TEST(Chaos, RandomScheduleIsSeededSpacedAndCoversEveryKind) {
       EXPECT_TRUE(f.xid == 13 || f.xid == 31 || f.xid == 43 || f.xid == 94) << f.spec;
     }
   }
+  // Only the kinds asked for (a restart-only schedule).
+  std::set<std::string> restart_only;
+  const auto only = ParseChaosFaults({"random:8:kill-rank,hang-rank,kill-agent"}, plan, 3).value();
+  for (const auto& f : only) restart_only.insert(f.kind);
+  EXPECT_EQ(restart_only, (std::set<std::string>{"kill-rank", "hang-rank", "kill-agent"}));
+  for (const char* bad : {"random:8:kill-rank,reboot", "random:8:", "random:8;kill-rank"}) {
+    const auto r = ParseChaosFaults({bad}, plan, 3);
+    EXPECT_FALSE(r.ok()) << bad;
+  }
+  EXPECT_NE(ParseChaosFaults({"random:8:reboot"}, plan, 3).status().message().find("'reboot'"),
+            std::string::npos);
   auto crowded = ParseChaosFaults({"random:20"}, ChaosPlan{4, 300, 25}, 1);
   ASSERT_FALSE(crowded.ok());
   EXPECT_NE(crowded.status().message().find("needs 25 steps per fault"), std::string::npos)
