@@ -31,7 +31,8 @@ int main(int argc, char** argv) {
       "kill-rank|hang-rank|nan|spike|slow-rank|disk-full|kill-agent:RANK[@STEP], "
       "xid:CODE:RANK[@STEP], "
       "corrupt-checkpoint:HOW[@STEP] with HOW flip, truncate, remove-shard or garble-manifest, "
-      "or random:COUNT (a seeded schedule of COUNT faults of every kind)");
+      "or random:COUNT[:KIND,...] (a seeded schedule of COUNT faults, dealing every kind named, "
+      "or every kind)");
   run_cmd->add_option("--seed", run.seed, "seed of a random:COUNT chaos schedule");
   run_cmd->add_option("-o,--output", run.output, "text or json (last stdout line)")
       ->check(CLI::IsMember({"text", "json"}));
