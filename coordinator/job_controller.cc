@@ -203,8 +203,15 @@ void JobController::LogDecision(const RecoveryPlan& plan) {
 
 void JobController::ChooseCheckpoint(const CheckpointWant& want,
                                      std::function<void(CheckpointChoice)> done) {
-  const Status st = catalog_.Choose(want, CorruptRecorder(), std::move(done));
-  if (!st.ok()) log_->error("bug: {}", st.ToString());
+  if (catalog_.choosing()) {
+    // A bug (two choices at once): pause for a person rather than wait for ever.
+    log_->error("bug: a checkpoint choice while another is under way");
+    CheckpointChoice c;
+    c.pause = true;
+    c.why = "vigild began a second checkpoint choice while one was under way (a bug)";
+    return done(std::move(c));
+  }
+  (void)catalog_.Choose(want, CorruptRecorder(), std::move(done));
 }
 
 void JobController::OnRestartChosen(CheckpointChoice choice) {

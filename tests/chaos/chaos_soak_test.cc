@@ -100,6 +100,8 @@ struct SoakCase {
   bool restarts_only;  // the playbook only restarts: bit-exact
 };
 
+void PrintTo(const SoakCase& c, std::ostream* os) { *os << c.name << " (" << c.chaos << ")"; }
+
 class ChaosSoak : public ::testing::TestWithParam<SoakCase> {};
 
 TEST_P(ChaosSoak, EveryFaultIsDetectedAndAnswered) {
