@@ -17,6 +17,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "common/job_spec.h"
 #include "common/vocabulary.h"
@@ -29,6 +30,12 @@
 #include "tests/unit/test_util.h"
 
 namespace vigil::coordinator::testing {
+
+using V = std::vector<std::string>;
+inline nlohmann::json Params(const InterventionRow& i) {
+  return nlohmann::json::parse(i.params_json);
+}
+inline nlohmann::json Detail(const EventRow& e) { return nlohmann::json::parse(e.detail_json); }
 
 // Agents as the controller sees them; every order is kept.
 class FakeAgentLink : public AgentLink {
