@@ -235,7 +235,8 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
       root, "limits", "",
       {"max_restarts", "heartbeat_interval_ms", "heartbeat_timeout_ms", "rendezvous_timeout_ms",
        "collective_timeout_ms", "kill_grace_ms", "teardown_timeout_ms", "shutdown_flush_ms",
-       "failure_settle_ms", "start_timeout_ms", "agent_wait_ms"},
+       "failure_settle_ms", "start_timeout_ms", "agent_wait_ms", "agent_exit_wait_ms",
+       "coordinator_grace_ms", "coordinator_restarts"},
       false, [&](const YAML::Node& m, const std::string& p) {
         r.Field<int>(m, p, "max_restarts", &spec.limits.max_restarts, NonNegative(),
                      "a non-negative integer");
@@ -259,10 +260,21 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
                      "a non-negative integer");
         r.Field<int>(m, p, "agent_wait_ms", &spec.limits.agent_wait_ms, Positive(),
                      "a positive integer");
+        r.Field<int>(m, p, "agent_exit_wait_ms", &spec.limits.agent_exit_wait_ms, NonNegative(),
+                     "a non-negative integer");
+        r.Field<int>(m, p, "coordinator_grace_ms", &spec.limits.coordinator_grace_ms, Positive(),
+                     "a positive integer");
+        r.Field<int>(m, p, "coordinator_restarts", &spec.limits.coordinator_restarts,
+                     NonNegative(), "a non-negative integer");
         if (r.error().ok() &&
             spec.limits.heartbeat_timeout_ms <= spec.limits.heartbeat_interval_ms) {
           r.Fail(m["heartbeat_timeout_ms"], p + ".heartbeat_timeout_ms",
                  "must be longer than limits.heartbeat_interval_ms");
+        }
+        if (r.error().ok() &&
+            spec.limits.coordinator_grace_ms <= spec.limits.heartbeat_timeout_ms) {
+          r.Fail(m["coordinator_grace_ms"], p + ".coordinator_grace_ms",
+                 "must be longer than limits.heartbeat_timeout_ms");
         }
         if (r.error().ok() && spec.limits.teardown_timeout_ms > 0 &&
             spec.limits.teardown_timeout_ms <= spec.limits.kill_grace_ms) {

@@ -132,6 +132,11 @@ struct LimitsSpec {
   // An agent told to shut down TERMs its ranks, KILLs them after
   // kill_grace_ms, then waits this long for them to be reaped before it exits.
   int agent_exit_wait_ms = 2000;
+  // An agent that lost vigild keeps its ranks training this long while it
+  // reconnects (to the vigild that restarts); past it, it tears them down.
+  int coordinator_grace_ms = 900000;
+  // `vigil run` starts a vigild that died again, at most this many times.
+  int coordinator_restarts = 10;
 };
 
 // How vigild tells a hung rank and a numerical anomaly from

@@ -255,6 +255,8 @@ void Coordinator::OnHello(const TcpConnection::Ptr& conn, const wire::Hello& hel
   ack->set_exit_wait_ms(static_cast<uint32_t>(spec_.limits.agent_exit_wait_ms));
   ack->set_stack_dump_timeout_ms(static_cast<uint32_t>(spec_.detection.stack_dump_timeout_ms));
   ack->set_epoch(registry_.epoch());
+  ack->set_heartbeat_timeout_ms(static_cast<uint32_t>(spec_.limits.heartbeat_timeout_ms));
+  ack->set_coordinator_grace_ms(static_cast<uint32_t>(spec_.limits.coordinator_grace_ms));
   reply.set_epoch(registry_.epoch());
   conn->Send(reply);
   metrics_.agents_connected.Set(registry_.live_count());
@@ -385,6 +387,14 @@ void Coordinator::Tick() {
   const auto now = std::chrono::steady_clock::now();
   store_.Expire(now);
   controller_->OnTick();
+  // vigild's own heartbeat: an agent that hears nothing for its timeout
+  // counts this vigild as lost (stopped or wedged) and looks for the next.
+  if (now - last_heartbeat_sent_ >= std::chrono::milliseconds(spec_.limits.heartbeat_interval_ms)) {
+    last_heartbeat_sent_ = now;
+    wire::Envelope beat;
+    beat.mutable_heartbeat();
+    for (int a = 0; a < registry_.agent_count(); ++a) registry_.SendToAgent(a, beat);
+  }
   for (int agent : heartbeats_.Silent(clock_.SteadyMicros())) {
     MarkAgentLost(agent,
                   "no heartbeat for " + std::to_string(spec_.limits.heartbeat_timeout_ms) + " ms");

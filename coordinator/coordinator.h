@@ -144,6 +144,7 @@ class Coordinator {
   std::map<uint64_t, std::pair<Role, TcpConnection::Ptr>> connections_;
   bool agents_complete_ = false;
   std::chrono::steady_clock::time_point started_;
+  std::chrono::steady_clock::time_point last_heartbeat_sent_{};
 };
 
 }  // namespace vigil::coordinator

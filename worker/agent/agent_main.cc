@@ -4,9 +4,11 @@
 // Asked to diagnose a generation that stopped making progress, it answers
 // with each rank's process state at once, then dumps every rank's stacks
 // (stack_dump.h) before it lets that generation be torn down.
-// If vigild goes away it kills every rank it runs and exits: no orphans.
-// It obeys no order of a coordinator epoch older than the newest it has
-// seen (epoch_fence.h).
+// If vigild goes away its ranks train on: it keeps their reports and exits
+// and reconnects to the vigild that restarts, which adopts them
+// (coordinator_link.h); only past limits.coordinator_grace_ms does it kill
+// every rank it runs and exit. It obeys no order of a coordinator epoch
+// older than the newest it has seen (epoch_fence.h).
 #include <signal.h>
 #include <unistd.h>
 
@@ -26,7 +28,7 @@
 #include "common/framed_socket.h"
 #include "common/rank_contract.h"
 #include "common/util.h"
-#include "worker/agent/epoch_fence.h"
+#include "worker/agent/coordinator_link.h"
 #include "worker/agent/gpu_monitor.h"
 #include "worker/agent/rank_supervisor.h"
 #include "worker/agent/stack_dump.h"
@@ -39,11 +41,11 @@ using tcp = asio::ip::tcp;
 using unix_proto = asio::local::stream_protocol;
 
 struct AgentOptions {
-  std::string coordinator, token_file, host, bind_addr = "127.0.0.1", train_binary;
+  CoordinatorLinkOptions link;
+  std::string token_file, host, bind_addr = "127.0.0.1", train_binary;
   std::string kernel_log = "/dev/kmsg";
   int slots = 1;
   int gpu_poll_ms = 250;
-  int register_timeout_ms = 30000;  // to connect and register with vigild
 };
 
 class Agent {
@@ -59,49 +61,22 @@ class Agent {
         gpu_timer_(io),
         gpus_(o_.kernel_log),
         unix_acceptor_(io),
-        supervisor_([this](const wire::RankExited& e) { OnRankExited(e); }) {}
+        supervisor_([this](const wire::RankExited& e) { OnRankExited(e); }),
+        link_(io, o_.link, log_) {}
 
   Status Start() {
     auto token = ReadTokenFile(o_.token_file);
     if (!token.ok()) return token.status();
-    // Connect and register synchronously, then hand the socket to Asio.
-    wire::Hello hello;
-    hello.set_protocol_version(kProtocolVersion);
-    hello.set_auth_token(token.value());
-    hello.set_role(wire::Hello::AGENT);
-    hello.set_host(o_.host);
-    hello.set_slots(static_cast<uint32_t>(o_.slots));
-    hello.set_pid(static_cast<uint32_t>(::getpid()));
-    wire::HelloAck ack;
-    auto registered = FramedSocket::ConnectAndHello(
-        o_.coordinator, hello, std::chrono::milliseconds(o_.register_timeout_ms), &ack);
-    if (!registered.ok()) return registered.status();
-    if (!fence_.Admit(ack.epoch())) {
-      return Status::FailedPrecondition("vigild at " + o_.coordinator + " has coordinator epoch " +
-                                        std::to_string(ack.epoch()) + ", older than epoch " +
-                                        std::to_string(fence_.newest()) + " seen before");
-    }
-    heartbeat_ms_ = ack.heartbeat_interval_ms() ? ack.heartbeat_interval_ms() : 1000;
-    agent_index_ = ack.agent_index();
-    if (ack.kill_grace_ms()) kill_grace_ms_ = ack.kill_grace_ms();
-    if (ack.exit_wait_ms()) exit_wait_ms_ = ack.exit_wait_ms();
-    if (ack.stack_dump_timeout_ms()) stack_dump_ms_ = ack.stack_dump_timeout_ms();
-    // Orders vigild sent right behind the HelloAck may already be buffered.
-    const std::string already_read = registered->TakeBuffered();
-    tcp::socket sock(io_);
+    token_ = token.value();
+    VIGIL_RETURN_IF_ERROR(link_.Register(
+        [this](bool again) { return MakeHello(again); },
+        [this](wire::Envelope e) { OnOrder(std::move(e)); },
+        [this](const wire::HelloAck& ack, bool again) { OnRegistered(ack, again); },
+        [this](const std::string& why) {
+          log_->error("{}: killing all ranks", why);
+          ShutdownRanks(1);
+        }));
     boost::system::error_code ec;
-    sock.assign(tcp::v4(), registered->ReleaseFd(), ec);
-    if (ec) return Status::Internal("cannot adopt the vigild socket: " + ec.message());
-    coordinator_ = std::make_shared<TcpConnection>(std::move(sock), 0);
-    coordinator_->Start(
-        [this](const TcpConnection::Ptr&, wire::Envelope e) { OnOrder(std::move(e)); },
-        [this](const TcpConnection::Ptr&, const Status& why) {
-          if (!shutting_down_) {
-            log_->error("lost vigild: {}; killing all ranks", why.ToString());
-            ShutdownRanks(1);
-          }
-        },
-        already_read);
 
     // The unix socket ranks report through.
     socket_path_ = "/tmp/vigil-agent-" + std::to_string(::getpid()) + ".sock";
@@ -122,7 +97,7 @@ class Agent {
     log_->info(
         "registered with vigild at {} (coordinator epoch {}) as {}, agent {} ({} slots); GPU "
         "faults from {}",
-        o_.coordinator, fence_.newest(), o_.host, agent_index_, o_.slots, gpus_.Describe());
+        link_.address(), link_.epoch(), o_.host, agent_index_, o_.slots, gpus_.Describe());
     return Status::Ok();
   }
 
@@ -133,6 +108,36 @@ class Agent {
   int exit_code() const { return exit_code_; }
 
  private:
+  // The Hello of each registration; again, it names the ranks this agent
+  // runs and those whose exits it kept, for the vigild that takes over.
+  wire::Hello MakeHello(bool again) {
+    wire::Hello hello;
+    hello.set_protocol_version(kProtocolVersion);
+    hello.set_auth_token(token_);
+    hello.set_role(wire::Hello::AGENT);
+    hello.set_host(o_.host);
+    hello.set_slots(static_cast<uint32_t>(o_.slots));
+    hello.set_pid(static_cast<uint32_t>(::getpid()));
+    if (!again) return hello;
+    hello.set_reconnecting(true);
+    for (auto& r : supervisor_.All()) *hello.add_live_ranks() = std::move(r);
+    for (auto& r : link_.BufferedExits()) *hello.add_exited_ranks() = std::move(r);
+    hello.set_dropped_messages(link_.dropped());
+    return hello;
+  }
+
+  void OnRegistered(const wire::HelloAck& ack, bool again) {
+    heartbeat_ms_ = ack.heartbeat_interval_ms() ? ack.heartbeat_interval_ms() : 1000;
+    agent_index_ = ack.agent_index();
+    if (ack.kill_grace_ms()) kill_grace_ms_ = ack.kill_grace_ms();
+    if (ack.exit_wait_ms()) exit_wait_ms_ = ack.exit_wait_ms();
+    if (ack.stack_dump_timeout_ms()) stack_dump_ms_ = ack.stack_dump_timeout_ms();
+    if (again) {
+      log_->info("agent {} of coordinator epoch {}; {} rank(s) live here", agent_index_,
+                 ack.epoch(), supervisor_.LiveRanks());
+    }
+  }
+
   void Heartbeat() {
     if (shutting_down_) return;
     wire::Envelope env;
@@ -144,7 +149,7 @@ class Agent {
       r->set_slowdown_celsius(g.slowdown_celsius);
       r->set_uncorrected_ecc_errors(g.uncorrected_ecc_errors);
     }
-    coordinator_->Send(env);
+    link_.SendIfConnected(env);
     heartbeat_.expires_after(std::chrono::milliseconds(heartbeat_ms_));
     heartbeat_.async_wait([this](boost::system::error_code ec) {
       if (!ec) Heartbeat();
@@ -174,7 +179,7 @@ class Agent {
       g->set_source(f.source);
       g->set_message(f.message);
       g->set_at_us(NowMicros());
-      coordinator_->Send(env);
+      link_.Send(env);
     }
     gpu_timer_.expires_after(std::chrono::milliseconds(o_.gpu_poll_ms));
     // Cancelled (an injected fault to report now) or expired: poll again.
@@ -226,7 +231,7 @@ class Agent {
             [this](const UnixConnection::Ptr& c, wire::Envelope env) {
               if (!env.has_rank_report())
                 return c->Close(Status::InvalidArgument("ranks send reports only"));
-              coordinator_->Send(env);  // relayed unchanged
+              link_.Send(env);  // relayed unchanged (kept while vigild is away)
             },
             [this](const UnixConnection::Ptr& c, const Status&) { rank_conns_.erase(c->id()); });
       }
@@ -234,13 +239,8 @@ class Agent {
     });
   }
 
+  // Orders of the newest coordinator epoch (the link fences older ones).
   void OnOrder(wire::Envelope env) {
-    if (!fence_.Admit(env.epoch())) {
-      log_->error("refusing order {} of coordinator epoch {}: epoch {} has taken over ({} refused)",
-                  static_cast<int>(env.body_case()), env.epoch(), fence_.newest(),
-                  fence_.refused());
-      return;
-    }
     switch (env.body_case()) {
       case wire::Envelope::kLaunchRanks:
         return Launch(env.launch_ranks());
@@ -284,7 +284,7 @@ class Agent {
       log_->warn("rank {} (pid {}) of generation {}: state {} wchan {}", rank, pid, generation,
                  st.state, st.wchan);
     }
-    coordinator_->Send(env);
+    link_.Send(env);
     if (targets.empty() || dumping_.count(generation)) return;
     // Off the event loop, one thread per rank (gdb takes a second or so);
     // the teardown waits for all of them.
@@ -358,7 +358,7 @@ class Agent {
         e->set_rank(rank);
         e->set_exit_code(127);
         e->set_exited_at_us(NowMicros());
-        coordinator_->Send(env);
+        link_.Send(env);
         continue;
       }
       log_->info("started rank {} of generation {} as pid {}", rank, l.generation(), pid.value());
@@ -371,7 +371,7 @@ class Agent {
     if (!shutting_down_) {
       wire::Envelope env;
       *env.mutable_rank_exited() = e;
-      coordinator_->Send(env);
+      link_.Send(env);
     }
     MaybeFinishTeardown();
   }
@@ -402,7 +402,7 @@ class Agent {
         if (!shutting_down_) {
           wire::Envelope env;
           env.mutable_generation_stopped()->set_generation(*it);
-          coordinator_->Send(env);
+          link_.Send(env);
         }
         it = stopping_.erase(it);
       } else {
@@ -434,7 +434,7 @@ class Agent {
     boost::system::error_code ec;
     unix_acceptor_.close(ec);
     for (auto& [id, c] : std::map(rank_conns_)) c->Close(Status::Ok());
-    if (coordinator_) coordinator_->CloseAfterWrites(Status::Ok());
+    link_.Close();
     io_.stop();
   }
 
@@ -448,7 +448,8 @@ class Agent {
   std::vector<int> local_ranks_;  // its ranks, by local index (= GPU index)
   unix_proto::acceptor unix_acceptor_;
   RankSupervisor supervisor_;
-  TcpConnection::Ptr coordinator_;
+  CoordinatorLink link_;
+  std::string token_;
   std::map<uint64_t, UnixConnection::Ptr> rank_conns_;
   uint64_t next_rank_conn_ = 1;
   std::set<uint64_t> stopping_;
@@ -459,7 +460,6 @@ class Agent {
   std::string socket_path_;
   uint32_t heartbeat_ms_ = 1000;
   uint32_t agent_index_ = 0;  // vigild's index of this agent
-  EpochFence fence_;          // the newest coordinator epoch seen
   // The job's bounds on this agent's own waits (HelloAck), until it says.
   uint32_t kill_grace_ms_ = 3000, exit_wait_ms_ = 2000, stack_dump_ms_ = 8000;
   bool shutting_down_ = false;
@@ -473,7 +473,10 @@ int main(int argc, char** argv) {
   using namespace vigil::agent;
   CLI::App app{"vigil-agent: runs a job's trainer ranks on this host"};
   AgentOptions o;
-  app.add_option("--coordinator", o.coordinator, "vigild address host:port")->required();
+  app.add_option("--coordinator", o.link.address, "vigild address host:port")->required();
+  app.add_option("--coordinator-file", o.link.address_file,
+                 "vigild's address file (vigild.addr), re-read to reconnect to a vigild that "
+                 "restarted elsewhere");
   app.add_option("--token-file", o.token_file, "the job's auth token file")->required();
   app.add_option("--host", o.host, "this host's name in the job")->required();
   app.add_option("--slots", o.slots, "how many ranks this host can run")
@@ -481,14 +484,23 @@ int main(int argc, char** argv) {
   app.add_option("--bind-addr", o.bind_addr, "address ranks bind for collectives");
   app.add_option("--kernel-log", o.kernel_log,
                  "where NVIDIA Xid lines are read from (default /dev/kmsg; '' for none)");
-  app.add_option("--register-timeout-ms", o.register_timeout_ms,
+  int register_timeout_ms = 30000, backoff_max_ms = 1000;
+  app.add_option("--register-timeout-ms", register_timeout_ms,
                  "how long to try to connect and register with vigild")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--reconnect-max-ms", backoff_max_ms,
+                 "the longest wait between attempts to reach a vigild that went away")
+      ->check(CLI::Range(10, 60000));
+  app.add_option("--report-buffer", o.link.buffer_limit,
+                 "messages kept for vigild while it is away (the oldest dropped past it)")
       ->check(CLI::PositiveNumber);
   app.add_option("--gpu-poll-ms", o.gpu_poll_ms, "how often GPU health is polled")
       ->check(CLI::Range(10, 60000));
   app.add_option("--train-binary", o.train_binary,
                  "vigil-train executable (default: next to this one)");
   CLI11_PARSE(app, argc, argv);
+  o.link.register_timeout = std::chrono::milliseconds(register_timeout_ms);
+  o.link.backoff_max = std::chrono::milliseconds(backoff_max_ms);
   if (o.train_binary.empty()) {
     o.train_binary =
         (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "vigil-train").string();

@@ -84,6 +84,18 @@ std::vector<std::pair<int, pid_t>> RankSupervisor::Ranks(uint64_t generation) co
   return out;
 }
 
+std::vector<wire::LiveRank> RankSupervisor::All() const {
+  std::vector<wire::LiveRank> out;
+  for (const auto& [pid, c] : children_) {
+    wire::LiveRank r;
+    r.set_generation(c.generation);
+    r.set_rank(static_cast<uint32_t>(c.rank));
+    r.set_pid(static_cast<uint32_t>(pid));
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
 int RankSupervisor::LiveRanks(int64_t generation) const {
   int n = 0;
   for (const auto& [pid, c] : children_) {

@@ -45,6 +45,8 @@ class RankSupervisor {
   int LiveRanks(int64_t generation = -1) const;
   // (rank, pid) of every live rank of `generation`.
   std::vector<std::pair<int, pid_t>> Ranks(uint64_t generation) const;
+  // Every live rank, of any generation.
+  std::vector<wire::LiveRank> All() const;
 
  private:
   struct Child {
