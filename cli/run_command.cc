@@ -179,34 +179,46 @@ int RunJob(const RunArgs& args) {
   vopts.argv.push_back(std::to_string(args.seed));
   vopts.log_file = workdir + "/logs/vigild.log";
   vopts.parent_death_signal = SIGTERM;
-  auto vigild = SpawnProcess(vopts);
-  if (!vigild.ok()) {
-    std::fprintf(stderr, "vigil run: cannot start vigild: %s\n",
-                 vigild.status().ToString().c_str());
-    return 1;
-  }
-  // vigild writes its addresses once it listens.
-  json addr;
-  while (addr.is_null()) {
-    if (auto text = ReadFile(addr_file); text.ok())
-      addr = json::parse(text.value(), nullptr, false);
-    if (addr.is_discarded()) addr = nullptr;
-    int status = 0;
-    if (addr.is_null() && ::waitpid(vigild.value(), &status, WNOHANG) == vigild.value()) {
-      std::fprintf(stderr, "vigil run: vigild exited during start-up; see %s\n",
-                   vopts.log_file.c_str());
-      return 1;
+  // Starts vigild and waits for it to publish its addresses (pid, rpc, http).
+  struct Vigild {
+    pid_t pid = -1;
+    json addr;
+  };
+  auto start_vigild = [&]() -> std::optional<Vigild> {
+    auto pid = SpawnProcess(vopts);
+    if (!pid.ok()) {
+      std::fprintf(stderr, "vigil run: cannot start vigild: %s\n",
+                   pid.status().ToString().c_str());
+      return std::nullopt;
     }
-    if (addr.is_null() && elapsed() > 10) {
-      std::fprintf(stderr, "vigil run: vigild did not start within 10 s; see %s\n",
-                   vopts.log_file.c_str());
-      ::kill(vigild.value(), SIGKILL);
-      return 1;
+    const double since = elapsed();
+    json addr;
+    while (true) {
+      if (auto text = ReadFile(addr_file); text.ok()) {
+        addr = json::parse(text.value(), nullptr, false);
+        // A vigild that took the run over rewrites the file its predecessor left.
+        if (addr.is_object() && addr.value("pid", 0) == pid.value()) return Vigild{pid.value(), addr};
+      }
+      int status = 0;
+      if (::waitpid(pid.value(), &status, WNOHANG) == pid.value()) {
+        std::fprintf(stderr, "vigil run: vigild exited during start-up; see %s\n",
+                     vopts.log_file.c_str());
+        return std::nullopt;
+      }
+      if (elapsed() - since > 10) {
+        std::fprintf(stderr, "vigil run: vigild did not start within 10 s; see %s\n",
+                     vopts.log_file.c_str());
+        ::kill(pid.value(), SIGKILL);
+        ::waitpid(pid.value(), nullptr, 0);
+        return std::nullopt;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    if (addr.is_null()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  const std::string rpc = addr["rpc"], http = addr["http"];
-  const int64_t run_id = addr["run_id"];
+  };
+  auto vigild = start_vigild();
+  if (!vigild) return 1;
+  std::string rpc = vigild->addr["rpc"], http = vigild->addr["http"];
+  const int64_t run_id = vigild->addr["run_id"];
   const bool json_output = args.output == "json";
   if (!json_output) {
     std::fprintf(
@@ -222,6 +234,8 @@ int RunJob(const RunArgs& args) {
     a.argv = {SiblingBinary("vigil-agent"),
               "--coordinator",
               rpc,
+              "--coordinator-file",
+              addr_file,
               "--token-file",
               token_file,
               "--host",
@@ -234,7 +248,7 @@ int RunJob(const RunArgs& args) {
     if (!pid.ok()) {
       std::fprintf(stderr, "vigil run: cannot start agent %s: %s\n", host.c_str(),
                    pid.status().ToString().c_str());
-      ::kill(vigild.value(), SIGTERM);
+      ::kill(vigild->pid, SIGTERM);
       return false;
     }
     agents.push_back(pid.value());
@@ -250,15 +264,41 @@ int RunJob(const RunArgs& args) {
   int vigild_status = -1;
   bool forwarded_interrupt = false;
   std::string last_pause_message;
+  int vigild_restarts = 0;
   while (true) {
     int status = 0;
-    if (::waitpid(vigild.value(), &status, WNOHANG) == vigild.value()) {
-      vigild_status = status;
-      break;
+    if (::waitpid(vigild->pid, &status, WNOHANG) == vigild->pid) {
+      // vigild ends the job with an exit status; a signal (or a crash) is
+      // its death, not the job's: a new vigild takes the run over, and the
+      // agents, whose ranks train on meanwhile, register with it.
+      const bool died = WIFSIGNALED(status) && !forwarded_interrupt;
+      if (!died || vigild_restarts >= spec->limits.coordinator_restarts) {
+        if (died) {
+          std::fprintf(stderr,
+                       "\nvigil run: vigild died (signal %d) and was started again %d times "
+                       "(limits.coordinator_restarts): giving up\n",
+                       WTERMSIG(status), vigild_restarts);
+        }
+        vigild_status = status;
+        break;
+      }
+      ++vigild_restarts;
+      std::fprintf(stderr,
+                   "\nvigil run: vigild (pid %d) died (signal %d); starting it again (%d of %d)\n",
+                   vigild->pid, WTERMSIG(status), vigild_restarts,
+                   spec->limits.coordinator_restarts);
+      vigild = start_vigild();
+      if (!vigild) {
+        vigild_status = status;
+        break;
+      }
+      rpc = vigild->addr["rpc"];
+      http = vigild->addr["http"];
+      continue;
     }
     if (g_interrupted && !forwarded_interrupt) {
       std::fprintf(stderr, "\nvigil run: interrupted; stopping the job\n");
-      ::kill(vigild.value(), SIGTERM);
+      ::kill(vigild->pid, SIGTERM);
       forwarded_interrupt = true;
     }
     auto resp = HttpGet(http, "/api/v1/status", std::chrono::milliseconds(1000));
@@ -283,7 +323,12 @@ int RunJob(const RunArgs& args) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   progress.Done();
-  // Agents exit on vigild's shutdown order, or when they lose it; make sure.
+  // A vigild that died for good gave no shutdown order: the agents, whose
+  // ranks would train on for limits.coordinator_grace_ms, are told to stop.
+  if (vigild_status == -1 || WIFSIGNALED(vigild_status)) {
+    for (pid_t a : agents) ::kill(a, SIGTERM);
+  }
+  // Agents exit on vigild's shutdown order, or when told to; make sure.
   for (pid_t a : agents) {
     if (WaitFor(a, std::chrono::seconds(10)) == -1) {
       std::fprintf(stderr, "vigil run: agent pid %d did not exit; killing it\n", a);

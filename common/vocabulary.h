@@ -25,6 +25,8 @@ inline constexpr const char kLossSpike[] = "loss_spike";
 inline constexpr const char kGradNormSpike[] = "grad_norm_spike";
 // Not failures of training, but events all the same.
 inline constexpr const char kCoordinatorStopped[] = "coordinator_stopped";
+// A vigild took over a run whose vigild died: downtime, what it found, what it adopted.
+inline constexpr const char kCoordinatorRestart[] = "coordinator_restart";
 }  // namespace kind
 
 // Every failure kind the detectors report, the most common first (the

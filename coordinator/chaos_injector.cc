@@ -45,6 +45,17 @@ Status ChaosInjector::Add(const std::string& spec, int world_size) {
   return Status::Ok();
 }
 
+void ChaosInjector::Restore(const std::vector<std::string>& fired_specs) {
+  for (const auto& spec : fired_specs) {
+    for (auto& f : faults_) {
+      if (!f.fired && f.spec == spec) {
+        f.fired = true;
+        break;
+      }
+    }
+  }
+}
+
 void ChaosInjector::Damage(ChaosFault& f, const std::string& target) {
   f.fired = true;
   Status st = target.empty() ? Status::NotFound("no committed checkpoint to damage")

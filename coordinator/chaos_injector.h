@@ -50,6 +50,9 @@ class ChaosInjector {
   std::optional<int64_t> TakeInjectedAt(std::optional<int> rank);
   // When a kill-agent was sent to `agent`, forgotten once taken.
   std::optional<int64_t> TakeAgentInjectedAt(int agent);
+  // A vigild that took the run over: the faults the one before it fired
+  // (their specs, as its inject_fault interventions name them) fire no more.
+  void Restore(const std::vector<std::string>& fired_specs);
   // A generation launched: what was sent to the last one died with it.
   void NewGeneration() { sent_at_us_.clear(); }
 

@@ -53,6 +53,16 @@ void CheckpointCatalog::Remember(int64_t id, const std::string& state,
   }
 }
 
+void CheckpointCatalog::Restore(std::vector<CheckpointRow> rows) {
+  std::stable_sort(rows.begin(), rows.end(), [](const CheckpointRow& a, const CheckpointRow& b) {
+    return a.step != b.step ? a.step > b.step : a.id > b.id;
+  });
+  rows_ = std::move(rows);
+  for (const auto& row : rows_) {
+    if (row.state == cs::kCorrupt) bad_.insert(row.path);
+  }
+}
+
 CheckpointRow CheckpointCatalog::Add(CheckpointRow c) {
   bad_.erase(c.path);
   c.id = journal_->AddCheckpoint(c);

@@ -97,6 +97,9 @@ class CheckpointCatalog {
   }
 
   const std::vector<CheckpointRow>& rows() const { return rows_; }
+  // The rows a vigild that took the run over read from the logbook (each
+  // with its state; a corrupt one is never chosen again).
+  void Restore(std::vector<CheckpointRow> rows);
   // A save committed: one `checkpoints` row. A step saved again (after a
   // fallback) replaces a damaged copy at the same path.
   CheckpointRow Add(CheckpointRow c);

@@ -68,6 +68,18 @@ void AgentRegistry::SendToAgent(int agent, const wire::Envelope& env) {
   agents_[agent].conn->Send(stamped);
 }
 
+int AgentRegistry::FindHost(const std::string& host) const {
+  for (size_t i = 0; i < agents_.size(); ++i) {
+    if (!agents_[i].lost && agents_[i].host == host) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+int AgentRegistry::AddAbsent(const std::string& host) {
+  agents_.push_back({host, 0, nullptr, false});
+  return static_cast<int>(agents_.size()) - 1;
+}
+
 AgentRegistry::Agent* AgentRegistry::Find(uint64_t connection_id, int* index) {
   for (size_t i = 0; i < agents_.size(); ++i) {
     if (agents_[i].conn && agents_[i].conn->id() == connection_id) {
@@ -90,7 +102,8 @@ void WriteAheadAgentLink::SendToAgent(int agent, const wire::Envelope& env) {
 }
 
 Coordinator::Coordinator(boost::asio::io_context& io, JobSpec spec, CoordinatorOptions options,
-                         std::unique_ptr<Logbook> logbook, int64_t run_id)
+                         std::unique_ptr<Logbook> logbook, int64_t run_id,
+                         std::optional<RunTakeover> takeover)
     : io_(io),
       spec_(std::move(spec)),
       options_(std::move(options)),
@@ -102,7 +115,8 @@ Coordinator::Coordinator(boost::asio::io_context& io, JobSpec spec, CoordinatorO
       shutdown_timer_(io),
       clock_(io),
       heartbeats_(spec_.limits.heartbeat_timeout_ms),
-      started_(std::chrono::steady_clock::now()) {}
+      started_(std::chrono::steady_clock::now()),
+      takeover_(std::move(takeover)) {}
 
 std::string Coordinator::rpc_address() const {
   auto ep = acceptor_.local_endpoint();
@@ -131,18 +145,33 @@ Status Coordinator::Start() {
   boost::system::error_code ec;
   const auto addr = boost::asio::ip::make_address(options_.listen_host, ec);
   if (ec) return Status::InvalidArgument("bad listen address " + options_.listen_host);
-  tcp::endpoint ep(addr, static_cast<unsigned short>(options_.listen_port));
-  acceptor_.open(ep.protocol(), ec);
-  if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec) acceptor_.bind(ep, ec);
-  if (!ec) acceptor_.listen(boost::asio::socket_base::max_listen_connections, ec);
-  if (ec) return Status::IoError("cannot listen on " + options_.listen_host + ": " + ec.message());
-  try {
-    http_ = std::make_unique<HttpServer>(
-        io_, tcp::endpoint(addr, static_cast<unsigned short>(options_.http_port)));
-  } catch (const std::exception& e) {
-    return Status::IoError(std::string("cannot serve HTTP: ") + e.what());
+  // A vigild taking a run over listens where the one before it did, when
+  // it can: agents that know only that address find it there.
+  int previous_rpc = 0, previous_http = 0;
+  if (takeover_) {
+    if (auto text = ReadFile(options_.workdir + "/vigild.addr"); text.ok()) {
+      auto j = json::parse(text.value(), nullptr, false);
+      auto port_of = [&](const char* key) {
+        if (!j.is_object() || !j.contains(key) || !j[key].is_string()) return 0;
+        const std::string a = j[key];
+        const auto colon = a.rfind(':');
+        return colon == std::string::npos ? 0 : std::atoi(a.c_str() + colon + 1);
+      };
+      previous_rpc = port_of("rpc");
+      previous_http = port_of("http");
+    }
   }
+  VIGIL_RETURN_IF_ERROR(Listen(addr, options_.listen_port, previous_rpc));
+  auto serve = [&](int port) {
+    try {
+      http_ = std::make_unique<HttpServer>(io_, tcp::endpoint(addr, static_cast<unsigned short>(port)));
+      return Status::Ok();
+    } catch (const std::exception& e) {
+      return Status::IoError(std::string("cannot serve HTTP: ") + e.what());
+    }
+  };
+  if (options_.http_port != 0 || previous_http == 0 || !serve(previous_http).ok())
+    VIGIL_RETURN_IF_ERROR(serve(options_.http_port));
   http_->Route("/metrics", [this](const std::string&) {
     return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", metrics_.Render()};
   });
@@ -185,15 +214,43 @@ Status Coordinator::Start() {
   controller_ = std::make_unique<JobController>(io_, spec_, paths, run_id_, seams, options_.chaos,
                                                 playbook.value());
   controller_->on_terminal = [this] { Shutdown(); };
+  if (takeover_) {
+    controller_->Restore(*takeover_);
+    // Nothing was ever launched: the run starts as a fresh one would.
+    if (controller_->takeover_hosts().empty()) takeover_.reset();
+  }
 
   json addr_file{
       {"rpc", rpc_address()}, {"http", http_address()}, {"pid", ::getpid()}, {"run_id", run_id_}};
   VIGIL_RETURN_IF_ERROR(
       WriteFileAtomic(options_.workdir + "/vigild.addr", addr_file.dump() + "\n"));
-  log_->info("job {} run {} (coordinator epoch {}): rpc {} http {}", spec_.name, run_id_,
-             registry_.epoch(), rpc_address(), http_address());
+  log_->info("job {} run {} (coordinator epoch {}): rpc {} http {}{}", spec_.name, run_id_,
+             registry_.epoch(), rpc_address(), http_address(),
+             takeover_ ? "; taking the run over: waiting for its hosts to register again" : "");
   Accept();
   Tick();
+  return Status::Ok();
+}
+
+Status Coordinator::Listen(boost::asio::ip::address addr, int port, int previous_port) {
+  auto bind = [&](int p) {
+    boost::system::error_code ec;
+    if (acceptor_.is_open()) acceptor_.close(ec);
+    tcp::endpoint ep(addr, static_cast<unsigned short>(p));
+    acceptor_.open(ep.protocol(), ec);
+    if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(ep, ec);
+    if (!ec) acceptor_.listen(boost::asio::socket_base::max_listen_connections, ec);
+    return ec;
+  };
+  if (port == 0 && previous_port > 0) {
+    const auto ec = bind(previous_port);
+    if (!ec) return Status::Ok();
+    log_->warn("cannot listen on port {} again ({}); agents find the new port in vigild.addr",
+               previous_port, ec.message());
+  }
+  if (const auto ec = bind(port))
+    return Status::IoError("cannot listen on " + options_.listen_host + ": " + ec.message());
   return Status::Ok();
 }
 
@@ -263,7 +320,31 @@ void Coordinator::OnHello(const TcpConnection::Ptr& conn, const wire::Hello& hel
   metrics_.HostRegistered(hello.host());
   log_->info("agent {} (pid {}) registered as agent {} ({} slots)", hello.host(), hello.pid(),
              index.value(), hello.slots());
-  if (agents_complete_) {
+  if (hello.reconnecting() || hello.live_ranks_size() > 0) {
+    log_->info("agent {} registered again: {} live rank(s), {} exit(s) kept, {} message(s) dropped",
+               hello.host(), hello.live_ranks_size(), hello.exited_ranks_size(),
+               hello.dropped_messages());
+  }
+  if (controller_->taking_over()) {
+    takeover_hellos_[index.value()] = hello;
+    for (const auto& host : controller_->takeover_hosts()) {
+      if (registry_.FindHost(host) < 0) return;
+    }
+    FinishTakeover();
+  } else if (agents_complete_) {
+    if (hello.live_ranks_size() > 0) {
+      // It runs ranks this vigild never launched (a vigild before it did):
+      // not part of any world here, they are torn down.
+      std::set<uint64_t> generations;
+      for (const auto& r : hello.live_ranks()) generations.insert(r.generation());
+      for (uint64_t g : generations) {
+        wire::Envelope kill;
+        kill.mutable_kill_generation()->set_generation(g);
+        kill.mutable_kill_generation()->set_grace_ms(
+            static_cast<uint32_t>(spec_.limits.kill_grace_ms));
+        agent_link_->SendToAgent(index.value(), kill);
+      }
+    }
     controller_->OnAgentJoined(index.value());
   } else if (registry_.live_count() == spec_.world.hosts) {
     // The first `hosts` agents take the host slots; later ones wait as spares.
@@ -304,10 +385,20 @@ void Coordinator::OnMessage(const TcpConnection::Ptr& conn, wire::Envelope env) 
   auto* a = registry_.Find(conn->id(), &agent);
   if (!a) return;
   heartbeats_.Beat(agent, clock_.SteadyMicros());
+  if (controller_->taking_over() && !env.has_heartbeat()) {
+    // Before the generation is adopted: held, handled in order once it is.
+    held_.emplace_back(agent, std::move(env));
+    return;
+  }
+  OnAgentMessage(agent, env);
+}
+
+void Coordinator::OnAgentMessage(int agent, const wire::Envelope& env) {
+  auto& a = registry_.agents()[static_cast<size_t>(agent)];
   switch (env.body_case()) {
     case wire::Envelope::kHeartbeat:
       for (const auto& g : env.heartbeat().gpus()) {
-        metrics_.SetGpu(a->host,
+        metrics_.SetGpu(a.host,
                         {static_cast<int>(g.gpu()), g.temperature_celsius(), g.slowdown_celsius(),
                          static_cast<double>(g.uncorrected_ecc_errors())});
       }
@@ -325,11 +416,38 @@ void Coordinator::OnMessage(const TcpConnection::Ptr& conn, wire::Envelope env) 
       controller_->OnDiagnosis(agent, env.diagnosis());
       break;
     case wire::Envelope::kGpuFault:
-      metrics_.GpuFault(a->host, env.gpu_fault().type(), static_cast<int>(env.gpu_fault().xid()));
+      metrics_.GpuFault(a.host, env.gpu_fault().type(), static_cast<int>(env.gpu_fault().xid()));
       controller_->OnGpuFault(agent, env.gpu_fault());
       break;
     default:
-      conn->Close(Status::InvalidArgument("unexpected message from agent"));
+      if (a.conn) a.conn->Close(Status::InvalidArgument("unexpected message from agent"));
+  }
+}
+
+void Coordinator::FinishTakeover() {
+  std::vector<int> slots, absent;
+  for (const auto& host : controller_->takeover_hosts()) {
+    int index = registry_.FindHost(host);
+    if (index < 0) {
+      index = registry_.AddAbsent(host);
+      absent.push_back(index);
+    }
+    slots.push_back(index);
+  }
+  const auto hellos = std::move(takeover_hellos_);
+  takeover_hellos_.clear();
+  agents_complete_ = true;
+  controller_->Adopt(slots, hellos);
+  // What the agents sent meanwhile, in order, now that it has a generation to go to.
+  auto held = std::move(held_);
+  held_.clear();
+  for (const auto& [agent, env] : held) {
+    if (registry_.agent_connected(agent)) OnAgentMessage(agent, env);
+  }
+  for (int index : absent) {
+    MarkAgentLost(index, "did not register again within limits.heartbeat_timeout_ms (" +
+                             std::to_string(spec_.limits.heartbeat_timeout_ms) +
+                             " ms) of vigild's restart");
   }
 }
 
@@ -377,10 +495,10 @@ void Coordinator::MarkAgentLost(int agent, const std::string& why) {
   if (a.lost) return;  // one detection per agent, whichever notices first
   a.lost = true;
   heartbeats_.Forget(agent);
-  metrics_.agents_connected.Decrement();
+  metrics_.agents_connected.Set(registry_.live_count());
   metrics_.HostLost(a.host);
   controller_->OnAgentLost(agent, why);
-  a.conn->Close(Status::Unavailable(why));  // no-op if it is already closed
+  if (a.conn) a.conn->Close(Status::Unavailable(why));  // no-op if it is already closed
 }
 
 void Coordinator::Tick() {
@@ -398,6 +516,10 @@ void Coordinator::Tick() {
   for (int agent : heartbeats_.Silent(clock_.SteadyMicros())) {
     MarkAgentLost(agent,
                   "no heartbeat for " + std::to_string(spec_.limits.heartbeat_timeout_ms) + " ms");
+  }
+  if (controller_->taking_over() &&
+      now - started_ > std::chrono::milliseconds(spec_.limits.heartbeat_timeout_ms)) {
+    FinishTakeover();
   }
   if (!agents_complete_ && controller_->state() == JobState::kPending &&
       now - started_ > std::chrono::milliseconds(spec_.limits.agent_wait_ms)) {

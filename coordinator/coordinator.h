@@ -10,6 +10,7 @@
 #include <boost/asio.hpp>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,7 @@
 #include "coordinator/journal.h"
 #include "coordinator/metrics.h"
 #include "coordinator/rendezvous_store.h"
+#include "coordinator/takeover.h"
 #include "logbook/logbook.h"
 #include "logbook/logbook_writer.h"
 
@@ -57,6 +59,11 @@ class AgentRegistry : public AgentLink {
   // Stamped with this vigild's coordinator epoch (Envelope.epoch).
   void SendToAgent(int agent, const wire::Envelope& env) override;
   Agent* Find(uint64_t connection_id, int* index);
+  // A live agent of `host`, or -1.
+  int FindHost(const std::string& host) const;
+  // A host of a run taken over that never registered again: an index with
+  // no connection, reported lost next.
+  int AddAbsent(const std::string& host);
   std::vector<Agent>& agents() { return agents_; }
   void set_epoch(uint64_t epoch) { epoch_ = epoch; }
   uint64_t epoch() const { return epoch_; }
@@ -88,11 +95,15 @@ class WriteAheadAgentLink : public AgentLink {
 
 class Coordinator {
  public:
+  // `takeover`: the unfinished run this vigild takes over (takeover.h).
   Coordinator(boost::asio::io_context& io, JobSpec spec, CoordinatorOptions options,
-              std::unique_ptr<Logbook> logbook, int64_t run_id);
+              std::unique_ptr<Logbook> logbook, int64_t run_id,
+              std::optional<RunTakeover> takeover = std::nullopt);
   // Lets the checkpoint deletions under way finish and be recorded.
   ~Coordinator();
-  // Binds both ports and writes <workdir>/vigild.addr.
+  // Binds both ports (a vigild taking a run over binds its predecessor's
+  // again when it can: agents given only the address find it) and writes
+  // <workdir>/vigild.addr.
   Status Start();
   // Exit status once the io_context has stopped: 0 succeeded, 1 otherwise.
   int exit_code() const { return controller_->state() == JobState::kSucceeded ? 0 : 1; }
@@ -104,6 +115,8 @@ class Coordinator {
  private:
   void Accept();
   void OnMessage(const TcpConnection::Ptr& conn, wire::Envelope env);
+  // What an agent sends once registered.
+  void OnAgentMessage(int agent, const wire::Envelope& env);
   void OnHello(const TcpConnection::Ptr& conn, const wire::Hello& hello);
   void OnClose(const TcpConnection::Ptr& conn, const Status& why);
   // `vigil resume` and `vigil chaos`: one request, one response, closed.
@@ -111,6 +124,10 @@ class Coordinator {
   // Records a lost agent once, and drops its connection.
   void MarkAgentLost(int agent, const std::string& why);
   void Tick();
+  // A takeover's wait is over: every host of the run's world registered
+  // again, or limits.heartbeat_timeout_ms passed since this vigild started.
+  void FinishTakeover();
+  Status Listen(boost::asio::ip::address addr, int port, int previous_port);
   void Shutdown();
   HttpResponse StatusJson() const;
   // /api/v1/events?since=..&kind=..: the newest kApiDefaultLast unless `last` says.
@@ -145,6 +162,12 @@ class Coordinator {
   bool agents_complete_ = false;
   std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point last_heartbeat_sent_{};
+  // A takeover: the run read back, what each agent said when it registered
+  // again, and what agents sent before the generation was adopted (held,
+  // then handled in order).
+  std::optional<RunTakeover> takeover_;
+  std::map<int, wire::Hello> takeover_hellos_;
+  std::vector<std::pair<int, wire::Envelope>> held_;
 };
 
 }  // namespace vigil::coordinator

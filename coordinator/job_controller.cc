@@ -83,7 +83,10 @@ int64_t JobController::RecordEvent(const Detection& d) {
   ev.host = d.host;
   ev.rank = d.rank;
   ev.step = d.step ? *d.step : progress_.step;
-  ev.detail_json = d.detail.dump();
+  json detail = d.detail;
+  // What a rule's `codes` match, for a vigild that replays the playbook's history.
+  if (!d.codes.empty()) detail["codes"] = d.codes;
+  ev.detail_json = detail.dump();
   const int64_t id = journal_->AddEvent(ev);
   metrics_->Failures(d.kind).Increment();
   log_->warn("detected {}: {}", d.kind, d.summary);

@@ -42,6 +42,7 @@
 
 #include <boost/asio.hpp>
 #include <functional>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -72,6 +73,7 @@
 #include "coordinator/step_recorder.h"
 #include "coordinator/straggler_detector.h"
 #include "coordinator/symptom_settler.h"
+#include "coordinator/takeover.h"
 
 namespace vigil::coordinator {
 
@@ -127,6 +129,27 @@ class JobController {
   int illegal_moves() const { return machine_.illegal_moves(); }
   // Called once when the job reaches a terminal state and agents were told to shut down.
   std::function<void()> on_terminal;
+
+  // ---- A vigild that takes over a run whose vigild died (takeover.h;
+  // job_controller_takeover.cc).
+  // Before any agent registers: what the logbook holds (the catalogue, the
+  // playbook's history, restarts, cordons, the optimizer switched, chaos
+  // already fired, the last step).
+  void Restore(const RunTakeover& t);
+  // The hosts of the run's world by slot, to wait for; empty when there is
+  // no takeover under way.
+  const std::vector<std::string>& takeover_hosts() const;
+  bool taking_over() const { return takeover_.has_value(); }
+  // Every host of the world registered again, or was given up (its slot's
+  // agent is an index no agent holds; the coordinator reports it lost
+  // next); `hellos` is what each registered agent said it runs. Where
+  // every rank of the generation in flight is accounted for, it is adopted
+  // as it stands (no teardown: the job is running again); a rank that is
+  // gone without a kept exit status is a detection; ranks of any other
+  // generation are torn down; a paused run stays paused; a run between
+  // generations carries out the restart that was decided. One
+  // `coordinator_restart` event says what was found and adopted.
+  void Adopt(const std::vector<int>& slot_agents, const std::map<int, wire::Hello>& hellos);
 
  private:
   void OnMove(JobState from, JobState to, const std::string& why);
@@ -185,6 +208,10 @@ class JobController {
   // and the restart's checkpoint is chosen.
   void MaybeLaunchNext();
   void OnTeardownTimeout(int64_t generation);
+  // limits.start_timeout_ms for the generation launched (or adopted before its first step).
+  void ArmStartTimer();
+  void RestorePendingRestart(const RunTakeover& t);
+  Detection MissingRanksDetection(const std::vector<int>& ranks) const;
   void FinishGeneration(const std::string& reason);
   enum class Outcome { kSucceeded, kFailed };
   void Finish(Outcome outcome, const std::string& why);
@@ -239,6 +266,13 @@ class JobController {
     std::vector<CheckpointRow> late;  // saves committed meanwhile (a rollback's too)
   };
   std::optional<Planning> planning_;
+  // A takeover waiting for the world's hosts to register again.
+  struct Takeover {
+    RunTakeover run;
+    std::vector<std::string> hosts;  // by slot
+    int64_t started_us = 0;
+  };
+  std::optional<Takeover> takeover_;
   // The restart under way: what caused it, and what the next generation
   // starts from and with (chosen once, when it was planned); it counts as
   // a restart (a fallback does not) when the next generation launches.

@@ -131,14 +131,18 @@ void JobController::LaunchFrom(CheckpointChoice choice, std::optional<int64_t> c
   progress_.live_ranks = static_cast<int>(gen_.alive.size());
   metrics_->generation.Set(static_cast<double>(gen_.number));
   metrics_->live_ranks.Set(progress_.live_ranks);
+  Transition(JobState::kRendezvous,
+             "generation " + std::to_string(gen_.number) + " launched " +
+                 (ckpt ? "from " + gen_.resumed_from : std::string("from scratch")));
+  ArmStartTimer();
+}
+
+void JobController::ArmStartTimer() {
   const int64_t number = gen_.number;
   start_timer_->Start(std::chrono::milliseconds(spec_.limits.start_timeout_ms), [this, number] {
     if (gen_.number != number || gen_.first_step_seen || state() != JobState::kRendezvous) return;
     HandleFailure(StartTimeoutDetection(number, spec_.limits.start_timeout_ms, Now()));
   });
-  Transition(JobState::kRendezvous,
-             "generation " + std::to_string(gen_.number) + " launched " +
-                 (ckpt ? "from " + gen_.resumed_from : std::string("from scratch")));
 }
 
 void JobController::BeginRecovery(const std::string& reason) {

@@ -57,12 +57,27 @@ bool JobStateMachine::Move(JobState to, const std::string& why) {
                   JobStateName(to), why);
     return false;
   }
+  Enter(to, why);
+  return true;
+}
+
+void JobStateMachine::Enter(JobState to, const std::string& why) {
   const JobState from = state_;
   state_ = to;
   for (auto& [timer, states] : bound_) {
     if (!states.count(to)) timer->Cancel();
   }
   if (on_move_) on_move_(from, to, why);
+}
+
+bool JobStateMachine::TakeOver(JobState to, const std::string& why) {
+  if (state_ != JobState::kPending || IsTerminal(to) || to == JobState::kPending) {
+    ++illegal_moves_;
+    spdlog::error("BUG: illegal takeover {} -> {} refused ({})", JobStateName(state_),
+                  JobStateName(to), why);
+    return false;
+  }
+  Enter(to, why);
   return true;
 }
 

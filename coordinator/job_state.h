@@ -76,12 +76,18 @@ class JobStateMachine {
 
   // Moves to `to`; false (and nothing changes) if the table forbids it.
   bool Move(JobState to, const std::string& why);
+  // A vigild that took over a run whose vigild died enters the state the
+  // logbook and its agents show (running, between generations, paused):
+  // from pending only, to any state that is not terminal. Outside the
+  // table: no healthy job makes this move.
+  bool TakeOver(JobState to, const std::string& why);
   // `timer` (owned by the caller, who keeps it alive as long as this) is
   // cancelled on every move to a state not in `states`.
   void Bind(Timer* timer, std::initializer_list<JobState> states);
   int illegal_moves() const { return illegal_moves_; }
 
  private:
+  void Enter(JobState to, const std::string& why);
   JobState state_ = JobState::kPending;
   OnMove on_move_;
   std::vector<std::pair<Timer*, std::set<JobState>>> bound_;

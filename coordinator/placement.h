@@ -33,6 +33,8 @@ class Placement {
   const AgentLink* agents() const { return agents_; }
   // The first world: the first world.hosts connected agents.
   void Fill();
+  // The world a vigild that took the run over found: agents by slot.
+  void Adopt(std::vector<int> slots) { SetSlots(std::move(slots)); }
   const std::vector<int>& slots() const { return slots_; }
   int world_size() const { return static_cast<int>(slots_.size()) * spec_->world.ranks_per_host; }
   // Sequences per rank when the world differs from the spec's (0: the spec's).

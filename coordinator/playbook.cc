@@ -417,4 +417,22 @@ void PlaybookEngine::Carried(const Decision& decision, int64_t time_us) {
     applied_[static_cast<size_t>(decision.rule_index)].push_back(time_us);
 }
 
+void PlaybookEngine::Replay(const std::vector<Detection>& seen,
+                            const std::vector<std::pair<std::string, int64_t>>& applied,
+                            const std::vector<int64_t>& restarts) {
+  for (const auto& d : seen) {
+    seen_.push_back(d);
+    if (seen_.size() > 100000) seen_.pop_front();
+  }
+  applied_.resize(playbook_.rules.size());
+  for (const auto& [rule, time_us] : applied) {
+    for (size_t i = 0; i < playbook_.rules.size(); ++i) {
+      if (playbook_.rules[i].name == rule) applied_[i].push_back(time_us);
+    }
+  }
+  for (auto& times : applied_) std::sort(times.begin(), times.end());
+  restarts_.insert(restarts_.end(), restarts.begin(), restarts.end());
+  std::sort(restarts_.begin(), restarts_.end());
+}
+
 }  // namespace vigil::coordinator

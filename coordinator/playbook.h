@@ -126,6 +126,13 @@ class PlaybookEngine {
   // The job restarted for the detection of `time_us`: the next generation
   // launched.
   void Restarted(int64_t time_us) { restarts_.push_back(time_us); }
+  // A vigild that took the run over replays what the one before it saw and
+  // did (takeover.h): every detection, oldest first; each application of a
+  // rule, by name, at its detection's time; each counted restart's
+  // detection time. Rules the playbook no longer has are skipped.
+  void Replay(const std::vector<Detection>& seen,
+              const std::vector<std::pair<std::string, int64_t>>& applied,
+              const std::vector<int64_t>& restarts);
   const Playbook& playbook() const { return playbook_; }
 
  private:

@@ -1,8 +1,11 @@
-// vigild: the coordinator daemon of one job. Normally started by `vigil run`.
+// vigild: the coordinator daemon of one job. Normally started by `vigil run`
+// (which starts it again if it dies). Started on a work directory whose
+// last run of the job never finished, it takes that run over (takeover.h).
 #include <utility>
 
 #include <boost/asio.hpp>
 #include <filesystem>
+#include <optional>
 
 #include <CLI/CLI.hpp>
 
@@ -28,6 +31,10 @@ int main(int argc, char** argv) {
                  "random:COUNT");
   uint64_t chaos_seed = 1;
   app.add_option("--chaos-seed", chaos_seed, "seed of a random:COUNT schedule");
+  bool new_run = false;
+  app.add_flag("--new-run", new_run,
+               "start a new run even if the work directory's last run of this job is unfinished "
+               "(by default vigild takes that run over: its vigild died)");
   CLI11_PARSE(app, argc, argv);
 
   auto log = MakeLogger("vigild");
@@ -59,16 +66,51 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "vigild: %s\n", logbook.status().ToString().c_str());
     return 1;
   }
-  auto spec_text = ReadFile(job_file);
-  auto run_id = logbook.value()->CreateRun(spec->name, spec_text.ok() ? spec_text.value() : "",
-                                           spec->ConfigHash(), options.workdir, NowMicros());
-  if (!run_id.ok()) {
-    std::fprintf(stderr, "vigild: %s\n", run_id.status().ToString().c_str());
+  // The job's last run in this work directory never finished (its vigild
+  // died): this vigild takes it over, rather than start again from step 0.
+  std::optional<coordinator::RunTakeover> takeover;
+  int64_t run_id = 0;
+  auto unfinished = FindUnfinishedRun(*logbook.value(), spec->name);
+  if (!unfinished.ok()) {
+    std::fprintf(stderr, "vigild: %s\n", unfinished.status().ToString().c_str());
     return 1;
+  }
+  if (unfinished.value() && !new_run) {
+    auto t = LoadTakeover(*logbook.value(), *unfinished.value());
+    if (!t.ok()) {
+      std::fprintf(stderr, "vigild: cannot read run %lld back from the logbook: %s\n",
+                   static_cast<long long>(*unfinished.value()), t.status().ToString().c_str());
+      return 1;
+    }
+    if (t->run.config_hash != spec->ConfigHash()) {
+      std::fprintf(stderr,
+                   "vigild: run %lld of job %s in %s is unfinished, but %s is not the job it "
+                   "ran (config hash %s, not %s): take it over with the job it ran, or start a "
+                   "new run with --new-run\n",
+                   static_cast<long long>(t->run.id), spec->name.c_str(),
+                   options.workdir.c_str(), job_file.c_str(), t->run.config_hash.c_str(),
+                   spec->ConfigHash().c_str());
+      return 2;
+    }
+    run_id = t->run.id;
+    log->warn("run {} of job {} is unfinished ({}): taking it over", run_id, spec->name,
+              t->run.status);
+    takeover = std::move(t.value());
+  } else {
+    auto spec_text = ReadFile(job_file);
+    auto created = logbook.value()->CreateRun(spec->name,
+                                              spec_text.ok() ? spec_text.value() : "",
+                                              spec->ConfigHash(), options.workdir, NowMicros());
+    if (!created.ok()) {
+      std::fprintf(stderr, "vigild: %s\n", created.status().ToString().c_str());
+      return 1;
+    }
+    run_id = created.value();
   }
 
   boost::asio::io_context io;
-  Coordinator coordinator(io, spec.value(), options, std::move(logbook.value()), run_id.value());
+  Coordinator coordinator(io, spec.value(), options, std::move(logbook.value()), run_id,
+                          std::move(takeover));
   // The handler is in place before Start() publishes vigild.addr: whoever
   // reads the address may signal at once, and the stop must reach the logbook.
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
