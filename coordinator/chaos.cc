@@ -1,12 +1,17 @@
 #include "coordinator/chaos.h"
 
 #include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+
+#include <spdlog/spdlog.h>
 
 namespace vigil::coordinator {
 
@@ -37,14 +42,53 @@ int ChaosSignal(const std::string& kind) {
 
 bool IsHostFault(const std::string& kind) { return kind == "kill-agent" || kind == "xid"; }
 
+bool IsCoordinatorFault(const std::string& kind) {
+  return kind == "kill-vigild" || kind == "hang-vigild";
+}
+
+namespace {
+
+// kill-vigild[@STEP], hang-vigild[:MS][@STEP].
+Result<ChaosFault> ParseCoordinatorFault(const std::string& spec, const std::string& usage) {
+  ChaosFault f;
+  f.spec = spec;
+  const auto at = spec.find('@');
+  std::string head = spec.substr(0, at);
+  const auto colon = head.find(':');
+  f.kind = head.substr(0, colon);
+  try {
+    size_t used = 0;
+    if (colon != std::string::npos) {
+      if (f.kind != "hang-vigild") throw std::invalid_argument("kill-vigild takes no argument");
+      const std::string ms = head.substr(colon + 1);
+      f.hang_ms = std::stoi(ms, &used);
+      if (used != ms.size() || f.hang_ms < 1) throw std::invalid_argument("ms");
+    } else if (f.kind == "hang-vigild") {
+      f.hang_ms = kDefaultVigildHangMs;
+    }
+    if (at != std::string::npos) {
+      const std::string step = spec.substr(at + 1);
+      f.step = std::stoll(step, &used);
+      if (used != step.size() || f.step < 1) throw std::invalid_argument("step");
+    }
+  } catch (const std::exception&) {
+    return Status::InvalidArgument(usage);
+  }
+  return f;
+}
+
+}  // namespace
+
 Result<ChaosFault> ParseChaosFault(const std::string& spec) {
   const std::string usage =
       "chaos fault '" + spec +
       "': expected KIND:RANK[@STEP] (KIND: kill-rank, hang-rank, nan, spike, slow-rank, "
       "disk-full, kill-agent), "
-      "xid:CODE:RANK[@STEP] or "
+      "xid:CODE:RANK[@STEP], "
       "corrupt-checkpoint:HOW[@STEP] (or corrupt-ckpt; HOW: flip, truncate, remove-shard, "
-      "garble-manifest)";
+      "garble-manifest), kill-vigild[@STEP] or hang-vigild[:MS][@STEP]";
+  const std::string head = spec.substr(0, spec.find_first_of(":@"));
+  if (IsCoordinatorFault(head)) return ParseCoordinatorFault(spec, usage);
   const auto colon = spec.find(':');
   const auto at = spec.find('@');
   if (colon == std::string::npos || (at != std::string::npos && at < colon))
@@ -86,6 +130,27 @@ Result<ChaosFault> ParseChaosFault(const std::string& spec) {
     return Status::InvalidArgument(usage);
   }
   return f;
+}
+
+void FaultThisProcess(const ChaosFault& f) {
+  spdlog::default_logger()->flush();
+  if (f.kind == "kill-vigild") {
+    ::raise(SIGKILL);
+    return;
+  }
+  if (f.kind != "hang-vigild") return;
+  const pid_t self = ::getpid();
+  const pid_t child = ::fork();
+  if (child == 0) {
+    // Only async-signal-safe calls in the child of a threaded process.
+    ::kill(self, SIGSTOP);
+    timespec t{f.hang_ms / 1000, static_cast<long>(f.hang_ms % 1000) * 1000000L};
+    while (::nanosleep(&t, &t) != 0) {
+    }
+    ::kill(self, SIGCONT);
+    ::_exit(0);
+  }
+  if (child > 0) ::waitpid(child, nullptr, 0);
 }
 
 Status DamageCheckpoint(const std::string& dir, const std::string& how) {

@@ -20,7 +20,12 @@
 //   corrupt-checkpoint:HOW@STEP (or corrupt-ckpt:HOW@STEP) — when rank 0 first reports a step at or
 //     past STEP, vigild damages the newest committed checkpoint on disk:
 //     flip (one byte of a shard: only the ranks' checksums can tell),
-//     truncate (a shard cut in half), remove-shard, garble-manifest.
+//     truncate (a shard cut in half), remove-shard, garble-manifest;
+//   kill-vigild[@STEP] — when rank 0 first reports a step at or past STEP,
+//     vigild SIGKILLs itself (once its intervention is committed, so the
+//     vigild that takes the run over knows it fired);
+//   hang-vigild[:MS][@STEP] — the same, but vigild is SIGSTOPped for MS
+//     (default 10000) and continued: a wedged coordinator.
 #pragma once
 
 #include <cstdint>
@@ -32,12 +37,17 @@
 
 namespace vigil::coordinator {
 
+// vigild's own faults: kill-vigild, hang-vigild (no rank; rank 0's steps time them).
+bool IsCoordinatorFault(const std::string& kind);
+inline constexpr int kDefaultVigildHangMs = 10000;
+
 struct ChaosFault {
   // kill-rank | hang-rank | nan | spike | slow-rank | disk-full | kill-agent | xid |
   // corrupt-checkpoint
   std::string kind;
   int rank = 0;
   int xid = 0;       // xid: the code
+  int hang_ms = 0;   // hang-vigild: how long vigild is stopped
   std::string how;   // corrupt-checkpoint: flip | truncate | remove-shard | garble-manifest
   int64_t step = 0;  // 0: at the next report
   bool fired = false;
@@ -81,6 +91,10 @@ Result<std::vector<ChaosFault>> RandomChaos(int count, uint64_t seed, const Chao
                                             std::vector<std::string> kinds = {});
 
 Result<ChaosFault> ParseChaosFault(const std::string& spec);
+// kill-vigild and hang-vigild on this process: SIGKILL, or SIGSTOP by a
+// child that sends SIGCONT after hang_ms (and is reaped here, once this
+// process runs again). Any thread.
+void FaultThisProcess(const ChaosFault& f);
 // The signal a rank fault delivers (0 for kinds that are not rank faults).
 int ChaosSignal(const std::string& kind);
 // Faults the rank's agent carries out on its host (kill-agent, xid).

@@ -21,11 +21,12 @@ bool NeedsRankHandlers(const std::string& kind) {
 }  // namespace
 
 ChaosInjector::ChaosInjector(std::vector<ChaosFault> faults, Clock* clock, AgentLink* agents,
-                             Record record)
+                             Record record, SelfFault self_fault)
     : faults_(std::move(faults)),
       clock_(clock),
       agents_(agents),
       record_(std::move(record)),
+      self_fault_(std::move(self_fault)),
       armed_(!faults_.empty()),
       log_(MakeLogger("chaos")) {}
 
@@ -72,6 +73,18 @@ void ChaosInjector::OnStep(const wire::RankReport& report, int64_t generation,
   const int rank = static_cast<int>(report.rank());
   for (auto& f : faults_) {
     if (f.fired || static_cast<int64_t>(report.step()) < f.step) continue;
+    if (IsCoordinatorFault(f.kind)) {
+      if (rank != 0) continue;
+      f.fired = true;
+      json params{{"fault", f.spec}, {"at_step", report.step()}};
+      if (f.hang_ms) params["hang_ms"] = f.hang_ms;
+      record_({action::kInjectFault, params,
+               self_fault_ ? "vigild faults itself once this is committed"
+                           : "not injected: no vigild to fault"});
+      log_->warn("chaos: {} at step {}", f.spec, report.step());
+      if (self_fault_) self_fault_(f);
+      continue;
+    }
     if (f.kind == "corrupt-checkpoint" && rank == 0) Damage(f, newest_checkpoint);
     if (IsHostFault(f.kind) && f.rank == rank) {
       f.fired = true;

@@ -2,7 +2,8 @@
 // once, when the rank it names (rank 0 for a damaged checkpoint) first
 // reports a step at or past the fault's. Rank faults are real signals the
 // rank's agent delivers; host faults (kill-agent, xid) the agent carries
-// out; a damaged checkpoint vigild does itself, on disk. Each is one
+// out; a damaged checkpoint vigild does itself, on disk, and its own
+// faults (kill-vigild, hang-vigild) through SelfFault. Each is one
 // `inject_fault` intervention (actor `chaos`), recorded before it is sent.
 //
 // It remembers when each fault was sent, so that the detection it causes can
@@ -35,7 +36,11 @@ namespace vigil::coordinator {
 class ChaosInjector {
  public:
   using Record = std::function<void(const PlannedAction&)>;
-  ChaosInjector(std::vector<ChaosFault> faults, Clock* clock, AgentLink* agents, Record record);
+  // Carries out one of vigild's own faults (kill-vigild, hang-vigild),
+  // after its intervention is recorded.
+  using SelfFault = std::function<void(const ChaosFault&)>;
+  ChaosInjector(std::vector<ChaosFault> faults, Clock* clock, AgentLink* agents, Record record,
+                SelfFault self_fault);
 
   // The ranks get the fault-injection signal handlers (the job started with chaos).
   bool armed() const { return armed_; }
@@ -63,6 +68,7 @@ class ChaosInjector {
   Clock* clock_;
   AgentLink* agents_;
   Record record_;
+  SelfFault self_fault_;
   bool armed_;
   std::shared_ptr<spdlog::logger> log_;
   std::map<int, int64_t> sent_at_us_;        // by rank

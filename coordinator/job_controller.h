@@ -89,6 +89,10 @@ struct ControllerSeams {
   // Where the catalog's file work (probes, deletions) runs; empty: a
   // thread of its own. The scenario tests pass their event loop's.
   boost::asio::any_io_executor file_work;
+  // Carries out kill-vigild and hang-vigild (vigild's own process; empty:
+  // not injected, as in the scenario tests). Called once the fault's
+  // intervention is committed.
+  std::function<void(const ChaosFault&)> self_fault;
 };
 
 class JobController {
