@@ -1,0 +1,218 @@
+// vigild dies and nothing healthy notices (issue 18), end to end: `vigil
+// run` with real vigild, agents and Gloo ranks; vigild SIGKILLed (by its
+// own chaos fault, or by the test) and SIGSTOPped; `vigil run` starts it
+// again, it takes the run over from the logbook, and the agents, whose
+// ranks trained on meanwhile, register with it.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+
+#include "common/fs.h"
+#include "common/util.h"
+#include "logbook/logbook.h"
+#include "tests/integration/process_util.h"
+#include "tests/unit/test_util.h"
+
+namespace vigil {
+namespace {
+
+using nlohmann::json;
+using std::chrono::milliseconds;
+using testing::Slurp;
+using testing::TempDir;
+
+// The demo job, with agents that give up on a silent vigild sooner.
+std::string WriteJob(const TempDir& dir) {
+  std::string job = Slurp(testing::kTiny);
+  const std::string from = "heartbeat_timeout_ms: 5000";
+  const auto at = job.find(from);
+  EXPECT_NE(at, std::string::npos);
+  job.replace(at, from.size(), "heartbeat_timeout_ms: 1500");
+  const std::string path = dir / "job.yaml";
+  EXPECT_TRUE(WriteFileAtomic(path, job).ok());
+  return path;
+}
+
+testing::JobRun RunJob(const TempDir& dir, const std::string& job, const std::string& workdir,
+                    const std::string& extra) {
+  auto run = testing::VigilRun(job, workdir, extra, dir.path());
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.summary.value("status", ""), "succeeded") << run.summary.dump() << "\n" << run.err;
+  return run;
+}
+
+// Every rank process the agents started: (rank, generation) -> pid, from their logs.
+std::map<std::pair<int, int>, int> StartedRanks(const std::string& workdir) {
+  std::map<std::pair<int, int>, int> out;
+  const std::regex line(R"(started rank (\d+) of generation (\d+) as pid (\d+))");
+  for (const auto& e : std::filesystem::directory_iterator(workdir + "/logs")) {
+    if (e.path().filename().string().rfind("agent-", 0) != 0) continue;
+    const std::string text = Slurp(e.path().string());
+    for (auto it = std::sregex_iterator(text.begin(), text.end(), line);
+         it != std::sregex_iterator(); ++it) {
+      out[{std::stoi((*it)[1]), std::stoi((*it)[2])}] = std::stoi((*it)[3]);
+    }
+  }
+  return out;
+}
+
+std::string IntegrityCheck(const std::string& path) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  std::string out;
+  sqlite3_stmt* s = nullptr;
+  sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &s, nullptr);
+  while (sqlite3_step(s) == SQLITE_ROW)
+    out += reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+  return out;
+}
+
+std::vector<EventRow> EventsOfKind(Logbook& lb, int64_t run, const std::string& kind) {
+  std::vector<EventRow> out;
+  auto events = lb.Events(run);
+  EXPECT_TRUE(events.ok());
+  if (!events.ok()) return out;
+  for (const auto& e : events.value()) {
+    if (e.kind == kind) out.push_back(e);
+  }
+  return out;
+}
+
+// Polls vigild's status until rank 0 passes `step` (the job is running).
+int64_t WaitForStep(const std::string& workdir, int64_t step) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline) {
+    json s = testing::WaitForJobState(workdir, "running", milliseconds(2000));
+    if (s.is_object() && s.value("step", int64_t{0}) >= step) return s["step"];
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  return -1;
+}
+
+int VigildPid(const std::string& workdir) {
+  auto j = json::parse(Slurp(workdir + "/vigild.addr"), nullptr, false);
+  return j.is_object() ? j.value("pid", 0) : 0;
+}
+
+// The undisturbed run every test compares with, once for the suite.
+class CoordinatorRestart : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    suite_dir_ = new TempDir;
+    clean_ = new json(RunJob(*suite_dir_, WriteJob(*suite_dir_), *suite_dir_ / "clean", "").summary);
+  }
+  static void TearDownTestSuite() {
+    delete clean_;
+    delete suite_dir_;
+  }
+  void SetUp() override { job_ = WriteJob(dir_); }
+  static TempDir* suite_dir_;
+  static json* clean_;
+  TempDir dir_;
+  std::string job_;
+};
+TempDir* CoordinatorRestart::suite_dir_ = nullptr;
+json* CoordinatorRestart::clean_ = nullptr;
+
+TEST_F(CoordinatorRestart, SigkilledFiveTimesTheRanksTrainOnBitExactly) {
+  const std::string workdir = dir_ / "killed";
+  std::string chaos;
+  for (int step : {50, 100, 150, 200, 250}) chaos += " --chaos kill-vigild@" + std::to_string(step);
+  const auto run = RunJob(dir_, job_, workdir, chaos);
+  EXPECT_EQ(run.summary["params_digest"], (*clean_)["params_digest"]) << run.err;
+  EXPECT_EQ(run.summary["final_loss"], (*clean_)["final_loss"]);
+  EXPECT_EQ(run.summary["restarts"], 0);
+  EXPECT_EQ(run.summary["steps"], 300);
+  EXPECT_NE(run.err.find("starting it again (5 of 10)"), std::string::npos) << run.err;
+
+  // One rank process each, started once: nothing healthy restarted.
+  const auto started = StartedRanks(workdir);
+  ASSERT_EQ(started.size(), 4u);
+  std::map<std::string, int> pids;
+  for (const auto& [key, pid] : started) {
+    EXPECT_EQ(key.second, 0) << "rank " << key.first << " started in generation " << key.second;
+    pids[std::to_string(key.first)] = pid;
+  }
+
+  auto lb = Logbook::Open(workdir + "/logbook.sqlite", false);
+  ASSERT_TRUE(lb.ok());
+  const int64_t id = run.summary["run_id"];
+  EXPECT_EQ(lb.value()->Runs().value().size(), 1u);
+  EXPECT_EQ(lb.value()->Generations(id).value().size(), 1u);
+  EXPECT_EQ(lb.value()->Epochs(id).value().size(), 6u);
+  const auto restarts = EventsOfKind(*lb.value(), id, kind::kCoordinatorRestart);
+  ASSERT_EQ(restarts.size(), 5u);
+  for (const auto& e : restarts) {
+    const json d = json::parse(e.detail_json);
+    EXPECT_EQ(d["adopted"]["generation"], 0) << d.dump();
+    EXPECT_EQ(d["adopted"]["missing_ranks"].size(), 0u) << d.dump();
+    for (const auto& [rank, pid] : pids) EXPECT_EQ(d["adopted"]["pids"][rank], pid) << d.dump();
+    EXPECT_TRUE(d["hosts_not_back"].empty()) << d.dump();
+    EXPECT_LT(d["waited_ms"].get<double>(), 2000.0) << d.dump();
+  }
+  // Nothing but the five: no detection, no restart.
+  EXPECT_EQ(lb.value()->Events(id).value().size(), 5u);
+  // Every step is in the training curve, once: none lost while vigild was away.
+  const auto steps = lb.value()->Steps(id, 0, std::numeric_limits<int64_t>::max()).value();
+  std::set<int64_t> seen;
+  for (const auto& s : steps) EXPECT_TRUE(seen.insert(s.step).second) << "step " << s.step;
+  EXPECT_EQ(seen.size(), 300u);
+  EXPECT_EQ(IntegrityCheck(workdir + "/logbook.sqlite"), "ok");
+  EXPECT_TRUE(testing::ProcessesMentioning(workdir).empty());
+}
+
+TEST_F(CoordinatorRestart, ARankKilledWhileVigildIsAwayIsFoundAndAnswered) {
+  const std::string workdir = dir_ / "away";
+  pid_t vigil = testing::StartVigil(
+      {"run", job_, "--workdir", workdir, "-o", "json"}, dir_ / "away.out");
+  ASSERT_GT(vigil, 0);
+  ASSERT_GE(WaitForStep(workdir, 60), 60);
+  // vigild stops; past the agents' heartbeat timeout they count it lost
+  // and keep what their ranks report.
+  const int first = VigildPid(workdir);
+  ASSERT_GT(first, 0);
+  ASSERT_EQ(::kill(first, SIGSTOP), 0);
+  std::this_thread::sleep_for(milliseconds(2500));
+  const auto started = StartedRanks(workdir);
+  ASSERT_TRUE(started.count({1, 0}));
+  ASSERT_EQ(::kill(started.at({1, 0}), SIGKILL), 0);
+  std::this_thread::sleep_for(milliseconds(300));  // reaped, its exit kept
+  ASSERT_EQ(::kill(first, SIGKILL), 0);            // `vigil run` starts another
+  int status = 0;
+  ASSERT_EQ(::waitpid(vigil, &status, 0), vigil);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << Slurp(dir_ / "away.out");
+  const std::string out = Slurp(dir_ / "away.out");
+  const auto last = out.rfind("\n{");
+  const json summary =
+      json::parse(last == std::string::npos ? out : out.substr(last + 1), nullptr, false);
+  ASSERT_TRUE(summary.is_object()) << out;
+  EXPECT_EQ(summary["status"], "succeeded");
+  EXPECT_EQ(summary["params_digest"], (*clean_)["params_digest"]);
+  EXPECT_EQ(summary["restarts"], 1);
+
+  auto lb = Logbook::Open(workdir + "/logbook.sqlite", false);
+  ASSERT_TRUE(lb.ok());
+  const int64_t id = summary["run_id"];
+  const auto takeovers = EventsOfKind(*lb.value(), id, kind::kCoordinatorRestart);
+  ASSERT_EQ(takeovers.size(), 1u);
+  const json d = json::parse(takeovers[0].detail_json);
+  int kept = 0;
+  for (const auto& h : d["hosts"]) kept += h.value("exits_kept", 0);
+  EXPECT_GE(kept, 1) << d.dump();  // rank 1's, and its peers' collective errors
+  const auto exits = EventsOfKind(*lb.value(), id, kind::kProcessExit);
+  ASSERT_EQ(exits.size(), 1u);
+  EXPECT_EQ(exits[0].rank, 1);
+  EXPECT_EQ(json::parse(exits[0].detail_json)["signal"], 9);
+  EXPECT_EQ(lb.value()->Generations(id).value().size(), 2u);
+  EXPECT_EQ(IntegrityCheck(workdir + "/logbook.sqlite"), "ok");
+  EXPECT_TRUE(testing::ProcessesMentioning(workdir).empty());
+}
+
+}  // namespace
+}  // namespace vigil
