@@ -24,6 +24,7 @@
 #include "common/vocabulary.h"
 #include "coordinator/chaos.h"
 #include "coordinator/playbook.h"
+#include "logbook/logbook.h"
 #include "worker/trainer/data_source.h"
 
 namespace vigil::cli {
@@ -265,9 +266,34 @@ int RunJob(const RunArgs& args) {
   bool forwarded_interrupt = false;
   std::string last_pause_message;
   int vigild_restarts = 0;
+  // Following a vigild this command did not start: its own was fenced out
+  // by a newer one (started by a person or a standby) that took the run over.
+  bool following = false;
+  double last_answer = elapsed();  // vigild's last answer to a status request
+  std::optional<bool> followed_ok;
   while (true) {
     int status = 0;
-    if (::waitpid(vigild->pid, &status, WNOHANG) == vigild->pid) {
+    if (following) {
+      if (auto text = ReadFile(addr_file); text.ok()) {
+        auto a = json::parse(text.value(), nullptr, false);
+        if (a.is_object() && a.contains("http") && a["http"].is_string()) http = a["http"];
+      }
+      auto lb = Logbook::Open(workdir + "/logbook.sqlite", false);
+      auto row = lb.ok() ? lb.value()->Run(run_id) : Result<RunRow>(lb.status());
+      if (row.ok() && row->status != job_state::kRunning && row->status != job_state::kPaused) {
+        followed_ok = row->status == job_state::kSucceeded;
+        vigild_status = 0;
+        break;
+      }
+    } else if (::waitpid(vigild->pid, &status, WNOHANG) == vigild->pid) {
+      if (WIFEXITED(status) && WEXITSTATUS(status) == kVigildExitFenced) {
+        std::fprintf(stderr,
+                     "\nvigil run: vigild (pid %d) was fenced out: a newer vigild took run %lld "
+                     "over; following it\n",
+                     vigild->pid, static_cast<long long>(run_id));
+        following = true;
+        continue;
+      }
       // vigild ends the job with an exit status; a signal (or a crash) is
       // its death, not the job's: a new vigild takes the run over, and the
       // agents, whose ranks train on meanwhile, register with it.
@@ -294,14 +320,32 @@ int RunJob(const RunArgs& args) {
       }
       rpc = vigild->addr["rpc"];
       http = vigild->addr["http"];
+      last_answer = elapsed();
       continue;
     }
     if (g_interrupted && !forwarded_interrupt) {
       std::fprintf(stderr, "\nvigil run: interrupted; stopping the job\n");
-      ::kill(vigild->pid, SIGTERM);
+      if (following) {
+        if (auto text = ReadFile(addr_file); text.ok()) {
+          auto a = json::parse(text.value(), nullptr, false);
+          if (a.is_object() && a.value("pid", 0) > 0) ::kill(a.value("pid", 0), SIGTERM);
+        }
+      } else {
+        ::kill(vigild->pid, SIGTERM);
+      }
       forwarded_interrupt = true;
     }
     auto resp = HttpGet(http, "/api/v1/status", std::chrono::milliseconds(1000));
+    if (resp.ok()) last_answer = elapsed();
+    // A vigild that stopped answering (SIGSTOPped, wedged) is killed: the
+    // vigild started in its place takes the run over.
+    const int watchdog_ms = spec->limits.CoordinatorWatchdogMs();
+    if (!following && watchdog_ms > 0 && elapsed() - last_answer > watchdog_ms / 1000.0) {
+      std::fprintf(stderr, "\nvigil run: vigild (pid %d) has not answered for %d ms: killing it\n",
+                   vigild->pid, watchdog_ms);
+      ::kill(vigild->pid, SIGKILL);
+      last_answer = elapsed();
+    }
     if (resp.ok() && resp->status == 200) {
       json s = json::parse(resp->body, nullptr, false);
       if (!s.is_discarded()) progress.Show(s, elapsed());
@@ -339,7 +383,8 @@ int RunJob(const RunArgs& args) {
   const double wall = elapsed();
   const std::string summary = PrintRunReport(workdir, run_id, wall, entropy_floor, json_output);
   if (json_output) std::cout << summary << std::endl;
-  const bool ok = WIFEXITED(vigild_status) && WEXITSTATUS(vigild_status) == 0;
+  const bool ok = followed_ok ? *followed_ok
+                              : WIFEXITED(vigild_status) && WEXITSTATUS(vigild_status) == 0;
   return ok ? 0 : 1;
 }
 

@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
       "kill-rank|hang-rank|nan|spike|slow-rank|disk-full|kill-agent:RANK[@STEP], "
       "xid:CODE:RANK[@STEP], "
       "corrupt-checkpoint:HOW[@STEP] with HOW flip, truncate, remove-shard or garble-manifest, "
+      "kill-vigild[@STEP], hang-vigild[:MS][@STEP], "
       "or random:COUNT[:KIND,...] (a seeded schedule of COUNT faults, dealing every kind named, "
       "or every kind)");
   run_cmd->add_option("--seed", run.seed, "seed of a random:COUNT chaos schedule");
@@ -126,7 +127,8 @@ int main(int argc, char** argv) {
   chaos_cmd
       ->add_option("fault", chaos.fault,
                    "kill-rank|hang-rank|nan|spike|slow-rank|disk-full|kill-agent:RANK[@STEP], "
-                   "xid:CODE:RANK[@STEP] or corrupt-checkpoint:HOW[@STEP]")
+                   "xid:CODE:RANK[@STEP], corrupt-checkpoint:HOW[@STEP], kill-vigild[@STEP] or "
+                   "hang-vigild[:MS][@STEP]")
       ->required();
   chaos_cmd->add_option("--workdir", chaos.workdir, "the job's work directory")->required();
   chaos_cmd->add_option("--by", chaos.actor, "who (default: $USER)");

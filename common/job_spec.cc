@@ -236,7 +236,7 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
       {"max_restarts", "heartbeat_interval_ms", "heartbeat_timeout_ms", "rendezvous_timeout_ms",
        "collective_timeout_ms", "kill_grace_ms", "teardown_timeout_ms", "shutdown_flush_ms",
        "failure_settle_ms", "start_timeout_ms", "agent_wait_ms", "agent_exit_wait_ms",
-       "coordinator_grace_ms", "coordinator_restarts"},
+       "coordinator_grace_ms", "coordinator_restarts", "coordinator_watchdog_ms"},
       false, [&](const YAML::Node& m, const std::string& p) {
         r.Field<int>(m, p, "max_restarts", &spec.limits.max_restarts, NonNegative(),
                      "a non-negative integer");
@@ -266,6 +266,8 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
                      "a positive integer");
         r.Field<int>(m, p, "coordinator_restarts", &spec.limits.coordinator_restarts,
                      NonNegative(), "a non-negative integer");
+        r.Field<int>(m, p, "coordinator_watchdog_ms", &spec.limits.coordinator_watchdog_ms,
+                     nullptr, "an integer (0: heartbeat_timeout_ms / 2; negative: never)");
         if (r.error().ok() &&
             spec.limits.heartbeat_timeout_ms <= spec.limits.heartbeat_interval_ms) {
           r.Fail(m["heartbeat_timeout_ms"], p + ".heartbeat_timeout_ms",

@@ -137,6 +137,13 @@ struct LimitsSpec {
   int coordinator_grace_ms = 900000;
   // `vigil run` starts a vigild that died again, at most this many times.
   int coordinator_restarts = 10;
+  // `vigil run` kills a vigild that has not answered its status for this
+  // long (stopped or wedged), and so starts another, before the agents
+  // count it lost. 0: heartbeat_timeout_ms / 2; negative: never.
+  int coordinator_watchdog_ms = 0;
+  int CoordinatorWatchdogMs() const {
+    return coordinator_watchdog_ms != 0 ? coordinator_watchdog_ms : heartbeat_timeout_ms / 2;
+  }
 };
 
 // How vigild tells a hung rank and a numerical anomaly from

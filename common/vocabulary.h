@@ -8,6 +8,10 @@
 
 namespace vigil {
 
+// vigild's exit status when a newer vigild took its run over (it was
+// fenced out of the logbook): the job goes on without it.
+inline constexpr int kVigildExitFenced = 3;
+
 namespace kind {
 inline constexpr const char kProcessExit[] = "process_exit";
 inline constexpr const char kCollectiveError[] = "collective_error";

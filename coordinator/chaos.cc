@@ -1,6 +1,7 @@
 #include "coordinator/chaos.h"
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -142,7 +143,10 @@ void FaultThisProcess(const ChaosFault& f) {
   const pid_t self = ::getpid();
   const pid_t child = ::fork();
   if (child == 0) {
-    // Only async-signal-safe calls in the child of a threaded process.
+    // Only async-signal-safe calls in the child of a threaded process. It
+    // dies with vigild (killed while stopped: by vigil run's watchdog).
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != self) ::_exit(0);
     ::kill(self, SIGSTOP);
     timespec t{f.hang_ms / 1000, static_cast<long>(f.hang_ms % 1000) * 1000000L};
     while (::nanosleep(&t, &t) != 0) {

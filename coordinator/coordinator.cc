@@ -91,6 +91,7 @@ AgentRegistry::Agent* AgentRegistry::Find(uint64_t connection_id, int* index) {
 }
 
 void WriteAheadAgentLink::SendToAgent(int agent, const wire::Envelope& env) {
+  if (logbook_->fenced()) return;  // a newer vigild has the run: no order of this one's leaves
   if (waiting_ == 0 && logbook_->Idle()) return agents_->SendToAgent(agent, env);
   ++waiting_;
   logbook_->AfterCommit([this, &io = io_, agent, env] {
@@ -202,6 +203,11 @@ Status Coordinator::Start() {
       [log = log_](const Status& st) { log->error("logbook write failed: {}", st.ToString()); });
   if (!writer.ok()) return writer.status();
   writer_ = std::move(writer.value());
+  // A newer vigild that takes the run over (this one stopped, or cut off)
+  // fences this one out of the logbook, and so out of the job.
+  writer_->Fence(epoch.value(), [this](int64_t newer) {
+    boost::asio::post(io_, [this, newer] { OnFenced(newer); });
+  });
   agent_link_ = std::make_unique<WriteAheadAgentLink>(io_, &registry_, writer_.get());
   journal_ = std::make_unique<LogbookJournal>(writer_.get());
   ControllerSeams seams;
@@ -504,6 +510,18 @@ void Coordinator::MarkAgentLost(int agent, const std::string& why) {
 
 void Coordinator::Tick() {
   const auto now = std::chrono::steady_clock::now();
+  // A loop that stood still (vigild stopped, or starved) heard nobody: the
+  // silence is its own, not the agents'. Their heartbeats count from now.
+  const auto stood = now - last_tick_;
+  if (last_tick_.time_since_epoch().count() > 0 &&
+      stood > std::chrono::milliseconds(spec_.limits.heartbeat_timeout_ms / 2)) {
+    log_->warn("vigild's event loop stood still for {} ms: agents' heartbeats count from now",
+               std::chrono::duration_cast<std::chrono::milliseconds>(stood).count());
+    for (int a = 0; a < registry_.agent_count(); ++a) {
+      if (registry_.agent_connected(a)) heartbeats_.Beat(a, clock_.SteadyMicros());
+    }
+  }
+  last_tick_ = now;
   store_.Expire(now);
   controller_->OnTick();
   // vigild's own heartbeat: an agent that hears nothing for its timeout
@@ -532,6 +550,22 @@ void Coordinator::Tick() {
   tick_.async_wait([this](boost::system::error_code ec) {
     if (!ec) Tick();
   });
+}
+
+void Coordinator::OnFenced(int64_t newer) {
+  if (fenced_) return;
+  fenced_ = true;
+  log_->error("coordinator epoch {} has taken run {} over: this vigild (epoch {}) writes and "
+              "orders nothing more, and exits",
+              newer, run_id_, registry_.epoch());
+  boost::system::error_code ec;
+  acceptor_.close(ec);
+  tick_.cancel();
+  http_->Stop();
+  std::vector<TcpConnection::Ptr> open;
+  for (auto& [id, entry] : connections_) open.push_back(entry.second);
+  for (auto& c : open) c->Close(Status::Unavailable("fenced"));
+  io_.stop();
 }
 
 void Coordinator::Shutdown() {

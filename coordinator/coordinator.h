@@ -16,6 +16,7 @@
 
 #include "common/asio_connection.h"
 #include "common/job_spec.h"
+#include "common/vocabulary.h"
 #include "coordinator/clock.h"
 #include "coordinator/heartbeat_monitor.h"
 #include "coordinator/http_server.h"
@@ -105,8 +106,12 @@ class Coordinator {
   // again when it can: agents given only the address find it) and writes
   // <workdir>/vigild.addr.
   Status Start();
-  // Exit status once the io_context has stopped: 0 succeeded, 1 otherwise.
-  int exit_code() const { return controller_->state() == JobState::kSucceeded ? 0 : 1; }
+  // Exit status once the io_context has stopped: 0 succeeded, 1 otherwise,
+  // kVigildExitFenced when a newer vigild took the run over.
+  int exit_code() const {
+    if (fenced_) return kVigildExitFenced;
+    return controller_->state() == JobState::kSucceeded ? 0 : 1;
+  }
   // Tears the job down and records it as failed (vigild got SIGTERM/SIGINT).
   void StopJob(const std::string& why) { controller_->Stop(why); }
   std::string rpc_address() const;
@@ -129,6 +134,8 @@ class Coordinator {
   void FinishTakeover();
   Status Listen(boost::asio::ip::address addr, int port, int previous_port);
   void Shutdown();
+  // A newer coordinator epoch exists: stop at once, doing nothing more.
+  void OnFenced(int64_t newer);
   HttpResponse StatusJson() const;
   // /api/v1/events?since=..&kind=..: the newest kApiDefaultLast unless `last` says.
   static constexpr size_t kApiDefaultLast = 1000;
@@ -160,8 +167,10 @@ class Coordinator {
   enum class Role { kUnknown, kAgent, kStoreClient, kControl };
   std::map<uint64_t, std::pair<Role, TcpConnection::Ptr>> connections_;
   bool agents_complete_ = false;
+  bool fenced_ = false;
   std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point last_heartbeat_sent_{};
+  std::chrono::steady_clock::time_point last_tick_{};
   // A takeover: the run read back, what each agent said when it registered
   // again, and what agents sent before the generation was adopted (held,
   // then handled in order).

@@ -243,6 +243,8 @@ class Logbook {
 
   Result<std::vector<RunRow>> Runs();
   Result<std::vector<EpochRow>> Epochs(int64_t run_id);  // oldest first
+  // The newest coordinator epoch of the file, of any run (0: none).
+  Result<int64_t> NewestEpoch();
   Result<std::vector<GenerationRow>> Generations(int64_t run_id);
   Result<std::vector<CheckpointRow>> Checkpoints(int64_t run_id);  // newest step first
   Result<std::vector<EventRow>> Events(int64_t run_id);

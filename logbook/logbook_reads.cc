@@ -95,6 +95,13 @@ Result<std::vector<EpochRow>> Logbook::Epochs(int64_t run_id) {
   return out;
 }
 
+Result<int64_t> Logbook::NewestEpoch() {
+  int64_t newest = 0;
+  Stmt s(db_, "SELECT COALESCE(MAX(epoch), 0) FROM coordinator_epochs");
+  VIGIL_RETURN_IF_ERROR(s.ForEach([&](sqlite3_stmt* r) { newest = sqlite3_column_int64(r, 0); }));
+  return newest;
+}
+
 Result<std::vector<RunRow>> Logbook::Runs() {
   std::vector<RunRow> out;
   Stmt s(db_,

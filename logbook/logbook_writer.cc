@@ -105,6 +105,12 @@ void LogbookWriter::Flush() {
   drained_.wait(lock, [&] { return done_ >= target; });
 }
 
+void LogbookWriter::Fence(int64_t epoch, std::function<void(int64_t)> on_fenced) {
+  std::lock_guard<std::mutex> lock(mu_);
+  fence_epoch_ = epoch;
+  on_fenced_ = std::move(on_fenced);
+}
+
 bool LogbookWriter::Idle() const {
   std::lock_guard<std::mutex> lock(mu_);
   return done_ == queued_;
@@ -113,17 +119,41 @@ bool LogbookWriter::Idle() const {
 void LogbookWriter::Run() {
   while (true) {
     std::deque<Item> batch;
+    int64_t fence = 0;
     {
       std::unique_lock<std::mutex> lock(mu_);
       wake_.wait(lock, [&] { return stop_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping, and everything is written
       batch.swap(queue_);
+      fence = fence_epoch_;
+    }
+    if (fenced_) {
+      // A newer vigild has the run: nothing of this one's is written or done.
+      std::lock_guard<std::mutex> lock(mu_);
+      done_ += batch.size();
+      drained_.notify_all();
+      continue;
     }
     // Every write of the batch in one transaction, then its callbacks: each
     // callback's writes (those queued before it) are then committed.
     auto delay = std::chrono::milliseconds(10);
     while (true) {
       Status st = db_->Begin();
+      if (st.ok() && fence > 0) {
+        auto newest = db_->NewestEpoch();
+        if (!newest.ok()) st = newest.status();
+        if (newest.ok() && newest.value() > fence) {
+          db_->Rollback();
+          fenced_ = true;
+          std::function<void(int64_t)> tell;
+          {
+            std::lock_guard<std::mutex> lock(mu_);
+            tell = on_fenced_;
+          }
+          if (tell) tell(newest.value());
+          break;
+        }
+      }
       for (size_t i = 0; st.ok() && i < batch.size(); ++i) {
         if (!batch[i].op) continue;
         Status w = batch[i].op(*db_);
@@ -144,9 +174,11 @@ void LogbookWriter::Run() {
       std::this_thread::sleep_for(delay);
       delay = std::min(delay * 2, std::chrono::milliseconds(1000));
     }
-    ++commits_;
-    for (auto& item : batch) {
-      if (item.then) item.then();
+    if (!fenced_) {
+      ++commits_;
+      for (auto& item : batch) {
+        if (item.then) item.then();
+      }
     }
     {
       std::lock_guard<std::mutex> lock(mu_);

@@ -14,6 +14,12 @@
 // killed, relaunched, a rank signalled), so whatever it does is in the
 // logbook first, and a vigild killed at any moment leaves a logbook that
 // accounts for everything it did.
+//
+// Fencing: a writer fenced at its vigild's coordinator epoch checks, inside
+// every transaction, that no newer epoch exists. Once one does (a newer
+// vigild took the run over while this one was stopped or cut off), it
+// writes nothing more, ever: the batch is rolled back, its callbacks (the
+// orders waiting on it) never run, and `on_fenced` hears of it once.
 #pragma once
 
 #include <atomic>
@@ -61,7 +67,11 @@ class LogbookWriter {
   // `fn` runs on the writer thread once every write queued before it is
   // committed; callbacks run in the order they were queued.
   void AfterCommit(std::function<void()> fn);
-  // Waits until everything queued so far is committed.
+  // From now on, commits only while `epoch` is the newest coordinator
+  // epoch of the file; `on_fenced` (writer thread) hears of the newer one.
+  void Fence(int64_t epoch, std::function<void(int64_t newer)> on_fenced);
+  bool fenced() const { return fenced_.load(); }
+  // Waits until everything queued so far is committed (or dropped, fenced).
   void Flush();
   // True when every write queued so far is committed and no callback waits.
   bool Idle() const;
@@ -88,6 +98,9 @@ class LogbookWriter {
   std::deque<Item> queue_;
   uint64_t queued_ = 0, done_ = 0;  // items queued, items committed (or run)
   bool stop_ = false;
+  int64_t fence_epoch_ = 0;  // 0: not fenced (guarded by mu_)
+  std::function<void(int64_t)> on_fenced_;
+  std::atomic<bool> fenced_{false};
   std::atomic<uint64_t> commits_{0};
   std::thread thread_;
 };

@@ -25,13 +25,14 @@ using std::chrono::milliseconds;
 using testing::Slurp;
 using testing::TempDir;
 
-// The demo job, with agents that give up on a silent vigild sooner.
-std::string WriteJob(const TempDir& dir) {
+// The demo job, with agents that give up on a silent vigild sooner (and
+// `extra_limits`, lines of its limits section).
+std::string WriteJob(const TempDir& dir, const std::string& extra_limits = "") {
   std::string job = Slurp(testing::kTiny);
   const std::string from = "heartbeat_timeout_ms: 5000";
   const auto at = job.find(from);
   EXPECT_NE(at, std::string::npos);
-  job.replace(at, from.size(), "heartbeat_timeout_ms: 1500");
+  job.replace(at, from.size(), "heartbeat_timeout_ms: 1500" + extra_limits);
   const std::string path = dir / "job.yaml";
   EXPECT_TRUE(WriteFileAtomic(path, job).ok());
   return path;
@@ -211,6 +212,77 @@ TEST_F(CoordinatorRestart, ARankKilledWhileVigildIsAwayIsFoundAndAnswered) {
   EXPECT_EQ(json::parse(exits[0].detail_json)["signal"], 9);
   EXPECT_EQ(lb.value()->Generations(id).value().size(), 2u);
   EXPECT_EQ(IntegrityCheck(workdir + "/logbook.sqlite"), "ok");
+  EXPECT_TRUE(testing::ProcessesMentioning(workdir).empty());
+}
+
+TEST_F(CoordinatorRestart, AStoppedVigildIsFencedOutByTheOneThatTookOver) {
+  // vigil run's watchdog would kill the stopped vigild: here it is left stopped.
+  job_ = WriteJob(dir_, "\n  coordinator_watchdog_ms: -1");
+  const std::string workdir = dir_ / "stopped";
+  pid_t vigil = testing::StartVigil({"run", job_, "--workdir", workdir, "-o", "json"},
+                                    dir_ / "stopped.out");
+  ASSERT_GT(vigil, 0);
+  ASSERT_GE(WaitForStep(workdir, 60), 60);
+  const int stale = VigildPid(workdir);
+  ASSERT_GT(stale, 0);
+  ASSERT_EQ(::kill(stale, SIGSTOP), 0);
+  std::this_thread::sleep_for(milliseconds(2500));  // past the agents' heartbeat timeout
+  // A second vigild (a person's, a standby's) takes the run over: the
+  // stopped one still holds its port, so the agents find it in vigild.addr.
+  pid_t fresh = testing::StartVigild(job_, workdir, workdir + "/token", dir_ / "fresh.log");
+  ASSERT_GT(fresh, 0);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (VigildPid(workdir) != fresh && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(milliseconds(50));
+  ASSERT_EQ(VigildPid(workdir), fresh) << Slurp(dir_ / "fresh.log");
+  ASSERT_GE(WaitForStep(workdir, 150), 150) << Slurp(dir_ / "fresh.log");
+  ASSERT_EQ(::kill(stale, SIGCONT), 0);  // it wakes into a run that is no longer its own
+
+  int status = 0;
+  ASSERT_EQ(::waitpid(vigil, &status, 0), vigil);
+  const std::string out = Slurp(dir_ / "stopped.out");
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << out;
+  EXPECT_NE(out.find("was fenced out"), std::string::npos) << out;
+  ASSERT_EQ(::waitpid(fresh, &status, 0), fresh);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << Slurp(dir_ / "fresh.log");
+  const auto last = out.rfind("\n{");
+  const json summary =
+      json::parse(last == std::string::npos ? out : out.substr(last + 1), nullptr, false);
+  ASSERT_TRUE(summary.is_object()) << out;
+  EXPECT_EQ(summary["status"], "succeeded");
+  EXPECT_EQ(summary["params_digest"], (*clean_)["params_digest"]);
+  EXPECT_EQ(summary["restarts"], 0);
+  EXPECT_EQ(StartedRanks(workdir).size(), 4u);  // nothing restarted
+
+  // The stale vigild wrote nothing once it woke: its first commit found the
+  // newer epoch, and it left.
+  EXPECT_NE(Slurp(workdir + "/logs/vigild.log").find("writes and orders nothing more"),
+            std::string::npos);
+  auto lb = Logbook::Open(workdir + "/logbook.sqlite", false);
+  ASSERT_TRUE(lb.ok());
+  const int64_t id = summary["run_id"];
+  const auto events = lb.value()->Events(id).value();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].kind, kind::kCoordinatorRestart);
+  EXPECT_EQ(lb.value()->Epochs(id).value().size(), 2u);
+  EXPECT_EQ(IntegrityCheck(workdir + "/logbook.sqlite"), "ok");
+  EXPECT_TRUE(testing::ProcessesMentioning(workdir).empty());
+}
+
+TEST_F(CoordinatorRestart, AWedgedVigildIsKilledByVigilRunAndTakenOver) {
+  // The default watchdog, half the agents' heartbeat timeout: vigild is
+  // replaced before they count it lost.
+  const std::string workdir = dir_ / "wedged";
+  const auto run = RunJob(dir_, job_, workdir, "--chaos hang-vigild:30000@80");
+  EXPECT_EQ(run.summary["params_digest"], (*clean_)["params_digest"]) << run.err;
+  EXPECT_EQ(run.summary["restarts"], 0);
+  EXPECT_NE(run.err.find("has not answered for 750 ms"), std::string::npos) << run.err;
+  EXPECT_EQ(StartedRanks(workdir).size(), 4u);
+  auto lb = Logbook::Open(workdir + "/logbook.sqlite", false);
+  ASSERT_TRUE(lb.ok());
+  const int64_t id = run.summary["run_id"];
+  EXPECT_EQ(EventsOfKind(*lb.value(), id, kind::kCoordinatorRestart).size(), 1u);
+  EXPECT_EQ(lb.value()->Events(id).value().size(), 1u);
   EXPECT_TRUE(testing::ProcessesMentioning(workdir).empty());
 }
 

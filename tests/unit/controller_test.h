@@ -9,6 +9,7 @@
 #include <utility>
 
 #include <boost/asio.hpp>
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -27,6 +28,7 @@
 #include "coordinator/metrics.h"
 #include "coordinator/playbook.h"
 #include "coordinator/rendezvous_store.h"
+#include "coordinator/takeover.h"
 #include "tests/unit/test_util.h"
 
 namespace vigil::coordinator::testing {
@@ -61,9 +63,11 @@ class FakeAgentLink : public AgentLink {
     orders.push_back({agent, env});
   }
 
-  // The launch orders of `generation`, by agent.
+  // The launch orders of `generation`, by agent (and what a takeover
+  // adopted: the orders a vigild before it sent).
   std::map<int, wire::LaunchRanks> Launches(int64_t generation) const {
     std::map<int, wire::LaunchRanks> out;
+    if (auto it = adopted.find(generation); it != adopted.end()) out = it->second;
     for (const auto& o : orders) {
       if (o.env.has_launch_ranks() &&
           static_cast<int64_t>(o.env.launch_ranks().generation()) == generation)
@@ -88,6 +92,7 @@ class FakeAgentLink : public AgentLink {
   }
 
   std::vector<Order> orders;
+  std::map<int64_t, std::map<int, wire::LaunchRanks>> adopted;  // generation -> agent -> ranks
 
  private:
   std::vector<std::string> hosts_;
@@ -324,6 +329,30 @@ class ControllerBench {
   std::string ResumedFrom() const {
     const auto launches = agents.Launches(generation());
     return launches.empty() ? "?" : launches.begin()->second.resume_from();
+  }
+
+  // What this bench's journal holds, as a vigild that takes the run over
+  // reads it back from the logbook (takeover.h).
+  RunTakeover LogbookOf() const {
+    RunTakeover t;
+    t.run.id = 1;
+    t.run.name = spec_.name;
+    t.run.status = state() == JobState::kPaused ? job_state::kPaused : job_state::kRunning;
+    t.run.started_at_us = controller->progress().started_at_us;
+    t.generations = journal.generations();
+    t.checkpoints = journal.checkpoints();
+    std::sort(t.checkpoints.begin(), t.checkpoints.end(),
+              [](const CheckpointRow& a, const CheckpointRow& b) { return a.step > b.step; });
+    t.events = journal.events();
+    t.interventions = journal.interventions();
+    if (!journal.steps().empty()) t.last_step = journal.steps().back();
+    return t;
+  }
+  // This bench goes on from where `before` stopped (its steps, its checkpoints).
+  void ContinueFrom(const ControllerBench& before) {
+    step_ = before.step_;
+    committed_ = before.committed_;
+    clock.AdvanceMs(before.clock.NowMicros() / 1000 - clock.NowMicros() / 1000 + 1000);
   }
 
   boost::asio::io_context io;
