@@ -169,6 +169,8 @@ TEST_F(CoordinatorRestart, SigkilledFiveTimesTheRanksTrainOnBitExactly) {
 }
 
 TEST_F(CoordinatorRestart, ARankKilledWhileVigildIsAwayIsFoundAndAnswered) {
+  // The test, not vigil run's watchdog, decides when the stopped vigild dies.
+  job_ = WriteJob(dir_, "\n  coordinator_watchdog_ms: -1");
   const std::string workdir = dir_ / "away";
   pid_t vigil = testing::StartVigil(
       {"run", job_, "--workdir", workdir, "-o", "json"}, dir_ / "away.out");
