@@ -192,8 +192,8 @@ Status DamageCheckpoint(const std::string& dir, const std::string& how) {
 
 const std::vector<std::string>& RandomChaosKinds() {
   static const std::vector<std::string> kinds = {
-      "kill-rank",  "hang-rank",          "nan",      "spike", "xid",
-      "kill-agent", "corrupt-checkpoint", "disk-full"};
+      "kill-rank",  "hang-rank",          "nan",       "spike",       "xid",
+      "kill-agent", "corrupt-checkpoint", "disk-full", "kill-vigild", "hang-vigild"};
   return kinds;
 }
 
@@ -286,6 +286,12 @@ Result<std::vector<ChaosFault>> RandomChaos(int count, uint64_t seed, const Chao
       specs = {std::string("corrupt-checkpoint:") + (next() % 2 ? "flip" : "truncate") + "@" +
                    std::to_string(step),
                "kill-rank:0@" + std::to_string(step)};
+    } else if (kind == "kill-vigild") {
+      specs = {kind + "@" + std::to_string(step)};
+    } else if (kind == "hang-vigild") {
+      // Long enough for the agents to notice (and vigil run's watchdog to end it).
+      specs = {kind + ":" + std::to_string(2 * plan.heartbeat_timeout_ms) + "@" +
+               std::to_string(step)};
     } else if (kind == "disk-full") {
       // The failed save must come, and be reported, before the next fault.
       step = full_disk_step(i);

@@ -72,6 +72,7 @@ void ChaosInjector::OnStep(const wire::RankReport& report, int64_t generation,
                            const std::string& newest_checkpoint) {
   const int rank = static_cast<int>(report.rank());
   for (auto& f : faults_) {
+    if (suspended_) return;
     if (f.fired || static_cast<int64_t>(report.step()) < f.step) continue;
     if (IsCoordinatorFault(f.kind)) {
       if (rank != 0) continue;
@@ -82,7 +83,10 @@ void ChaosInjector::OnStep(const wire::RankReport& report, int64_t generation,
                self_fault_ ? "vigild faults itself once this is committed"
                            : "not injected: no vigild to fault"});
       log_->warn("chaos: {} at step {}", f.spec, report.step());
-      if (self_fault_) self_fault_(f);
+      if (self_fault_) {
+        suspended_ = true;
+        self_fault_(f, [this] { suspended_ = false; });
+      }
       continue;
     }
     if (f.kind == "corrupt-checkpoint" && rank == 0) Damage(f, newest_checkpoint);

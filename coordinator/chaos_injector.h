@@ -37,8 +37,10 @@ class ChaosInjector {
  public:
   using Record = std::function<void(const PlannedAction&)>;
   // Carries out one of vigild's own faults (kill-vigild, hang-vigild),
-  // after its intervention is recorded.
-  using SelfFault = std::function<void(const ChaosFault&)>;
+  // after its intervention is recorded, and calls `done` (on the event
+  // loop) if this vigild lives on. No fault fires meanwhile: one recorded
+  // as fired while vigild dies would be carried out by nobody.
+  using SelfFault = std::function<void(const ChaosFault&, std::function<void()> done)>;
   ChaosInjector(std::vector<ChaosFault> faults, Clock* clock, AgentLink* agents, Record record,
                 SelfFault self_fault);
 
@@ -69,6 +71,7 @@ class ChaosInjector {
   AgentLink* agents_;
   Record record_;
   SelfFault self_fault_;
+  bool suspended_ = false;  // a fault of vigild's own is under way
   bool armed_;
   std::shared_ptr<spdlog::logger> log_;
   std::map<int, int64_t> sent_at_us_;        // by rank

@@ -402,6 +402,7 @@ void Coordinator::OnMessage(const TcpConnection::Ptr& conn, wire::Envelope env) 
 
 void Coordinator::OnAgentMessage(int agent, const wire::Envelope& env) {
   auto& a = registry_.agents()[static_cast<size_t>(agent)];
+  if (env.seq() > 0) handled_seq_[agent] = std::max(handled_seq_[agent], env.seq());
   switch (env.body_case()) {
     case wire::Envelope::kHeartbeat:
       for (const auto& g : env.heartbeat().gpus()) {
@@ -526,11 +527,21 @@ void Coordinator::Tick() {
   controller_->OnTick();
   // vigild's own heartbeat: an agent that hears nothing for its timeout
   // counts this vigild as lost (stopped or wedged) and looks for the next.
+  // It acks what each agent sent that it has handled and committed: the
+  // snapshot of the last heartbeat, committed since (write-ahead).
   if (now - last_heartbeat_sent_ >= std::chrono::milliseconds(spec_.limits.heartbeat_interval_ms)) {
     last_heartbeat_sent_ = now;
-    wire::Envelope beat;
-    beat.mutable_heartbeat();
-    for (int a = 0; a < registry_.agent_count(); ++a) registry_.SendToAgent(a, beat);
+    for (int a = 0; a < registry_.agent_count(); ++a) {
+      wire::Envelope beat;
+      beat.mutable_heartbeat()->set_acked(committed_seq_[a]);
+      registry_.SendToAgent(a, beat);
+    }
+    writer_->AfterCommit([this, handled = handled_seq_] {
+      boost::asio::post(io_, [this, handled] {
+        for (const auto& [agent, seq] : handled)
+          committed_seq_[agent] = std::max(committed_seq_[agent], seq);
+      });
+    });
   }
   for (int agent : heartbeats_.Silent(clock_.SteadyMicros())) {
     MarkAgentLost(agent,

@@ -171,6 +171,9 @@ class Coordinator {
   std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point last_heartbeat_sent_{};
   std::chrono::steady_clock::time_point last_tick_{};
+  // Per agent: the newest message (Envelope.seq) handled, and the newest
+  // whose consequences are committed (what its heartbeats ack).
+  std::map<int, uint64_t> handled_seq_, committed_seq_;
   // A takeover: the run read back, what each agent said when it registered
   // again, and what agents sent before the generation was adopted (held,
   // then handled in order).

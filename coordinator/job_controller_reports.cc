@@ -306,6 +306,10 @@ void JobController::OnStep(const wire::RankReport& r) {
 }
 
 void JobController::OnCheckpoint(const wire::RankReport& r) {
+  for (const auto& row : catalog_.rows()) {
+    // Sent again (no vigild acked it): recorded already.
+    if (row.path == r.checkpoint_path() && row.committed_at_us == r.at_us()) return;
+  }
   CheckpointRow c;
   c.run_id = run_id_;
   c.generation_id = gen_.row;
@@ -428,6 +432,8 @@ void JobController::FinishHang() {
 void JobController::OnRankExited(int agent, const wire::RankExited& e) {
   if (static_cast<int64_t>(e.generation()) != gen_.number) return;
   const int rank = static_cast<int>(e.rank());
+  // Its exit is known (sent again: no vigild acked it), or its host was lost.
+  if (!gen_.alive.count(rank)) return;
   gen_.alive.erase(rank);
   progress_.live_ranks = static_cast<int>(gen_.alive.size());
   metrics_->live_ranks.Set(progress_.live_ranks);

@@ -135,6 +135,8 @@ void JobController::Adopt(const std::vector<int>& slot_agents,
       }
     }
     gen_ = std::move(gen);
+    if (t.last_step && t.last_step->generation_id == gen_.row)
+      steps_.Resume(gen_.row, t.last_step->step);
     hangs_.NewGeneration();
     numerics_.Reset();
     stragglers_.Reset();

@@ -24,9 +24,11 @@ void StepRecorder::OnRank0Step(const wire::RankReport& r, int64_t generation_row
   metrics_->step_seconds.Observe(r.step_seconds());
   metrics_->moe_aux_loss.Set(r.aux_loss());
   const int64_t stride = std::max<int64_t>(1, spec_.schedule.steps / kCurvePoints);
-  if (curve_generation_row_ == generation_row && static_cast<int64_t>(r.step()) % stride != 0)
+  const int64_t step = static_cast<int64_t>(r.step());
+  if (curve_generation_row_ == generation_row && (step <= last_curve_step_ || step % stride != 0))
     return;
   curve_generation_row_ = generation_row;
+  last_curve_step_ = step;
   StepRow row;
   row.run_id = run_id_;
   row.generation_id = generation_row;

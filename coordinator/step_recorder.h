@@ -26,7 +26,15 @@ class StepRecorder {
                JobProgress* progress)
       : spec_(spec), journal_(journal), metrics_(metrics), run_id_(run_id), progress_(progress) {}
   // Rank 0 finished a step of the generation whose logbook row is `generation_row`.
+  // A report sent again (an agent resends what no vigild acked) records
+  // nothing twice.
   void OnRank0Step(const wire::RankReport& r, int64_t generation_row);
+  // A vigild that took the run over: the curve holds `generation_row`'s
+  // steps up to `last_step`.
+  void Resume(int64_t generation_row, int64_t last_step) {
+    curve_generation_row_ = generation_row;
+    last_curve_step_ = last_step;
+  }
 
  private:
   const JobSpec& spec_;
@@ -35,6 +43,7 @@ class StepRecorder {
   int64_t run_id_;
   JobProgress* progress_;
   int64_t curve_generation_row_ = 0;  // the generation whose steps the curve has
+  int64_t last_curve_step_ = -1;      // its newest step recorded
 };
 
 }  // namespace vigil::coordinator

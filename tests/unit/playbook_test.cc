@@ -255,6 +255,36 @@ TEST(Chaos, ParsesEveryKindWithAndWithoutAStep) {
   EXPECT_FALSE(ParseChaosFaults({"kill-agent:4"}, ChaosPlan{4, 300, 25}, 1).ok());
 }
 
+TEST(Chaos, VigildsOwnFaultsNameNoRank) {
+  auto kill = ParseChaosFault("kill-vigild@40");
+  ASSERT_TRUE(kill.ok()) << kill.status().ToString();
+  EXPECT_EQ(kill->kind, "kill-vigild");
+  EXPECT_EQ(kill->step, 40);
+  EXPECT_EQ(kill->hang_ms, 0);
+  EXPECT_TRUE(IsCoordinatorFault(kill->kind));
+  auto now = ParseChaosFault("kill-vigild");
+  ASSERT_TRUE(now.ok());
+  EXPECT_EQ(now->step, 0);
+  auto hang = ParseChaosFault("hang-vigild:2500@7");
+  ASSERT_TRUE(hang.ok()) << hang.status().ToString();
+  EXPECT_EQ(hang->hang_ms, 2500);
+  EXPECT_EQ(hang->step, 7);
+  EXPECT_EQ(ParseChaosFault("hang-vigild").value().hang_ms, kDefaultVigildHangMs);
+  for (const char* bad : {"kill-vigild:3", "hang-vigild:x", "hang-vigild:0", "kill-vigild@0",
+                          "hang-vigild:10@", "kill-vigild@x"})
+    EXPECT_FALSE(ParseChaosFault(bad).ok()) << bad;
+  // In a random schedule a hang is one the agents notice.
+  const auto random = ParseChaosFaults({"random:10"}, ChaosPlan{4, 700, 25, 2, 1500}, 3);
+  ASSERT_TRUE(random.ok());
+  int hangs = 0;
+  for (const auto& f : random.value()) {
+    if (f.kind != "hang-vigild") continue;
+    ++hangs;
+    EXPECT_EQ(f.hang_ms, 3000) << f.spec;
+  }
+  EXPECT_EQ(hangs, 1);
+}
+
 TEST(Chaos, RandomScheduleIsSeededSpacedAndCoversEveryKind) {
   const ChaosPlan plan{4, 1200, 25, 2};
   auto a = ParseChaosFaults({"random:40"}, plan, 7).value();
@@ -301,12 +331,13 @@ TEST(Chaos, RandomScheduleIsSeededSpacedAndCoversEveryKind) {
   EXPECT_EQ(last_index, 39);
   const std::set<std::string> every(RandomChaosKinds().begin(), RandomChaosKinds().end());
   EXPECT_EQ(kinds, every);
-  // Dealt from a deck: any eight faults cover the eight kinds, whatever the seed.
+  // Dealt from a deck: as many faults as kinds cover every kind, whatever the seed.
+  const std::string as_many = "random:" + std::to_string(RandomChaosKinds().size());
   for (uint64_t seed = 1; seed <= 50; ++seed) {
-    std::set<std::string> of_eight;
-    const auto eight = ParseChaosFaults({"random:8"}, ChaosPlan{4, 700, 25, 2}, seed).value();
-    for (const auto& f : eight) of_eight.insert(f.kind);
-    EXPECT_EQ(of_eight, every) << "seed " << seed;
+    std::set<std::string> of_deck;
+    const auto dealt = ParseChaosFaults({as_many}, ChaosPlan{4, 700, 25, 2}, seed).value();
+    for (const auto& f : dealt) of_deck.insert(f.kind);
+    EXPECT_EQ(of_deck, every) << "seed " << seed;
   }
   EXPECT_EQ(hosts_taken, 2) << "faults that take a host away: as many as the spares";
   // Without spares, none.

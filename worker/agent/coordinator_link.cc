@@ -91,8 +91,9 @@ void CoordinatorLink::Attach(int fd, const std::string& already_read, const wire
         Lost("connection closed: " + why.message());
       },
       already_read);
+  // Everything not acked, the oldest first: what the vigild before may
+  // never have handled, and what was kept while it was away.
   for (const auto& env : buffer_) conn_->Send(env);
-  buffer_.clear();
   Watch();
 }
 
@@ -103,7 +104,12 @@ void CoordinatorLink::OnMessage(wire::Envelope env) {
                 static_cast<int>(env.body_case()), env.epoch(), fence_.newest(), fence_.refused());
     return;
   }
-  if (env.has_heartbeat()) return;  // vigild answers: nothing more to do
+  if (env.has_heartbeat()) {
+    // What vigild has handled and committed is safe: forget it.
+    const uint64_t acked = env.heartbeat().acked();
+    while (!buffer_.empty() && buffer_.front().seq() <= acked) buffer_.pop_front();
+    return;
+  }
   if (on_order_) on_order_(std::move(env));
 }
 
@@ -124,9 +130,13 @@ void CoordinatorLink::Watch() {
 }
 
 void CoordinatorLink::Send(const wire::Envelope& env) {
-  if (conn_) return conn_->Send(env);
-  if (closing_) return;
+  if (closing_) {
+    if (conn_) conn_->Send(env);  // a goodbye: nobody will ack it
+    return;
+  }
   buffer_.push_back(env);
+  buffer_.back().set_seq(next_seq_++);
+  if (conn_) conn_->Send(buffer_.back());
   while (buffer_.size() > o_.buffer_limit) {
     buffer_.pop_front();
     ++dropped_;

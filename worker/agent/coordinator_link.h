@@ -1,13 +1,19 @@
 // The agent's link to its vigild, kept through vigild's death.
 //
 // The first registration is synchronous (bounded by register_timeout).
-// After it, a vigild is lost when its connection closes, or when it has
-// said nothing for the HelloAck's heartbeat_timeout_ms (vigild heartbeats
-// its agents: a SIGSTOPped or wedged vigild keeps its socket open and
-// says nothing). The link then
-//   - keeps what the agent sends (rank reports, exits, faults) in a
-//     bounded buffer, the oldest dropped and counted, and sends it, in
-//     order, right after registering again;
+// Every message the agent sends (rank reports, exits, faults) is numbered
+// (Envelope.seq) and kept until vigild acks it (Heartbeat.acked: handled,
+// and what it caused committed to the logbook): a message written to the
+// socket of a vigild that then dies is not lost with it. After the first
+// registration, a vigild is lost when its connection closes, or when it
+// has said nothing for the HelloAck's heartbeat_timeout_ms (vigild
+// heartbeats its agents: a SIGSTOPped or wedged vigild keeps its socket
+// open and says nothing). The link then
+//   - keeps what the agent sends, with what was never acked, in a bounded
+//     buffer (the oldest dropped and counted), and sends it, in order,
+//     right after registering again (a message the dead vigild handled and
+//     committed but had not acked arrives twice: vigild's handlers are
+//     idempotent for them);
 //   - reconnects with exponential backoff and full jitter (backoff_initial
 //     doubling to backoff_max), each attempt off the event loop (a
 //     SIGSTOPped vigild accepts and never answers: the attempt times out
@@ -51,7 +57,7 @@ struct CoordinatorLinkOptions {
   // One reconnection attempt: connect, Hello, HelloAck.
   std::chrono::milliseconds attempt_timeout{1000};
   std::chrono::milliseconds backoff_initial{50}, backoff_max{1000};
-  size_t buffer_limit = 10000;  // messages kept while vigild is away
+  size_t buffer_limit = 10000;  // messages kept until acked (and while vigild is away)
 };
 
 class CoordinatorLink {
@@ -71,7 +77,8 @@ class CoordinatorLink {
   // The first registration (blocking). Handlers are kept for the link's life.
   Status Register(HelloMaker hello, OrderHandler on_order, RegisteredHandler on_registered,
                   GoneHandler on_gone);
-  // Sends now, or keeps it until vigild is back (bounded: the oldest goes).
+  // Numbers it, sends it now if connected, and keeps it until vigild acks
+  // it (bounded: the oldest goes).
   void Send(const wire::Envelope& env);
   // Sends only if connected (a heartbeat: stale once vigild is back).
   void SendIfConnected(const wire::Envelope& env);
@@ -84,7 +91,7 @@ class CoordinatorLink {
   uint64_t refused() const { return fence_.refused(); }
   size_t buffered() const { return buffer_.size(); }
   uint64_t dropped() const { return dropped_; }
-  // The ranks whose exits the buffer holds (a Hello names them).
+  // The ranks whose exits the buffer holds, acked by no vigild (a Hello names them).
   std::vector<wire::LiveRank> BufferedExits() const;
 
  private:
@@ -109,7 +116,8 @@ class CoordinatorLink {
   GoneHandler on_gone_;
   TcpConnection::Ptr conn_;
   EpochFence fence_;
-  std::deque<wire::Envelope> buffer_;
+  std::deque<wire::Envelope> buffer_;  // sent or not, not yet acked; by seq
+  uint64_t next_seq_ = 1;
   uint64_t dropped_ = 0;
   boost::asio::steady_timer watchdog_, retry_, grace_;
   std::chrono::steady_clock::time_point last_heard_;
