@@ -289,8 +289,10 @@ Result<std::vector<ChaosFault>> RandomChaos(int count, uint64_t seed, const Chao
     } else if (kind == "kill-vigild") {
       specs = {kind + "@" + std::to_string(step)};
     } else if (kind == "hang-vigild") {
-      // Long enough for the agents to notice (and vigil run's watchdog to end it).
-      specs = {kind + ":" + std::to_string(2 * plan.heartbeat_timeout_ms) + "@" +
+      // A wedge shorter than every timeout, which must cost nothing (a long
+      // one is vigil run's watchdog's: its downtime would delay the faults
+      // of the next slots past what they are placed against).
+      specs = {kind + ":" + std::to_string(plan.heartbeat_timeout_ms / 10) + "@" +
                std::to_string(step)};
     } else if (kind == "disk-full") {
       // The failed save must come, and be reported, before the next fault.

@@ -61,8 +61,7 @@ struct ChaosPlan {
   int64_t total_steps = 0;
   int every_steps = 1;  // checkpoint.every_steps
   int spares = 0;       // world.spares: how many hosts a schedule may take away
-  // limits.heartbeat_timeout_ms: a hang-vigild of twice this is one the
-  // agents notice (and vigil run's watchdog ends).
+  // limits.heartbeat_timeout_ms: a random hang-vigild lasts a tenth of it.
   int heartbeat_timeout_ms = 5000;
   static ChaosPlan Of(const JobSpec& spec) {
     return {spec.world.world_size(), spec.schedule.steps, spec.checkpoint.every_steps,
