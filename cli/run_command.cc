@@ -188,8 +188,7 @@ int RunJob(const RunArgs& args) {
   auto start_vigild = [&]() -> std::optional<Vigild> {
     auto pid = SpawnProcess(vopts);
     if (!pid.ok()) {
-      std::fprintf(stderr, "vigil run: cannot start vigild: %s\n",
-                   pid.status().ToString().c_str());
+      std::fprintf(stderr, "vigil run: cannot start vigild: %s\n", pid.status().ToString().c_str());
       return std::nullopt;
     }
     const double since = elapsed();
@@ -198,7 +197,8 @@ int RunJob(const RunArgs& args) {
       if (auto text = ReadFile(addr_file); text.ok()) {
         addr = json::parse(text.value(), nullptr, false);
         // A vigild that took the run over rewrites the file its predecessor left.
-        if (addr.is_object() && addr.value("pid", 0) == pid.value()) return Vigild{pid.value(), addr};
+        if (addr.is_object() && addr.value("pid", 0) == pid.value())
+          return Vigild{pid.value(), addr};
       }
       int status = 0;
       if (::waitpid(pid.value(), &status, WNOHANG) == pid.value()) {
@@ -309,10 +309,9 @@ int RunJob(const RunArgs& args) {
         break;
       }
       ++vigild_restarts;
-      std::fprintf(stderr,
-                   "\nvigil run: vigild (pid %d) died (signal %d); starting it again (%d of %d)\n",
-                   vigild->pid, WTERMSIG(status), vigild_restarts,
-                   spec->limits.coordinator_restarts);
+      std::fprintf(
+          stderr, "\nvigil run: vigild (pid %d) died (signal %d); starting it again (%d of %d)\n",
+          vigild->pid, WTERMSIG(status), vigild_restarts, spec->limits.coordinator_restarts);
       vigild = start_vigild();
       if (!vigild) {
         vigild_status = status;
@@ -383,8 +382,8 @@ int RunJob(const RunArgs& args) {
   const double wall = elapsed();
   const std::string summary = PrintRunReport(workdir, run_id, wall, entropy_floor, json_output);
   if (json_output) std::cout << summary << std::endl;
-  const bool ok = followed_ok ? *followed_ok
-                              : WIFEXITED(vigild_status) && WEXITSTATUS(vigild_status) == 0;
+  const bool ok =
+      followed_ok ? *followed_ok : WIFEXITED(vigild_status) && WEXITSTATUS(vigild_status) == 0;
   return ok ? 0 : 1;
 }
 

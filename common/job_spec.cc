@@ -264,10 +264,10 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
                      "a non-negative integer");
         r.Field<int>(m, p, "coordinator_grace_ms", &spec.limits.coordinator_grace_ms, Positive(),
                      "a positive integer");
-        r.Field<int>(m, p, "coordinator_restarts", &spec.limits.coordinator_restarts,
-                     NonNegative(), "a non-negative integer");
-        r.Field<int>(m, p, "coordinator_watchdog_ms", &spec.limits.coordinator_watchdog_ms,
-                     nullptr, "an integer (0: heartbeat_timeout_ms / 2; negative: never)");
+        r.Field<int>(m, p, "coordinator_restarts", &spec.limits.coordinator_restarts, NonNegative(),
+                     "a non-negative integer");
+        r.Field<int>(m, p, "coordinator_watchdog_ms", &spec.limits.coordinator_watchdog_ms, nullptr,
+                     "an integer (0: heartbeat_timeout_ms / 2; negative: never)");
         if (r.error().ok() &&
             spec.limits.heartbeat_timeout_ms <= spec.limits.heartbeat_interval_ms) {
           r.Fail(m["heartbeat_timeout_ms"], p + ".heartbeat_timeout_ms",

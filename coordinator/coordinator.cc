@@ -165,7 +165,8 @@ Status Coordinator::Start() {
   VIGIL_RETURN_IF_ERROR(Listen(addr, options_.listen_port, previous_rpc));
   auto serve = [&](int port) {
     try {
-      http_ = std::make_unique<HttpServer>(io_, tcp::endpoint(addr, static_cast<unsigned short>(port)));
+      http_ =
+          std::make_unique<HttpServer>(io_, tcp::endpoint(addr, static_cast<unsigned short>(port)));
       return Status::Ok();
     } catch (const std::exception& e) {
       return Status::IoError(std::string("cannot serve HTTP: ") + e.what());
@@ -566,9 +567,10 @@ void Coordinator::Tick() {
 void Coordinator::OnFenced(int64_t newer) {
   if (fenced_) return;
   fenced_ = true;
-  log_->error("coordinator epoch {} has taken run {} over: this vigild (epoch {}) writes and "
-              "orders nothing more, and exits",
-              newer, run_id_, registry_.epoch());
+  log_->error(
+      "coordinator epoch {} has taken run {} over: this vigild (epoch {}) writes and "
+      "orders nothing more, and exits",
+      newer, run_id_, registry_.epoch());
   boost::system::error_code ec;
   acceptor_.close(ec);
   tick_.cancel();

@@ -35,20 +35,21 @@ JobController::JobController(boost::asio::io_context& io, const JobSpec& spec, J
       stragglers_(spec.detection),
       settler_(seams.clock, spec.limits.failure_settle_ms,
                [this](Detection d) { HandleFailure(std::move(d)); }),
-      chaos_(std::move(chaos), seams.clock, seams.agents,
-             [this](const PlannedAction& a) {
-               AddIntervention(std::nullopt, a.action, "chaos", a.params, a.outcome);
-             },
-             seams.self_fault
-                 ? ChaosInjector::SelfFault([this, fault = seams.self_fault](
-                                                const ChaosFault& f, std::function<void()> done) {
-                     // Write-ahead: the vigild that takes the run over must know it fired.
-                     journal_->AfterCommit([this, fault, f, done] {
-                       fault(f);
-                       boost::asio::post(io_, done);
-                     });
-                   })
-                 : ChaosInjector::SelfFault()),
+      chaos_(
+          std::move(chaos), seams.clock, seams.agents,
+          [this](const PlannedAction& a) {
+            AddIntervention(std::nullopt, a.action, "chaos", a.params, a.outcome);
+          },
+          seams.self_fault
+              ? ChaosInjector::SelfFault([this, fault = seams.self_fault](
+                                             const ChaosFault& f, std::function<void()> done) {
+                  // Write-ahead: the vigild that takes the run over must know it fired.
+                  journal_->AfterCommit([this, fault, f, done] {
+                    fault(f);
+                    boost::asio::post(io_, done);
+                  });
+                })
+              : ChaosInjector::SelfFault()),
       steps_(spec, seams.journal, seams.metrics, run_id, &progress_),
       goodput_(seams.clock->NowMicros()),
       start_timer_(seams.clock->NewTimer()),

@@ -189,9 +189,10 @@ void JobController::Adopt(const std::vector<int>& slot_agents,
   }
   if (t.paused()) {
     const std::string why = "paused before vigild restarted";
-    progress_.message = "paused (vigild restarted; see `vigil logbook ls`). Continue with "
-                        "`vigil resume --workdir " +
-                        paths_.workdir + "`";
+    progress_.message =
+        "paused (vigild restarted; see `vigil logbook ls`). Continue with "
+        "`vigil resume --workdir " +
+        paths_.workdir + "`";
     metrics_->waiting_for_human.Set(1);
     machine_.TakeOver(JobState::kPaused, why);
     return;
@@ -215,7 +216,8 @@ void JobController::RestorePendingRestart(const RunTakeover& t) {
   }
   const bool counts = event && (restart->action == action::kRestartFromLatest ||
                                 restart->action == action::kRollback);
-  pending_restart_ = PendingRestart{event ? event->kind : "", event ? event->time_us : Now(), counts};
+  pending_restart_ =
+      PendingRestart{event ? event->kind : "", event ? event->time_us : Now(), counts};
   recovering_from_ = event ? event->kind : "";
   auto params = json::parse(restart->params_json, nullptr, false);
   if (!params.is_object() || !params.contains("checkpoint")) return;

@@ -130,7 +130,8 @@ PlaybookHistory RunTakeover::History() const {
     auto e = by_id.find(*i.event_id);
     if (e == by_id.end()) continue;
     const std::string rule = i.actor.substr(5);
-    if (applications.insert({rule, *i.event_id}).second) h.applied.emplace_back(rule, e->second->time_us);
+    if (applications.insert({rule, *i.event_id}).second)
+      h.applied.emplace_back(rule, e->second->time_us);
   }
   std::map<int64_t, const InterventionRow*> interventions_by_id;
   for (const auto& i : interventions) interventions_by_id[i.id] = &i;

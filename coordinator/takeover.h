@@ -30,9 +30,9 @@ namespace vigil::coordinator {
 
 // What the playbook saw and did, for PlaybookEngine::Replay.
 struct PlaybookHistory {
-  std::vector<Detection> seen;                              // the playbook's detections
-  std::vector<std::pair<std::string, int64_t>> applied;     // rule, its detection's time
-  std::vector<int64_t> restarts;                            // counted restarts' detection times
+  std::vector<Detection> seen;                           // the playbook's detections
+  std::vector<std::pair<std::string, int64_t>> applied;  // rule, its detection's time
+  std::vector<int64_t> restarts;                         // counted restarts' detection times
 };
 
 struct RunTakeover {

@@ -87,9 +87,8 @@ int main(int argc, char** argv) {
                    "vigild: run %lld of job %s in %s is unfinished, but %s is not the job it "
                    "ran (config hash %s, not %s): take it over with the job it ran, or start a "
                    "new run with --new-run\n",
-                   static_cast<long long>(t->run.id), spec->name.c_str(),
-                   options.workdir.c_str(), job_file.c_str(), t->run.config_hash.c_str(),
-                   spec->ConfigHash().c_str());
+                   static_cast<long long>(t->run.id), spec->name.c_str(), options.workdir.c_str(),
+                   job_file.c_str(), t->run.config_hash.c_str(), spec->ConfigHash().c_str());
       return 2;
     }
     run_id = t->run.id;
@@ -98,8 +97,7 @@ int main(int argc, char** argv) {
     takeover = std::move(t.value());
   } else {
     auto spec_text = ReadFile(job_file);
-    auto created = logbook.value()->CreateRun(spec->name,
-                                              spec_text.ok() ? spec_text.value() : "",
+    auto created = logbook.value()->CreateRun(spec->name, spec_text.ok() ? spec_text.value() : "",
                                               spec->ConfigHash(), options.workdir, NowMicros());
     if (!created.ok()) {
       std::fprintf(stderr, "vigild: %s\n", created.status().ToString().c_str());

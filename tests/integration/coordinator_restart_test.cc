@@ -39,7 +39,7 @@ std::string WriteJob(const TempDir& dir, const std::string& extra_limits = "") {
 }
 
 testing::JobRun RunJob(const TempDir& dir, const std::string& job, const std::string& workdir,
-                    const std::string& extra) {
+                       const std::string& extra) {
   auto run = testing::VigilRun(job, workdir, extra, dir.path());
   EXPECT_EQ(run.exit_code, 0) << run.err;
   EXPECT_EQ(run.summary.value("status", ""), "succeeded") << run.summary.dump() << "\n" << run.err;
@@ -106,7 +106,8 @@ class CoordinatorRestart : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     suite_dir_ = new TempDir;
-    clean_ = new json(RunJob(*suite_dir_, WriteJob(*suite_dir_), *suite_dir_ / "clean", "").summary);
+    clean_ =
+        new json(RunJob(*suite_dir_, WriteJob(*suite_dir_), *suite_dir_ / "clean", "").summary);
   }
   static void TearDownTestSuite() {
     delete clean_;
@@ -172,8 +173,8 @@ TEST_F(CoordinatorRestart, ARankKilledWhileVigildIsAwayIsFoundAndAnswered) {
   // The test, not vigil run's watchdog, decides when the stopped vigild dies.
   job_ = WriteJob(dir_, "\n  coordinator_watchdog_ms: -1");
   const std::string workdir = dir_ / "away";
-  pid_t vigil = testing::StartVigil(
-      {"run", job_, "--workdir", workdir, "-o", "json"}, dir_ / "away.out");
+  pid_t vigil =
+      testing::StartVigil({"run", job_, "--workdir", workdir, "-o", "json"}, dir_ / "away.out");
   ASSERT_GT(vigil, 0);
   ASSERT_GE(WaitForStep(workdir, 60), 60);
   // vigild stops; past the agents' heartbeat timeout they count it lost
@@ -221,8 +222,8 @@ TEST_F(CoordinatorRestart, AStoppedVigildIsFencedOutByTheOneThatTookOver) {
   // vigil run's watchdog would kill the stopped vigild: here it is left stopped.
   job_ = WriteJob(dir_, "\n  coordinator_watchdog_ms: -1");
   const std::string workdir = dir_ / "stopped";
-  pid_t vigil = testing::StartVigil({"run", job_, "--workdir", workdir, "-o", "json"},
-                                    dir_ / "stopped.out");
+  pid_t vigil =
+      testing::StartVigil({"run", job_, "--workdir", workdir, "-o", "json"}, dir_ / "stopped.out");
   ASSERT_GT(vigil, 0);
   ASSERT_GE(WaitForStep(workdir, 60), 60);
   const int stale = VigildPid(workdir);

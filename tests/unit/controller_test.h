@@ -8,8 +8,8 @@
 
 #include <utility>
 
-#include <boost/asio.hpp>
 #include <algorithm>
+#include <boost/asio.hpp>
 #include <filesystem>
 #include <map>
 #include <memory>

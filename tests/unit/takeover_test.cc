@@ -53,8 +53,8 @@ TEST(Takeover, AWorldWhoseRanksAllLiveIsAdoptedAsItStands) {
   AdoptedAsLaunched(first, &second, 0);
   second.controller->Restore(t);
   EXPECT_EQ(second.controller->takeover_hosts(), (V{"host-0", "host-1"}));
-  second.controller->Adopt({0, 1}, {{0, HelloOf("host-0", 0, {0, 1})},
-                                    {1, HelloOf("host-1", 0, {2, 3})}});
+  second.controller->Adopt({0, 1},
+                           {{0, HelloOf("host-0", 0, {0, 1})}, {1, HelloOf("host-1", 0, {2, 3})}});
   second.Settle();
   EXPECT_EQ(second.state(), JobState::kRunning);
   EXPECT_EQ(second.agents.Count(wire::Envelope::kLaunchRanks), 0) << "nothing was relaunched";
@@ -84,8 +84,8 @@ TEST(Takeover, ARankGoneWhileVigildWasAwayIsADetectionAnsweredByThePlaybook) {
   AdoptedAsLaunched(first, &second, 0);
   second.controller->Restore(first.LogbookOf());
   // Rank 3 is neither live nor among the exits host-1 kept.
-  second.controller->Adopt({0, 1}, {{0, HelloOf("host-0", 0, {0, 1})},
-                                    {1, HelloOf("host-1", 0, {2})}});
+  second.controller->Adopt({0, 1},
+                           {{0, HelloOf("host-0", 0, {0, 1})}, {1, HelloOf("host-1", 0, {2})}});
   second.Settle();
   const auto exits = second.Events(kind::kProcessExit);
   ASSERT_EQ(exits.size(), 1u);
@@ -107,8 +107,8 @@ TEST(Takeover, AKeptExitIsHandledOnceTheGenerationIsAdopted) {
   second.ContinueFrom(first);
   AdoptedAsLaunched(first, &second, 0);
   second.controller->Restore(first.LogbookOf());
-  second.controller->Adopt({0, 1}, {{0, HelloOf("host-0", 0, {0, 1})},
-                                    {1, HelloOf("host-1", 0, {2}, {3})}});
+  second.controller->Adopt(
+      {0, 1}, {{0, HelloOf("host-0", 0, {0, 1})}, {1, HelloOf("host-1", 0, {2}, {3})}});
   EXPECT_EQ(second.state(), JobState::kRunning);
   EXPECT_TRUE(second.Events(kind::kProcessExit).empty());
   second.Exit(3, 0, 9);  // the kept RankExited, delivered after the Hello
@@ -134,8 +134,7 @@ TEST(Takeover, BetweenGenerationsTheRestartDecidedIsCarriedOut) {
   AdoptedAsLaunched(first, &second, 0);
   second.controller->Restore(t);
   // host-1 still runs rank 2 of the old generation (its teardown order was lost).
-  second.controller->Adopt({0, 1}, {{0, HelloOf("host-0", 0, {})},
-                                    {1, HelloOf("host-1", 0, {2})}});
+  second.controller->Adopt({0, 1}, {{0, HelloOf("host-0", 0, {})}, {1, HelloOf("host-1", 0, {2})}});
   EXPECT_EQ(second.state(), JobState::kRecovering);
   EXPECT_EQ(second.agents.Killed(0), (std::set<int>{0, 1}));
   EXPECT_EQ(second.agents.Count(wire::Envelope::kLaunchRanks), 0) << "not before the teardown";
@@ -203,8 +202,8 @@ TEST(Takeover, ThePlaybooksWindowsAndCountsCarryOver) {
   second.ContinueFrom(first);
   AdoptedAsLaunched(first, &second, 2);
   second.controller->Restore(t);
-  second.controller->Adopt({0, 1}, {{0, HelloOf("host-0", 2, {0, 1})},
-                                    {1, HelloOf("host-1", 2, {2, 3})}});
+  second.controller->Adopt({0, 1},
+                           {{0, HelloOf("host-0", 2, {0, 1})}, {1, HelloOf("host-1", 2, {2, 3})}});
   EXPECT_EQ(second.controller->progress().restarts, 2);
   second.Step(5);
   second.Exit(0, 0, 9);

@@ -68,14 +68,14 @@ class Agent {
     auto token = ReadTokenFile(o_.token_file);
     if (!token.ok()) return token.status();
     token_ = token.value();
-    VIGIL_RETURN_IF_ERROR(link_.Register(
-        [this](bool again) { return MakeHello(again); },
-        [this](wire::Envelope e) { OnOrder(std::move(e)); },
-        [this](const wire::HelloAck& ack, bool again) { OnRegistered(ack, again); },
-        [this](const std::string& why) {
-          log_->error("{}: killing all ranks", why);
-          ShutdownRanks(1);
-        }));
+    VIGIL_RETURN_IF_ERROR(
+        link_.Register([this](bool again) { return MakeHello(again); },
+                       [this](wire::Envelope e) { OnOrder(std::move(e)); },
+                       [this](const wire::HelloAck& ack, bool again) { OnRegistered(ack, again); },
+                       [this](const std::string& why) {
+                         log_->error("{}: killing all ranks", why);
+                         ShutdownRanks(1);
+                       }));
     boost::system::error_code ec;
 
     // The unix socket ranks report through.

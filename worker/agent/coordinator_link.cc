@@ -43,7 +43,8 @@ Status CoordinatorLink::Register(HelloMaker hello, OrderHandler on_order,
   on_registered_ = std::move(on_registered);
   on_gone_ = std::move(on_gone);
   wire::HelloAck ack;
-  auto sock = FramedSocket::ConnectAndHello(address_, make_hello_(false), o_.register_timeout, &ack);
+  auto sock =
+      FramedSocket::ConnectAndHello(address_, make_hello_(false), o_.register_timeout, &ack);
   if (!sock.ok()) return sock.status();
   if (!fence_.Admit(ack.epoch())) {
     return Status::FailedPrecondition("vigild at " + address_ + " has coordinator epoch " +
@@ -73,13 +74,13 @@ void CoordinatorLink::Attach(int fd, const std::string& already_read, const wire
   if (on_registered_) on_registered_(ack, again);
   // What was kept while vigild was away, in order, before anything new.
   if (again) {
-    log_->info("re-registered with vigild at {} (coordinator epoch {}) after {} ms: {} kept "
-               "message(s) follow, {} dropped",
-               address_, fence_.newest(),
-               std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() -
-                                                        lost_at_)
-                   .count(),
-               buffer_.size(), dropped_);
+    log_->info(
+        "re-registered with vigild at {} (coordinator epoch {}) after {} ms: {} kept "
+        "message(s) follow, {} dropped",
+        address_, fence_.newest(),
+        std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - lost_at_)
+            .count(),
+        buffer_.size(), dropped_);
   }
   std::weak_ptr<bool> alive = alive_;
   conn_->Start(
@@ -122,8 +123,8 @@ void CoordinatorLink::Watch() {
     if (silent > heartbeat_timeout_) {
       return Lost("no heartbeat from vigild for " +
                   std::to_string(std::chrono::duration_cast<milliseconds>(silent).count()) +
-                  " ms (limits.heartbeat_timeout_ms " +
-                  std::to_string(heartbeat_timeout_.count()) + ")");
+                  " ms (limits.heartbeat_timeout_ms " + std::to_string(heartbeat_timeout_.count()) +
+                  ")");
     }
     Watch();
   });
@@ -192,9 +193,8 @@ void CoordinatorLink::Lost(const std::string& why) {
 std::chrono::milliseconds CoordinatorLink::Backoff() {
   // Full jitter over an exponentially growing ceiling: agents that lost the
   // same vigild do not all knock at once.
-  const int64_t ceiling =
-      std::min<int64_t>(o_.backoff_max.count(),
-                        o_.backoff_initial.count() << std::min(attempts_, 20));
+  const int64_t ceiling = std::min<int64_t>(o_.backoff_max.count(), o_.backoff_initial.count()
+                                                                        << std::min(attempts_, 20));
   std::uniform_int_distribution<int64_t> pick(ceiling / 2, std::max<int64_t>(1, ceiling));
   return milliseconds(pick(rng_));
 }
@@ -243,9 +243,10 @@ void CoordinatorLink::Attempt() {
       }
       if (!fence_.Admit(out->ack.epoch())) {
         // A stale vigild (woken from a SIGSTOP) answered: not the one to rejoin.
-        log_->error("vigild at {} answered with coordinator epoch {}, older than epoch {}: "
-                    "ignored",
-                    address_, out->ack.epoch(), fence_.newest());
+        log_->error(
+            "vigild at {} answered with coordinator epoch {}, older than epoch {}: "
+            "ignored",
+            address_, out->ack.epoch(), fence_.newest());
         return ScheduleAttempt();
       }
       const std::string already_read = out->sock->TakeBuffered();
