@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <atomic>
 #include <fstream>
 
 #include "tests/unit/test_util.h"
@@ -563,6 +564,36 @@ TEST(LogbookWriter, NumbersRowsAheadAndCallsBackOnlyAfterTheirCommit) {
   ASSERT_EQ(errors.size(), 1u);
   EXPECT_NE(errors[0].find("FOREIGN KEY"), std::string::npos) << errors[0];
   EXPECT_GE(w.commits(), 1u);
+}
+
+TEST(LogbookWriter, AWriterFencedByANewerEpochWritesAndDoesNothingMore) {
+  TempDir dir;
+  const std::string path = dir / "logbook.sqlite";
+  auto reader = Logbook::Open(path, true).value();
+  const int64_t run = reader->CreateRun("r", "", "", "", 1).value();
+  const int64_t mine = reader->BeginEpoch(run, 1, 100, "a").value();
+  auto w = LogbookWriter::Open(path).value();
+  std::atomic<int64_t> fenced_by{0};
+  w->Fence(mine, [&](int64_t newer) { fenced_by = newer; });
+  EventRow e;
+  e.run_id = run;
+  e.kind = "straggler";
+  w->AddEvent(e);
+  w->Flush();
+  EXPECT_FALSE(w->fenced());
+  EXPECT_EQ(reader->Events(run).value().size(), 1u) << "its own epoch is the newest: written";
+  // A newer vigild takes the run over.
+  const int64_t newer = reader->BeginEpoch(run, 2, 200, "b").value();
+  std::atomic<bool> ordered{false};
+  w->AddEvent(e);
+  w->AfterCommit([&] { ordered = true; });
+  w->Flush();  // returns: nothing is left waiting
+  EXPECT_TRUE(w->fenced());
+  EXPECT_EQ(fenced_by.load(), newer);
+  EXPECT_FALSE(ordered.load()) << "what waited on the fenced commit never happens";
+  w->AddEvent(e);
+  w->Flush();
+  EXPECT_EQ(reader->Events(run).value().size(), 1u) << "nothing of the fenced writer's";
 }
 
 TEST(LogbookWriter, CommitsEverythingQueuedWhenDestroyed) {
