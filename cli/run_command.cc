@@ -298,6 +298,21 @@ int RunJob(const RunArgs& args) {
       // its death, not the job's: a new vigild takes the run over, and the
       // agents, whose ranks train on meanwhile, register with it.
       const bool died = WIFSIGNALED(status) && !forwarded_interrupt;
+      if (died) {
+        // Killed by a vigild that took the run over (it was stopped, holding
+        // the logbook): that one goes on; start no rival to it.
+        auto a = ReadFile(addr_file);
+        auto j = a.ok() ? json::parse(a.value(), nullptr, false) : json();
+        const int other = j.is_object() ? j.value("pid", 0) : 0;
+        if (other > 0 && other != vigild->pid && ::kill(other, 0) == 0) {
+          std::fprintf(stderr,
+                       "\nvigil run: vigild (pid %d) was killed; vigild pid %d has run %lld: "
+                       "following it\n",
+                       vigild->pid, other, static_cast<long long>(run_id));
+          following = true;
+          continue;
+        }
+      }
       if (!died || vigild_restarts >= spec->limits.coordinator_restarts) {
         if (died) {
           std::fprintf(stderr,

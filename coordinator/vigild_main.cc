@@ -3,8 +3,12 @@
 // last run of the job never finished, it takes that run over (takeover.h).
 #include <utility>
 
+#include <signal.h>
+#include <unistd.h>
 #include <boost/asio.hpp>
+
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <optional>
 
 #include <CLI/CLI.hpp>
@@ -12,6 +16,40 @@
 #include "common/fs.h"
 #include "common/util.h"
 #include "coordinator/coordinator.h"
+
+namespace {
+
+// A vigild SIGSTOPped in the middle of a logbook transaction holds the
+// file's write lock for as long as it stays stopped, and no vigild can take
+// its run over. The predecessor vigild.addr names, if it is a stopped
+// vigild on this host, is killed (fenced for good: it would be fenced out
+// of the logbook on waking anyway). True if one was, and is gone.
+bool KillStoppedPredecessor(const std::string& workdir,
+                            const std::shared_ptr<spdlog::logger>& log) {
+  auto addr = vigil::ReadFile(workdir + "/vigild.addr");
+  if (!addr.ok()) return false;
+  auto j = nlohmann::json::parse(addr.value(), nullptr, false);
+  const int pid = j.is_object() ? j.value("pid", 0) : 0;
+  if (pid <= 0 || pid == ::getpid()) return false;
+  const std::string proc = "/proc/" + std::to_string(pid);
+  auto comm = vigil::ReadFile(proc + "/comm");
+  auto stat = vigil::ReadFile(proc + "/stat");
+  if (!comm.ok() || !stat.ok() || comm.value().rfind("vigild", 0) != 0) return false;
+  const auto paren = stat.value().rfind(')');
+  if (paren == std::string::npos || paren + 2 >= stat.value().size() ||
+      stat.value()[paren + 2] != 'T')
+    return false;
+  log->error("vigild pid {} is stopped holding the logbook's lock: killing it", pid);
+  ::kill(pid, SIGKILL);
+  for (int i = 0; i < 100 && ::kill(pid, 0) == 0; ++i) {
+    auto now = vigil::ReadFile(proc + "/stat");
+    if (now.ok() && now.value().find(") Z") != std::string::npos) break;  // dead, not reaped
+    ::usleep(20000);
+  }
+  return true;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace vigil;
@@ -61,7 +99,19 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "vigild: %s\n", st.ToString().c_str());
     return 1;
   }
-  auto logbook = Logbook::Open(options.workdir + "/logbook.sqlite", true);
+  // The logbook, writable: a write transaction begins (and is rolled back).
+  auto open_writable = [&]() -> Result<std::unique_ptr<Logbook>> {
+    auto lb = Logbook::Open(options.workdir + "/logbook.sqlite", true);
+    if (!lb.ok()) return lb.status();
+    VIGIL_RETURN_IF_ERROR(lb.value()->Begin());
+    lb.value()->Rollback();
+    return lb;
+  };
+  auto logbook = open_writable();
+  if (!logbook.ok() && logbook.status().message().find("locked") != std::string::npos &&
+      KillStoppedPredecessor(options.workdir, log)) {
+    logbook = open_writable();
+  }
   if (!logbook.ok()) {
     std::fprintf(stderr, "vigild: %s\n", logbook.status().ToString().c_str());
     return 1;
