@@ -49,6 +49,14 @@ bool IsCoordinatorFault(const std::string& kind) {
 
 namespace {
 
+// The STEP of @STEP (throws if it is not a positive integer).
+int64_t ParseStep(const std::string& step) {
+  size_t used = 0;
+  const int64_t n = std::stoll(step, &used);
+  if (used != step.size() || n < 1) throw std::invalid_argument("step");
+  return n;
+}
+
 // kill-vigild[@STEP], hang-vigild[:MS][@STEP].
 Result<ChaosFault> ParseCoordinatorFault(const std::string& spec, const std::string& usage) {
   ChaosFault f;
@@ -67,11 +75,7 @@ Result<ChaosFault> ParseCoordinatorFault(const std::string& spec, const std::str
     } else if (f.kind == "hang-vigild") {
       f.hang_ms = kDefaultVigildHangMs;
     }
-    if (at != std::string::npos) {
-      const std::string step = spec.substr(at + 1);
-      f.step = std::stoll(step, &used);
-      if (used != step.size() || f.step < 1) throw std::invalid_argument("step");
-    }
+    if (at != std::string::npos) f.step = ParseStep(spec.substr(at + 1));
   } catch (const std::exception&) {
     return Status::InvalidArgument(usage);
   }
@@ -122,11 +126,7 @@ Result<ChaosFault> ParseChaosFault(const std::string& spec) {
         throw std::invalid_argument("how");
       }
     }
-    if (at != std::string::npos) {
-      const std::string step = spec.substr(at + 1);
-      f.step = std::stoll(step, &used);
-      if (used != step.size() || f.step < 1) throw std::invalid_argument("step");
-    }
+    if (at != std::string::npos) f.step = ParseStep(spec.substr(at + 1));
   } catch (const std::exception&) {
     return Status::InvalidArgument(usage);
   }

@@ -571,30 +571,25 @@ void Coordinator::OnFenced(int64_t newer) {
       "coordinator epoch {} has taken run {} over: this vigild (epoch {}) writes and "
       "orders nothing more, and exits",
       newer, run_id_, registry_.epoch());
+  CloseAll(Status::Unavailable("fenced"));
+}
+
+void Coordinator::CloseAll(const Status& why) {
   boost::system::error_code ec;
   acceptor_.close(ec);
   tick_.cancel();
   http_->Stop();
+  // Closing calls OnClose, which erases from connections_: close a copy.
   std::vector<TcpConnection::Ptr> open;
   for (auto& [id, entry] : connections_) open.push_back(entry.second);
-  for (auto& c : open) c->Close(Status::Unavailable("fenced"));
+  for (auto& c : open) c->Close(why);
   io_.stop();
 }
 
 void Coordinator::Shutdown() {
   // Give the goodbyes a moment to flush, then stop accepting and leave the loop.
   shutdown_timer_.expires_after(std::chrono::milliseconds(spec_.limits.shutdown_flush_ms));
-  shutdown_timer_.async_wait([this](boost::system::error_code) {
-    boost::system::error_code ec;
-    acceptor_.close(ec);
-    tick_.cancel();
-    http_->Stop();
-    // Closing calls OnClose, which erases from connections_: close a copy.
-    std::vector<TcpConnection::Ptr> open;
-    for (auto& [id, entry] : connections_) open.push_back(entry.second);
-    for (auto& c : open) c->Close(Status::Ok());
-    io_.stop();
-  });
+  shutdown_timer_.async_wait([this](boost::system::error_code) { CloseAll(Status::Ok()); });
 }
 
 HttpResponse Coordinator::EventsJson(const std::string& query) {

@@ -136,6 +136,8 @@ class Coordinator {
   void Shutdown();
   // A newer coordinator epoch exists: stop at once, doing nothing more.
   void OnFenced(int64_t newer);
+  // Stops accepting, closes every connection and leaves the loop.
+  void CloseAll(const Status& why);
   HttpResponse StatusJson() const;
   // /api/v1/events?since=..&kind=..: the newest kApiDefaultLast unless `last` says.
   static constexpr size_t kApiDefaultLast = 1000;
