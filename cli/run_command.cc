@@ -270,6 +270,7 @@ int RunJob(const RunArgs& args) {
   // by a newer one (started by a person or a standby) that took the run over.
   bool following = false;
   double last_answer = elapsed();  // vigild's last answer to a status request
+  int unanswered = 0;              // status requests unanswered since
   std::optional<bool> followed_ok;
   while (true) {
     int status = 0;
@@ -335,6 +336,7 @@ int RunJob(const RunArgs& args) {
       rpc = vigild->addr["rpc"];
       http = vigild->addr["http"];
       last_answer = elapsed();
+      unanswered = 0;
       continue;
     }
     if (g_interrupted && !forwarded_interrupt) {
@@ -350,11 +352,18 @@ int RunJob(const RunArgs& args) {
       forwarded_interrupt = true;
     }
     auto resp = HttpGet(http, "/api/v1/status", std::chrono::milliseconds(1000));
-    if (resp.ok()) last_answer = elapsed();
+    if (resp.ok()) {
+      last_answer = elapsed();
+      unanswered = 0;
+    } else {
+      ++unanswered;
+    }
     // A vigild that stopped answering (SIGSTOPped, wedged) is killed: the
     // vigild started in its place takes the run over.
     const int watchdog_ms = spec->limits.CoordinatorWatchdogMs();
-    if (!following && watchdog_ms > 0 && elapsed() - last_answer > watchdog_ms / 1000.0) {
+    // Three polls in a row unanswered, and the limit past: one slow answer is not a wedge.
+    if (!following && watchdog_ms > 0 && unanswered >= 3 &&
+        elapsed() - last_answer > watchdog_ms / 1000.0) {
       std::fprintf(stderr, "\nvigil run: vigild (pid %d) has not answered for %d ms: killing it\n",
                    vigild->pid, watchdog_ms);
       ::kill(vigild->pid, SIGKILL);

@@ -5,6 +5,8 @@
 // silently fall back to a default for two months.
 #pragma once
 
+#include <algorithm>
+
 #include <cstdint>
 #include <string>
 
@@ -138,11 +140,13 @@ struct LimitsSpec {
   // `vigil run` starts a vigild that died again, at most this many times.
   int coordinator_restarts = 10;
   // `vigil run` kills a vigild that has not answered its status for this
-  // long (stopped or wedged), and so starts another, before the agents
-  // count it lost. 0: heartbeat_timeout_ms / 2; negative: never.
+  // long (stopped or wedged), and so starts another (which adopts the
+  // agents' ranks; the dead one never wakes to act on its stale view).
+  // 0: max(heartbeat_timeout_ms, 3000); negative: never.
   int coordinator_watchdog_ms = 0;
   int CoordinatorWatchdogMs() const {
-    return coordinator_watchdog_ms != 0 ? coordinator_watchdog_ms : heartbeat_timeout_ms / 2;
+    return coordinator_watchdog_ms != 0 ? coordinator_watchdog_ms
+                                        : std::max(heartbeat_timeout_ms, 3000);
   }
 };
 
