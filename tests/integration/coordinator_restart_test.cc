@@ -96,6 +96,13 @@ int64_t WaitForStep(const std::string& workdir, int64_t step) {
   return -1;
 }
 
+// `vigil run -o json`'s summary: the last line it printed.
+json SummaryOf(const std::string& out) {
+  testing::CommandResult r;
+  r.out = out;
+  return json::parse(r.LastLine(), nullptr, false);
+}
+
 int VigildPid(const std::string& workdir) {
   auto j = json::parse(Slurp(workdir + "/vigild.addr"), nullptr, false);
   return j.is_object() ? j.value("pid", 0) : 0;
@@ -192,9 +199,7 @@ TEST_F(CoordinatorRestart, ARankKilledWhileVigildIsAwayIsFoundAndAnswered) {
   ASSERT_EQ(::waitpid(vigil, &status, 0), vigil);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << Slurp(dir_ / "away.out");
   const std::string out = Slurp(dir_ / "away.out");
-  const auto last = out.rfind("\n{");
-  const json summary =
-      json::parse(last == std::string::npos ? out : out.substr(last + 1), nullptr, false);
+  const json summary = SummaryOf(out);
   ASSERT_TRUE(summary.is_object()) << out;
   EXPECT_EQ(summary["status"], "succeeded");
   EXPECT_EQ(summary["params_digest"], (*clean_)["params_digest"]);
@@ -253,9 +258,7 @@ TEST_F(CoordinatorRestart, AStoppedVigildIsFencedOutByTheOneThatTookOver) {
   EXPECT_NE(out.find(killed ? "following it" : "was fenced out"), std::string::npos) << out;
   ASSERT_EQ(::waitpid(fresh, &status, 0), fresh);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << Slurp(dir_ / "fresh.log");
-  const auto last = out.rfind("\n{");
-  const json summary =
-      json::parse(last == std::string::npos ? out : out.substr(last + 1), nullptr, false);
+  const json summary = SummaryOf(out);
   ASSERT_TRUE(summary.is_object()) << out;
   EXPECT_EQ(summary["status"], "succeeded");
   EXPECT_EQ(summary["params_digest"], (*clean_)["params_digest"]);
