@@ -219,6 +219,7 @@ Status Coordinator::Start() {
   seams.metrics = &metrics_;
   seams.storage = checkpoint::Storage::Default();
   seams.self_fault = FaultThisProcess;
+  seams.crash_points = options_.crash_points;
   controller_ = std::make_unique<JobController>(io_, spec_, paths, run_id_, seams, options_.chaos,
                                                 playbook.value());
   controller_->on_terminal = [this] { Shutdown(); };

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/asio_connection.h"
+#include "common/crash_point.h"
 #include "common/job_spec.h"
 #include "common/vocabulary.h"
 #include "coordinator/clock.h"
@@ -38,6 +39,7 @@ struct CoordinatorOptions {
   int listen_port = 0;
   int http_port = 0;
   std::vector<ChaosFault> chaos;
+  CrashPoints crash_points;  // from the environment (common/crash_point.h)
 };
 
 // Registered agents, by index in registration order; a lost agent keeps its

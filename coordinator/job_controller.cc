@@ -54,7 +54,8 @@ JobController::JobController(boost::asio::io_context& io, const JobSpec& spec, J
       goodput_(seams.clock->NowMicros()),
       start_timer_(seams.clock->NewTimer()),
       teardown_timer_(seams.clock->NewTimer()),
-      hang_timer_(seams.clock->NewTimer()) {
+      hang_timer_(seams.clock->NewTimer()),
+      crash_points_(seams.crash_points) {
   // Leaving a state cancels its timers.
   machine_.Bind(start_timer_.get(), {JobState::kRendezvous});
   machine_.Bind(teardown_timer_.get(), {JobState::kRecovering});

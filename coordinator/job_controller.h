@@ -51,6 +51,7 @@
 #include <vector>
 
 #include "checkpoint/storage.h"
+#include "common/crash_point.h"
 #include "common/job_spec.h"
 #include "common/util.h"
 #include "common/vigil.pb.h"
@@ -93,6 +94,8 @@ struct ControllerSeams {
   // not injected, as in the scenario tests). Called once the fault's
   // intervention is committed.
   std::function<void(const ChaosFault&)> self_fault;
+  // Where a test has vigild die (common/crash_point.h); none by default.
+  CrashPoints crash_points;
 };
 
 class JobController {
@@ -256,6 +259,7 @@ class JobController {
   StepRecorder steps_;
   GoodputTracker goodput_;
   std::unique_ptr<Timer> start_timer_, teardown_timer_, hang_timer_;
+  const CrashPoints crash_points_;
 
   Generation gen_;
   std::set<std::pair<int64_t, int64_t>> failed_saves_;  // (generation, step) already recorded

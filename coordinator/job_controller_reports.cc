@@ -199,6 +199,7 @@ void JobController::OnTeardownTimeout(int64_t number) {
 
 void JobController::OnGenerationStopped(int agent, uint64_t generation) {
   if (static_cast<int64_t>(generation) != gen_.number || state() != JobState::kRecovering) return;
+  crash_points_.Reach(crash_point::kTeardownConfirmed, gen_.number);
   gen_.agents_stopped.insert(agent);
   MaybeLaunchNext();
 }
@@ -229,6 +230,7 @@ void JobController::OnRankReport(int /*agent*/, const wire::RankReport& r) {
     case wire::RankReport::STEP:
       return OnStep(r);
     case wire::RankReport::SAVING:
+      crash_points_.Reach(crash_point::kSaving, gen_.number);
       hangs_.OnSaving(rank, Now());
       break;
     case wire::RankReport::NONFINITE:
@@ -236,10 +238,12 @@ void JobController::OnRankReport(int /*agent*/, const wire::RankReport& r) {
       gen_.nonfinite[rank] = r;
       break;
     case wire::RankReport::CHECKPOINT:
+      crash_points_.Reach(crash_point::kCheckpointReported, gen_.number);
       return OnCheckpoint(r);
     case wire::RankReport::CHECKPOINT_FAILED:
       return OnCheckpointFailed(r);
     case wire::RankReport::STARTED:
+      crash_points_.Reach(crash_point::kRankStarted, gen_.number);
       // Restart-time changes the rank applied (optimizer switch, LR scale).
       if (rank == 0 && !r.message().empty())
         log_->warn("generation {} resumes with changes: {}", gen_.number, r.message());

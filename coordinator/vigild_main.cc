@@ -87,6 +87,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   options.chaos = std::move(faults.value());
+  auto crash_points = CrashPoints::FromEnvironment();
+  if (!crash_points.ok()) {
+    std::fprintf(stderr, "vigild: %s\n", crash_points.status().message().c_str());
+    return 2;
+  }
+  options.crash_points = crash_points.value();
   auto token = ReadTokenFile(token_file);
   if (!token.ok()) {
     std::fprintf(stderr, "vigild: %s\n", token.status().message().c_str());

@@ -3,131 +3,24 @@
 // own chaos fault, or by the test) and SIGSTOPped; `vigil run` starts it
 // again, it takes the run over from the logbook, and the agents, whose
 // ranks trained on meanwhile, register with it.
-#include <gtest/gtest.h>
-#include <sqlite3.h>
-
-#include <map>
-#include <nlohmann/json.hpp>
-#include <regex>
-#include <set>
-
-#include "common/fs.h"
-#include "common/util.h"
-#include "logbook/logbook.h"
-#include "tests/integration/process_util.h"
-#include "tests/unit/test_util.h"
+#include "tests/integration/takeover_fixture.h"
 
 namespace vigil {
 namespace {
 
 using nlohmann::json;
 using std::chrono::milliseconds;
+using testing::CleanRun;
+using testing::CoordinatorRestart;
+using testing::EventsOfKind;
+using testing::IntegrityCheck;
+using testing::RunJob;
 using testing::Slurp;
-using testing::TempDir;
-
-// The demo job, with agents that give up on a silent vigild sooner (and
-// `extra_limits`, lines of its limits section).
-std::string WriteJob(const TempDir& dir, const std::string& extra_limits = "") {
-  std::string job = Slurp(testing::kTiny);
-  const std::string from = "heartbeat_timeout_ms: 5000";
-  const auto at = job.find(from);
-  EXPECT_NE(at, std::string::npos);
-  job.replace(at, from.size(), "heartbeat_timeout_ms: 1500" + extra_limits);
-  const std::string path = dir / "job.yaml";
-  EXPECT_TRUE(WriteFileAtomic(path, job).ok());
-  return path;
-}
-
-testing::JobRun RunJob(const TempDir& dir, const std::string& job, const std::string& workdir,
-                       const std::string& extra) {
-  auto run = testing::VigilRun(job, workdir, extra, dir.path());
-  EXPECT_EQ(run.exit_code, 0) << run.err;
-  EXPECT_EQ(run.summary.value("status", ""), "succeeded") << run.summary.dump() << "\n" << run.err;
-  return run;
-}
-
-// Every rank process the agents started: (rank, generation) -> pid, from their logs.
-std::map<std::pair<int, int>, int> StartedRanks(const std::string& workdir) {
-  std::map<std::pair<int, int>, int> out;
-  const std::regex line(R"(started rank (\d+) of generation (\d+) as pid (\d+))");
-  for (const auto& e : std::filesystem::directory_iterator(workdir + "/logs")) {
-    if (e.path().filename().string().rfind("agent-", 0) != 0) continue;
-    const std::string text = Slurp(e.path().string());
-    for (auto it = std::sregex_iterator(text.begin(), text.end(), line);
-         it != std::sregex_iterator(); ++it) {
-      out[{std::stoi((*it)[1]), std::stoi((*it)[2])}] = std::stoi((*it)[3]);
-    }
-  }
-  return out;
-}
-
-std::string IntegrityCheck(const std::string& path) {
-  sqlite3* db = nullptr;
-  EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
-  std::string out;
-  sqlite3_stmt* s = nullptr;
-  sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &s, nullptr);
-  while (sqlite3_step(s) == SQLITE_ROW)
-    out += reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
-  sqlite3_finalize(s);
-  sqlite3_close(db);
-  return out;
-}
-
-std::vector<EventRow> EventsOfKind(Logbook& lb, int64_t run, const std::string& kind) {
-  std::vector<EventRow> out;
-  auto events = lb.Events(run);
-  EXPECT_TRUE(events.ok());
-  if (!events.ok()) return out;
-  for (const auto& e : events.value()) {
-    if (e.kind == kind) out.push_back(e);
-  }
-  return out;
-}
-
-// Polls vigild's status until rank 0 passes `step` (the job is running).
-int64_t WaitForStep(const std::string& workdir, int64_t step) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (std::chrono::steady_clock::now() < deadline) {
-    json s = testing::WaitForJobState(workdir, "running", milliseconds(2000));
-    if (s.is_object() && s.value("step", int64_t{0}) >= step) return s["step"];
-    std::this_thread::sleep_for(milliseconds(50));
-  }
-  return -1;
-}
-
-// `vigil run -o json`'s summary: the last line it printed.
-json SummaryOf(const std::string& out) {
-  testing::CommandResult r;
-  r.out = out;
-  return json::parse(r.LastLine(), nullptr, false);
-}
-
-int VigildPid(const std::string& workdir) {
-  auto j = json::parse(Slurp(workdir + "/vigild.addr"), nullptr, false);
-  return j.is_object() ? j.value("pid", 0) : 0;
-}
-
-// The undisturbed run every test compares with, once for the suite.
-class CoordinatorRestart : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    suite_dir_ = new TempDir;
-    clean_ =
-        new json(RunJob(*suite_dir_, WriteJob(*suite_dir_), *suite_dir_ / "clean", "").summary);
-  }
-  static void TearDownTestSuite() {
-    delete clean_;
-    delete suite_dir_;
-  }
-  void SetUp() override { job_ = WriteJob(dir_); }
-  static TempDir* suite_dir_;
-  static json* clean_;
-  TempDir dir_;
-  std::string job_;
-};
-TempDir* CoordinatorRestart::suite_dir_ = nullptr;
-json* CoordinatorRestart::clean_ = nullptr;
+using testing::StartedRanks;
+using testing::SummaryOf;
+using testing::VigildPid;
+using testing::WaitForStep;
+using testing::WriteJob;
 
 TEST_F(CoordinatorRestart, SigkilledFiveTimesTheRanksTrainOnBitExactly) {
   const std::string workdir = dir_ / "killed";
