@@ -120,12 +120,15 @@ void ExpectConsistentEnd(const CrashRun& c, const json& clean, Logbook& lb) {
   EXPECT_TRUE(testing::ProcessesMentioning(c.workdir).empty());
 }
 
-TEST_F(CoordinatorRestart, KilledAfterTheTeardownOrderTheRestartIsCarriedOutOnce) {
-  // Rank 1 dies at step 100; vigild orders the teardown and dies when the
-  // first agent confirms it, before the launch. Its successor finds the
-  // restart recorded, the generation ended, and launches it, once.
-  const auto c =
-      RunWithCrashPoint(dir_, job_, "teardown", "teardown-confirmed@0", "--chaos kill-rank:1@100");
+class Restart : public CoordinatorRestart, public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(Restart, KilledDuringARestartTheRestartIsCarriedOutOnce) {
+  // Rank 1 dies at step 100. vigild dies after ordering the teardown, when
+  // the first agent confirms it, before the launch (its successor finds the
+  // restart recorded, the generation ended, and launches it); or during the
+  // launch, when the new generation's first rank reports it started (its
+  // successor adopts the generation as it stands).
+  const auto c = RunWithCrashPoint(dir_, job_, "restart", GetParam(), "--chaos kill-rank:1@100");
   auto lb = Logbook::Open(c.workdir + "/logbook.sqlite", false);
   ASSERT_TRUE(lb.ok());
   ExpectConsistentEnd(c, *clean_, *lb.value());
@@ -133,19 +136,16 @@ TEST_F(CoordinatorRestart, KilledAfterTheTeardownOrderTheRestartIsCarriedOutOnce
   const int64_t id = c.run.summary["run_id"];
   EXPECT_EQ(lb.value()->Generations(id).value().size(), 2u);
   EXPECT_EQ(EventsOfKind(*lb.value(), id, kind::kProcessExit).size(), 1u);
+  EXPECT_EQ(StartedRanks(c.workdir).size(), 8u);  // every rank in both generations, none in a third
 }
 
-TEST_F(CoordinatorRestart, KilledDuringALaunchTheGenerationStartsOnce) {
-  // vigild dies when the first rank of the restart's generation reports
-  // it started (the others are starting, the rendezvous under way).
-  const auto c =
-      RunWithCrashPoint(dir_, job_, "launch", "rank-started@1", "--chaos kill-rank:1@100");
-  auto lb = Logbook::Open(c.workdir + "/logbook.sqlite", false);
-  ASSERT_TRUE(lb.ok());
-  ExpectConsistentEnd(c, *clean_, *lb.value());
-  const int64_t id = c.run.summary["run_id"];
-  EXPECT_EQ(EventsOfKind(*lb.value(), id, kind::kProcessExit).size(), 1u);
-}
+INSTANTIATE_TEST_SUITE_P(Points, Restart,
+                         ::testing::Values("teardown-confirmed@0", "rank-started@1"),
+                         [](const auto& info) {
+                           return info.param == "teardown-confirmed@0"
+                                      ? std::string("AfterTheTeardownOrder")
+                                      : std::string("DuringTheLaunch");
+                         });
 
 class CheckpointCommit : public CoordinatorRestart,
                          public ::testing::WithParamInterface<std::string> {};
