@@ -15,7 +15,7 @@
 namespace vigil {
 namespace {
 
-TEST(CrashPoints, ParsesPointsAndGenerationsAndRefusesUnknownOnes) {
+TEST(VigildCrashPoints, ParsesPointsAndGenerationsAndRefusesUnknownOnes) {
   auto c = CrashPoints::Parse("rank-started@3", "");
   ASSERT_TRUE(c.ok());
   EXPECT_TRUE(c.value().Matches(crash_point::kRankStarted, 3));
@@ -48,7 +48,7 @@ int ReachInChild(const CrashPoints& points, std::string_view point) {
   return status;
 }
 
-TEST(CrashPoints, AnArmedPointKillsOnceAndOnlyThere) {
+TEST(VigildCrashPoints, AnArmedPointKillsOnceAndOnlyThere) {
   testing::TempDir dir;
   const std::string once = dir / "fired";
   auto c = CrashPoints::Parse("checkpoint-reported@0", once);
