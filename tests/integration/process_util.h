@@ -61,16 +61,18 @@ inline CommandResult RunCommand(const std::string& command, const std::string& s
 }
 
 // `vigil run JOB --workdir WORKDIR -o json EXTRA`, its exit code and the
-// summary it ends with (its last stdout line).
+// summary it ends with (its last stdout line); `env`, VAR=VALUE words put
+// before the command.
 struct JobRun {
   int exit_code = -1;
   nlohmann::json summary;
   std::string err;
 };
 inline JobRun VigilRun(const std::string& job, const std::string& workdir, const std::string& extra,
-                       const std::string& scratch) {
-  auto r =
-      RunCommand(kVigil + " run " + job + " --workdir " + workdir + " -o json " + extra, scratch);
+                       const std::string& scratch, const std::string& env = "") {
+  auto r = RunCommand(env + (env.empty() ? "" : " ") + kVigil + " run " + job + " --workdir " +
+                          workdir + " -o json " + extra,
+                      scratch);
   return {r.exit_code, nlohmann::json::parse(r.LastLine(), nullptr, false), r.err};
 }
 

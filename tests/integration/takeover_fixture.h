@@ -43,13 +43,21 @@ inline JobRun RunJob(const TempDir& dir, const std::string& job, const std::stri
   return run;
 }
 
+// The agents' logs of a work directory.
+inline std::vector<std::string> AgentLogs(const std::string& workdir) {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(workdir + "/logs")) {
+    if (e.path().filename().string().rfind("agent-", 0) == 0) out.push_back(e.path().string());
+  }
+  return out;
+}
+
 // Every rank process the agents started: (rank, generation) -> pid, from their logs.
 inline std::map<std::pair<int, int>, int> StartedRanks(const std::string& workdir) {
   std::map<std::pair<int, int>, int> out;
   const std::regex line(R"(started rank (\d+) of generation (\d+) as pid (\d+))");
-  for (const auto& e : std::filesystem::directory_iterator(workdir + "/logs")) {
-    if (e.path().filename().string().rfind("agent-", 0) != 0) continue;
-    const std::string text = Slurp(e.path().string());
+  for (const auto& log : AgentLogs(workdir)) {
+    const std::string text = Slurp(log);
     for (auto it = std::sregex_iterator(text.begin(), text.end(), line);
          it != std::sregex_iterator(); ++it) {
       out[{std::stoi((*it)[1]), std::stoi((*it)[2])}] = std::stoi((*it)[3]);

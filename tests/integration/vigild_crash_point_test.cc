@@ -16,6 +16,7 @@ namespace vigil {
 namespace {
 
 using nlohmann::json;
+using testing::AgentLogs;
 using testing::CoordinatorRestart;
 using testing::EventsOfKind;
 using testing::IntegrityCheck;
@@ -35,11 +36,8 @@ CrashRun RunWithCrashPoint(const testing::TempDir& dir, const std::string& job,
   CrashRun c;
   c.workdir = dir / name;
   const std::string once = dir / (name + ".fired");
-  const auto r = testing::RunCommand("VIGIL_CRASH_AT=" + point + " VIGIL_CRASH_ONCE=" + once + " " +
-                                         testing::kVigil + " run " + job + " --workdir " +
-                                         c.workdir + " -o json " + extra,
-                                     dir.path());
-  c.run = {r.exit_code, json::parse(r.LastLine(), nullptr, false), r.err};
+  c.run = testing::VigilRun(job, c.workdir, extra, dir.path(),
+                            "VIGIL_CRASH_AT=" + point + " VIGIL_CRASH_ONCE=" + once);
   c.fired = std::filesystem::exists(once);
   return c;
 }
@@ -50,9 +48,8 @@ CrashRun RunWithCrashPoint(const testing::TempDir& dir, const std::string& job,
 void ExpectOneGenerationAtATime(const std::string& workdir) {
   const std::regex started(R"(started rank (\d+) of generation (\d+) as pid (\d+))");
   const std::regex exited(R"(rank (\d+) \(pid (\d+)\) of generation (\d+) exited)");
-  for (const auto& e : std::filesystem::directory_iterator(workdir + "/logs")) {
-    if (e.path().filename().string().rfind("agent-", 0) != 0) continue;
-    std::istringstream in(Slurp(e.path().string()));
+  for (const auto& log : AgentLogs(workdir)) {
+    std::istringstream in(Slurp(log));
     std::map<int, int> live;  // pid -> generation
     std::string line;
     std::smatch m;
@@ -60,7 +57,7 @@ void ExpectOneGenerationAtATime(const std::string& workdir) {
       if (std::regex_search(line, m, started)) {
         const int gen = std::stoi(m[2]);
         for (const auto& [pid, g] : live) {
-          EXPECT_GE(g, gen) << e.path() << ": generation " << gen << " started while pid " << pid
+          EXPECT_GE(g, gen) << log << ": generation " << gen << " started while pid " << pid
                             << " of generation " << g << " lived\n"
                             << line;
         }
