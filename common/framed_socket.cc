@@ -26,6 +26,16 @@ int RemainingMs(Clock::time_point deadline) {
 
 }  // namespace
 
+std::string FramedSocket::LocalAddress() const {
+  sockaddr_in addr{};
+  socklen_t len = sizeof(addr);
+  if (fd_ < 0 || ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0 ||
+      addr.sin_family != AF_INET)
+    return "";
+  char text[INET_ADDRSTRLEN] = {};
+  return ::inet_ntop(AF_INET, &addr.sin_addr, text, sizeof(text)) ? text : "";
+}
+
 Status ParseHostPort(const std::string& address, std::string* host, int* port) {
   const auto colon = address.rfind(':');
   if (colon == std::string::npos || colon == 0 || colon + 1 == address.size()) {

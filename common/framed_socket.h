@@ -44,6 +44,8 @@ class FramedSocket {
   }
 
   bool is_open() const { return fd_ >= 0; }
+  // This end's address (IPv4 "a.b.c.d"), or "" for a unix socket or none.
+  std::string LocalAddress() const;
   void Close();
 
  private:

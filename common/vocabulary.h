@@ -29,6 +29,11 @@ inline constexpr const char kLossSpike[] = "loss_spike";
 inline constexpr const char kGradNormSpike[] = "grad_norm_spike";
 // Not failures of training, but events all the same.
 inline constexpr const char kCoordinatorStopped[] = "coordinator_stopped";
+// vigild heard no agent for a while (cut off, or its loop stood still) and
+// waited for them: how long, who came back, who was then declared lost.
+inline constexpr const char kCoordinatorCutOff[] = "coordinator_cut_off";
+// An agent could not see or write the job's storage: it never joined.
+inline constexpr const char kHostRefused[] = "host_refused";
 // A vigild took over a run whose vigild died: downtime, what it found, what it adopted.
 inline constexpr const char kCoordinatorRestart[] = "coordinator_restart";
 }  // namespace kind

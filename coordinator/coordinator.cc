@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 
 #include "common/fs.h"
+#include "common/host_storage.h"
+#include "common/net_address.h"
 #include "common/util.h"
 #include "logbook/logbook_query.h"
 
@@ -25,83 +27,6 @@ bool TokensEqual(const std::string& a, const std::string& b) {
 
 }  // namespace
 
-Result<int> AgentRegistry::Register(const std::string& host, int slots, int needed_slots,
-                                    int max_agents, TcpConnection::Ptr conn) {
-  int live = 0;
-  for (const auto& a : agents_) {
-    if (a.lost) continue;  // a lost host may come back (rebooted): as a new agent
-    if (a.host == host)
-      return Status::FailedPrecondition("host " + host + " is already registered");
-    ++live;
-  }
-  if (live >= max_agents) {
-    return Status::FailedPrecondition("the job needs " + std::to_string(max_agents) +
-                                      " hosts, spares included; all are registered");
-  }
-  if (slots < needed_slots) {
-    return Status::FailedPrecondition("host " + host + " offers " + std::to_string(slots) +
-                                      " slots, the job needs " + std::to_string(needed_slots));
-  }
-  agents_.push_back({host, slots, std::move(conn), false});
-  return static_cast<int>(agents_.size()) - 1;
-}
-
-int AgentRegistry::live_count() const {
-  int n = 0;
-  for (const auto& a : agents_) n += a.lost ? 0 : 1;
-  return n;
-}
-
-bool AgentRegistry::agent_connected(int agent) const {
-  return agent >= 0 && agent < static_cast<int>(agents_.size()) && !agents_[agent].lost;
-}
-
-std::string AgentRegistry::agent_host(int agent) const {
-  return agent >= 0 && agent < static_cast<int>(agents_.size()) ? agents_[agent].host : "";
-}
-
-void AgentRegistry::SendToAgent(int agent, const wire::Envelope& env) {
-  if (agent < 0 || agent >= static_cast<int>(agents_.size())) return;
-  if (!agents_[agent].conn || agents_[agent].lost) return;
-  wire::Envelope stamped = env;
-  stamped.set_epoch(epoch_);
-  agents_[agent].conn->Send(stamped);
-}
-
-int AgentRegistry::FindHost(const std::string& host) const {
-  for (size_t i = 0; i < agents_.size(); ++i) {
-    if (!agents_[i].lost && agents_[i].host == host) return static_cast<int>(i);
-  }
-  return -1;
-}
-
-int AgentRegistry::AddAbsent(const std::string& host) {
-  agents_.push_back({host, 0, nullptr, false});
-  return static_cast<int>(agents_.size()) - 1;
-}
-
-AgentRegistry::Agent* AgentRegistry::Find(uint64_t connection_id, int* index) {
-  for (size_t i = 0; i < agents_.size(); ++i) {
-    if (agents_[i].conn && agents_[i].conn->id() == connection_id) {
-      *index = static_cast<int>(i);
-      return &agents_[i];
-    }
-  }
-  return nullptr;
-}
-
-void WriteAheadAgentLink::SendToAgent(int agent, const wire::Envelope& env) {
-  if (logbook_->fenced()) return;  // a newer vigild has the run: no order of this one's leaves
-  if (waiting_ == 0 && logbook_->Idle()) return agents_->SendToAgent(agent, env);
-  ++waiting_;
-  logbook_->AfterCommit([this, &io = io_, agent, env] {
-    boost::asio::post(io, [this, agent, env] {
-      --waiting_;
-      agents_->SendToAgent(agent, env);
-    });
-  });
-}
-
 Coordinator::Coordinator(boost::asio::io_context& io, JobSpec spec, CoordinatorOptions options,
                          std::unique_ptr<Logbook> logbook, int64_t run_id,
                          std::optional<RunTakeover> takeover)
@@ -117,16 +42,18 @@ Coordinator::Coordinator(boost::asio::io_context& io, JobSpec spec, CoordinatorO
       clock_(io),
       heartbeats_(spec_.limits.heartbeat_timeout_ms),
       started_(std::chrono::steady_clock::now()),
-      takeover_(std::move(takeover)) {}
+      takeover_(std::move(takeover)),
+      // The agents reconnect with backoff (up to a second each try): twice
+      // the heartbeat timeout lets them all come back.
+      isolation_(2 * int64_t{spec_.limits.heartbeat_timeout_ms} * 1000,
+                 int64_t{spec_.limits.coordinator_grace_ms} * 1000) {}
 
 std::string Coordinator::rpc_address() const {
-  auto ep = acceptor_.local_endpoint();
-  return ep.address().to_string() + ":" + std::to_string(ep.port());
+  return advertised_ + ":" + std::to_string(acceptor_.local_endpoint().port());
 }
 
 std::string Coordinator::http_address() const {
-  auto ep = http_->endpoint();
-  return ep.address().to_string() + ":" + std::to_string(ep.port());
+  return advertised_ + ":" + std::to_string(http_->endpoint().port());
 }
 
 Coordinator::~Coordinator() {
@@ -146,6 +73,9 @@ Status Coordinator::Start() {
   boost::system::error_code ec;
   const auto addr = boost::asio::ip::make_address(options_.listen_host, ec);
   if (ec) return Status::InvalidArgument("bad listen address " + options_.listen_host);
+  auto advertised = AdvertisedAddress(options_.listen_host, options_.advertise_host);
+  if (!advertised.ok()) return advertised.status();
+  advertised_ = advertised.value();
   // A vigild taking a run over listens where the one before it did, when
   // it can: agents that know only that address find it there.
   int previous_rpc = 0, previous_http = 0;
@@ -195,6 +125,11 @@ Status Coordinator::Start() {
       "/run-" + std::to_string(run_id_);
   VIGIL_RETURN_IF_ERROR(MakeDirs(checkpoint_dir));
   VIGIL_RETURN_IF_ERROR(MakeDirs(options_.workdir + "/logs"));
+  // What every agent must see before it counts as registered (host_storage.h).
+  auto storage_id = MarkStorage(checkpoint_dir);
+  if (!storage_id.ok()) return storage_id.status();
+  storage_id_ = storage_id.value();
+  checkpoint_dir_ = checkpoint_dir;
   JobPaths paths{options_.workdir, options_.job_file, checkpoint_dir, options_.workdir + "/logs",
                  rpc_address()};
   auto playbook = LoadPlaybook(spec_.playbook);
@@ -233,8 +168,8 @@ Status Coordinator::Start() {
       {"rpc", rpc_address()}, {"http", http_address()}, {"pid", ::getpid()}, {"run_id", run_id_}};
   VIGIL_RETURN_IF_ERROR(
       WriteFileAtomic(options_.workdir + "/vigild.addr", addr_file.dump() + "\n"));
-  log_->info("job {} run {} (coordinator epoch {}): rpc {} http {}{}", spec_.name, run_id_,
-             registry_.epoch(), rpc_address(), http_address(),
+  log_->info("job {} run {} (coordinator epoch {}): rpc {} http {} (listening on {}){}", spec_.name,
+             run_id_, registry_.epoch(), rpc_address(), http_address(), options_.listen_host,
              takeover_ ? "; taking the run over: waiting for its hosts to register again" : "");
   Accept();
   Tick();
@@ -308,14 +243,27 @@ void Coordinator::OnHello(const TcpConnection::Ptr& conn, const wire::Hello& hel
     return;
   }
   if (hello.role() != wire::Hello::AGENT) return reject("unknown role");
+  // The same agent process again (it lost this vigild, or this vigild it):
+  // back in its place, nothing torn down.
+  if (hello.reconnecting()) {
+    if (const int same = registry_.FindProcess(hello.host(), hello.pid()); same >= 0)
+      return Reattach(conn, same);
+  }
   auto index =
-      registry_.Register(hello.host(), static_cast<int>(hello.slots()), spec_.world.ranks_per_host,
-                         spec_.world.hosts + spec_.world.spares, conn);
+      registry_.Register(hello.host(), static_cast<int>(hello.slots()), hello.pid(),
+                         spec_.world.ranks_per_host, spec_.world.hosts + spec_.world.spares, conn);
   if (!index.ok()) return reject(index.status().message());
   entry.first = Role::kAgent;
-  heartbeats_.Beat(index.value(), clock_.SteadyMicros());
+  conn->Send(AgentAck(index.value()));
+  // It counts once it has checked its storage (HostReady).
+  checking_[index.value()] = {hello, std::chrono::steady_clock::now()};
+}
+
+wire::Envelope Coordinator::AgentAck(int agent) const {
+  wire::Envelope reply;
+  auto* ack = reply.mutable_hello_ack();
   ack->set_ok(true);
-  ack->set_agent_index(static_cast<uint32_t>(index.value()));
+  ack->set_agent_index(static_cast<uint32_t>(agent));
   ack->set_heartbeat_interval_ms(static_cast<uint32_t>(spec_.limits.heartbeat_interval_ms));
   ack->set_kill_grace_ms(static_cast<uint32_t>(spec_.limits.kill_grace_ms));
   ack->set_exit_wait_ms(static_cast<uint32_t>(spec_.limits.agent_exit_wait_ms));
@@ -323,19 +271,32 @@ void Coordinator::OnHello(const TcpConnection::Ptr& conn, const wire::Hello& hel
   ack->set_epoch(registry_.epoch());
   ack->set_heartbeat_timeout_ms(static_cast<uint32_t>(spec_.limits.heartbeat_timeout_ms));
   ack->set_coordinator_grace_ms(static_cast<uint32_t>(spec_.limits.coordinator_grace_ms));
+  ack->set_checkpoint_dir(checkpoint_dir_);
+  ack->set_log_dir(options_.workdir + "/logs");
+  ack->set_storage_id(storage_id_);
   reply.set_epoch(registry_.epoch());
-  conn->Send(reply);
+  return reply;
+}
+
+void Coordinator::OnHostReady(int agent, const wire::HostReady& ready) {
+  auto it = checking_.find(agent);
+  if (it == checking_.end()) return;
+  const wire::Hello hello = std::move(it->second.hello);
+  checking_.erase(it);
+  if (!ready.ok()) return RefuseAgent(agent, ready.problem());
+  registry_.agents()[static_cast<size_t>(agent)].ready = true;
+  heartbeats_.Beat(agent, clock_.SteadyMicros());
   metrics_.agents_connected.Set(registry_.live_count());
   metrics_.HostRegistered(hello.host());
-  log_->info("agent {} (pid {}) registered as agent {} ({} slots)", hello.host(), hello.pid(),
-             index.value(), hello.slots());
+  log_->info("agent {} (pid {}) registered as agent {} ({} slots; its ranks bind {})", hello.host(),
+             hello.pid(), agent, hello.slots(), ready.bind_address());
   if (hello.reconnecting() || hello.live_ranks_size() > 0) {
     log_->info("agent {} registered again: {} live rank(s), {} exit(s) kept, {} message(s) dropped",
                hello.host(), hello.live_ranks_size(), hello.exited_ranks_size(),
                hello.dropped_messages());
   }
   if (controller_->taking_over()) {
-    takeover_hellos_[index.value()] = hello;
+    takeover_hellos_[agent] = hello;
     for (const auto& host : controller_->takeover_hosts()) {
       if (registry_.FindHost(host) < 0) return;
     }
@@ -351,15 +312,31 @@ void Coordinator::OnHello(const TcpConnection::Ptr& conn, const wire::Hello& hel
         kill.mutable_kill_generation()->set_generation(g);
         kill.mutable_kill_generation()->set_grace_ms(
             static_cast<uint32_t>(spec_.limits.kill_grace_ms));
-        agent_link_->SendToAgent(index.value(), kill);
+        agent_link_->SendToAgent(agent, kill);
       }
     }
-    controller_->OnAgentJoined(index.value());
+    controller_->OnAgentJoined(agent);
   } else if (registry_.live_count() == spec_.world.hosts) {
     // The first `hosts` agents take the host slots; later ones wait as spares.
     agents_complete_ = true;
     controller_->OnAllAgentsRegistered();
   }
+}
+
+void Coordinator::RefuseAgent(int agent, const std::string& problem) {
+  auto& a = registry_.agents()[static_cast<size_t>(agent)];
+  checking_.erase(agent);
+  a.lost = true;  // never part of the job: no host_lost, no index reused
+  log_->error("host {} refused: {}", a.host, problem);
+  EventRow ev;
+  ev.run_id = run_id_;
+  ev.time_us = NowMicros();
+  ev.kind = kind::kHostRefused;
+  ev.host = a.host;
+  ev.detail_json = json{{"problem", problem}}.dump();
+  journal_->AddEvent(ev);
+  metrics_.HostRefused(a.host);
+  if (a.conn) a.conn->CloseAfterWrites(Status::FailedPrecondition(problem));
 }
 
 void Coordinator::OnMessage(const TcpConnection::Ptr& conn, wire::Envelope env) {
@@ -392,8 +369,15 @@ void Coordinator::OnMessage(const TcpConnection::Ptr& conn, wire::Envelope env) 
   }
   int agent = -1;
   auto* a = registry_.Find(conn->id(), &agent);
-  if (!a) return;
+  if (!a || a->lost) return;
+  if (!a->ready) {
+    if (env.has_host_ready()) return OnHostReady(agent, env.host_ready());
+    return conn->Close(Status::InvalidArgument("an agent answers its HelloAck with HostReady"));
+  }
   heartbeats_.Beat(agent, clock_.SteadyMicros());
+  if (isolation_.waiting()) OnAgentBack(agent);
+  // Sent again after a reconnection to this same vigild: handled already.
+  if (env.seq() > 0 && env.seq() <= handled_seq_[agent]) return;
   if (controller_->taking_over() && !env.has_heartbeat()) {
     // Before the generation is adopted: held, handled in order once it is.
     held_.emplace_back(agent, std::move(env));
@@ -424,6 +408,9 @@ void Coordinator::OnAgentMessage(int agent, const wire::Envelope& env) {
       break;
     case wire::Envelope::kDiagnosis:
       controller_->OnDiagnosis(agent, env.diagnosis());
+      break;
+    case wire::Envelope::kHostReady:  // it reconnected in place and checked again
+      if (!env.host_ready().ok()) MarkAgentLost(agent, env.host_ready().problem());
       break;
     case wire::Envelope::kGpuFault:
       metrics_.GpuFault(a.host, env.gpu_fault().type(), static_cast<int>(env.gpu_fault().xid()));
@@ -496,13 +483,22 @@ void Coordinator::OnClose(const TcpConnection::Ptr& conn, const Status& why) {
     return;
   }
   int agent = -1;
-  if (registry_.Find(conn->id(), &agent))
-    MarkAgentLost(agent, "connection closed: " + why.message());
+  if (!registry_.Find(conn->id(), &agent)) return;
+  CheckStall();  // a loop that stood still may see the closes before its next tick
+  if (isolation_.waiting() && registry_.agents()[static_cast<size_t>(agent)].ready)
+    return OnAgentAway(agent, "connection closed: " + why.message());
+  MarkAgentLost(agent, "connection closed: " + why.message());
 }
 
 void Coordinator::MarkAgentLost(int agent, const std::string& why) {
   auto& a = registry_.agents()[agent];
   if (a.lost) return;  // one detection per agent, whichever notices first
+  if (!a.ready) {      // gone before its storage check: never part of the job
+    a.lost = true;
+    checking_.erase(agent);
+    log_->warn("host {} went away before it checked its storage: {}", a.host, why);
+    return;
+  }
   a.lost = true;
   heartbeats_.Forget(agent);
   metrics_.agents_connected.Set(registry_.live_count());
@@ -513,20 +509,12 @@ void Coordinator::MarkAgentLost(int agent, const std::string& why) {
 
 void Coordinator::Tick() {
   const auto now = std::chrono::steady_clock::now();
-  // A loop that stood still (vigild stopped, or starved) heard nobody: the
-  // silence is its own, not the agents'. Their heartbeats count from now.
-  const auto stood = now - last_tick_;
-  if (last_tick_.time_since_epoch().count() > 0 &&
-      stood > std::chrono::milliseconds(spec_.limits.heartbeat_timeout_ms / 2)) {
-    log_->warn("vigild's event loop stood still for {} ms: agents' heartbeats count from now",
-               std::chrono::duration_cast<std::chrono::milliseconds>(stood).count());
-    for (int a = 0; a < registry_.agent_count(); ++a) {
-      if (registry_.agent_connected(a)) heartbeats_.Beat(a, clock_.SteadyMicros());
-    }
-  }
+  CheckStall();
   last_tick_ = now;
   store_.Expire(now);
-  controller_->OnTick();
+  // Waiting for its agents, vigild learns nothing: what time alone would
+  // detect (a hang) waits until they are back.
+  if (!isolation_.waiting()) controller_->OnTick();
   // vigild's own heartbeat: an agent that hears nothing for its timeout
   // counts this vigild as lost (stopped or wedged) and looks for the next.
   // It acks what each agent sent that it has handled and committed: the
@@ -545,10 +533,35 @@ void Coordinator::Tick() {
       });
     });
   }
-  for (int agent : heartbeats_.Silent(clock_.SteadyMicros())) {
-    MarkAgentLost(agent,
-                  "no heartbeat for " + std::to_string(spec_.limits.heartbeat_timeout_ms) + " ms");
+  for (const auto& [agent, check] : std::map(checking_)) {
+    if (now - check.since > std::chrono::milliseconds(spec_.limits.heartbeat_timeout_ms)) {
+      RefuseAgent(agent, "no storage check (HostReady) within limits.heartbeat_timeout_ms (" +
+                             std::to_string(spec_.limits.heartbeat_timeout_ms) + " ms)");
+    }
   }
+  const size_t watched = heartbeats_.watched();
+  const auto silent = heartbeats_.Silent(clock_.SteadyMicros());
+  const bool cut_off_before = isolation_.phase() == Isolation::Phase::kCutOff;
+  if (isolation_.Silenced(silent.size(), watched, clock_.SteadyMicros())) {
+    if (!cut_off_before) {
+      log_->error(
+          "every agent ({}) fell silent at once: vigild is cut off (or stood still); none is "
+          "declared lost while it waits for them, up to limits.coordinator_grace_ms ({} ms)",
+          watched, spec_.limits.coordinator_grace_ms);
+    }
+    for (int agent : silent)
+      OnAgentAway(agent,
+                  "no heartbeat for " + std::to_string(spec_.limits.heartbeat_timeout_ms) + " ms");
+  } else {
+    for (int agent : silent) {
+      MarkAgentLost(
+          agent, "no heartbeat for " + std::to_string(spec_.limits.heartbeat_timeout_ms) + " ms");
+    }
+  }
+  // Over once every agent that went away is back, or at its deadline.
+  if (isolation_.waiting() &&
+      ((away_.empty() && !came_back_.empty()) || isolation_.Ended(clock_.SteadyMicros())))
+    EndIsolation();
   if (controller_->taking_over() &&
       now - started_ > std::chrono::milliseconds(spec_.limits.heartbeat_timeout_ms)) {
     FinishTakeover();

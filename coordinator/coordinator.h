@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -18,9 +19,11 @@
 #include "common/crash_point.h"
 #include "common/job_spec.h"
 #include "common/vocabulary.h"
+#include "coordinator/agent_registry.h"
 #include "coordinator/clock.h"
 #include "coordinator/heartbeat_monitor.h"
 #include "coordinator/http_server.h"
+#include "coordinator/isolation.h"
 #include "coordinator/job_controller.h"
 #include "coordinator/journal.h"
 #include "coordinator/metrics.h"
@@ -36,64 +39,12 @@ struct CoordinatorOptions {
   std::string workdir;
   std::string token;
   std::string listen_host = "127.0.0.1";
+  // What agents and ranks are told to connect to ("": derived, net_address.h).
+  std::string advertise_host;
   int listen_port = 0;
   int http_port = 0;
   std::vector<ChaosFault> chaos;
   CrashPoints crash_points;  // from the environment (common/crash_point.h)
-};
-
-// Registered agents, by index in registration order; a lost agent keeps its
-// index (the logbook names it) and a host that comes back gets a new one.
-class AgentRegistry : public AgentLink {
- public:
-  struct Agent {
-    std::string host;
-    int slots = 0;
-    TcpConnection::Ptr conn;
-    bool lost = false;
-  };
-  // Returns the index, or an error if the job needs no more hosts.
-  Result<int> Register(const std::string& host, int slots, int needed_slots, int max_agents,
-                       TcpConnection::Ptr conn);
-  int agent_count() const override { return static_cast<int>(agents_.size()); }
-  bool agent_connected(int agent) const override;
-  int live_count() const;
-  std::string agent_host(int agent) const override;
-  // Stamped with this vigild's coordinator epoch (Envelope.epoch).
-  void SendToAgent(int agent, const wire::Envelope& env) override;
-  Agent* Find(uint64_t connection_id, int* index);
-  // A live agent of `host`, or -1.
-  int FindHost(const std::string& host) const;
-  // A host of a run taken over that never registered again: an index with
-  // no connection, reported lost next.
-  int AddAbsent(const std::string& host);
-  std::vector<Agent>& agents() { return agents_; }
-  void set_epoch(uint64_t epoch) { epoch_ = epoch; }
-  uint64_t epoch() const { return epoch_; }
-
- private:
-  std::vector<Agent> agents_;
-  uint64_t epoch_ = 0;
-};
-
-// The agents as the job controller sees them, write-ahead: an order leaves
-// for an agent only once every logbook write queued before it is committed,
-// so the logbook holds every decision before it is carried out. Orders keep
-// their order; with nothing waiting on the logbook they leave at once.
-class WriteAheadAgentLink : public AgentLink {
- public:
-  WriteAheadAgentLink(boost::asio::io_context& io, AgentLink* agents, LogbookWriter* logbook)
-      : io_(io), agents_(agents), logbook_(logbook) {}
-  int agent_count() const override { return agents_->agent_count(); }
-  bool agent_connected(int agent) const override { return agents_->agent_connected(agent); }
-  std::string agent_host(int agent) const override { return agents_->agent_host(agent); }
-  void SendToAgent(int agent, const wire::Envelope& env) override;
-
- private:
-  boost::asio::io_context& io_;
-  AgentLink* agents_;
-  LogbookWriter* logbook_;
-  int waiting_ = 0;  // orders waiting for a commit (event loop only)
 };
 
 class Coordinator {
@@ -125,6 +76,23 @@ class Coordinator {
   // What an agent sends once registered.
   void OnAgentMessage(int agent, const wire::Envelope& env);
   void OnHello(const TcpConnection::Ptr& conn, const wire::Hello& hello);
+  // An agent's storage check: it joins the job, or is refused.
+  void OnHostReady(int agent, const wire::HostReady& ready);
+  // The HelloAck of a registered agent.
+  wire::Envelope AgentAck(int agent) const;
+  // Vigild cut off from its agents (isolation.h), in coordinator_isolation.cc:
+  // the same agent process registering again takes its place back;
+  void Reattach(const TcpConnection::Ptr& conn, int agent);
+  // an agent silent, or its connection closed, while vigild waits: away, not lost;
+  void OnAgentAway(int agent, const std::string& why);
+  // an agent heard from while vigild waits (the first starts the heal window);
+  void OnAgentBack(int agent);
+  // a loop that stood still: its agents get a heal window;
+  void CheckStall();
+  // the wait is over: the agents not back are lost, and an event says so.
+  void EndIsolation();
+  // Records a host_refused event and drops the agent (it takes no part).
+  void RefuseAgent(int agent, const std::string& problem);
   void OnClose(const TcpConnection::Ptr& conn, const Status& why);
   // `vigil resume` and `vigil chaos`: one request, one response, closed.
   void OnControl(const TcpConnection::Ptr& conn, const wire::ControlRequest& req);
@@ -183,6 +151,19 @@ class Coordinator {
   // then handled in order).
   std::optional<RunTakeover> takeover_;
   std::map<int, wire::Hello> takeover_hellos_;
+  // Agents that said Hello and have not yet said HostReady, by index.
+  struct StorageCheck {
+    wire::Hello hello;
+    std::chrono::steady_clock::time_point since;
+  };
+  std::map<int, StorageCheck> checking_;
+  Isolation isolation_;
+  std::set<int> away_;                  // agents waited for while isolation_ waits
+  std::vector<std::string> came_back_;  // hosts that came back meanwhile
+  std::string isolation_cause_;
+  std::string advertised_;      // the host in rpc_address() and http_address()
+  std::string checkpoint_dir_;  // this run's, as the agents must see it
+  std::string storage_id_;      // in its kStorageMarkFile
   std::vector<std::pair<int, wire::Envelope>> held_;
 };
 

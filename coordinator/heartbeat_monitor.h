@@ -6,6 +6,7 @@
 // Reports only. Single-threaded; time (steady microseconds) is passed in.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <vector>
@@ -19,6 +20,8 @@ class HeartbeatMonitor {
   void Beat(int agent, int64_t now_us) { last_[agent] = now_us; }
   // `agent` is lost by other means (its connection closed): no longer watched.
   void Forget(int agent) { last_.erase(agent); }
+  // How many agents are watched.
+  size_t watched() const { return last_.size(); }
   // Agents silent past the timeout, each once (then forgotten).
   std::vector<int> Silent(int64_t now_us);
 

@@ -423,4 +423,8 @@ void JobController::OnTick() {
   if (hangs_.Silent(gen_.alive, now)) DeclareHang(now);
 }
 
+void JobController::OnAgentsBack() {
+  if (gen_.first_step_seen) hangs_.StartWatching(gen_.alive, Now());
+}
+
 }  // namespace vigil::coordinator

@@ -120,6 +120,9 @@ class JobController {
   void OnGpuFault(int agent, const wire::GpuFault& fault);
   // Called often (every 50 ms): hang detection, and the metrics once a second.
   void OnTick();
+  // vigild was cut off from the agents (not called OnTick meanwhile) and
+  // they are back: no rank could report, so each one's silence counts from now.
+  void OnAgentsBack();
   // vigild is stopping (signal): tear down and record the run as failed.
   void Stop(const std::string& why);
   // A person continues a paused job (`vigil resume`). Error if not paused.

@@ -124,6 +124,9 @@ CoordinatorMetrics::CoordinatorMetrics()
   host_state_ = Family<prometheus::Gauge>(r, "vigil_host_state", "1 for each host's state");
   host_registrations_ = Family<prometheus::Counter>(r, "vigil_host_registrations_total",
                                                     "Times each host's agent registered");
+  host_refused_ = Family<prometheus::Counter>(
+      r, "vigil_host_refused_total",
+      "Times each host's agent was refused at registration (its storage check failed)");
   host_lost_ = Family<prometheus::Counter>(
       r, "vigil_host_lost_total", "Times each host's agent was lost (connection or heartbeats)");
   gpu_faults_ = Family<prometheus::Counter>(r, "vigil_gpu_faults_total",
@@ -167,6 +170,10 @@ void CoordinatorMetrics::HostRegistered(const std::string& host) {
   host_registrations_->Add({{"host", host}}).Increment();
   host_lost_->Add({{"host", host}});
   for (const char* type : kGpuFaultTypes) gpu_faults_->Add({{"host", host}, {"type", type}});
+}
+
+void CoordinatorMetrics::HostRefused(const std::string& host) {
+  host_refused_->Add({{"host", host}}).Increment();
 }
 
 void CoordinatorMetrics::SetHostState(const std::string& host, const std::string& state) {

@@ -93,6 +93,7 @@ class CoordinatorMetrics {
   void HostRegistered(const std::string& host);
   void SetHostState(const std::string& host, const std::string& state);
   void HostLost(const std::string& host);
+  void HostRefused(const std::string& host);
   void GpuFault(const std::string& host, const std::string& type, int xid);
   void SetGpu(const std::string& host, const GpuReading& reading);
 
@@ -108,6 +109,7 @@ class CoordinatorMetrics {
   prometheus::Family<prometheus::Gauge>* host_state_;
   prometheus::Family<prometheus::Counter>* host_registrations_;
   prometheus::Family<prometheus::Counter>* host_lost_;
+  prometheus::Family<prometheus::Counter>* host_refused_;
   prometheus::Family<prometheus::Counter>* gpu_faults_;
   prometheus::Family<prometheus::Counter>* gpu_xids_;
   prometheus::Family<prometheus::Gauge>* gpu_temperature_;

@@ -61,7 +61,11 @@ int main(int argc, char** argv) {
   app.add_option("--job", job_file, "job spec (YAML)")->required();
   app.add_option("--workdir", workdir, "work directory (logbook, checkpoints, logs)")->required();
   app.add_option("--token-file", token_file, "auth token file (mode 0600)")->required();
-  app.add_option("--listen", options.listen_host, "address for agents and ranks");
+  app.add_option("--listen", options.listen_host,
+                 "address to listen on for agents and ranks (0.0.0.0: every interface)");
+  app.add_option("--advertise", options.advertise_host,
+                 "address agents and ranks connect to (default: --listen's, or for a wildcard the "
+                 "first up, non-loopback IPv4 interface's)");
   app.add_option("--port", options.listen_port, "port for agents and ranks (0: any)");
   app.add_option("--http-port", options.http_port, "port for /metrics and the API (0: any)");
   app.add_option("--chaos", chaos_specs,

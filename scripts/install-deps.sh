@@ -12,7 +12,7 @@ packages=(
   libsqlite3-dev prometheus-cpp-dev libgtest-dev libgmock-dev libgloo-dev
   libopenblas-dev libopenblas-openmp-dev libcli11-dev nlohmann-json3-dev libxxhash-dev
   # tools the tests and the demo run for real
-  sqlite3 prometheus procps gdb iproute2 clang-format
+  sqlite3 prometheus procps gdb iproute2 util-linux clang-format
   # renders `vigil report`'s page headless, to check it draws
   chromium
 )

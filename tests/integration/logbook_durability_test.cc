@@ -17,6 +17,7 @@
 
 #include "common/framed_socket.h"
 #include "common/fs.h"
+#include "common/host_storage.h"
 #include "common/util.h"
 #include "tests/integration/process_util.h"
 #include "tests/unit/test_util.h"
@@ -66,8 +67,16 @@ TEST_P(LogbookDurability, SigkillDuringARestartStormLosesNothingVigildActedOn) {
   hello.set_role(wire::Hello::AGENT);
   hello.set_host("storm-host");
   hello.set_slots(1);
-  auto agent = FramedSocket::ConnectAndHello(addr->rpc, hello, milliseconds(5000));
+  wire::HelloAck ack;
+  auto agent = FramedSocket::ConnectAndHello(addr->rpc, hello, milliseconds(5000), &ack);
   ASSERT_TRUE(agent.ok()) << agent.status().ToString();
+  // Registered once it has checked the job's storage, as an agent does.
+  wire::Envelope ready;
+  const Status storage =
+      CheckHostStorage("storm-host", ack.checkpoint_dir(), ack.storage_id(), ack.log_dir());
+  ASSERT_TRUE(storage.ok()) << storage.ToString();
+  ready.mutable_host_ready()->set_ok(true);
+  ASSERT_TRUE(agent->Send(ready).ok());
 
   // How many orders to take before the kill: a different moment each run.
   std::mt19937 rng(static_cast<unsigned>(GetParam()) * 7919u + 17u);

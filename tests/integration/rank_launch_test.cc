@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "common/framing.h"
+#include "common/host_storage.h"
 #include "common/process.h"
 #include "common/rank_contract.h"
 #include "common/util.h"
@@ -65,18 +66,30 @@ class FakeVigild {
   }
   const std::string& address() const { return address_; }
 
-  // Accepts the agent and answers its Hello with a positive HelloAck.
-  bool AcceptAgent(milliseconds timeout) {
+  // Accepts the agent, answers its Hello with a positive HelloAck naming
+  // the job's storage (as vigild does: `storage_id` is what MarkStorage
+  // wrote in `checkpoint_dir`), and returns the agent's HostReady.
+  std::optional<wire::HostReady> AcceptAgent(milliseconds timeout,
+                                             const std::string& checkpoint_dir,
+                                             const std::string& storage_id,
+                                             const std::string& log_dir) {
     pollfd p{listen_fd_, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(timeout.count())) != 1) return false;
+    if (::poll(&p, 1, static_cast<int>(timeout.count())) != 1) return std::nullopt;
     conn_fd_ = ::accept(listen_fd_, nullptr, nullptr);
-    if (conn_fd_ < 0) return false;
+    if (conn_fd_ < 0) return std::nullopt;
     auto hello = Receive(timeout);
-    if (!hello || !hello->has_hello() || hello->hello().role() != wire::Hello::AGENT) return false;
+    if (!hello || !hello->has_hello() || hello->hello().role() != wire::Hello::AGENT)
+      return std::nullopt;
     wire::Envelope ack;
     ack.mutable_hello_ack()->set_ok(true);
     ack.mutable_hello_ack()->set_heartbeat_interval_ms(1000);
-    return Send(ack);
+    ack.mutable_hello_ack()->set_checkpoint_dir(checkpoint_dir);
+    ack.mutable_hello_ack()->set_storage_id(storage_id);
+    ack.mutable_hello_ack()->set_log_dir(log_dir);
+    if (!Send(ack)) return std::nullopt;
+    auto ready = Receive(timeout);  // the first message after the ack, always
+    if (!ready || !ready->has_host_ready()) return std::nullopt;
+    return ready->host_ready();
   }
 
   bool Send(const wire::Envelope& env) {
@@ -163,7 +176,11 @@ TEST(RankLaunch, AgentSetsChaosOnlyWhenTheOrderSaysSo) {
   a.log_file = dir / "agent.log";
   a.parent_death_signal = SIGKILL;
   const pid_t agent = SpawnProcess(a).value();
-  ASSERT_TRUE(vigild.AcceptAgent(milliseconds(10000))) << Slurp(dir / "agent.log");
+  const std::string storage = MarkStorage(dir.path()).value();
+  const auto ready = vigild.AcceptAgent(milliseconds(10000), dir.path(), storage, dir.path());
+  ASSERT_TRUE(ready && ready->ok()) << Slurp(dir / "agent.log");
+  // Not told where to bind, it binds where it reaches vigild.
+  EXPECT_EQ(ready->bind_address(), "127.0.0.1");
 
   auto launch = [&](uint64_t generation, bool chaos) {
     const std::string ckpt = dir / ("gen-" + std::to_string(generation));
@@ -190,6 +207,8 @@ TEST(RankLaunch, AgentSetsChaosOnlyWhenTheOrderSaysSo) {
   const auto chaos = launch(1, true);
   EXPECT_EQ(chaos.count(chaos_var) ? chaos.at(chaos_var) : "(unset)", "1");
   EXPECT_EQ(chaos.count(std::string(rank_contract::kEnvRank)), 1u) << "not the rank's env dump";
+  const std::string bind_var(rank_contract::kEnvBindAddr);
+  EXPECT_EQ(chaos.count(bind_var) ? chaos.at(bind_var) : "(unset)", "127.0.0.1");
   const auto plain = launch(2, false);
   EXPECT_EQ(plain.count(std::string(rank_contract::kEnvRank)), 1u) << "not the rank's env dump";
   EXPECT_EQ(plain.count(chaos_var), 0u) << plain.at(chaos_var);
@@ -279,6 +298,60 @@ TEST_F(RankSignals, InAChaosJobSigusr1PoisonsTheNextGradient) {
                                  << Slurp(dir_ / "rank.log");
   EXPECT_EQ(WEXITSTATUS(status), rank_contract::kExitNonfinite) << Slurp(dir_ / "rank.log");
   EXPECT_NE(Slurp(dir_ / "rank.log").find("chaos: poisoning"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace vigil
+
+namespace vigil {
+namespace {
+
+// An agent that cannot see the job's storage as vigild made it refuses the
+// job at registration, naming the directory, and exits 3 (nothing to retry).
+TEST(RankLaunch, AgentRefusesAJobWhoseStorageItCannotSee) {
+  TempDir dir;
+  ASSERT_TRUE(WriteTokenFile(dir / "token").ok());
+  std::filesystem::create_directories(dir / "ckpt");
+  std::filesystem::create_directories(dir / "logs");
+  const std::string storage = MarkStorage(dir / "ckpt").value();
+  struct Case {
+    std::string name, checkpoint_dir, storage_id, log_dir, expected;
+  };
+  const std::vector<Case> cases = {
+      {"missing", dir / "nowhere", storage, dir / "logs", "cannot see the checkpoint directory"},
+      // A directory of the same name that is not the shared one.
+      {"another", dir / "logs", storage, dir / "logs", "is not the one vigild made"},
+      {"stale", dir / "ckpt", "0123", dir / "logs", "holds another storage id"},
+      {"no-logs", dir / "ckpt", storage, dir / "nologs", "cannot see the log directory"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    FakeVigild vigild;
+    ASSERT_FALSE(vigild.address().empty());
+    SpawnOptions a;
+    a.argv = {std::string(VIGIL_BIN_DIR) + "/vigil-agent",
+              "--coordinator",
+              vigild.address(),
+              "--token-file",
+              dir / "token",
+              "--host",
+              "host-0",
+              "--kernel-log",
+              ""};
+    a.log_file = dir / ("agent-" + c.name + ".log");
+    a.parent_death_signal = SIGKILL;
+    const pid_t agent = SpawnProcess(a).value();
+    const auto ready =
+        vigild.AcceptAgent(milliseconds(10000), c.checkpoint_dir, c.storage_id, c.log_dir);
+    ASSERT_TRUE(ready.has_value()) << Slurp(a.log_file);
+    EXPECT_FALSE(ready->ok());
+    EXPECT_NE(ready->problem().find(c.expected), std::string::npos) << ready->problem();
+    EXPECT_NE(ready->problem().find("host-0"), std::string::npos) << ready->problem();
+    int status = 0;
+    ASSERT_EQ(::waitpid(agent, &status, 0), agent);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 3) << status;
+    EXPECT_NE(Slurp(a.log_file).find(c.expected), std::string::npos) << Slurp(a.log_file);
+  }
 }
 
 }  // namespace

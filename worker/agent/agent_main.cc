@@ -26,6 +26,8 @@
 
 #include "common/asio_connection.h"
 #include "common/framed_socket.h"
+#include "common/host_storage.h"
+#include "common/net_address.h"
 #include "common/rank_contract.h"
 #include "common/util.h"
 #include "worker/agent/coordinator_link.h"
@@ -42,7 +44,7 @@ using unix_proto = asio::local::stream_protocol;
 
 struct AgentOptions {
   CoordinatorLinkOptions link;
-  std::string token_file, host, bind_addr = "127.0.0.1", train_binary;
+  std::string token_file, host, bind_addr, train_binary;
   std::string kernel_log = "/dev/kmsg";
   int slots = 1;
   int gpu_poll_ms = 250;
@@ -68,14 +70,19 @@ class Agent {
     auto token = ReadTokenFile(o_.token_file);
     if (!token.ok()) return token.status();
     token_ = token.value();
-    VIGIL_RETURN_IF_ERROR(
-        link_.Register([this](bool again) { return MakeHello(again); },
-                       [this](wire::Envelope e) { OnOrder(std::move(e)); },
-                       [this](const wire::HelloAck& ack, bool again) { OnRegistered(ack, again); },
-                       [this](const std::string& why) {
-                         log_->error("{}: killing all ranks", why);
-                         ShutdownRanks(1);
-                       }));
+    VIGIL_RETURN_IF_ERROR(link_.Register(
+        [this](bool again) { return MakeHello(again); },
+        [host = o_.host, bind = o_.bind_addr](const wire::HelloAck& ack, const std::string& local) {
+          return CheckHost(host, bind, ack, local);
+        },
+        [this](wire::Envelope e) { OnOrder(std::move(e)); },
+        [this](const wire::HelloAck& ack, bool again) { OnRegistered(ack, again); },
+        [this](const std::string& why) {
+          log_->error("{}: killing all ranks", why);
+          ShutdownRanks(1);
+        }));
+    // Ranks bind for collectives where this host reaches vigild, unless told.
+    bind_addr_ = o_.bind_addr.empty() ? link_.local_address() : o_.bind_addr;
     boost::system::error_code ec;
 
     // The unix socket ranks report through.
@@ -95,9 +102,10 @@ class Agent {
     Heartbeat();
     PollGpus();
     log_->info(
-        "registered with vigild at {} (coordinator epoch {}) as {}, agent {} ({} slots); GPU "
-        "faults from {}",
-        link_.address(), link_.epoch(), o_.host, agent_index_, o_.slots, gpus_.Describe());
+        "registered with vigild at {} (coordinator epoch {}) as {}, agent {} ({} slots; ranks "
+        "bind {}); GPU faults from {}",
+        link_.address(), link_.epoch(), o_.host, agent_index_, o_.slots, bind_addr_,
+        gpus_.Describe());
     return Status::Ok();
   }
 
@@ -124,6 +132,17 @@ class Agent {
     for (auto& r : link_.BufferedExits()) *hello.add_exited_ranks() = std::move(r);
     hello.set_dropped_messages(link_.dropped());
     return hello;
+  }
+
+  // The answer to each HelloAck (thread-safe: it reads only its arguments).
+  static wire::HostReady CheckHost(const std::string& host, const std::string& bind,
+                                   const wire::HelloAck& ack, const std::string& local) {
+    wire::HostReady ready;
+    const Status st = CheckHostStorage(host, ack.checkpoint_dir(), ack.storage_id(), ack.log_dir());
+    ready.set_ok(st.ok());
+    if (!st.ok()) ready.set_problem("host " + host + ": " + st.message());
+    ready.set_bind_address(bind.empty() ? local : bind);
+    return ready;
   }
 
   void OnRegistered(const wire::HelloAck& ack, bool again) {
@@ -333,7 +352,7 @@ class Agent {
                var(rc::kEnvJobFile, l.job_file()),
                var(rc::kEnvCheckpointDir, l.checkpoint_dir()),
                var(rc::kEnvResumeFrom, l.resume_from()),
-               var(rc::kEnvBindAddr, o_.bind_addr),
+               var(rc::kEnvBindAddr, bind_addr_),
                var(rc::kEnvHost, o_.host)};
       if (l.lr_scale() > 0) {
         char scale[32];
@@ -458,6 +477,7 @@ class Agent {
   std::map<uint64_t, uint32_t> deferred_kills_;  // generation -> grace, once dumped
   std::vector<std::thread> dump_threads_;
   std::string socket_path_;
+  std::string bind_addr_;  // what ranks bind for collectives
   uint32_t heartbeat_ms_ = 1000;
   uint32_t agent_index_ = 0;  // vigild's index of this agent
   // The job's bounds on this agent's own waits (HelloAck), until it says.
@@ -481,7 +501,14 @@ int main(int argc, char** argv) {
   app.add_option("--host", o.host, "this host's name in the job")->required();
   app.add_option("--slots", o.slots, "how many ranks this host can run")
       ->check(CLI::PositiveNumber);
-  app.add_option("--bind-addr", o.bind_addr, "address ranks bind for collectives");
+  app.add_option("--bind-addr", o.bind_addr,
+                 "address ranks bind for collectives (default: this host's end of its "
+                 "connection to vigild)")
+      ->check([](const std::string& a) {
+        return vigil::IsWildcardAddress(a) ? "a wildcard reaches no rank on another host: give "
+                                             "this host's address"
+                                           : "";
+      });
   app.add_option("--kernel-log", o.kernel_log,
                  "where NVIDIA Xid lines are read from (default /dev/kmsg; '' for none)");
   int register_timeout_ms = 30000, backoff_max_ms = 1000;
@@ -511,7 +538,8 @@ int main(int argc, char** argv) {
   Agent agent(io, o);
   if (auto st = agent.Start(); !st.ok()) {
     std::fprintf(stderr, "vigil-agent: %s\n", st.ToString().c_str());
-    return 1;
+    // Refused (this host cannot see or write the job's storage): not worth retrying.
+    return st.code() == vigil::StatusCode::kFailedPrecondition ? 3 : 1;
   }
   io.run();
   return agent.exit_code();

@@ -15,6 +15,21 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using std::chrono::milliseconds;
 
+namespace {
+
+// Sends the host's storage check; its problem, when it failed.
+Status AnswerCheck(const CoordinatorLink::HostCheck& check, const wire::HelloAck& ack,
+                   FramedSocket* sock) {
+  if (!check) return Status::Ok();
+  wire::Envelope env;
+  *env.mutable_host_ready() = check(ack, sock->LocalAddress());
+  const Status sent = sock->Send(env);
+  if (!env.host_ready().ok()) return Status::FailedPrecondition(env.host_ready().problem());
+  return sent;
+}
+
+}  // namespace
+
 CoordinatorLink::CoordinatorLink(asio::io_context& io, CoordinatorLinkOptions options,
                                  std::shared_ptr<spdlog::logger> log)
     : io_(io),
@@ -36,9 +51,10 @@ void CoordinatorLink::JoinAttempt() {
   if (attempt_.joinable()) attempt_.join();
 }
 
-Status CoordinatorLink::Register(HelloMaker hello, OrderHandler on_order,
+Status CoordinatorLink::Register(HelloMaker hello, HostCheck check, OrderHandler on_order,
                                  RegisteredHandler on_registered, GoneHandler on_gone) {
   make_hello_ = std::move(hello);
+  check_ = std::move(check);
   on_order_ = std::move(on_order);
   on_registered_ = std::move(on_registered);
   on_gone_ = std::move(on_gone);
@@ -51,6 +67,7 @@ Status CoordinatorLink::Register(HelloMaker hello, OrderHandler on_order,
                                       std::to_string(ack.epoch()) + ", older than epoch " +
                                       std::to_string(fence_.newest()) + " seen before");
   }
+  VIGIL_RETURN_IF_ERROR(AnswerCheck(check_, ack, &sock.value()));
   const std::string already_read = sock->TakeBuffered();
   Attach(sock->ReleaseFd(), already_read, ack, false);
   return Status::Ok();
@@ -65,6 +82,7 @@ void CoordinatorLink::Attach(int fd, const std::string& already_read, const wire
     ::close(fd);
     return Lost("cannot adopt the vigild socket: " + ec.message());
   }
+  local_address_ = sock.local_endpoint(ec).address().to_string();
   heartbeat_timeout_ = milliseconds(ack.heartbeat_timeout_ms());
   if (ack.coordinator_grace_ms()) grace_period_ = milliseconds(ack.coordinator_grace_ms());
   conn_ = std::make_shared<TcpConnection>(std::move(sock), 0);
@@ -226,33 +244,51 @@ void CoordinatorLink::Attempt() {
   struct Outcome {
     Result<FramedSocket> sock = Status::Internal("no attempt");
     wire::HelloAck ack;
+    Status refused;  // the host's storage check failed
   };
   std::weak_ptr<bool> alive = alive_;
-  attempt_ = std::thread([this, alive, hello, address = address_, timeout = o_.attempt_timeout] {
-    auto out = std::make_shared<Outcome>();
-    out->sock = FramedSocket::ConnectAndHello(address, hello, timeout, &out->ack);
-    asio::post(io_, [this, alive, out] {
-      if (!alive.lock()) return;
-      attempting_ = false;
-      if (closing_ || gone_ || conn_) return;
-      if (!out->sock.ok()) {
-        if (attempts_ == 1 || attempts_ % 20 == 0)
-          log_->warn("vigild at {} not back yet (attempt {}): {}", address_, attempts_,
-                     out->sock.status().ToString());
-        return ScheduleAttempt();
-      }
-      if (!fence_.Admit(out->ack.epoch())) {
-        // A stale vigild (woken from a SIGSTOP) answered: not the one to rejoin.
-        log_->error(
-            "vigild at {} answered with coordinator epoch {}, older than epoch {}: "
-            "ignored",
-            address_, out->ack.epoch(), fence_.newest());
-        return ScheduleAttempt();
-      }
-      const std::string already_read = out->sock->TakeBuffered();
-      Attach(out->sock->ReleaseFd(), already_read, out->ack, true);
-    });
-  });
+  attempt_ = std::thread(
+      [this, alive, hello, check = check_, address = address_, timeout = o_.attempt_timeout] {
+        auto out = std::make_shared<Outcome>();
+        out->sock = FramedSocket::ConnectAndHello(address, hello, timeout, &out->ack);
+        if (out->sock.ok()) {
+          // Refused (the check failed), or the answer could not be sent (try again).
+          const Status answered = AnswerCheck(check, out->ack, &out->sock.value());
+          if (answered.code() == StatusCode::kFailedPrecondition) {
+            out->refused = answered;
+          } else if (!answered.ok()) {
+            out->sock = answered;
+          }
+        }
+        asio::post(io_, [this, alive, out] {
+          if (!alive.lock()) return;
+          attempting_ = false;
+          if (closing_ || gone_ || conn_) return;
+          if (!out->sock.ok()) {
+            if (attempts_ == 1 || attempts_ % 20 == 0)
+              log_->warn("vigild at {} not back yet (attempt {}): {}", address_, attempts_,
+                         out->sock.status().ToString());
+            return ScheduleAttempt();
+          }
+          if (!out->refused.ok()) {
+            gone_ = true;
+            grace_.cancel();
+            log_->error("vigild at {} refused this host: {}", address_, out->refused.message());
+            if (on_gone_) on_gone_(out->refused.message());
+            return;
+          }
+          if (!fence_.Admit(out->ack.epoch())) {
+            // A stale vigild (woken from a SIGSTOP) answered: not the one to rejoin.
+            log_->error(
+                "vigild at {} answered with coordinator epoch {}, older than epoch {}: "
+                "ignored",
+                address_, out->ack.epoch(), fence_.newest());
+            return ScheduleAttempt();
+          }
+          const std::string already_read = out->sock->TakeBuffered();
+          Attach(out->sock->ReleaseFd(), already_read, out->ack, true);
+        });
+      });
 }
 
 }  // namespace vigil::agent

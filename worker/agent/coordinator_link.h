@@ -22,7 +22,10 @@
 //     elsewhere);
 //   - gives up after the HelloAck's coordinator_grace_ms: on_gone, and the
 //     agent tears its ranks down.
-// Each registration's Hello is made afresh by the agent (its live ranks).
+// Each registration's Hello is made afresh by the agent (its live ranks),
+// and each HelloAck answered with the host's storage check (HostReady)
+// before anything else is sent; a host that fails it is refused: the first
+// registration returns the problem, a later one ends in on_gone.
 // The link is the agent's epoch fence (epoch_fence.h): an ack or order of
 // an epoch older than the newest seen is refused, and a stale vigild's
 // ack is not a reconnection.
@@ -67,6 +70,12 @@ class CoordinatorLink {
   // After each registration (again: not the first); before the buffer is sent.
   using RegisteredHandler = std::function<void(const wire::HelloAck&, bool again)>;
   using GoneHandler = std::function<void(const std::string& why)>;
+  // Run on each HelloAck before the link counts as registered (off the
+  // event loop when reconnecting): the host's storage check. Its answer is
+  // sent to vigild first; not ok, the registration fails with its problem.
+  // `local_address`: this host's end of the connection.
+  using HostCheck =
+      std::function<wire::HostReady(const wire::HelloAck&, const std::string& local_address)>;
 
   CoordinatorLink(boost::asio::io_context& io, CoordinatorLinkOptions options,
                   std::shared_ptr<spdlog::logger> log);
@@ -75,8 +84,8 @@ class CoordinatorLink {
   CoordinatorLink& operator=(const CoordinatorLink&) = delete;
 
   // The first registration (blocking). Handlers are kept for the link's life.
-  Status Register(HelloMaker hello, OrderHandler on_order, RegisteredHandler on_registered,
-                  GoneHandler on_gone);
+  Status Register(HelloMaker hello, HostCheck check, OrderHandler on_order,
+                  RegisteredHandler on_registered, GoneHandler on_gone);
   // Numbers it, sends it now if connected, and keeps it until vigild acks
   // it (bounded: the oldest goes).
   void Send(const wire::Envelope& env);
@@ -87,6 +96,9 @@ class CoordinatorLink {
 
   bool connected() const { return conn_ != nullptr; }
   const std::string& address() const { return address_; }
+  // This host's end of the connection to vigild: an address every host
+  // that reaches vigild the same way can reach it at.
+  const std::string& local_address() const { return local_address_; }
   uint64_t epoch() const { return fence_.newest(); }
   uint64_t refused() const { return fence_.refused(); }
   size_t buffered() const { return buffer_.size(); }
@@ -109,8 +121,10 @@ class CoordinatorLink {
   CoordinatorLinkOptions o_;
   std::shared_ptr<spdlog::logger> log_;
   std::string address_;
+  std::string local_address_;
   std::string token_;
   HelloMaker make_hello_;
+  HostCheck check_;
   OrderHandler on_order_;
   RegisteredHandler on_registered_;
   GoneHandler on_gone_;

@@ -1,0 +1,88 @@
+#include "coordinator/agent_registry.h"
+
+namespace vigil::coordinator {
+
+Result<int> AgentRegistry::Register(const std::string& host, int slots, uint32_t pid,
+                                    int needed_slots, int max_agents, TcpConnection::Ptr conn) {
+  int live = 0;
+  for (const auto& a : agents_) {
+    if (a.lost) continue;  // a lost host may come back (rebooted): as a new agent
+    if (a.host == host)
+      return Status::FailedPrecondition("host " + host + " is already registered");
+    ++live;
+  }
+  if (live >= max_agents) {
+    return Status::FailedPrecondition("the job needs " + std::to_string(max_agents) +
+                                      " hosts, spares included; all are registered");
+  }
+  if (slots < needed_slots) {
+    return Status::FailedPrecondition("host " + host + " offers " + std::to_string(slots) +
+                                      " slots, the job needs " + std::to_string(needed_slots));
+  }
+  agents_.push_back({host, slots, pid, std::move(conn), false, false});
+  return static_cast<int>(agents_.size()) - 1;
+}
+
+int AgentRegistry::live_count() const {
+  int n = 0;
+  for (const auto& a : agents_) n += a.lost || !a.ready ? 0 : 1;
+  return n;
+}
+
+bool AgentRegistry::agent_connected(int agent) const {
+  return agent >= 0 && agent < static_cast<int>(agents_.size()) && !agents_[agent].lost &&
+         agents_[agent].ready;
+}
+
+std::string AgentRegistry::agent_host(int agent) const {
+  return agent >= 0 && agent < static_cast<int>(agents_.size()) ? agents_[agent].host : "";
+}
+
+void AgentRegistry::SendToAgent(int agent, const wire::Envelope& env) {
+  if (agent < 0 || agent >= static_cast<int>(agents_.size())) return;
+  if (!agents_[agent].conn || agents_[agent].lost || !agents_[agent].ready) return;
+  wire::Envelope stamped = env;
+  stamped.set_epoch(epoch_);
+  agents_[agent].conn->Send(stamped);
+}
+
+int AgentRegistry::FindHost(const std::string& host) const {
+  for (size_t i = 0; i < agents_.size(); ++i) {
+    if (!agents_[i].lost && agents_[i].ready && agents_[i].host == host) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+int AgentRegistry::FindProcess(const std::string& host, uint32_t pid) const {
+  const int index = FindHost(host);
+  return index >= 0 && pid != 0 && agents_[static_cast<size_t>(index)].pid == pid ? index : -1;
+}
+
+int AgentRegistry::AddAbsent(const std::string& host) {
+  agents_.push_back({host, 0, 0, nullptr, false, true});
+  return static_cast<int>(agents_.size()) - 1;
+}
+
+AgentRegistry::Agent* AgentRegistry::Find(uint64_t connection_id, int* index) {
+  for (size_t i = 0; i < agents_.size(); ++i) {
+    if (agents_[i].conn && agents_[i].conn->id() == connection_id) {
+      *index = static_cast<int>(i);
+      return &agents_[i];
+    }
+  }
+  return nullptr;
+}
+
+void WriteAheadAgentLink::SendToAgent(int agent, const wire::Envelope& env) {
+  if (logbook_->fenced()) return;  // a newer vigild has the run: no order of this one's leaves
+  if (waiting_ == 0 && logbook_->Idle()) return agents_->SendToAgent(agent, env);
+  ++waiting_;
+  logbook_->AfterCommit([this, &io = io_, agent, env] {
+    boost::asio::post(io, [this, agent, env] {
+      --waiting_;
+      agents_->SendToAgent(agent, env);
+    });
+  });
+}
+
+}  // namespace vigil::coordinator
