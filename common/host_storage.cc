@@ -46,6 +46,13 @@ Status CanWrite(const std::string& what, const std::string& dir, const std::stri
 }  // namespace
 
 Result<std::string> MarkStorage(const std::string& checkpoint_dir) {
+  // A vigild taking the run over keeps the mark: agents' caches may hold it,
+  // and a stale vigild (woken from a stop) still hands it out.
+  if (auto old = ReadFile(checkpoint_dir + "/" + kStorageMarkFile); old.ok()) {
+    std::string id = old.value();
+    if (!id.empty() && id.back() == '\n') id.pop_back();
+    if (id.size() == 32) return id;
+  }
   const std::string id = GenerateToken().substr(0, 32);
   VIGIL_RETURN_IF_ERROR(WriteFileAtomic(checkpoint_dir + "/" + kStorageMarkFile, id + "\n"));
   return id;

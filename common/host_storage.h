@@ -16,7 +16,8 @@ namespace vigil {
 // The file in the run's checkpoint directory that holds its storage id.
 inline constexpr const char kStorageMarkFile[] = ".vigil-storage";
 
-// vigild: writes a new storage id into `checkpoint_dir` (durably) and returns it.
+// vigild: writes a new storage id into `checkpoint_dir` (durably) and
+// returns it; a directory marked already keeps its id (a run taken over).
 Result<std::string> MarkStorage(const std::string& checkpoint_dir);
 
 // An agent for `host`: Ok, or an error that names the directory and what

@@ -19,7 +19,7 @@ Result<int> AgentRegistry::Register(const std::string& host, int slots, uint32_t
     return Status::FailedPrecondition("host " + host + " offers " + std::to_string(slots) +
                                       " slots, the job needs " + std::to_string(needed_slots));
   }
-  agents_.push_back({host, slots, pid, std::move(conn), false, false});
+  agents_.push_back({host, slots, pid, std::move(conn), false, false, {}});
   return static_cast<int>(agents_.size()) - 1;
 }
 
@@ -40,10 +40,12 @@ std::string AgentRegistry::agent_host(int agent) const {
 
 void AgentRegistry::SendToAgent(int agent, const wire::Envelope& env) {
   if (agent < 0 || agent >= static_cast<int>(agents_.size())) return;
-  if (!agents_[agent].conn || agents_[agent].lost || !agents_[agent].ready) return;
+  auto& a = agents_[static_cast<size_t>(agent)];
+  if (a.lost || !a.ready) return;
   wire::Envelope stamped = env;
   stamped.set_epoch(epoch_);
-  agents_[agent].conn->Send(stamped);
+  if (a.conn) return a.conn->Send(stamped);
+  if (!env.has_heartbeat() && a.queued.size() < kMaxQueuedOrders) a.queued.push_back(stamped);
 }
 
 int AgentRegistry::FindHost(const std::string& host) const {
@@ -53,13 +55,20 @@ int AgentRegistry::FindHost(const std::string& host) const {
   return -1;
 }
 
+void AgentRegistry::Attach(int agent, TcpConnection::Ptr conn) {
+  auto& a = agents_[static_cast<size_t>(agent)];
+  a.conn = std::move(conn);
+  for (const auto& env : a.queued) a.conn->Send(env);
+  a.queued.clear();
+}
+
 int AgentRegistry::FindProcess(const std::string& host, uint32_t pid) const {
   const int index = FindHost(host);
   return index >= 0 && pid != 0 && agents_[static_cast<size_t>(index)].pid == pid ? index : -1;
 }
 
 int AgentRegistry::AddAbsent(const std::string& host) {
-  agents_.push_back({host, 0, 0, nullptr, false, true});
+  agents_.push_back({host, 0, 0, nullptr, false, true, {}});
   return static_cast<int>(agents_.size()) - 1;
 }
 

@@ -26,7 +26,11 @@ class AgentRegistry : public AgentLink {
     bool lost = false;
     // Its storage checked (HostReady): only then is it part of the job.
     bool ready = false;
+    // Orders for it while it is away (no connection), sent when it is back.
+    std::vector<wire::Envelope> queued;
   };
+  // Orders kept for an agent that is away, at most.
+  static constexpr size_t kMaxQueuedOrders = 10000;
   // Returns the index, or an error if the job needs no more hosts.
   Result<int> Register(const std::string& host, int slots, uint32_t pid, int needed_slots,
                        int max_agents, TcpConnection::Ptr conn);
@@ -36,8 +40,11 @@ class AgentRegistry : public AgentLink {
   bool agent_connected(int agent) const override;
   int live_count() const;
   std::string agent_host(int agent) const override;
-  // Stamped with this vigild's coordinator epoch (Envelope.epoch).
+  // Stamped with this vigild's coordinator epoch (Envelope.epoch). To an
+  // agent that is away (vigild cut off), kept until Attach.
   void SendToAgent(int agent, const wire::Envelope& env) override;
+  // The agent is back on `conn`: what was kept for it follows at once.
+  void Attach(int agent, TcpConnection::Ptr conn);
   Agent* Find(uint64_t connection_id, int* index);
   // A live agent of `host`, or -1.
   int FindHost(const std::string& host) const;

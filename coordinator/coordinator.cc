@@ -247,7 +247,7 @@ void Coordinator::OnHello(const TcpConnection::Ptr& conn, const wire::Hello& hel
   // back in its place, nothing torn down.
   if (hello.reconnecting()) {
     if (const int same = registry_.FindProcess(hello.host(), hello.pid()); same >= 0)
-      return Reattach(conn, same);
+      return Reattach(conn, same, hello);
   }
   auto index =
       registry_.Register(hello.host(), static_cast<int>(hello.slots()), hello.pid(),
@@ -342,6 +342,7 @@ void Coordinator::RefuseAgent(int agent, const std::string& problem) {
 void Coordinator::OnMessage(const TcpConnection::Ptr& conn, wire::Envelope env) {
   auto it = connections_.find(conn->id());
   if (it == connections_.end()) return;
+  CheckStall();  // what arrives first after the loop stood still
   const Role role = it->second.first;
   if (role == Role::kUnknown) {
     if (!env.has_hello())
@@ -376,8 +377,6 @@ void Coordinator::OnMessage(const TcpConnection::Ptr& conn, wire::Envelope env) 
   }
   heartbeats_.Beat(agent, clock_.SteadyMicros());
   if (isolation_.waiting()) OnAgentBack(agent);
-  // Sent again after a reconnection to this same vigild: handled already.
-  if (env.seq() > 0 && env.seq() <= handled_seq_[agent]) return;
   if (controller_->taking_over() && !env.has_heartbeat()) {
     // Before the generation is adopted: held, handled in order once it is.
     held_.emplace_back(agent, std::move(env));
@@ -388,7 +387,9 @@ void Coordinator::OnMessage(const TcpConnection::Ptr& conn, wire::Envelope env) 
 
 void Coordinator::OnAgentMessage(int agent, const wire::Envelope& env) {
   auto& a = registry_.agents()[static_cast<size_t>(agent)];
-  if (env.seq() > 0) handled_seq_[agent] = std::max(handled_seq_[agent], env.seq());
+  // Sent again after a reconnection to this same vigild: handled already.
+  if (env.seq() > 0 && env.seq() <= handled_seq_[agent]) return;
+  if (env.seq() > 0) handled_seq_[agent] = env.seq();
   switch (env.body_case()) {
     case wire::Envelope::kHeartbeat:
       for (const auto& g : env.heartbeat().gpus()) {
@@ -533,16 +534,22 @@ void Coordinator::Tick() {
       });
     });
   }
-  for (const auto& [agent, check] : std::map(checking_)) {
+  // (Not while vigild waits for its agents: it hears nobody.)
+  for (const auto& [agent, check] : isolation_.waiting() ? decltype(checking_)() : checking_) {
     if (now - check.since > std::chrono::milliseconds(spec_.limits.heartbeat_timeout_ms)) {
       RefuseAgent(agent, "no storage check (HostReady) within limits.heartbeat_timeout_ms (" +
                              std::to_string(spec_.limits.heartbeat_timeout_ms) + " ms)");
     }
   }
+  // Went quiet together: within a couple of heartbeat intervals of the timeout.
+  const int64_t steady = clock_.SteadyMicros();
   const size_t watched = heartbeats_.watched();
-  const auto silent = heartbeats_.Silent(clock_.SteadyMicros());
+  const size_t quiet = heartbeats_.QuietFor(
+      (int64_t{spec_.limits.heartbeat_timeout_ms} - 2 * spec_.limits.heartbeat_interval_ms) * 1000,
+      steady);
+  const auto silent = heartbeats_.Silent(steady);
   const bool cut_off_before = isolation_.phase() == Isolation::Phase::kCutOff;
-  if (isolation_.Silenced(silent.size(), watched, clock_.SteadyMicros())) {
+  if (isolation_.Silenced(silent.size(), quiet, watched, steady)) {
     if (!cut_off_before) {
       log_->error(
           "every agent ({}) fell silent at once: vigild is cut off (or stood still); none is "

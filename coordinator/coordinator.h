@@ -82,7 +82,7 @@ class Coordinator {
   wire::Envelope AgentAck(int agent) const;
   // Vigild cut off from its agents (isolation.h), in coordinator_isolation.cc:
   // the same agent process registering again takes its place back;
-  void Reattach(const TcpConnection::Ptr& conn, int agent);
+  void Reattach(const TcpConnection::Ptr& conn, int agent, const wire::Hello& hello);
   // an agent silent, or its connection closed, while vigild waits: away, not lost;
   void OnAgentAway(int agent, const std::string& why);
   // an agent heard from while vigild waits (the first starts the heal window);
@@ -158,8 +158,8 @@ class Coordinator {
   };
   std::map<int, StorageCheck> checking_;
   Isolation isolation_;
-  std::set<int> away_;                  // agents waited for while isolation_ waits
-  std::vector<std::string> came_back_;  // hosts that came back meanwhile
+  std::set<int> away_;               // agents waited for while isolation_ waits
+  std::set<std::string> came_back_;  // hosts that came back meanwhile
   std::string isolation_cause_;
   std::string advertised_;      // the host in rpc_address() and http_address()
   std::string checkpoint_dir_;  // this run's, as the agents must see it

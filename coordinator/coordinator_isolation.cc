@@ -9,17 +9,32 @@ namespace vigil::coordinator {
 
 using nlohmann::json;
 
-void Coordinator::Reattach(const TcpConnection::Ptr& conn, int agent) {
+void Coordinator::Reattach(const TcpConnection::Ptr& conn, int agent, const wire::Hello& hello) {
+  CheckStall();
   auto& a = registry_.agents()[static_cast<size_t>(agent)];
   // The old connection goes quietly: it is no longer this agent's.
   if (auto old = std::move(a.conn)) {
     connections_.erase(old->id());
     old->Close(Status::Unavailable("replaced by the agent's new connection"));
   }
-  a.conn = conn;
   connections_[conn->id()].first = Role::kAgent;
   conn->Send(AgentAck(agent));
+  registry_.Attach(agent, conn);  // and the orders kept while it was away
   log_->info("agent {} (pid {}) reconnected in place as agent {}", a.host, a.pid, agent);
+  // Ranks of a generation that ended meanwhile (its teardown order was
+  // lost with the old connection) go now.
+  std::set<uint64_t> stale;
+  for (const auto& r : hello.live_ranks()) {
+    if (static_cast<int64_t>(r.generation()) != controller_->progress().generation)
+      stale.insert(r.generation());
+  }
+  for (uint64_t g : stale) {
+    log_->warn("{} still runs ranks of generation {}: torn down", a.host, g);
+    wire::Envelope kill;
+    kill.mutable_kill_generation()->set_generation(g);
+    kill.mutable_kill_generation()->set_grace_ms(static_cast<uint32_t>(spec_.limits.kill_grace_ms));
+    agent_link_->SendToAgent(agent, kill);
+  }
   heartbeats_.Beat(agent, clock_.SteadyMicros());
   if (isolation_.waiting()) OnAgentBack(agent);
 }
@@ -47,7 +62,7 @@ void Coordinator::OnAgentBack(int agent) {
       if (registry_.agent_connected(i) && !away_.count(i)) heartbeats_.Beat(i, now);
     }
   }
-  if (away_.erase(agent)) came_back_.push_back(registry_.agent_host(agent));
+  if (away_.erase(agent)) came_back_.insert(registry_.agent_host(agent));
 }
 
 void Coordinator::CheckStall() {

@@ -20,8 +20,10 @@ class HeartbeatMonitor {
   void Beat(int agent, int64_t now_us) { last_[agent] = now_us; }
   // `agent` is lost by other means (its connection closed): no longer watched.
   void Forget(int agent) { last_.erase(agent); }
-  // How many agents are watched.
+  // How many agents are watched, and how many of them have been silent
+  // for at least `quiet_us`.
   size_t watched() const { return last_.size(); }
+  size_t QuietFor(int64_t quiet_us, int64_t now_us) const;
   // Agents silent past the timeout, each once (then forgotten).
   std::vector<int> Silent(int64_t now_us);
 

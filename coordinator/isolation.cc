@@ -2,9 +2,9 @@
 
 namespace vigil::coordinator {
 
-bool Isolation::Silenced(size_t silent, size_t watched, int64_t now_us) {
+bool Isolation::Silenced(size_t silent, size_t quiet, size_t watched, int64_t now_us) {
   if (phase_ == Phase::kCutOff) return silent > 0;
-  if (phase_ != Phase::kNone || watched < 2 || silent < watched) return false;
+  if (phase_ != Phase::kNone || silent == 0 || watched < 2 || quiet < watched) return false;
   phase_ = Phase::kCutOff;
   since_us_ = now_us;
   deadline_us_ = now_us + give_up_us_;

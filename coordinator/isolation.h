@@ -30,9 +30,12 @@ class Isolation {
   Isolation(int64_t heal_window_us, int64_t give_up_us)
       : heal_window_us_(heal_window_us), give_up_us_(give_up_us) {}
 
-  // `silent` of the `watched` agents fell silent together. True when that
-  // is vigild cut off (all of them, two or more): none is to be declared lost.
-  bool Silenced(size_t silent, size_t watched, int64_t now_us);
+  // `silent` agents passed the heartbeat timeout; `quiet` of the `watched`
+  // ones (those included) have been silent for nearly as long (the timeout
+  // less a couple of heartbeat intervals: their last heartbeats were sent
+  // at different moments). True when that is vigild cut off (every one of
+  // two or more went quiet together): none is to be declared lost.
+  bool Silenced(size_t silent, size_t quiet, size_t watched, int64_t now_us);
   // vigild's loop stood still: its agents get a heal window from now.
   void StoodStill(int64_t now_us);
   // An agent was heard from. True when that starts the heal window (the

@@ -175,6 +175,31 @@ TEST_F(CoordinatorRestart, AStoppedVigildIsFencedOutByTheOneThatTookOver) {
   EXPECT_TRUE(testing::ProcessesMentioning(workdir).empty());
 }
 
+// Stood still for twice the agents' heartbeat timeout with no watchdog to
+// kill it, vigild wakes to agents that gave it up and are reconnecting: the
+// silence was its own, so they come back in place and nothing restarts.
+TEST_F(CoordinatorRestart, AVigildThatStoodStillKeepsItsHostsWhenItRunsAgain) {
+  job_ = WriteJob(dir_, "\n  coordinator_watchdog_ms: -1");
+  const std::string workdir = dir_ / "stood-still";
+  const auto run = RunJob(dir_, job_, workdir, "--chaos hang-vigild:3000@80");
+  EXPECT_EQ(run.summary["params_digest"], (*clean_)["params_digest"]) << run.err;
+  EXPECT_EQ(run.summary["restarts"], 0);
+  EXPECT_EQ(StartedRanks(workdir).size(), 4u);  // nothing restarted
+  auto lb = Logbook::Open(workdir + "/logbook.sqlite", false);
+  ASSERT_TRUE(lb.ok());
+  const int64_t id = run.summary["run_id"];
+  EXPECT_TRUE(EventsOfKind(*lb.value(), id, kind::kHostLost).empty());
+  EXPECT_TRUE(EventsOfKind(*lb.value(), id, kind::kCoordinatorRestart).empty());
+  const auto cut_off = EventsOfKind(*lb.value(), id, kind::kCoordinatorCutOff);
+  ASSERT_EQ(cut_off.size(), 1u) << "the agents gave vigild up and came back";
+  const json detail = json::parse(cut_off[0].detail_json);
+  EXPECT_EQ(detail.value("cause", ""), "event loop stood still");
+  EXPECT_EQ(detail["hosts_lost"], json::array());
+  EXPECT_EQ(detail["hosts_back"].size(), 2u) << detail.dump();
+  EXPECT_EQ(lb.value()->Events(id).value().size(), 1u);
+  EXPECT_TRUE(testing::ProcessesMentioning(workdir).empty());
+}
+
 TEST_F(CoordinatorRestart, AWedgedVigildIsKilledByVigilRunAndTakenOver) {
   // The default watchdog: max(heartbeat timeout, 3 s).
   const std::string workdir = dir_ / "wedged";

@@ -2,10 +2,13 @@
 // store on the wire, hostile input, /metrics, and shutdown by signal.
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include <nlohmann/json.hpp>
 
 #include "common/framed_socket.h"
 #include "common/fs.h"
+#include "common/host_storage.h"
 #include "common/http_client.h"
 #include "common/process.h"
 #include "common/util.h"
@@ -94,6 +97,66 @@ TEST_F(VigildTest, RejectsBadTokenAndProtocolVersion) {
   auto old = FramedSocket::ConnectAndHello(rpc_, hello, milliseconds(2000));
   ASSERT_FALSE(old.ok());
   EXPECT_NE(old.status().message().find("protocol version"), std::string::npos);
+  EXPECT_TRUE(StillServing());
+}
+
+// An agent counts only once it has checked the job's storage (HostReady).
+// One that cannot see it is refused: a host_refused event naming the
+// problem, a metric, its connection closed, and the job waits on for hosts.
+TEST_F(VigildTest, AnAgentThatCannotSeeTheStorageIsRefusedAndRecorded) {
+  wire::Hello h;
+  h.set_protocol_version(kProtocolVersion);
+  h.set_auth_token(token_);
+  h.set_role(wire::Hello::AGENT);
+  h.set_host("host-nfs-down");
+  h.set_slots(1);
+  h.set_pid(4242);
+  wire::HelloAck ack;
+  auto agent = FramedSocket::ConnectAndHello(rpc_, h, milliseconds(2000), &ack);
+  ASSERT_TRUE(agent.ok()) << agent.status().ToString();
+  // The ack names the run's storage, marked by vigild.
+  EXPECT_NE(ack.checkpoint_dir().find(dir_ / "work/checkpoints/run-"), std::string::npos)
+      << ack.checkpoint_dir();
+  EXPECT_EQ(ack.log_dir(), dir_ / "work/logs");
+  EXPECT_TRUE(CheckHostStorage("h", ack.checkpoint_dir(), ack.storage_id(), ack.log_dir()).ok());
+  wire::Envelope ready;
+  ready.mutable_host_ready()->set_ok(false);
+  ready.mutable_host_ready()->set_problem("host host-nfs-down: cannot see /shared");
+  ASSERT_TRUE(agent->Send(ready).ok());
+  auto closed = agent->Receive(milliseconds(3000));
+  EXPECT_FALSE(closed.ok()) << "vigild closes a refused agent's connection";
+
+  // An agent that skips its check is dropped at its first other message.
+  h.set_host("host-skips");
+  auto skipper = FramedSocket::ConnectAndHello(rpc_, h, milliseconds(2000));
+  ASSERT_TRUE(skipper.ok());
+  wire::Envelope beat;
+  beat.mutable_heartbeat();
+  ASSERT_TRUE(skipper->Send(beat).ok());
+  EXPECT_FALSE(skipper->Receive(milliseconds(3000)).ok());
+
+  std::vector<EventRow> refused;
+  for (int i = 0; i < 100 && refused.empty(); ++i) {
+    auto lb = Logbook::Open(dir_ / "work/logbook.sqlite", false);
+    if (lb.ok()) {
+      const auto events = lb.value()->Events(lb.value()->Runs().value().back().id);
+      for (const auto& e : events.ok() ? events.value() : std::vector<EventRow>()) {
+        if (e.kind == "host_refused") refused.push_back(e);
+      }
+    }
+    if (refused.empty()) std::this_thread::sleep_for(milliseconds(50));
+  }
+  ASSERT_EQ(refused.size(), 1u);
+  EXPECT_EQ(refused[0].host, "host-nfs-down");
+  EXPECT_NE(refused[0].detail_json.find("cannot see /shared"), std::string::npos);
+  auto metrics = HttpGet(http_, "/metrics", milliseconds(2000));
+  ASSERT_TRUE(metrics.ok());
+  EXPECT_NE(metrics->body.find("vigil_host_refused_total{host=\"host-nfs-down\"} 1"),
+            std::string::npos);
+  // Neither counts: the status still waits for the job's hosts.
+  auto status = HttpGet(http_, "/api/v1/status", milliseconds(2000));
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ(json::parse(status->body).value("state", ""), "pending");
   EXPECT_TRUE(StillServing());
 }
 

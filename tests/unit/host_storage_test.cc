@@ -32,8 +32,10 @@ TEST(HostStorage, TheDirectoryVigildMarkedPasses) {
     ++files;
   }
   EXPECT_EQ(files, 1);
-  // Each run's mark is its own.
-  EXPECT_NE(MarkStorage(dir.path()).value(), id.value());
+  // A run taken over keeps its mark; another run's directory gets its own.
+  EXPECT_EQ(MarkStorage(dir.path()).value(), id.value());
+  TempDir other;
+  EXPECT_NE(MarkStorage(other.path()).value(), id.value());
 }
 
 TEST(HostStorage, EachProblemIsNamed) {

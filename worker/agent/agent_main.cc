@@ -50,6 +50,9 @@ struct AgentOptions {
   int gpu_poll_ms = 250;
 };
 
+// The exit status of an agent whose host cannot see or write the job's storage.
+constexpr int kExitRefused = 3;
+
 class Agent {
  public:
   Agent(asio::io_context& io, AgentOptions o)
@@ -79,7 +82,7 @@ class Agent {
         [this](const wire::HelloAck& ack, bool again) { OnRegistered(ack, again); },
         [this](const std::string& why) {
           log_->error("{}: killing all ranks", why);
-          ShutdownRanks(1);
+          ShutdownRanks(link_.storage_refused() ? kExitRefused : 1);
         }));
     // Ranks bind for collectives where this host reaches vigild, unless told.
     bind_addr_ = o_.bind_addr.empty() ? link_.local_address() : o_.bind_addr;
@@ -114,6 +117,7 @@ class Agent {
     ::unlink(socket_path_.c_str());
   }
   int exit_code() const { return exit_code_; }
+  bool refused() const { return link_.storage_refused(); }
 
  private:
   // The Hello of each registration; again, it names the ranks this agent
@@ -539,7 +543,7 @@ int main(int argc, char** argv) {
   if (auto st = agent.Start(); !st.ok()) {
     std::fprintf(stderr, "vigil-agent: %s\n", st.ToString().c_str());
     // Refused (this host cannot see or write the job's storage): not worth retrying.
-    return st.code() == vigil::StatusCode::kFailedPrecondition ? 3 : 1;
+    return agent.refused() ? kExitRefused : 1;
   }
   io.run();
   return agent.exit_code();

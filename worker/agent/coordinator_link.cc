@@ -67,7 +67,10 @@ Status CoordinatorLink::Register(HelloMaker hello, HostCheck check, OrderHandler
                                       std::to_string(ack.epoch()) + ", older than epoch " +
                                       std::to_string(fence_.newest()) + " seen before");
   }
-  VIGIL_RETURN_IF_ERROR(AnswerCheck(check_, ack, &sock.value()));
+  if (Status st = AnswerCheck(check_, ack, &sock.value()); !st.ok()) {
+    refused_ = st.code() == StatusCode::kFailedPrecondition;
+    return st;
+  }
   const std::string already_read = sock->TakeBuffered();
   Attach(sock->ReleaseFd(), already_read, ack, false);
   return Status::Ok();
@@ -270,13 +273,6 @@ void CoordinatorLink::Attempt() {
                          out->sock.status().ToString());
             return ScheduleAttempt();
           }
-          if (!out->refused.ok()) {
-            gone_ = true;
-            grace_.cancel();
-            log_->error("vigild at {} refused this host: {}", address_, out->refused.message());
-            if (on_gone_) on_gone_(out->refused.message());
-            return;
-          }
           if (!fence_.Admit(out->ack.epoch())) {
             // A stale vigild (woken from a SIGSTOP) answered: not the one to rejoin.
             log_->error(
@@ -284,6 +280,14 @@ void CoordinatorLink::Attempt() {
                 "ignored",
                 address_, out->ack.epoch(), fence_.newest());
             return ScheduleAttempt();
+          }
+          if (!out->refused.ok()) {
+            gone_ = true;
+            refused_ = true;
+            grace_.cancel();
+            log_->error("vigild at {} refused this host: {}", address_, out->refused.message());
+            if (on_gone_) on_gone_(out->refused.message());
+            return;
           }
           const std::string already_read = out->sock->TakeBuffered();
           Attach(out->sock->ReleaseFd(), already_read, out->ack, true);

@@ -103,6 +103,8 @@ class CoordinatorLink {
   uint64_t refused() const { return fence_.refused(); }
   size_t buffered() const { return buffer_.size(); }
   uint64_t dropped() const { return dropped_; }
+  // vigild named storage this host cannot see or write (HostCheck): refused.
+  bool storage_refused() const { return refused_; }
   // The ranks whose exits the buffer holds, acked by no vigild (a Hello names them).
   std::vector<wire::LiveRank> BufferedExits() const;
 
@@ -141,7 +143,7 @@ class CoordinatorLink {
   std::mt19937_64 rng_;
   std::thread attempt_;
   std::shared_ptr<bool> alive_;  // what the attempt thread posts checks it
-  bool attempting_ = false, closing_ = false, gone_ = false;
+  bool attempting_ = false, closing_ = false, gone_ = false, refused_ = false;
 };
 
 }  // namespace vigil::agent
