@@ -152,6 +152,19 @@ std::map<std::string, std::string> ParseEnv(const std::string& text) {
 // The agent's launch environment, seen by a stand-in rank that dumps it: the
 // chaos order becomes VIGIL_CHAOS=1, and without the order the rank has no
 // VIGIL_CHAOS even though the agent's own environment has one.
+// A vigil-agent for host-0 of the vigild at `address`, reading no kernel log.
+std::vector<std::string> AgentArgv(const std::string& address, const std::string& token_file) {
+  return {std::string(VIGIL_BIN_DIR) + "/vigil-agent",
+          "--coordinator",
+          address,
+          "--token-file",
+          token_file,
+          "--host",
+          "host-0",
+          "--kernel-log",
+          ""};
+}
+
 TEST(RankLaunch, AgentSetsChaosOnlyWhenTheOrderSaysSo) {
   TempDir dir;
   std::ofstream(dir / "rank.sh") << "#!/bin/sh\nenv > \"$VIGIL_CHECKPOINT_DIR/env.txt\"\n";
@@ -160,17 +173,8 @@ TEST(RankLaunch, AgentSetsChaosOnlyWhenTheOrderSaysSo) {
   FakeVigild vigild;
   ASSERT_FALSE(vigild.address().empty());
   SpawnOptions a;
-  a.argv = {std::string(VIGIL_BIN_DIR) + "/vigil-agent",
-            "--coordinator",
-            vigild.address(),
-            "--token-file",
-            dir / "token",
-            "--host",
-            "host-0",
-            "--train-binary",
-            dir / "rank.sh",
-            "--kernel-log",
-            ""};
+  a.argv = AgentArgv(vigild.address(), dir / "token");
+  a.argv.insert(a.argv.end(), {"--train-binary", dir / "rank.sh"});
   // Inherited by the agent, never by its ranks: only an order makes a chaos rank.
   a.env_add = {std::string(rank_contract::kEnvChaos) + "=1"};
   a.log_file = dir / "agent.log";
@@ -329,15 +333,7 @@ TEST(RankLaunch, AgentRefusesAJobWhoseStorageItCannotSee) {
     FakeVigild vigild;
     ASSERT_FALSE(vigild.address().empty());
     SpawnOptions a;
-    a.argv = {std::string(VIGIL_BIN_DIR) + "/vigil-agent",
-              "--coordinator",
-              vigild.address(),
-              "--token-file",
-              dir / "token",
-              "--host",
-              "host-0",
-              "--kernel-log",
-              ""};
+    a.argv = AgentArgv(vigild.address(), dir / "token");
     a.log_file = dir / ("agent-" + c.name + ".log");
     a.parent_death_signal = SIGKILL;
     const pid_t agent = SpawnProcess(a).value();
