@@ -305,21 +305,27 @@ void Coordinator::OnHostReady(int agent, const wire::HostReady& ready) {
     if (hello.live_ranks_size() > 0) {
       // It runs ranks this vigild never launched (a vigild before it did):
       // not part of any world here, they are torn down.
-      std::set<uint64_t> generations;
-      for (const auto& r : hello.live_ranks()) generations.insert(r.generation());
-      for (uint64_t g : generations) {
-        wire::Envelope kill;
-        kill.mutable_kill_generation()->set_generation(g);
-        kill.mutable_kill_generation()->set_grace_ms(
-            static_cast<uint32_t>(spec_.limits.kill_grace_ms));
-        agent_link_->SendToAgent(agent, kill);
-      }
+      TearDownLiveRanks(agent, hello, -1);
     }
     controller_->OnAgentJoined(agent);
   } else if (registry_.live_count() == spec_.world.hosts) {
     // The first `hosts` agents take the host slots; later ones wait as spares.
     agents_complete_ = true;
     controller_->OnAllAgentsRegistered();
+  }
+}
+
+void Coordinator::TearDownLiveRanks(int agent, const wire::Hello& hello, int64_t keep) {
+  std::set<uint64_t> generations;
+  for (const auto& r : hello.live_ranks()) {
+    if (static_cast<int64_t>(r.generation()) != keep) generations.insert(r.generation());
+  }
+  for (uint64_t g : generations) {
+    log_->warn("{} still runs ranks of generation {}: torn down", hello.host(), g);
+    wire::Envelope kill;
+    kill.mutable_kill_generation()->set_generation(g);
+    kill.mutable_kill_generation()->set_grace_ms(static_cast<uint32_t>(spec_.limits.kill_grace_ms));
+    agent_link_->SendToAgent(agent, kill);
   }
 }
 

@@ -91,6 +91,9 @@ class Coordinator {
   void CheckStall();
   // the wait is over: the agents not back are lost, and an event says so.
   void EndIsolation();
+  // Orders `agent` to tear down every generation its Hello names as live,
+  // but `keep` (-1: none).
+  void TearDownLiveRanks(int agent, const wire::Hello& hello, int64_t keep);
   // Records a host_refused event and drops the agent (it takes no part).
   void RefuseAgent(int agent, const std::string& problem);
   void OnClose(const TcpConnection::Ptr& conn, const Status& why);

@@ -23,18 +23,7 @@ void Coordinator::Reattach(const TcpConnection::Ptr& conn, int agent, const wire
   log_->info("agent {} (pid {}) reconnected in place as agent {}", a.host, a.pid, agent);
   // Ranks of a generation that ended meanwhile (its teardown order was
   // lost with the old connection) go now.
-  std::set<uint64_t> stale;
-  for (const auto& r : hello.live_ranks()) {
-    if (static_cast<int64_t>(r.generation()) != controller_->progress().generation)
-      stale.insert(r.generation());
-  }
-  for (uint64_t g : stale) {
-    log_->warn("{} still runs ranks of generation {}: torn down", a.host, g);
-    wire::Envelope kill;
-    kill.mutable_kill_generation()->set_generation(g);
-    kill.mutable_kill_generation()->set_grace_ms(static_cast<uint32_t>(spec_.limits.kill_grace_ms));
-    agent_link_->SendToAgent(agent, kill);
-  }
+  TearDownLiveRanks(agent, hello, controller_->progress().generation);
   heartbeats_.Beat(agent, clock_.SteadyMicros());
   if (isolation_.waiting()) OnAgentBack(agent);
 }
