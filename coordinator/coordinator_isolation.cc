@@ -52,6 +52,9 @@ void Coordinator::OnAgentBack(int agent) {
     }
   }
   if (away_.erase(agent)) came_back_.insert(registry_.agent_host(agent));
+  // The last one back ends the wait now, not at the next tick: its replayed
+  // reports may end the job, and its goodbye is then no cut-off.
+  if (away_.empty() && !came_back_.empty()) EndIsolation();
 }
 
 void Coordinator::CheckStall() {

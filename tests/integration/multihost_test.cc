@@ -40,11 +40,16 @@ using testing::Slurp;
 using testing::TempDir;
 
 constexpr int kHeartbeatTimeoutMs = 1500;
+// Long enough that a link cut at step 45 for twice the heartbeat timeout
+// ends while the job still trains (about 10 ms a step here).
+constexpr int kSteps = 600;
 
 std::string Job(int spares) {
   return "name: multihost\n"
          "model: {d_model: 32, layers: 1, heads: 2, seq_len: 16}\n"
-         "schedule: {steps: 240, batch_per_rank: 4}\n"
+         "schedule: {steps: " +
+         std::to_string(kSteps) +
+         ", batch_per_rank: 4}\n"
          "world: {hosts: 2, ranks_per_host: 2, spares: " +
          std::to_string(spares) +
          "}\n"
@@ -261,6 +266,15 @@ TEST_F(MultiHost, VigildCutOffFromEveryAgentHealsWithoutLosingTheRun) {
   ASSERT_TRUE(cluster_->SetLink(0, false).ok());
   std::this_thread::sleep_for(milliseconds(2 * kHeartbeatTimeoutMs));
   ASSERT_TRUE(cluster_->SetLink(0, true).ok());
+  // The agents come back to a job that still trains (what is tested here:
+  // had it finished meanwhile, there would be nothing to heal into).
+  json back;
+  for (int i = 0; i < 400; ++i) {
+    back = Status();
+    if (back.value("step", 0) > 45 + 20) break;
+    std::this_thread::sleep_for(milliseconds(25));
+  }
+  EXPECT_EQ(back.value("state", ""), "running") << back.dump();
   ASSERT_EQ(WaitForVigild(), 0) << Slurp(workdir_ + "/logs/vigild.log");
   const RunRow run = Run();
   EXPECT_EQ(run.status, "succeeded");
@@ -268,7 +282,8 @@ TEST_F(MultiHost, VigildCutOffFromEveryAgentHealsWithoutLosingTheRun) {
   // Nothing was torn down: one generation, one event, every host back.
   EXPECT_EQ(Generations().size(), 1u);
   const auto events = Events();
-  ASSERT_EQ(events.size(), 1u) << (events.empty() ? "none" : events.back().kind);
+  ASSERT_EQ(events.size(), 1u) << (events.empty() ? "none" : events.back().kind) << "\n"
+                               << Slurp(workdir_ + "/logs/vigild.log");
   EXPECT_EQ(events[0].kind, "coordinator_cut_off");
   const json detail = json::parse(events[0].detail_json);
   EXPECT_EQ(detail["hosts_lost"], json::array());
