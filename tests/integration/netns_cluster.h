@@ -84,6 +84,11 @@ class NetnsCluster {
     return argv;
   }
 
+  // Every process in host i's namespace SIGKILLed: the host dies at once.
+  void KillProcesses(int i) const {
+    Sh("ip netns pids " + Name(i) + " 2>/dev/null | xargs -r kill -9");
+  }
+
   // Cuts host i off (its link down), or brings it back.
   Status SetLink(int i, bool up) const {
     const std::string cmd = "ip link set " + Veth(i) + (up ? " up" : " down") + " 2>&1";
@@ -91,11 +96,12 @@ class NetnsCluster {
     return r.code == 0 ? Status::Ok() : Status::IoError(cmd + ": " + r.out);
   }
 
- private:
+ public:
   struct ShResult {
     int code;
     std::string out;
   };
+  // `cmd` run by /bin/sh: its exit code and standard output.
   static ShResult Sh(const std::string& cmd) {
     ShResult r{-1, ""};
     FILE* p = ::popen(cmd.c_str(), "r");
@@ -106,11 +112,13 @@ class NetnsCluster {
     r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     return r;
   }
+
+ private:
   std::string Bridge() const { return tag_ + "br"; }
 
   void Teardown() {
     for (int i = 0; i < hosts_; ++i) {
-      Sh("ip netns pids " + Name(i) + " 2>/dev/null | xargs -r kill -9");
+      KillProcesses(i);
       Sh("ip netns del " + Name(i) + " 2>/dev/null");
       Sh("ip link del " + Veth(i) + " 2>/dev/null");
     }
