@@ -615,8 +615,10 @@ void Coordinator::CloseAll(const Status& why) {
 
 void Coordinator::Shutdown() {
   // A job that ended while vigild waited for its agents: the wait is
-  // recorded (those not back are named), then the goodbyes are plain closes.
-  if (isolation_.waiting()) EndIsolation();
+  // recorded (those not back are named, not lost: one that comes back in
+  // the flush window still hears its shutdown order), then the goodbyes
+  // are plain closes.
+  if (isolation_.waiting()) EndIsolation(/*job_over=*/true);
   // Give the goodbyes a moment to flush, then stop accepting and leave the loop.
   shutdown_timer_.expires_after(std::chrono::milliseconds(spec_.limits.shutdown_flush_ms));
   shutdown_timer_.async_wait([this](boost::system::error_code) { CloseAll(Status::Ok()); });

@@ -89,8 +89,9 @@ class Coordinator {
   void OnAgentBack(int agent);
   // a loop that stood still: its agents get a heal window;
   void CheckStall();
-  // the wait is over: the agents not back are lost, and an event says so.
-  void EndIsolation();
+  // the wait is over: an event says so, and the agents not back are lost
+  // (unless the job is over: then they are only named).
+  void EndIsolation(bool job_over = false);
   // Orders `agent` to tear down every generation its Hello names as live,
   // but `keep` (-1: none).
   void TearDownLiveRanks(int agent, const wire::Hello& hello, int64_t keep);

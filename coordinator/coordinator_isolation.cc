@@ -77,7 +77,7 @@ void Coordinator::CheckStall() {
   last_tick_ = now;
 }
 
-void Coordinator::EndIsolation() {
+void Coordinator::EndIsolation(bool job_over) {
   const int64_t now = clock_.SteadyMicros();
   json lost = json::array();
   const auto away = std::move(away_);
@@ -98,13 +98,15 @@ void Coordinator::EndIsolation() {
       {"cause", isolation_cause_.empty() ? "every agent fell silent at once" : isolation_cause_},
       {"waited_ms", (now - isolation_.since_us()) / 1000},
       {"hosts_back", came_back_},
-      {"hosts_lost",
+      // A job that ended meanwhile loses nobody: those not back are named.
+      {job_over ? "hosts_not_back" : "hosts_lost",
        lost}}.dump();
   journal_->AddEvent(ev);
   log_->warn("cut-off over after {} ms: {} host(s) back, {} lost",
              (now - isolation_.since_us()) / 1000, came_back_.size(), lost.size());
   came_back_.clear();
   isolation_cause_.clear();
+  if (job_over) return;
   for (int agent : away) {
     MarkAgentLost(agent, "did not come back within " +
                              std::to_string(2 * spec_.limits.heartbeat_timeout_ms) +

@@ -2,8 +2,9 @@
 // nodes are NetnsCluster hosts (each its own network namespace and
 // address), `munged` and `slurmctld` run in the root namespace on the
 // bridge's address, and each node has its own `slurmd -N n<i>` in its
-// namespace. The configuration is generated in a temporary directory; the
-// daemons are stopped by their pid files when the cluster goes.
+// namespace. The configuration is generated in a temporary directory. The
+// daemons run in the foreground as this process's children (killed with it,
+// should it die), stopped and reaped when the cluster goes.
 //
 // The constructor sets SLURM_CONF in this process's environment, so that
 // sbatch, srun, scontrol and sinfo (and every program a test starts, such as
@@ -12,19 +13,25 @@
 // `SlurmdTimeout` (kept short here); tasks a job step starts run in their
 // node's namespace, with its address.
 //
-// Needs root, iproute2 and slurm-wlm; Unavailable() says why not.
+// Needs root, iproute2 and slurm-wlm, and cgroup v1: several slurmd on one
+// machine are verified there; on cgroup v2, Debian's slurmd (built without
+// multiple-slurmd support) would have them share one slurmstepd scope.
+// Unavailable() says why not.
 #pragma once
 
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 #include <thread>
 
+#include "common/process.h"
 #include "common/status.h"
 #include "tests/integration/netns_cluster.h"
 #include "tests/integration/process_util.h"
@@ -42,6 +49,8 @@ class SlurmCluster {
            "command -v mungekey && command -v sbatch")
             .code != 0)
       return "slurm-wlm or munge is not installed (scripts/install-deps.sh installs them)";
+    if (Sh("stat -fc %T /sys/fs/cgroup").out == "cgroup2fs\n")
+      return "several slurmd on one machine are verified on cgroup v1 only; this one has v2";
     return "";
   }
 
@@ -68,13 +77,15 @@ class SlurmCluster {
   static NetnsCluster::ShResult Sh(const std::string& cmd) { return NetnsCluster::Sh(cmd); }
 
   // The node dies at once: its slurmd and every task on it SIGKILLed.
-  void KillNode(int i) const { net_.KillProcesses(i); }
+  void KillNode(int i) {
+    net_.KillProcesses(i);
+    Reap(Node(i));
+  }
 
   // A node brought back: its slurmd started again, the node resumed (a
   // drain cleared), idle within `timeout`.
-  Status RestartNode(int i, std::chrono::seconds timeout = std::chrono::seconds(30)) const {
-    if (auto r = Sh(SlurmdCommand(i) + " 2>&1"); r.code != 0)
-      return Status::IoError("slurmd " + Node(i) + ": " + r.out);
+  Status RestartNode(int i, std::chrono::seconds timeout = std::chrono::seconds(30)) {
+    if (std::string e = StartSlurmd(i); !e.empty()) return Status::IoError(e);
     Sh("scontrol update NodeName=" + Node(i) + " State=RESUME 2>&1");
     return WaitIdle(timeout);
   }
@@ -92,13 +103,39 @@ class SlurmCluster {
       if (idle == size()) return Status::Ok();
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
-    return Status::Timeout("the nodes are not all idle: " + states);
+    std::string logs;
+    for (const auto& entry : std::filesystem::directory_iterator(dir_.path() + "/log"))
+      logs += "--- " + entry.path().filename().string() + ":\n" + Slurp(entry.path());
+    return Status::Timeout("the nodes are not all idle: " + states + logs);
   }
 
  private:
-  std::string SlurmdCommand(int i) const {
-    return "/usr/bin/nsenter --net=/run/netns/" + net_.Name(i) + " slurmd -f " + conf_ + " -N " +
-           Node(i);
+  // `argv` started in the foreground as a child; "" or why it could not.
+  std::string Daemon(const std::string& name, std::vector<std::string> argv) {
+    SpawnOptions o;
+    o.argv = std::move(argv);
+    o.log_file = dir_.path() + "/log/" + name + ".out";
+    o.parent_death_signal = SIGKILL;
+    auto pid = SpawnProcess(o);
+    if (!pid.ok()) return name + ": " + pid.status().ToString();
+    daemons_[name] = pid.value();
+    return "";
+  }
+  std::string StartSlurmd(int i) {
+    return Daemon(Node(i), net_.In(i, {"/usr/sbin/slurmd", "-D", "-f", conf_, "-N", Node(i)}));
+  }
+  // Waits for the daemon `name` (SIGKILLed after 5 s).
+  void Reap(const std::string& name) {
+    auto it = daemons_.find(name);
+    if (it == daemons_.end()) return;
+    for (int i = 0; i < 100 && ::waitpid(it->second, nullptr, WNOHANG) == 0; ++i) {
+      if (i == 99) {
+        ::kill(it->second, SIGKILL);
+        ::waitpid(it->second, nullptr, 0);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    daemons_.erase(it);
   }
 
   std::string Start() {
@@ -125,56 +162,48 @@ class SlurmCluster {
       << "SelectType=select/cons_tres\nSchedulerType=sched/backfill\n"
       << "ReturnToService=2\nSlurmdTimeout=" << kSlurmdTimeoutS << "\n"
       << "MessageTimeout=5\nKillWait=5\nInactiveLimit=0\nMpiDefault=none\n";
-    const int cpus = static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN));
     std::string nodes;
     for (int i = 0; i < size(); ++i) {
-      c << "NodeName=" << Node(i) << " NodeAddr=" << net_.Address(i) << " CPUs=" << cpus
-        << " RealMemory=1000\n";
+      c << "NodeName=" << Node(i) << " NodeAddr=" << net_.Address(i) << " CPUs=1 RealMemory=1000\n";
       nodes += (i ? "," : "") + Node(i);
     }
     c << "PartitionName=main Nodes=" << nodes << " Default=YES MaxTime=INFINITE State=UP\n";
     c.close();
     ::setenv("SLURM_CONF", conf_.c_str(), 1);
-    const std::string steps[] = {
-        "mungekey --create --force --keyfile=" + d + "/munge.key",
-        "munged --socket=" + d + "/munge.sock --key-file=" + d + "/munge.key --pid-file=" + d +
-            "/munged.pid --log-file=" + d + "/log/munged.log --seed-file=" + d +
-            "/munge.seed --force",
-        "slurmctld -f " + conf_,
-    };
-    for (const auto& step : steps) {
-      if (auto r = Sh(step + " 2>&1"); r.code != 0) return "`" + step + "` failed: " + r.out;
-    }
+    if (auto r = Sh("mungekey --create --force --keyfile=" + d + "/munge.key 2>&1"); r.code != 0)
+      return "mungekey: " + r.out;
+    if (std::string e = Daemon(
+            "munged", {"/usr/sbin/munged", "-F", "--force", "--socket=" + d + "/munge.sock",
+                       "--key-file=" + d + "/munge.key", "--pid-file=" + d + "/munged.pid",
+                       "--log-file=" + d + "/log/munged.log", "--seed-file=" + d + "/munge.seed"});
+        !e.empty())
+      return e;
+    for (int i = 0; i < 100 && !std::filesystem::exists(d + "/munge.sock"); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (std::string e = Daemon("slurmctld", {"/usr/sbin/slurmctld", "-D", "-f", conf_}); !e.empty())
+      return e;
     for (int i = 0; i < size(); ++i) {
-      if (auto r = Sh(SlurmdCommand(i) + " 2>&1"); r.code != 0)
-        return "slurmd " + Node(i) + " failed: " + r.out;
+      if (std::string e = StartSlurmd(i); !e.empty()) return e;
     }
-    if (Status st = WaitIdle(std::chrono::seconds(30)); !st.ok())
-      return st.message() + "\n" + Slurp(d + "/log/slurmctld.log");
+    if (Status st = WaitIdle(std::chrono::seconds(30)); !st.ok()) return st.message();
     return "";
   }
 
-  // SIGTERM by pid file, SIGKILL after a few seconds.
-  static void StopByPidFile(const std::string& file) {
-    std::ifstream in(file);
-    pid_t pid = 0;
-    if (!(in >> pid) || pid <= 1) return;
-    ::kill(pid, SIGTERM);
-    for (int i = 0; i < 100 && ::kill(pid, 0) == 0; ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    ::kill(pid, SIGKILL);
-  }
-
+  // The nodes' slurmd first, then slurmctld, then munged: SIGTERM, reaped.
   void Stop() {
-    if (conf_.empty()) return;
-    for (int i = 0; i < size(); ++i) StopByPidFile(dir_.path() + "/slurmd-" + Node(i) + ".pid");
-    StopByPidFile(dir_.path() + "/slurmctld.pid");
-    StopByPidFile(dir_.path() + "/munged.pid");
+    std::vector<std::string> order;
+    for (int i = 0; i < size(); ++i) order.push_back(Node(i));
+    order.insert(order.end(), {"slurmctld", "munged"});
+    for (const auto& name : order) {
+      if (auto it = daemons_.find(name); it != daemons_.end()) ::kill(it->second, SIGTERM);
+      Reap(name);
+    }
   }
 
-  NetnsCluster net_;  // torn down last: what is left in the namespaces is killed
-  TempDir dir_;
+  TempDir dir_;       // removed last, once nothing runs in it
+  NetnsCluster net_;  // what is left in the namespaces is killed with them
   std::string conf_, error_;
+  std::map<std::string, pid_t> daemons_;
 };
 
 }  // namespace vigil::testing
