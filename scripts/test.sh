@@ -27,10 +27,10 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 (cd build-asan && ctest --output-on-failure -j2 -LE chaos)
 echo "== ThreadSanitizer: the asynchronous checkpoint writer and the ranks around it, the"
 echo "   collective watchdog beside the training thread, the logbook writer beside its caller"
-bash scripts/build.sh --tsan checkpoint_test checkpoint_crash_test collective_watchdog_test logbook_test
+bash scripts/build.sh --tsan checkpoint_test checkpoint_crash_test collective_watchdog_test logbook_writer_test
 export TSAN_OPTIONS=halt_on_error=1
 build-tsan/bin/checkpoint_test
 build-tsan/bin/checkpoint_crash_test
 build-tsan/bin/collective_watchdog_test
-build-tsan/bin/logbook_test
+build-tsan/bin/logbook_writer_test
 echo "== all tests passed"
