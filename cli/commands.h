@@ -22,6 +22,7 @@ struct RunArgs {
   std::vector<std::string> chaos;
   uint64_t seed = 1;            // of a random:COUNT chaos schedule
   std::string output = "text";  // text | json
+  std::string launcher;         // local | slurm; empty: the job's `launcher`
 };
 int RunJob(const RunArgs& args);
 

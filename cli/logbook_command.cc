@@ -392,6 +392,9 @@ int LogbookStats(const LogbookArgs& args) {
            {"failures_by_kind", pairs(s.failures_by_kind)},
            {"failures_by_host", pairs(s.failures_by_host)},
            {"interventions_by_action", pairs(s.actions)}};
+  auto row = lb->Run(run);
+  const std::string slurm_job = row.ok() ? row->slurm_job_id : "";
+  if (!slurm_job.empty()) out["slurm_job_id"] = slurm_job;
   if (args.output == "json") {
     std::cout << out.dump() << "\n";
     return 0;
@@ -399,6 +402,7 @@ int LogbookStats(const LogbookArgs& args) {
   std::printf("run %lld: %.1f s wall, %.1f s productive, %.1f s lost; goodput %.1f%%\n",
               static_cast<long long>(s.run_id), s.wall_seconds, s.productive_seconds,
               s.lost_seconds, 100.0 * s.goodput);
+  if (!slurm_job.empty()) std::printf("Slurm job %s\n", slurm_job.c_str());
   std::printf("%d generations, %d restarts, MTBF %s\n", s.generations, s.restarts,
               s.mtbf_seconds ? (std::to_string(*s.mtbf_seconds) + " s of training").c_str()
                              : "n/a (no failure)");
@@ -464,12 +468,15 @@ std::string PrintRunReport(const std::string& workdir, int64_t run_id, double wa
       for (const auto& i : interventions.value())
         if (i.action == action::kFailJob || i.action == action::kPauseAndPage) why = i.outcome;
     }
+    if (why.empty() && run->status == job_state::kCancelled)
+      why = "vigild was stopped by a signal (an interrupted vigil run, or scancel)";
     summary["why"] = why;
   }
   summary["tokens_per_second"] =
       run->tokens_per_second ? json(*run->tokens_per_second) : json(nullptr);
   summary["params_digest"] = run->params_digest;
   summary["recoveries"] = rec;
+  if (!run->slurm_job_id.empty()) summary["slurm_job_id"] = run->slurm_job_id;
   if (json_only) return summary.dump();
 
   std::printf("\njob %s, run %lld: %s in %.1f s\n", run->name.c_str(),
@@ -487,6 +494,7 @@ std::string PrintRunReport(const std::string& workdir, int64_t run_id, double wa
     std::printf("  params_digest %s\n", run->params_digest.c_str());
   }
   if (!why.empty()) std::printf("  why: %s\n", why.c_str());
+  if (!run->slurm_job_id.empty()) std::printf("  Slurm job %s\n", run->slurm_job_id.c_str());
   auto ms = [](const json& j, const char* key) {
     char buf[32] = "n/a";
     if (j.contains(key)) std::snprintf(buf, sizeof(buf), "%.1f ms", j[key].get<double>());

@@ -1,6 +1,9 @@
-// `vigil run`: the embedded launcher. Starts vigild and one vigil-agent per
-// host of the job on this machine, shows progress from vigild's API, and
-// when the job ends prints the summary and the run's logbook.
+// `vigil run`: starts vigild and one vigil-agent per host of the job (on
+// this machine, or as Slurm job steps on the allocation's nodes:
+// slurm_launcher.h), supervises vigild (started again if it dies), shows
+// progress from vigild's API, and when the job ends prints the summary and
+// the run's logbook. Outside an allocation, `launcher: slurm` submits the
+// job instead and follows it.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,6 +19,8 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/run_follow.h"
+#include "cli/slurm_launcher.h"
 #include "common/fs.h"
 #include "common/http_client.h"
 #include "common/job_spec.h"
@@ -34,76 +39,9 @@ using nlohmann::json;
 
 namespace {
 
-volatile sig_atomic_t g_interrupted = 0;
-void OnInterrupt(int) { g_interrupted = 1; }
-
 std::string SiblingBinary(const std::string& name) {
   return (fs::read_symlink("/proc/self/exe").parent_path() / name).string();
 }
-
-// Waits for `pid` up to `timeout`; returns its wait status or -1.
-int WaitFor(pid_t pid, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (true) {
-    int status = 0;
-    pid_t r = ::waitpid(pid, &status, WNOHANG);
-    if (r == pid) return status;
-    if (r < 0) return -1;
-    if (std::chrono::steady_clock::now() >= deadline) return -1;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-}
-
-std::string FormatDuration(double s) {
-  char buf[32];
-  if (s < 60)
-    std::snprintf(buf, sizeof(buf), "%.0fs", s);
-  else
-    std::snprintf(buf, sizeof(buf), "%dm%02ds", static_cast<int>(s) / 60, static_cast<int>(s) % 60);
-  return buf;
-}
-
-class ProgressLine {
- public:
-  explicit ProgressLine(bool enabled) : enabled_(enabled), tty_(::isatty(STDERR_FILENO)) {}
-  void Show(const json& s, double elapsed) {
-    if (!enabled_) return;
-    const int64_t step = s.value("step", 0), total = s.value("total_steps", 0);
-    if (step > first_step_seen_ && first_step_at_ < 0) {
-      first_step_at_ = elapsed;
-      first_step_seen_ = step;
-    }
-    std::string eta = "-";
-    if (first_step_at_ >= 0 && step > first_step_seen_ && total > step) {
-      const double rate = static_cast<double>(step - first_step_seen_) / (elapsed - first_step_at_);
-      if (rate > 0) eta = FormatDuration(static_cast<double>(total - step) / rate);
-    }
-    char line[256];
-    std::snprintf(line, sizeof(line),
-                  "[%s] step %lld/%lld  loss %.4f  %.0f tok/s  restarts %d  gen %lld  %s  ETA %s",
-                  FormatDuration(elapsed).c_str(), static_cast<long long>(step),
-                  static_cast<long long>(total), s.value("loss", 0.0),
-                  s.value("tokens_per_second", 0.0), s.value("restarts", 0),
-                  static_cast<long long>(s.value("generation", 0)), s.value("state", "?").c_str(),
-                  eta.c_str());
-    if (tty_) {
-      std::fprintf(stderr, "\r\033[K%s", line);
-    } else if (elapsed - last_print_ >= 2.0 || s.value("state", "") != last_state_) {
-      std::fprintf(stderr, "%s\n", line);
-      last_print_ = elapsed;
-    }
-    last_state_ = s.value("state", "");
-  }
-  void Done() {
-    if (enabled_ && tty_) std::fprintf(stderr, "\n");
-  }
-
- private:
-  bool enabled_, tty_;
-  double first_step_at_ = -1, last_print_ = -1e9;
-  int64_t first_step_seen_ = 0;
-  std::string last_state_;
-};
 
 }  // namespace
 
@@ -140,6 +78,42 @@ int RunJob(const RunArgs& args) {
       fs::absolute(args.workdir.empty() ? "vigil-runs/" + spec->name : args.workdir)
           .lexically_normal()
           .string();
+  // Under Slurm: submitted from here, or run in the allocation this is in.
+  const std::string launcher = args.launcher.empty() ? spec->launcher : args.launcher;
+  std::optional<SlurmAllocation> allocation;
+  std::string srun;
+  if (launcher == "slurm") {
+    auto a = CurrentSlurmAllocation();
+    if (!a.ok()) {
+      std::fprintf(stderr, "vigil run: %s\n", a.status().ToString().c_str());
+      return 1;
+    }
+    if (!a.value()) return SubmitToSlurm(args, spec.value(), workdir, entropy_floor);
+    allocation = std::move(*a.value());
+    if (static_cast<int>(allocation->nodes.size()) < spec->world.hosts) {
+      std::fprintf(stderr,
+                   "vigil run: Slurm job %s has %zu nodes; the job needs world.hosts = %d\n",
+                   allocation->job_id.c_str(), allocation->nodes.size(), spec->world.hosts);
+      return 2;
+    }
+    auto found = FindExecutable("srun");
+    if (!found.ok()) {
+      std::fprintf(stderr, "vigil run: %s\n", found.status().ToString().c_str());
+      return 1;
+    }
+    srun = found.value();
+  }
+  // The hosts' names: under Slurm their node names (the first world.hosts
+  // nodes; every other node of the allocation is a spare).
+  std::vector<std::string> host_names, spare_names;
+  for (int h = 0; h < spec->world.hosts; ++h)
+    host_names.push_back(allocation ? allocation->nodes[h] : "host-" + std::to_string(h));
+  if (allocation) {
+    spare_names.assign(allocation->nodes.begin() + spec->world.hosts, allocation->nodes.end());
+  } else {
+    for (int i = 0; i < spec->world.spares; ++i)
+      spare_names.push_back("spare-" + std::to_string(i));
+  }
   for (const auto& dir : {workdir, workdir + "/logs"}) {
     if (Status st = MakeDirs(dir); !st.ok()) {
       std::fprintf(stderr, "vigil run: %s\n", st.ToString().c_str());
@@ -154,11 +128,7 @@ int RunJob(const RunArgs& args) {
   const std::string addr_file = workdir + "/vigild.addr";
   fs::remove(addr_file);
 
-  struct sigaction sa {};
-  sa.sa_handler = OnInterrupt;
-  ::sigaction(SIGINT, &sa, nullptr);
-  ::sigaction(SIGTERM, &sa, nullptr);
-  ::signal(SIGPIPE, SIG_IGN);
+  InstallInterruptHandler();
 
   const auto t0 = std::chrono::steady_clock::now();
   auto elapsed = [&] {
@@ -172,6 +142,12 @@ int RunJob(const RunArgs& args) {
                 workdir,
                 "--token-file",
                 token_file};
+  if (allocation) {
+    // The agents are on other nodes: vigild listens on every interface and
+    // advertises this node's address.
+    for (const char* a : {"--listen", "0.0.0.0", "--slurm-job"}) vopts.argv.push_back(a);
+    vopts.argv.push_back(allocation->job_id);
+  }
   for (const auto& c : args.chaos) {
     vopts.argv.push_back("--chaos");
     vopts.argv.push_back(c);
@@ -227,6 +203,13 @@ int RunJob(const RunArgs& args) {
         "vigil: job %s, run %lld, %d hosts x %d ranks; workdir %s; metrics http://%s/metrics\n",
         spec->name.c_str(), static_cast<long long>(run_id), spec->world.hosts,
         spec->world.ranks_per_host, workdir.c_str(), http.c_str());
+    if (allocation) {
+      std::string hosts, spares;
+      for (const auto& h : host_names) hosts += " " + h;
+      for (const auto& s : spare_names) spares += " " + s;
+      std::fprintf(stderr, "vigil: Slurm job %s: hosts%s; spares%s\n", allocation->job_id.c_str(),
+                   hosts.c_str(), spares.empty() ? " none" : spares.c_str());
+    }
   }
 
   std::vector<pid_t> agents;
@@ -243,6 +226,10 @@ int RunJob(const RunArgs& args) {
               host,
               "--slots",
               std::to_string(spec->world.ranks_per_host)};
+    if (allocation) {
+      a.argv = SrunStep(host, "vigil-agent-" + host, a.argv);
+      a.argv[0] = srun;
+    }
     a.log_file = workdir + "/logs/agent-" + host + ".log";
     a.parent_death_signal = SIGTERM;
     auto pid = SpawnProcess(a);
@@ -256,10 +243,10 @@ int RunJob(const RunArgs& args) {
     return true;
   };
   // The job's hosts first; its spares once the hosts have taken their slots.
-  for (int h = 0; h < spec->world.hosts; ++h) {
-    if (!start_agent("host-" + std::to_string(h))) break;
+  for (const auto& host : host_names) {
+    if (!start_agent(host)) break;
   }
-  bool spares_started = spec->world.spares == 0;
+  bool spares_started = spare_names.empty();
 
   ProgressLine progress(!json_output);
   int vigild_status = -1;
@@ -339,7 +326,7 @@ int RunJob(const RunArgs& args) {
       unanswered = 0;
       continue;
     }
-    if (g_interrupted && !forwarded_interrupt) {
+    if (Interrupted() && !forwarded_interrupt) {
       std::fprintf(stderr, "\nvigil run: interrupted; stopping the job\n");
       if (following) {
         if (auto text = ReadFile(addr_file); text.ok()) {
@@ -375,8 +362,8 @@ int RunJob(const RunArgs& args) {
       if (!spares_started && s.is_object() &&
           s.value("state", job_state::kPending) != job_state::kPending) {
         spares_started = true;
-        for (int i = 0; i < spec->world.spares; ++i) {
-          if (!start_agent("spare-" + std::to_string(i))) break;
+        for (const auto& spare : spare_names) {
+          if (!start_agent(spare)) break;
         }
       }
       // A paused job waits for a person: say so once, with how to continue.

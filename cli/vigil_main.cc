@@ -22,7 +22,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
 
   RunArgs run;
-  auto* run_cmd = app.add_subcommand("run", "run a job on this machine (vigild + local agents)");
+  auto* run_cmd = app.add_subcommand(
+      "run", "run a job: on this machine (vigild + local agents), or under Slurm");
   run_cmd->add_option("job", run.job_file, "job spec (YAML), e.g. examples/tiny.yaml")->required();
   run_cmd->add_option("--workdir", run.workdir, "work directory (default ./vigil-runs/<job name>)");
   run_cmd->add_option(
@@ -35,6 +36,11 @@ int main(int argc, char** argv) {
       "or random:COUNT[:KIND,...] (a seeded schedule of COUNT faults, dealing every kind named, "
       "or every kind)");
   run_cmd->add_option("--seed", run.seed, "seed of a random:COUNT chaos schedule");
+  run_cmd
+      ->add_option("--launcher", run.launcher,
+                   "local (this machine) or slurm (sbatch; inside an allocation, its nodes); "
+                   "default: the job's `launcher`")
+      ->check(CLI::IsMember({"local", "slurm"}));
   run_cmd->add_option("-o,--output", run.output, "text or json (last stdout line)")
       ->check(CLI::IsMember({"text", "json"}));
 

@@ -78,7 +78,7 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
 
   r.Section(root, "", "",
             {"name", "launcher", "model", "data", "optimizer", "schedule", "world", "checkpoint",
-             "limits", "detection", "playbook"},
+             "limits", "detection", "playbook", "slurm"},
             true, [&](const YAML::Node& top, const std::string&) {
               r.Required(top, "", "name");
               r.Field<std::string>(
@@ -93,8 +93,8 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
                     return true;
                   },
                   "a name of letters, digits, '-', '_' or '.' (at most 64)");
-              r.Field<std::string>(top, "", "launcher", &spec.launcher, OneOf({"local"}),
-                                   "'local'");
+              r.Field<std::string>(top, "", "launcher", &spec.launcher, OneOf({"local", "slurm"}),
+                                   "'local' or 'slurm'");
               r.Field<std::string>(top, "", "playbook", &spec.playbook);
               if (r.error().ok() && !spec.playbook.empty() && spec.playbook[0] != '/') {
                 const auto base = std::filesystem::path(source_name).parent_path();
@@ -146,6 +146,15 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
               }
             });
       });
+
+  r.Section(root, "slurm", "", {"partition", "time_limit", "drain", "drain_timeout_ms"}, false,
+            [&](const YAML::Node& m, const std::string& p) {
+              r.Field<std::string>(m, p, "partition", &spec.slurm.partition);
+              r.Field<std::string>(m, p, "time_limit", &spec.slurm.time_limit);
+              r.Field<bool>(m, p, "drain", &spec.slurm.drain, nullptr, "true or false");
+              r.Field<int>(m, p, "drain_timeout_ms", &spec.slurm.drain_timeout_ms, Positive(),
+                           "a positive integer");
+            });
 
   r.Section(root, "data", "", {"kind", "path", "seed"}, false,
             [&](const YAML::Node& m, const std::string& p) {

@@ -178,10 +178,21 @@ struct DetectionSpec {
   int straggler_window = 20;
 };
 
+// Where `launcher: slurm` puts the job, and what vigild does to Slurm's nodes.
+struct SlurmSpec {
+  std::string partition;   // sbatch --partition (empty: the cluster's default)
+  std::string time_limit;  // sbatch --time (empty: the partition's limit)
+  // A host the playbook cordons is drained in Slurm (scontrol update
+  // NodeName=... State=DRAIN), so that no later job is given it either.
+  bool drain = true;
+  int drain_timeout_ms = 10000;  // how long one scontrol may take
+};
+
 struct JobSpec {
   std::string name;
-  std::string source;  // file it came from (for messages)
-  std::string launcher = "local";
+  std::string source;              // file it came from (for messages)
+  std::string launcher = "local";  // local | slurm (docs/slurm.md)
+  SlurmSpec slurm;
   ModelSpec model;
   DataSpec data;
   OptimizerSpec optimizer;

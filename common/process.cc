@@ -5,9 +5,17 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <thread>
+
+#include "common/fs.h"
 
 extern char** environ;
 
@@ -79,6 +87,81 @@ Result<pid_t> SpawnProcess(const SpawnOptions& o) {
   if (o.new_process_group)
     ::setpgid(pid, pid);  // also here, so a signal right away finds the group
   return pid;
+}
+
+Result<std::string> FindExecutable(const std::string& name) {
+  if (name.find('/') != std::string::npos) return name;
+  const char* path = std::getenv("PATH");
+  std::string dirs = path ? path : "/usr/local/bin:/usr/bin:/bin";
+  size_t start = 0;
+  while (start <= dirs.size()) {
+    const size_t end = std::min(dirs.find(':', start), dirs.size());
+    const std::string dir = end > start ? dirs.substr(start, end - start) : ".";
+    const std::string candidate = dir + "/" + name;
+    struct stat st {};
+    if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+        ::access(candidate.c_str(), X_OK) == 0)
+      return candidate;
+    start = end + 1;
+  }
+  return Status::NotFound(name + " is not on PATH (" + dirs + ")");
+}
+
+bool ProcessOutcome::ok() const { return WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0; }
+
+std::string ProcessOutcome::Describe() const {
+  if (WIFEXITED(wait_status)) return "exited " + std::to_string(WEXITSTATUS(wait_status));
+  if (WIFSIGNALED(wait_status)) return "killed by signal " + std::to_string(WTERMSIG(wait_status));
+  return "ended with wait status " + std::to_string(wait_status);
+}
+
+Result<ProcessOutcome> RunProcess(SpawnOptions options, std::chrono::milliseconds timeout) {
+  if (options.argv.empty()) return Status::InvalidArgument("no program to run");
+  auto exe = FindExecutable(options.argv[0]);
+  if (!exe.ok()) return exe.status();
+  options.argv[0] = exe.value();
+  // The output goes to a file of its own (a pipe would need reading while waiting).
+  std::string capture;
+  if (options.log_file.empty()) {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "vigil-run-XXXXXX").string();
+    const int fd = ::mkstemp(tmpl.data());
+    if (fd < 0) return Status::IoError(std::string("mkstemp: ") + std::strerror(errno));
+    ::close(fd);
+    capture = options.log_file = tmpl;
+  }
+  auto cleanup = [&] {
+    if (!capture.empty()) ::unlink(capture.c_str());
+  };
+  auto pid = SpawnProcess(options);
+  if (!pid.ok()) {
+    cleanup();
+    return pid.status();
+  }
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  ProcessOutcome out;
+  while (true) {
+    const pid_t r = ::waitpid(pid.value(), &out.wait_status, WNOHANG);
+    if (r == pid.value()) break;
+    if (r < 0) {
+      const int err = errno;
+      cleanup();
+      return Status::Internal("waitpid " + options.argv[0] + ": " + std::strerror(err));
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      ::kill(pid.value(), SIGKILL);
+      ::waitpid(pid.value(), nullptr, 0);
+      cleanup();
+      return Status::Timeout(options.argv[0] + " did not finish within " +
+                             std::to_string(timeout.count()) + " ms (killed)");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  if (!capture.empty()) {
+    auto text = ReadFile(capture);
+    if (text.ok()) out.output = text.value();
+  }
+  cleanup();
+  return out;
 }
 
 }  // namespace vigil

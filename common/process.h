@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -23,5 +24,20 @@ struct SpawnOptions {
 };
 
 Result<pid_t> SpawnProcess(const SpawnOptions& options);
+
+// `name` found on PATH (as a shell would); a name with a '/' is itself.
+Result<std::string> FindExecutable(const std::string& name);
+
+struct ProcessOutcome {
+  int wait_status = 0;           // as waitpid gives it
+  std::string output;            // stdout and stderr together (options.log_file empty)
+  bool ok() const;               // exited 0
+  std::string Describe() const;  // "exited 1", "killed by signal 9"
+};
+// Starts a program and waits for it, at most `timeout` (the named limit of
+// whoever calls): past it the program is SIGKILLed, reaped, and the result
+// is Timeout. Blocks: never call it on an event loop. Its output is
+// captured unless options.log_file says where it goes.
+Result<ProcessOutcome> RunProcess(SpawnOptions options, std::chrono::milliseconds timeout);
 
 }  // namespace vigil

@@ -80,6 +80,8 @@ inline constexpr const char kResume[] = "resume";
 inline constexpr const char kGrowWorld[] = "grow_world";
 inline constexpr const char kDeleteCheckpoint[] = "delete_checkpoint";
 inline constexpr const char kInjectFault[] = "inject_fault";
+// A cordoned host drained in Slurm (coordinator/slurm_drainer.h).
+inline constexpr const char kSlurmDrain[] = "slurm_drain";
 inline constexpr const char kNone[] = "none";  // recorded, nothing done (and why)
 }  // namespace action
 
@@ -101,6 +103,7 @@ inline constexpr const char* kInterventionActions[] = {action::kRestartFromLates
                                                        action::kGrowWorld,
                                                        action::kDeleteCheckpoint,
                                                        action::kInjectFault,
+                                                       action::kSlurmDrain,
                                                        action::kNone};
 
 // Job states (runs.status, vigil_job_state and /api/v1/status's `state`).
@@ -112,13 +115,15 @@ inline constexpr const char kRecovering[] = "recovering";
 inline constexpr const char kSucceeded[] = "succeeded";
 inline constexpr const char kFailed[] = "failed";
 inline constexpr const char kPaused[] = "paused";
+// Stopped by a signal to vigild: a person (Ctrl-C, `vigil stop`) or the scheduler (scancel).
+inline constexpr const char kCancelled[] = "cancelled";
 }  // namespace job_state
 
 // Every job state; rank states (vigil_ranks) and host states (vigil_hosts,
 // vigil_host_state, /api/v1/hosts).
 inline constexpr const char* kJobStates[] = {
     job_state::kPending,   job_state::kRendezvous, job_state::kRunning, job_state::kRecovering,
-    job_state::kSucceeded, job_state::kFailed,     job_state::kPaused};
+    job_state::kSucceeded, job_state::kFailed,     job_state::kPaused,  job_state::kCancelled};
 inline constexpr const char* kRankStates[] = {"starting", "training", "saving", "down"};
 inline constexpr const char* kHostStates[] = {"active", "spare", "cordoned", "lost"};
 

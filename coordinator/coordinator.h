@@ -28,6 +28,7 @@
 #include "coordinator/journal.h"
 #include "coordinator/metrics.h"
 #include "coordinator/rendezvous_store.h"
+#include "coordinator/slurm_drainer.h"
 #include "coordinator/takeover.h"
 #include "logbook/logbook.h"
 #include "logbook/logbook_writer.h"
@@ -45,6 +46,9 @@ struct CoordinatorOptions {
   int http_port = 0;
   std::vector<ChaosFault> chaos;
   CrashPoints crash_points;  // from the environment (common/crash_point.h)
+  // The Slurm job vigild runs in (`launcher: slurm`; empty: none): the
+  // hosts are its nodes, and a cordoned host is drained (slurm_drainer.h).
+  std::string slurm_job_id;
 };
 
 class Coordinator {
@@ -65,16 +69,20 @@ class Coordinator {
     if (fenced_) return kVigildExitFenced;
     return controller_->state() == JobState::kSucceeded ? 0 : 1;
   }
-  // Tears the job down and records it as failed (vigild got SIGTERM/SIGINT).
+  // Tears the job down and records it as cancelled (vigild got SIGTERM/SIGINT).
   void StopJob(const std::string& why) { controller_->Stop(why); }
   std::string rpc_address() const;
   std::string http_address() const;
 
  private:
+  // Under Slurm: drains a host the playbook cordoned, and records how that went.
+  void DrainInSlurm(int64_t event_id, const std::string& host, const std::string& kind);
   void Accept();
   void OnMessage(const TcpConnection::Ptr& conn, wire::Envelope env);
   // What an agent sends once registered.
   void OnAgentMessage(int agent, const wire::Envelope& env);
+  // Registration (coordinator_registration.cc): a Hello, the storage check,
+  // a refusal, a takeover's end.
   void OnHello(const TcpConnection::Ptr& conn, const wire::Hello& hello);
   // An agent's storage check: it joins the job, or is refused.
   void OnHostReady(int agent, const wire::HostReady& ready);
@@ -136,6 +144,7 @@ class Coordinator {
   std::unique_ptr<WriteAheadAgentLink> agent_link_;
   std::unique_ptr<LogbookJournal> journal_;
   std::unique_ptr<JobController> controller_;
+  std::unique_ptr<SlurmDrainer> drainer_;  // under Slurm (coordinator_slurm.cc)
   // Declared after what its callbacks reach (the agent link): destroyed
   // first, it commits what is queued while they still exist.
   std::unique_ptr<LogbookWriter> writer_;

@@ -102,8 +102,9 @@ void Coordinator::EndIsolation(bool job_over) {
       {job_over ? "hosts_not_back" : "hosts_lost",
        lost}}.dump();
   journal_->AddEvent(ev);
-  log_->warn("cut-off over after {} ms: {} host(s) back, {} lost",
-             (now - isolation_.since_us()) / 1000, came_back_.size(), lost.size());
+  log_->warn("cut-off over after {} ms: {} host(s) back, {} {}",
+             (now - isolation_.since_us()) / 1000, came_back_.size(), lost.size(),
+             job_over ? "not back (the job is over)" : "lost");
   came_back_.clear();
   isolation_cause_.clear();
   if (job_over) return;

@@ -130,6 +130,12 @@ std::vector<int64_t> JobController::Record(std::optional<int64_t> event, const s
   std::vector<int64_t> ids;
   for (const auto& a : actions)
     ids.push_back(AddIntervention(event, a.action, actor, a.params, a.outcome));
+  if (on_cordon && event) {
+    for (const auto& a : actions) {
+      if (a.action == action::kCordonHost)
+        on_cordon(*event, a.params.value("host", ""), a.params.value("kind", ""));
+    }
+  }
   return ids;
 }
 
@@ -357,7 +363,7 @@ void JobController::Stop(const std::string& why) {
   ev.step = progress_.step;
   ev.detail_json = json{{"reason", why}}.dump();
   journal_->AddEvent(ev);
-  Finish(Outcome::kFailed, why);
+  Finish(Outcome::kCancelled, why);
 }
 
 void JobController::Finish(Outcome outcome, const std::string& why) {
@@ -367,7 +373,10 @@ void JobController::Finish(Outcome outcome, const std::string& why) {
   FinishGeneration(why);
   metrics_->waiting_for_human.Set(0);
   const bool succeeded = outcome == Outcome::kSucceeded;
-  Transition(succeeded ? JobState::kSucceeded : JobState::kFailed, why);
+  Transition(succeeded                        ? JobState::kSucceeded
+             : outcome == Outcome::kCancelled ? JobState::kCancelled
+                                              : JobState::kFailed,
+             why);
   progress_.message = why;
   const double wall = static_cast<double>(Now() - progress_.started_at_us) / 1e6;
   std::optional<double> tps;

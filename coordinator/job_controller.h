@@ -123,7 +123,7 @@ class JobController {
   // vigild was cut off from the agents (not called OnTick meanwhile) and
   // they are back: no rank could report, so each one's silence counts from now.
   void OnAgentsBack();
-  // vigild is stopping (signal): tear down and record the run as failed.
+  // vigild is stopping (signal): tear down and record the run as cancelled.
   void Stop(const std::string& why);
   // A person continues a paused job (`vigil resume`). Error if not paused.
   Status Resume(const std::string& actor, const std::string& note);
@@ -139,6 +139,15 @@ class JobController {
   int illegal_moves() const { return machine_.illegal_moves(); }
   // Called once when the job reaches a terminal state and agents were told to shut down.
   std::function<void()> on_terminal;
+  // Called for each cordon_host intervention, once it is recorded: an
+  // executor outside the job acts on it (Slurm's drain, slurm_drainer.h).
+  std::function<void(int64_t event_id, const std::string& host, const std::string& kind)> on_cordon;
+  // What such an executor did, recorded as an intervention of `event`.
+  void RecordExecuted(std::optional<int64_t> event, const std::string& action,
+                      const std::string& actor, const nlohmann::json& params,
+                      const std::string& outcome) {
+    AddIntervention(event, action, actor, params, outcome);
+  }
 
   // ---- A vigild that takes over a run whose vigild died (takeover.h;
   // job_controller_takeover.cc).
@@ -223,7 +232,7 @@ class JobController {
   void RestorePendingRestart(const RunTakeover& t);
   Detection MissingRanksDetection(const std::vector<int>& ranks) const;
   void FinishGeneration(const std::string& reason);
-  enum class Outcome { kSucceeded, kFailed };
+  enum class Outcome { kSucceeded, kFailed, kCancelled };
   void Finish(Outcome outcome, const std::string& why);
 
   void OnStep(const wire::RankReport& r);

@@ -21,16 +21,20 @@ const char* JobStateName(JobState s) {
       return job_state::kFailed;
     case JobState::kPaused:
       return job_state::kPaused;
+    case JobState::kCancelled:
+      return job_state::kCancelled;
   }
   return "unknown";
 }
 
-bool IsTerminal(JobState s) { return s == JobState::kSucceeded || s == JobState::kFailed; }
+bool IsTerminal(JobState s) {
+  return s == JobState::kSucceeded || s == JobState::kFailed || s == JobState::kCancelled;
+}
 
 bool JobStateMachine::Allowed(JobState from, JobState to) {
   using S = JobState;
   if (IsTerminal(from)) return false;
-  if (to == S::kFailed) return true;
+  if (to == S::kFailed || to == S::kCancelled) return true;
   switch (from) {
     case S::kPending:
       return to == S::kRendezvous || to == S::kPaused;

@@ -2,13 +2,13 @@
 // place every move goes through (logged, and reported to the caller so the
 // state metric follows).
 //
-//   from \ to    pending rendezvous running recovering succeeded failed paused
-//   pending         .        x                            .        x      x
-//   rendezvous      .        .        x         x          x        x      x
-//   running         .        .        .         x          x        x      x
-//   recovering      .        x        .         .          .        x      x
-//   paused          .        x        .         .          .        x      .
-//   succeeded, failed: terminal, no move out.
+//   from \ to    pending rendezvous running recovering succeeded failed paused cancelled
+//   pending         .        x                            .        x      x       x
+//   rendezvous      .        .        x         x          x        x      x       x
+//   running         .        .        .         x          x        x      x       x
+//   recovering      .        x        .         .          .        x      x       x
+//   paused          .        x        .         .          .        x      .       x
+//   succeeded, failed, cancelled: terminal, no move out.
 //
 //   pending -> rendezvous    the first generation launches (all agents registered)
 //   rendezvous -> running    the generation reached its first step
@@ -16,7 +16,8 @@
 //   rendezvous|running -> recovering   a failure the playbook restarts, a regrow
 //   recovering -> rendezvous the old generation is torn down; the next launches
 //   running -> succeeded     every rank exited 0
-//   * -> failed              fail_job, the restart limit, vigild stopped
+//   * -> failed              fail_job, the restart limit
+//   * -> cancelled           vigild stopped by a signal (Ctrl-C, scancel)
 //   pending|rendezvous|running|recovering -> paused   pause_and_page, no
 //                            checkpoint left, a slot no spare can fill
 //   paused -> rendezvous     `vigil resume`
@@ -44,7 +45,16 @@
 
 namespace vigil::coordinator {
 
-enum class JobState { kPending, kRendezvous, kRunning, kRecovering, kSucceeded, kFailed, kPaused };
+enum class JobState {
+  kPending,
+  kRendezvous,
+  kRunning,
+  kRecovering,
+  kSucceeded,
+  kFailed,
+  kPaused,
+  kCancelled
+};
 const char* JobStateName(JobState s);
 bool IsTerminal(JobState s);
 

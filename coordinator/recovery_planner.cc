@@ -15,7 +15,8 @@ void PlanHosts(const PlanInput& in, RecoveryPlan* plan) {
   const Detection& d = *in.detection;
   const Decision& decision = *in.decision;
   if (decision.Find(action::kCordonHost) && plan->placement.Cordon(d.host))
-    plan->actions.push_back({action::kCordonHost, json{{"host", d.host}}, d.summary});
+    plan->actions.push_back(
+        {action::kCordonHost, json{{"host", d.host}, {"kind", d.kind}}, d.summary});
   if (!decision.Find(action::kUseSpare)) return;
   for (auto& a : FillVacancies(&plan->placement, in.spec->world.ranks_per_host))
     plan->actions.push_back(std::move(a));

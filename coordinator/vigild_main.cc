@@ -73,6 +73,9 @@ int main(int argc, char** argv) {
                  "random:COUNT");
   uint64_t chaos_seed = 1;
   app.add_option("--chaos-seed", chaos_seed, "seed of a random:COUNT schedule");
+  app.add_option("--slurm-job", options.slurm_job_id,
+                 "the Slurm job vigild runs in (set by `vigil run` under Slurm): recorded in the "
+                 "logbook, and each host the playbook cordons is drained in Slurm");
   bool new_run = false;
   app.add_flag("--new-run", new_run,
                "start a new run even if the work directory's last run of this job is unfinished "
@@ -164,6 +167,13 @@ int main(int argc, char** argv) {
       return 1;
     }
     run_id = created.value();
+  }
+
+  if (!options.slurm_job_id.empty()) {
+    if (Status st = logbook.value()->SetRunSlurmJob(run_id, options.slurm_job_id); !st.ok()) {
+      std::fprintf(stderr, "vigild: %s\n", st.ToString().c_str());
+      return 1;
+    }
   }
 
   boost::asio::io_context io;

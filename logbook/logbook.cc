@@ -117,6 +117,12 @@ Status Logbook::SetRunStatus(int64_t run_id, const std::string& status) {
   return s.Run();
 }
 
+Status Logbook::SetRunSlurmJob(int64_t run_id, const std::string& slurm_job_id) {
+  Stmt s(db_, "UPDATE runs SET slurm_job_id=? WHERE id=?");
+  s.Bind(1, slurm_job_id).Bind(2, run_id);
+  return s.Run();
+}
+
 namespace {
 
 // A row's id: the one given (a writer that numbers its rows ahead), or NULL for the next.

@@ -22,7 +22,7 @@
 
 namespace vigil {
 
-inline constexpr int kLogbookSchemaVersion = 5;
+inline constexpr int kLogbookSchemaVersion = 6;
 
 struct EventRow {
   int64_t id = 0;
@@ -91,11 +91,12 @@ struct RunRow {
   std::string workdir;
   int64_t started_at_us = 0;
   std::optional<int64_t> ended_at_us;
-  std::string status;  // running, succeeded, failed
+  std::string status;  // common/vocabulary.h's job_state::*
   std::optional<int64_t> final_step;
   std::optional<double> final_loss;
   std::string params_digest;
   std::optional<double> tokens_per_second;
+  std::string slurm_job_id;  // the Slurm job the run ran in (empty: not under Slurm)
 };
 
 // One start of a vigild on a run (the `coordinator_epochs` table). Epochs
@@ -240,6 +241,8 @@ class Logbook {
 
   // A run's status while it goes on (job_state::kRunning | kPaused).
   Status SetRunStatus(int64_t run_id, const std::string& status);
+  // The Slurm job `run_id` runs in (its hosts are named by their Slurm node names).
+  Status SetRunSlurmJob(int64_t run_id, const std::string& slurm_job_id);
 
   Result<std::vector<RunRow>> Runs();
   Result<std::vector<EpochRow>> Epochs(int64_t run_id);  // oldest first

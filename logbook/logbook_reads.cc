@@ -106,7 +106,7 @@ Result<std::vector<RunRow>> Logbook::Runs() {
   std::vector<RunRow> out;
   Stmt s(db_,
          "SELECT id, name, config_hash, workdir, started_at_us, ended_at_us, status, final_step, "
-         "final_loss, params_digest, tokens_per_second FROM runs ORDER BY id");
+         "final_loss, params_digest, tokens_per_second, slurm_job_id FROM runs ORDER BY id");
   VIGIL_RETURN_IF_ERROR(s.ForEach([&](sqlite3_stmt* r) {
     RunRow row;
     row.id = sqlite3_column_int64(r, 0);
@@ -120,6 +120,7 @@ Result<std::vector<RunRow>> Logbook::Runs() {
     row.final_loss = OptReal(r, 8);
     row.params_digest = Text(r, 9);
     row.tokens_per_second = OptReal(r, 10);
+    row.slurm_job_id = Text(r, 11);
     out.push_back(std::move(row));
   }));
   return out;

@@ -166,6 +166,12 @@ CREATE TABLE coordinator_epochs (
 CREATE INDEX coordinator_epochs_run ON coordinator_epochs(run_id, epoch);
 )sql";
 
+// Version 6: the Slurm job a run ran in (`launcher: slurm`); its hosts are
+// named by their Slurm node names, and each drain is an intervention.
+constexpr const char* kMigrationV6 = R"sql(
+ALTER TABLE runs ADD COLUMN slurm_job_id TEXT NOT NULL DEFAULT '';
+)sql";
+
 }  // namespace
 
 Status Logbook::Migrate() {
@@ -201,8 +207,8 @@ Status Logbook::MigrateLocked() {
     }
   }
   // Each version's schema change, in order, from the file's on.
-  static const char* const kSteps[] = {kSchemaV1, kMigrationV2, kMigrationV3, kMigrationV4,
-                                       kMigrationV5};
+  static const char* const kSteps[] = {kSchemaV1,    kMigrationV2, kMigrationV3,
+                                       kMigrationV4, kMigrationV5, kMigrationV6};
   static_assert(sizeof(kSteps) / sizeof(kSteps[0]) == kLogbookSchemaVersion);
   for (int v = version; v < kLogbookSchemaVersion; ++v) {
     VIGIL_RETURN_IF_ERROR(

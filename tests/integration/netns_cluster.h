@@ -28,6 +28,22 @@ namespace vigil::testing {
 
 class NetnsCluster {
  public:
+  struct ShResult {
+    int code;
+    std::string out;
+  };
+  // `cmd` run by /bin/sh: its exit code and standard output.
+  static ShResult Sh(const std::string& cmd) {
+    ShResult r{-1, ""};
+    FILE* p = ::popen(cmd.c_str(), "r");
+    if (!p) return r;
+    std::array<char, 512> buf{};
+    while (size_t n = std::fread(buf.data(), 1, buf.size(), p)) r.out.append(buf.data(), n);
+    const int status = ::pclose(p);
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return r;
+  }
+
   // "" when this machine can make a cluster; else why not.
   static std::string Unavailable() {
     if (::geteuid() != 0) return "network namespaces need root";
@@ -94,23 +110,6 @@ class NetnsCluster {
     const std::string cmd = "ip link set " + Veth(i) + (up ? " up" : " down") + " 2>&1";
     const auto r = Sh(cmd);
     return r.code == 0 ? Status::Ok() : Status::IoError(cmd + ": " + r.out);
-  }
-
- public:
-  struct ShResult {
-    int code;
-    std::string out;
-  };
-  // `cmd` run by /bin/sh: its exit code and standard output.
-  static ShResult Sh(const std::string& cmd) {
-    ShResult r{-1, ""};
-    FILE* p = ::popen(cmd.c_str(), "r");
-    if (!p) return r;
-    std::array<char, 512> buf{};
-    while (size_t n = std::fread(buf.data(), 1, buf.size(), p)) r.out.append(buf.data(), n);
-    const int status = ::pclose(p);
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return r;
   }
 
  private:

@@ -8,7 +8,8 @@
 //  - an allocation made with --no-kill outlives a node killed under it: the
 //    other nodes' steps (one per node, as vigil starts its agents) run on,
 //    and Slurm declares the dead node DOWN after its SlurmdTimeout.
-// One cluster serves every test here (ctest runs the binary once).
+// One cluster serves every test of the binary, these and vigil's own under
+// Slurm (slurm_launcher_test.cc): ctest runs it once.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -18,7 +19,7 @@
 #include <memory>
 #include <thread>
 
-#include "tests/integration/slurm_cluster.h"
+#include "tests/integration/slurm_fixture.h"
 
 namespace vigil {
 namespace {
@@ -27,28 +28,11 @@ using std::chrono::milliseconds;
 using std::chrono::seconds;
 using testing::SlurmCluster;
 
-class Slurm : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    if (!SlurmCluster::Unavailable().empty()) return;
-    cluster_ = std::make_unique<SlurmCluster>(3);
-  }
-  static void TearDownTestSuite() { cluster_.reset(); }
+// The cluster of every Slurm test of the binary (slurm_launcher_test.cc's too).
+::testing::Environment* const kCluster =
+    ::testing::AddGlobalTestEnvironment(new testing::SlurmEnvironment);
 
-  void SetUp() override {
-    if (const std::string why = SlurmCluster::Unavailable(); !why.empty()) GTEST_SKIP() << why;
-    ASSERT_EQ(cluster_->error(), "");
-  }
-  // Each test leaves the cluster as it found it.
-  void TearDown() override {
-    if (!cluster_ || !cluster_->error().empty()) return;
-    SlurmCluster::Sh("scancel --full --quiet $(squeue -h -o %i) 2>/dev/null");
-    EXPECT_TRUE(cluster_->WaitIdle(seconds(30)).ok());
-  }
-
-  static SlurmCluster& C() { return *cluster_; }
-  static inline std::unique_ptr<SlurmCluster> cluster_;
-};
+using Slurm = testing::SlurmTest;
 
 TEST_F(Slurm, EveryNodeRunsItsTasksInItsOwnNamespace) {
   const auto r = SlurmCluster::Sh(

@@ -241,7 +241,7 @@ TEST_F(VigildTest, SigtermEndsTheRunInTheLogbook) {
   ASSERT_TRUE(lb.ok());
   auto runs = lb.value()->Runs().value();
   ASSERT_EQ(runs.size(), 1u);
-  EXPECT_EQ(runs[0].status, "failed");
+  EXPECT_EQ(runs[0].status, "cancelled");
   auto events = lb.value()->Events(runs[0].id).value();
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].kind, "coordinator_stopped");

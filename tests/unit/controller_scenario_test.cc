@@ -29,6 +29,12 @@ TEST(JobStateMachine, AllowsOnlyTheMovesOfItsTable) {
   EXPECT_FALSE(JobStateMachine::Allowed(S::kPending, S::kSucceeded));
   EXPECT_FALSE(JobStateMachine::Allowed(S::kSucceeded, S::kRendezvous));
   EXPECT_FALSE(JobStateMachine::Allowed(S::kFailed, S::kPaused));
+  // A signal to vigild cancels the job from any state but a terminal one.
+  for (S from : {S::kPending, S::kRendezvous, S::kRunning, S::kRecovering, S::kPaused})
+    EXPECT_TRUE(JobStateMachine::Allowed(from, S::kCancelled)) << JobStateName(from);
+  EXPECT_TRUE(IsTerminal(S::kCancelled));
+  EXPECT_FALSE(JobStateMachine::Allowed(S::kCancelled, S::kRendezvous));
+  EXPECT_FALSE(JobStateMachine::Allowed(S::kSucceeded, S::kCancelled));
 
   std::vector<std::string> moves;
   JobStateMachine m([&](JobState from, JobState to, const std::string&) {

@@ -34,6 +34,26 @@ TEST(JobSpec, ParsesWithDefaults) {
   EXPECT_EQ(spec->optimizer.kind, "adamw");
 }
 
+TEST(JobSpec, SlurmLauncherAndItsSection) {
+  auto spec = ParseJobSpec(std::string(kValid) +
+                               "launcher: slurm\n"
+                               "slurm: {partition: gpu, time_limit: '2-00:00:00', "
+                               "drain_timeout_ms: 5000}\n",
+                           "job.yaml");
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  EXPECT_EQ(spec->launcher, "slurm");
+  EXPECT_EQ(spec->slurm.partition, "gpu");
+  EXPECT_EQ(spec->slurm.time_limit, "2-00:00:00");
+  EXPECT_TRUE(spec->slurm.drain);  // default
+  EXPECT_EQ(spec->slurm.drain_timeout_ms, 5000);
+  EXPECT_NE(ErrorOf(std::string(kValid) + "launcher: pbs\n").find("launcher"), std::string::npos);
+  const std::string bad = ErrorOf(std::string(kValid) + "slurm: {drain_timeout_ms: 0}\n");
+  EXPECT_NE(bad.find("job.yaml:"), std::string::npos) << bad;
+  EXPECT_NE(bad.find("slurm.drain_timeout_ms"), std::string::npos) << bad;
+  EXPECT_NE(ErrorOf(std::string(kValid) + "slurm: {nodes: 3}\n").find("slurm.nodes"),
+            std::string::npos);
+}
+
 TEST(JobSpec, ShippedExamplesParse) {
   int parsed = 0;
   for (const auto& entry :

@@ -174,14 +174,38 @@ TEST(Logbook, RefusesMissingForeignAndNewerFiles) {
 }
 
 // What versions 3 and 4 added, dropped again to make an older file.
+constexpr const char* kDropV6 = "ALTER TABLE runs DROP COLUMN slurm_job_id; ";
 constexpr const char* kDropV3 =
-    "DROP TABLE coordinator_epochs; DROP TABLE steps; DROP TABLE notes; DROP INDEX events_time; "
+    "ALTER TABLE runs DROP COLUMN slurm_job_id; DROP TABLE coordinator_epochs; DROP TABLE steps; "
+    "DROP TABLE notes; DROP INDEX events_time; "
     "DROP INDEX events_kind_time; "
     "DROP INDEX events_host_time; DROP INDEX events_rank_time; DROP INDEX interventions_time; "
     "DROP INDEX interventions_actor_time; DROP INDEX interventions_host_time; "
     "DROP INDEX interventions_rank_time; DROP INDEX interventions_action_time; "
     "DROP INDEX generations_cause; ALTER TABLE interventions DROP COLUMN host; "
     "ALTER TABLE interventions DROP COLUMN rank;";
+
+// A version-5 file gains the run's Slurm job in place: empty for the runs it
+// had, set for a run under Slurm.
+TEST(Logbook, MigratesAVersion5FileAndRecordsASlurmJob) {
+  TempDir dir;
+  const std::string path = dir / "logbook.sqlite";
+  int64_t old_run = 0;
+  {
+    auto lb = Logbook::Open(path, true);
+    ASSERT_TRUE(lb.ok()) << lb.status().ToString();
+    old_run = lb.value()->CreateRun("r", "", "", "/w", 1).value();
+  }
+  ASSERT_EQ(ExecRaw(path, std::string(kDropV6) + "PRAGMA user_version = 5;"), SQLITE_OK);
+  auto lb = Logbook::Open(path, true);
+  ASSERT_TRUE(lb.ok()) << lb.status().ToString();
+  auto& book = *lb.value();
+  EXPECT_EQ(book.Run(old_run).value().slurm_job_id, "");
+  const int64_t run = book.CreateRun("s", "", "", "/w", 2).value();
+  ASSERT_TRUE(book.SetRunSlurmJob(run, "4242").ok());
+  EXPECT_EQ(book.Run(run).value().slurm_job_id, "4242");
+  EXPECT_EQ(book.Run(old_run).value().slurm_job_id, "");
+}
 
 // Every vigild start takes an epoch larger than any before in the file, on
 // every run, across reopens; a version-4 file gains the table in place.
@@ -196,7 +220,9 @@ TEST(Logbook, CoordinatorEpochsOnlyGrow) {
     EXPECT_EQ(lb.value()->BeginEpoch(run, 10, 100, "head-0").value(), 1);
     EXPECT_EQ(lb.value()->BeginEpoch(run, 20, 101, "head-0").value(), 2);
   }
-  ASSERT_EQ(ExecRaw(path, "DROP TABLE coordinator_epochs; PRAGMA user_version = 4;"), SQLITE_OK);
+  ASSERT_EQ(ExecRaw(path, std::string(kDropV6) +
+                              "DROP TABLE coordinator_epochs; PRAGMA user_version = 4;"),
+            SQLITE_OK);
   auto lb = Logbook::Open(path, false);
   ASSERT_TRUE(lb.ok()) << lb.status().ToString();
   auto& book = *lb.value();

@@ -1,0 +1,265 @@
+#include "cli/slurm_launcher.h"
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/run_follow.h"
+#include "common/fs.h"
+#include "common/http_client.h"
+#include "common/process.h"
+#include "common/vocabulary.h"
+#include "logbook/logbook.h"
+
+namespace vigil::cli {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+// How long one Slurm client command may take (slurmctld busy or unreachable).
+constexpr std::chrono::milliseconds kSlurmCommandTimeout{30000};
+// How often the follower asks Slurm whether the job is still there.
+constexpr double kQueuePollSeconds = 2.0;
+// How long the run's row may lag behind the Slurm job's end before the
+// follower gives up waiting for it.
+constexpr double kRowAfterJobEndSeconds = 10.0;
+
+std::string Trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\r')) s.pop_back();
+  size_t i = 0;
+  while (i < s.size() && s[i] == ' ') ++i;
+  return s.substr(i);
+}
+
+Result<ProcessOutcome> Slurm(std::vector<std::string> argv) {
+  SpawnOptions o;
+  o.argv = std::move(argv);
+  return RunProcess(o, kSlurmCommandTimeout);
+}
+
+// A shell word: single-quoted.
+std::string Quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'')
+      out += "'\\''";
+    else
+      out += c;
+  }
+  return out + "'";
+}
+
+std::string SelfBinary() { return fs::read_symlink("/proc/self/exe").string(); }
+
+// The Slurm job's state (squeue), "" once Slurm no longer lists it; nullopt
+// when Slurm could not be asked.
+std::optional<std::string> QueueState(const std::string& job_id) {
+  auto r = Slurm({"squeue", "--noheader", "--jobs=" + job_id, "--states=all", "--format=%T"});
+  if (!r.ok()) return std::nullopt;
+  if (!r->ok()) {
+    // An id slurmctld has forgotten (the job ended a while ago).
+    if (r->output.find("Invalid job id") != std::string::npos) return std::string();
+    return std::nullopt;
+  }
+  return Trim(r->output);
+}
+
+bool QueueStateIsOver(const std::string& state) {
+  return state.empty() || (state != "PENDING" && state != "RUNNING" && state != "CONFIGURING" &&
+                           state != "COMPLETING" && state != "SUSPENDED" && state != "REQUEUED" &&
+                           state != "RESIZING" && state != "SIGNALING" && state != "STAGE_OUT");
+}
+
+}  // namespace
+
+Result<std::optional<SlurmAllocation>> CurrentSlurmAllocation() {
+  const char* job = std::getenv("SLURM_JOB_ID");
+  if (!job || !*job) return std::optional<SlurmAllocation>();
+  SlurmAllocation a;
+  a.job_id = job;
+  const char* list = std::getenv("SLURM_JOB_NODELIST");
+  if (!list || !*list) list = std::getenv("SLURM_NODELIST");
+  if (!list || !*list)
+    return Status::FailedPrecondition("SLURM_JOB_ID is set (" + a.job_id +
+                                      ") but SLURM_JOB_NODELIST is not: not a Slurm allocation");
+  auto r = Slurm({"scontrol", "show", "hostnames", list});
+  if (!r.ok()) return Status::Unavailable("scontrol show hostnames: " + r.status().message());
+  if (!r->ok())
+    return Status::Unavailable("scontrol show hostnames " + std::string(list) + " " +
+                               r->Describe() + ": " + Trim(r->output));
+  std::istringstream in(r->output);
+  for (std::string node; std::getline(in, node);) {
+    node = Trim(node);
+    if (!node.empty()) a.nodes.push_back(node);
+  }
+  if (a.nodes.empty())
+    return Status::Unavailable("Slurm job " + a.job_id + " has no nodes (" + list + ")");
+  return std::optional<SlurmAllocation>(std::move(a));
+}
+
+std::vector<std::string> SrunStep(const std::string& node, const std::string& step_name,
+                                  const std::vector<std::string>& argv) {
+  std::vector<std::string> out = {"srun",
+                                  "--nodes=1",
+                                  "--ntasks=1",
+                                  "--nodelist=" + node,
+                                  "--kill-on-bad-exit=0",
+                                  "--job-name=" + step_name,
+                                  "--unbuffered"};
+  out.insert(out.end(), argv.begin(), argv.end());
+  return out;
+}
+
+int SubmitToSlurm(const RunArgs& args, const JobSpec& spec, const std::string& workdir,
+                  std::optional<double> entropy_floor) {
+  const bool json_output = args.output == "json";
+  for (const auto& dir : {workdir, workdir + "/logs", workdir + "/slurm"}) {
+    if (Status st = MakeDirs(dir); !st.ok()) {
+      std::fprintf(stderr, "vigil run: %s\n", st.ToString().c_str());
+      return 1;
+    }
+  }
+  // vigild writes its address here once it runs in the allocation; one left
+  // by an earlier run must not be taken for it.
+  const std::string addr_file = workdir + "/vigild.addr";
+  fs::remove(addr_file);
+
+  // The batch script runs this same vigil in the allocation, on the same
+  // work directory and job, with the same faults to inject.
+  std::string line = "exec " + Quote(SelfBinary()) + " run --launcher slurm --workdir " +
+                     Quote(workdir) + " --seed " + std::to_string(args.seed);
+  for (const auto& c : args.chaos) line += " --chaos " + Quote(c);
+  line += " " + Quote(fs::absolute(args.job_file).string());
+  const std::string script = workdir + "/slurm/batch.sh";
+  const std::string text =
+      "#!/bin/sh\n"
+      "# Written by `vigil run --launcher slurm` for job " +
+      spec.name +
+      ":\n"
+      "# vigild and the agents' steps run from here, in the allocation.\n" +
+      line + "\n";
+  if (Status st = WriteFileAtomic(script, text, 0755); !st.ok()) {
+    std::fprintf(stderr, "vigil run: %s\n", st.ToString().c_str());
+    return 1;
+  }
+  const int nodes = spec.world.hosts + spec.world.spares;
+  std::vector<std::string> sbatch = {"sbatch",
+                                     "--parsable",
+                                     "--no-kill",
+                                     "--nodes=" + std::to_string(nodes),
+                                     "--ntasks-per-node=1",
+                                     "--job-name=vigil-" + spec.name,
+                                     "--chdir=" + workdir,
+                                     "--output=" + workdir + "/logs/slurm-%j.out",
+                                     "--open-mode=append"};
+  if (!spec.slurm.partition.empty()) sbatch.push_back("--partition=" + spec.slurm.partition);
+  if (!spec.slurm.time_limit.empty()) sbatch.push_back("--time=" + spec.slurm.time_limit);
+  sbatch.push_back(script);
+  auto submitted = Slurm(sbatch);
+  if (!submitted.ok() || !submitted->ok()) {
+    std::fprintf(stderr, "vigil run: sbatch failed: %s\n",
+                 submitted.ok() ? (submitted->Describe() + ": " + Trim(submitted->output)).c_str()
+                                : submitted.status().ToString().c_str());
+    return 1;
+  }
+  // --parsable: "ID" or "ID;CLUSTER".
+  std::string job_id = Trim(submitted->output);
+  job_id = job_id.substr(0, job_id.find(';'));
+  if (job_id.empty() || job_id.find_first_not_of("0123456789") != std::string::npos) {
+    std::fprintf(stderr, "vigil run: sbatch said %s, not a job id\n",
+                 Trim(submitted->output).c_str());
+    return 1;
+  }
+  const std::string slurm_out = workdir + "/logs/slurm-" + job_id + ".out";
+  if (!json_output) {
+    std::fprintf(stderr,
+                 "vigil: job %s submitted as Slurm job %s (%d nodes: %d hosts + %d spares); "
+                 "workdir %s; its output %s; cancel with `scancel %s`\n",
+                 spec.name.c_str(), job_id.c_str(), nodes, spec.world.hosts, spec.world.spares,
+                 workdir.c_str(), slurm_out.c_str(), job_id.c_str());
+  }
+
+  InstallInterruptHandler();
+  const auto t0 = std::chrono::steady_clock::now();
+  auto elapsed = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  ProgressLine progress(!json_output);
+  int64_t run_id = 0;
+  std::string http;
+  std::string queue_state = "PENDING", said_state;
+  double last_queue_poll = -1e9, job_gone_at = -1;
+  bool cancelled = false;
+  std::optional<std::string> outcome;  // the run row's final status
+  while (true) {
+    if (Interrupted() && !cancelled) {
+      std::fprintf(stderr, "\nvigil run: interrupted; cancelling Slurm job %s\n", job_id.c_str());
+      auto r = Slurm({"scancel", job_id});
+      if (!r.ok() || !r->ok())
+        std::fprintf(stderr, "vigil run: scancel %s failed: %s\n", job_id.c_str(),
+                     r.ok() ? Trim(r->output).c_str() : r.status().ToString().c_str());
+      cancelled = true;
+    }
+    // vigild's address (it may move: a vigild started again takes the run over).
+    if (auto a = ReadFile(addr_file); a.ok()) {
+      auto j = json::parse(a.value(), nullptr, false);
+      if (j.is_object() && j.contains("http") && j["http"].is_string()) {
+        http = j["http"];
+        run_id = j.value("run_id", run_id);
+      }
+    }
+    if (run_id > 0) {
+      auto lb = Logbook::Open(workdir + "/logbook.sqlite", false);
+      auto row = lb.ok() ? lb.value()->Run(run_id) : Result<RunRow>(lb.status());
+      if (row.ok() && row->status != job_state::kRunning && row->status != job_state::kPaused) {
+        outcome = row->status;
+        break;
+      }
+    }
+    if (!http.empty()) {
+      auto resp = HttpGet(http, "/api/v1/status", std::chrono::milliseconds(1000));
+      if (resp.ok() && resp->status == 200)
+        progress.Show(json::parse(resp->body, nullptr, false), elapsed());
+    }
+    if (elapsed() - last_queue_poll >= kQueuePollSeconds) {
+      last_queue_poll = elapsed();
+      if (auto st = QueueState(job_id)) {
+        queue_state = *st;
+        if (queue_state != said_state && queue_state == "PENDING" && !json_output) {
+          std::fprintf(stderr, "vigil run: Slurm job %s is waiting in the queue (squeue -j %s)\n",
+                       job_id.c_str(), job_id.c_str());
+        }
+        said_state = queue_state;
+        if (QueueStateIsOver(queue_state) && job_gone_at < 0) job_gone_at = elapsed();
+      }
+    }
+    // The Slurm job is over, and the run's row says nothing more: vigild
+    // never started, or was killed with its allocation.
+    if (job_gone_at >= 0 && elapsed() - job_gone_at > (run_id > 0 ? kRowAfterJobEndSeconds : 0)) {
+      progress.Done();
+      std::fprintf(stderr, "\nvigil run: Slurm job %s ended (%s) %s; see %s\n", job_id.c_str(),
+                   queue_state.empty() ? "no longer listed" : queue_state.c_str(),
+                   run_id > 0 ? "before its run was recorded as over" : "before vigild started",
+                   slurm_out.c_str());
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  progress.Done();
+  if (run_id > 0) {
+    const std::string summary =
+        PrintRunReport(workdir, run_id, elapsed(), entropy_floor, json_output);
+    if (json_output) std::cout << summary << std::endl;
+  }
+  return outcome && *outcome == job_state::kSucceeded ? 0 : 1;
+}
+
+}  // namespace vigil::cli
