@@ -110,6 +110,12 @@ int RunJob(const RunArgs& args) {
     host_names.push_back(allocation ? allocation->nodes[h] : "host-" + std::to_string(h));
   if (allocation) {
     spare_names.assign(allocation->nodes.begin() + spec->world.hosts, allocation->nodes.end());
+    if (static_cast<int>(spare_names.size()) < spec->world.spares) {
+      std::fprintf(stderr,
+                   "vigil run: Slurm job %s has %zu nodes: %zu spare(s), not world.spares = %d\n",
+                   allocation->job_id.c_str(), allocation->nodes.size(), spare_names.size(),
+                   spec->world.spares);
+    }
   } else {
     for (int i = 0; i < spec->world.spares; ++i)
       spare_names.push_back("spare-" + std::to_string(i));
@@ -227,7 +233,9 @@ int RunJob(const RunArgs& args) {
               "--slots",
               std::to_string(spec->world.ranks_per_host)};
     if (allocation) {
-      a.argv = SrunStep(host, "vigil-agent-" + host, a.argv);
+      a.argv =
+          SrunStep(host, "vigil-agent-" + host,
+                   spec->slurm.GpusPerNode(spec->world.device, spec->world.ranks_per_host), a.argv);
       a.argv[0] = srun;
     }
     a.log_file = workdir + "/logs/agent-" + host + ".log";
@@ -268,7 +276,7 @@ int RunJob(const RunArgs& args) {
       }
       auto lb = Logbook::Open(workdir + "/logbook.sqlite", false);
       auto row = lb.ok() ? lb.value()->Run(run_id) : Result<RunRow>(lb.status());
-      if (row.ok() && row->status != job_state::kRunning && row->status != job_state::kPaused) {
+      if (row.ok() && IsRunOver(row->status)) {
         followed_ok = row->status == job_state::kSucceeded;
         vigild_status = 0;
         break;

@@ -12,8 +12,12 @@ namespace vigil::cli {
 using nlohmann::json;
 
 namespace {
-volatile sig_atomic_t g_interrupted = 0;
-void OnInterrupt(int) { g_interrupted = 1; }
+volatile sig_atomic_t g_interrupted = 0, g_sigints = 0, g_sigterms = 0;
+void OnInterrupt(int sig) {
+  g_interrupted = 1;
+  if (sig == SIGINT) g_sigints = g_sigints + 1;
+  if (sig == SIGTERM) g_sigterms = g_sigterms + 1;
+}
 }  // namespace
 
 void InstallInterruptHandler() {
@@ -25,6 +29,10 @@ void InstallInterruptHandler() {
 }
 
 bool Interrupted() { return g_interrupted != 0; }
+
+int Interrupts(int signal) {
+  return signal == SIGINT ? g_sigints : signal == SIGTERM ? g_sigterms : 0;
+}
 
 std::string FormatDuration(double s) {
   char buf[32];

@@ -17,6 +17,8 @@ namespace vigil::cli {
 // SIGPIPE is ignored.
 void InstallInterruptHandler();
 bool Interrupted();
+// How many SIGINT and SIGTERM have come so far (each counted).
+int Interrupts(int signal);
 
 // "42s", "3m07s".
 std::string FormatDuration(double seconds);

@@ -1,5 +1,7 @@
 #include "cli/slurm_launcher.h"
 
+#include <signal.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -14,6 +16,7 @@
 #include "common/fs.h"
 #include "common/http_client.h"
 #include "common/process.h"
+#include "common/util.h"
 #include "common/vocabulary.h"
 #include "logbook/logbook.h"
 
@@ -24,25 +27,14 @@ using nlohmann::json;
 
 namespace {
 
-// How long one Slurm client command may take (slurmctld busy or unreachable).
-constexpr std::chrono::milliseconds kSlurmCommandTimeout{30000};
-// How often the follower asks Slurm whether the job is still there.
-constexpr double kQueuePollSeconds = 2.0;
-// How long the run's row may lag behind the Slurm job's end before the
-// follower gives up waiting for it.
-constexpr double kRowAfterJobEndSeconds = 10.0;
+// How long the run's end may take to show in Slurm (the batch step done:
+// vigild and the agents' steps gone) before the follower reads the logbook anyway.
+constexpr double kJobEndAfterRunEndSeconds = 120.0;
 
-std::string Trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\r')) s.pop_back();
-  size_t i = 0;
-  while (i < s.size() && s[i] == ' ') ++i;
-  return s.substr(i);
-}
-
-Result<ProcessOutcome> Slurm(std::vector<std::string> argv) {
+Result<ProcessOutcome> Slurm(std::vector<std::string> argv, int timeout_ms) {
   SpawnOptions o;
   o.argv = std::move(argv);
-  return RunProcess(o, kSlurmCommandTimeout);
+  return RunProcess(o, std::chrono::milliseconds(timeout_ms));
 }
 
 // A shell word: single-quoted.
@@ -61,8 +53,9 @@ std::string SelfBinary() { return fs::read_symlink("/proc/self/exe").string(); }
 
 // The Slurm job's state (squeue), "" once Slurm no longer lists it; nullopt
 // when Slurm could not be asked.
-std::optional<std::string> QueueState(const std::string& job_id) {
-  auto r = Slurm({"squeue", "--noheader", "--jobs=" + job_id, "--states=all", "--format=%T"});
+std::optional<std::string> QueueState(const std::string& job_id, int timeout_ms) {
+  auto r = Slurm({"squeue", "--noheader", "--jobs=" + job_id, "--states=all", "--format=%T"},
+                 timeout_ms);
   if (!r.ok()) return std::nullopt;
   if (!r->ok()) {
     // An id slurmctld has forgotten (the job ended a while ago).
@@ -72,10 +65,13 @@ std::optional<std::string> QueueState(const std::string& job_id) {
   return Trim(r->output);
 }
 
-bool QueueStateIsOver(const std::string& state) {
-  return state.empty() || (state != "PENDING" && state != "RUNNING" && state != "CONFIGURING" &&
-                           state != "COMPLETING" && state != "SUSPENDED" && state != "REQUEUED" &&
-                           state != "RESIZING" && state != "SIGNALING" && state != "STAGE_OUT");
+// Whether the job's batch step is over: vigild and its agents are gone
+// (COMPLETING: what is left is Slurm's own clean-up, which waits for a
+// dead node to be declared DOWN).
+bool BatchIsOver(const std::string& state) {
+  return state != "PENDING" && state != "RUNNING" && state != "CONFIGURING" &&
+         state != "SUSPENDED" && state != "REQUEUED" && state != "RESIZING" &&
+         state != "SIGNALING" && state != "STAGE_OUT";
 }
 
 }  // namespace
@@ -90,7 +86,7 @@ Result<std::optional<SlurmAllocation>> CurrentSlurmAllocation() {
   if (!list || !*list)
     return Status::FailedPrecondition("SLURM_JOB_ID is set (" + a.job_id +
                                       ") but SLURM_JOB_NODELIST is not: not a Slurm allocation");
-  auto r = Slurm({"scontrol", "show", "hostnames", list});
+  auto r = Slurm({"scontrol", "show", "hostnames", list}, 30000);
   if (!r.ok()) return Status::Unavailable("scontrol show hostnames: " + r.status().message());
   if (!r->ok())
     return Status::Unavailable("scontrol show hostnames " + std::string(list) + " " +
@@ -105,7 +101,7 @@ Result<std::optional<SlurmAllocation>> CurrentSlurmAllocation() {
   return std::optional<SlurmAllocation>(std::move(a));
 }
 
-std::vector<std::string> SrunStep(const std::string& node, const std::string& step_name,
+std::vector<std::string> SrunStep(const std::string& node, const std::string& step_name, int gpus,
                                   const std::vector<std::string>& argv) {
   std::vector<std::string> out = {"srun",
                                   "--nodes=1",
@@ -114,6 +110,11 @@ std::vector<std::string> SrunStep(const std::string& node, const std::string& st
                                   "--kill-on-bad-exit=0",
                                   "--job-name=" + step_name,
                                   "--unbuffered"};
+  // The agent's ranks share its step: it gets the node, not one CPU.
+  if (const char* cpus = std::getenv("SLURM_CPUS_ON_NODE");
+      cpus && *cpus && std::string(cpus).find_first_not_of("0123456789") == std::string::npos)
+    out.push_back(std::string("--cpus-per-task=") + cpus);
+  if (gpus > 0) out.push_back("--gres=gpu:" + std::to_string(gpus));
   out.insert(out.end(), argv.begin(), argv.end());
   return out;
 }
@@ -121,10 +122,32 @@ std::vector<std::string> SrunStep(const std::string& node, const std::string& st
 int SubmitToSlurm(const RunArgs& args, const JobSpec& spec, const std::string& workdir,
                   std::optional<double> entropy_floor) {
   const bool json_output = args.output == "json";
+  const int timeout_ms = spec.slurm.command_timeout_ms;
   for (const auto& dir : {workdir, workdir + "/logs", workdir + "/slurm"}) {
     if (Status st = MakeDirs(dir); !st.ok()) {
       std::fprintf(stderr, "vigil run: %s\n", st.ToString().c_str());
       return 1;
+    }
+  }
+  // One Slurm job per work directory at a time: a second would take the
+  // first one's run over from under it.
+  const std::string job_file = workdir + "/slurm/job_id";
+  if (auto previous = ReadFile(job_file); previous.ok() && !Trim(previous.value()).empty()) {
+    const std::string id = Trim(previous.value());
+    auto state = QueueState(id, timeout_ms);
+    if (!state) {
+      std::fprintf(stderr,
+                   "vigil run: cannot ask Slurm whether job %s (submitted for %s) is still "
+                   "there; nothing submitted\n",
+                   id.c_str(), workdir.c_str());
+      return 1;
+    }
+    if (!state->empty() && !BatchIsOver(*state)) {
+      std::fprintf(stderr,
+                   "vigil run: Slurm job %s (%s) already runs this work directory (%s): follow "
+                   "it with `vigil logbook ls -f --workdir %s`, or end it with `scancel %s`\n",
+                   id.c_str(), state->c_str(), workdir.c_str(), workdir.c_str(), id.c_str());
+      return 2;
     }
   }
   // vigild writes its address here once it runs in the allocation; one left
@@ -139,31 +162,30 @@ int SubmitToSlurm(const RunArgs& args, const JobSpec& spec, const std::string& w
   for (const auto& c : args.chaos) line += " --chaos " + Quote(c);
   line += " " + Quote(fs::absolute(args.job_file).string());
   const std::string script = workdir + "/slurm/batch.sh";
-  const std::string text =
-      "#!/bin/sh\n"
-      "# Written by `vigil run --launcher slurm` for job " +
-      spec.name +
-      ":\n"
-      "# vigild and the agents' steps run from here, in the allocation.\n" +
-      line + "\n";
+  const std::string text = "#!/bin/sh\n# Written by `vigil run --launcher slurm` for job " +
+                           spec.name +
+                           ":\n# vigild and the agents' steps run from here, in the "
+                           "allocation.\n" +
+                           line + "\n";
   if (Status st = WriteFileAtomic(script, text, 0755); !st.ok()) {
     std::fprintf(stderr, "vigil run: %s\n", st.ToString().c_str());
     return 1;
   }
   const int nodes = spec.world.hosts + spec.world.spares;
-  std::vector<std::string> sbatch = {"sbatch",
-                                     "--parsable",
-                                     "--no-kill",
-                                     "--nodes=" + std::to_string(nodes),
-                                     "--ntasks-per-node=1",
-                                     "--job-name=vigil-" + spec.name,
-                                     "--chdir=" + workdir,
-                                     "--output=" + workdir + "/logs/slurm-%j.out",
-                                     "--open-mode=append"};
+  std::vector<std::string> sbatch = {
+      "sbatch", "--parsable", "--no-kill",
+      // A node lost is vigil's to answer, on the
+      // spares; a requeue would start over elsewhere.
+      "--no-requeue", "--nodes=" + std::to_string(nodes), "--ntasks-per-node=1",
+      "--job-name=vigil-" + spec.name, "--chdir=" + workdir,
+      "--output=" + workdir + "/logs/slurm-%j.out", "--open-mode=append"};
+  if (spec.slurm.exclusive) sbatch.push_back("--exclusive");
+  if (const int gpus = spec.slurm.GpusPerNode(spec.world.device, spec.world.ranks_per_host))
+    sbatch.push_back("--gpus-per-node=" + std::to_string(gpus));
   if (!spec.slurm.partition.empty()) sbatch.push_back("--partition=" + spec.slurm.partition);
   if (!spec.slurm.time_limit.empty()) sbatch.push_back("--time=" + spec.slurm.time_limit);
   sbatch.push_back(script);
-  auto submitted = Slurm(sbatch);
+  auto submitted = Slurm(sbatch, timeout_ms);
   if (!submitted.ok() || !submitted->ok()) {
     std::fprintf(stderr, "vigil run: sbatch failed: %s\n",
                  submitted.ok() ? (submitted->Describe() + ": " + Trim(submitted->output)).c_str()
@@ -178,15 +200,21 @@ int SubmitToSlurm(const RunArgs& args, const JobSpec& spec, const std::string& w
                  Trim(submitted->output).c_str());
     return 1;
   }
+  if (Status st = WriteFileAtomic(job_file, job_id + "\n"); !st.ok())
+    std::fprintf(stderr, "vigil run: %s\n", st.ToString().c_str());
   const std::string slurm_out = workdir + "/logs/slurm-" + job_id + ".out";
   if (!json_output) {
     std::fprintf(stderr,
                  "vigil: job %s submitted as Slurm job %s (%d nodes: %d hosts + %d spares); "
-                 "workdir %s; its output %s; cancel with `scancel %s`\n",
+                 "workdir %s; its output %s. Ctrl-C cancels it; closing this terminal (or "
+                 "SIGTERM) leaves it running\n",
                  spec.name.c_str(), job_id.c_str(), nodes, spec.world.hosts, spec.world.spares,
-                 workdir.c_str(), slurm_out.c_str(), job_id.c_str());
+                 workdir.c_str(), slurm_out.c_str());
   }
 
+  // Following: vigild's HTTP status while it runs; the logbook only once the
+  // batch step is over (SQLite's WAL is for processes on one host: this one
+  // may be on another than vigild, over a network file system).
   InstallInterruptHandler();
   const auto t0 = std::chrono::steady_clock::now();
   auto elapsed = [&] {
@@ -194,19 +222,30 @@ int SubmitToSlurm(const RunArgs& args, const JobSpec& spec, const std::string& w
   };
   ProgressLine progress(!json_output);
   int64_t run_id = 0;
-  std::string http;
-  std::string queue_state = "PENDING", said_state;
-  double last_queue_poll = -1e9, job_gone_at = -1;
-  bool cancelled = false;
-  std::optional<std::string> outcome;  // the run row's final status
+  std::string http, queue_state = "PENDING", said_state;
+  double last_queue_poll = -1e9, run_over_at = -1;
+  int cancels = 0;
+  const double poll_s = spec.slurm.queue_poll_ms / 1000.0;
   while (true) {
-    if (Interrupted() && !cancelled) {
-      std::fprintf(stderr, "\nvigil run: interrupted; cancelling Slurm job %s\n", job_id.c_str());
-      auto r = Slurm({"scancel", job_id});
+    if (Interrupts(SIGTERM) > 0 || Interrupts(SIGINT) > 1) {
+      progress.Done();
+      std::fprintf(stderr,
+                   "\nvigil run: no longer following; Slurm job %s goes on (`squeue -j %s`, "
+                   "`vigil logbook ls -f --workdir %s`; `scancel %s` ends it)\n",
+                   job_id.c_str(), job_id.c_str(), workdir.c_str(), job_id.c_str());
+      return 1;
+    }
+    if (Interrupts(SIGINT) == 1 && cancels == 0) {
+      ++cancels;
+      std::fprintf(stderr,
+                   "\nvigil run: interrupted; cancelling Slurm job %s (Ctrl-C again: stop "
+                   "following, the job goes on)\n",
+                   job_id.c_str());
+      auto r = Slurm({"scancel", job_id}, timeout_ms);
       if (!r.ok() || !r->ok())
         std::fprintf(stderr, "vigil run: scancel %s failed: %s\n", job_id.c_str(),
                      r.ok() ? Trim(r->output).c_str() : r.status().ToString().c_str());
-      cancelled = true;
+      last_queue_poll = -1e9;
     }
     // vigild's address (it may move: a vigild started again takes the run over).
     if (auto a = ReadFile(addr_file); a.ok()) {
@@ -216,44 +255,54 @@ int SubmitToSlurm(const RunArgs& args, const JobSpec& spec, const std::string& w
         run_id = j.value("run_id", run_id);
       }
     }
-    if (run_id > 0) {
-      auto lb = Logbook::Open(workdir + "/logbook.sqlite", false);
-      auto row = lb.ok() ? lb.value()->Run(run_id) : Result<RunRow>(lb.status());
-      if (row.ok() && row->status != job_state::kRunning && row->status != job_state::kPaused) {
-        outcome = row->status;
-        break;
+    if (!http.empty() && run_over_at < 0) {
+      auto resp = HttpGet(http, "/api/v1/status", std::chrono::milliseconds(1000));
+      if (resp.ok() && resp->status == 200) {
+        const json s = json::parse(resp->body, nullptr, false);
+        progress.Show(s, elapsed());
+        const std::string state = s.is_object() ? s.value("state", "") : "";
+        if (state == job_state::kSucceeded || state == job_state::kFailed ||
+            state == job_state::kCancelled) {
+          run_over_at = elapsed();
+          last_queue_poll = -1e9;  // from now on, every second
+        }
       }
     }
-    if (!http.empty()) {
-      auto resp = HttpGet(http, "/api/v1/status", std::chrono::milliseconds(1000));
-      if (resp.ok() && resp->status == 200)
-        progress.Show(json::parse(resp->body, nullptr, false), elapsed());
-    }
-    if (elapsed() - last_queue_poll >= kQueuePollSeconds) {
+    const double every = run_over_at >= 0 || cancels > 0 ? 1.0 : poll_s;
+    if (elapsed() - last_queue_poll >= every) {
       last_queue_poll = elapsed();
-      if (auto st = QueueState(job_id)) {
+      if (auto st = QueueState(job_id, timeout_ms)) {
         queue_state = *st;
         if (queue_state != said_state && queue_state == "PENDING" && !json_output) {
           std::fprintf(stderr, "vigil run: Slurm job %s is waiting in the queue (squeue -j %s)\n",
                        job_id.c_str(), job_id.c_str());
         }
         said_state = queue_state;
-        if (QueueStateIsOver(queue_state) && job_gone_at < 0) job_gone_at = elapsed();
+        if (BatchIsOver(queue_state)) break;
       }
     }
-    // The Slurm job is over, and the run's row says nothing more: vigild
-    // never started, or was killed with its allocation.
-    if (job_gone_at >= 0 && elapsed() - job_gone_at > (run_id > 0 ? kRowAfterJobEndSeconds : 0)) {
-      progress.Done();
-      std::fprintf(stderr, "\nvigil run: Slurm job %s ended (%s) %s; see %s\n", job_id.c_str(),
-                   queue_state.empty() ? "no longer listed" : queue_state.c_str(),
-                   run_id > 0 ? "before its run was recorded as over" : "before vigild started",
-                   slurm_out.c_str());
+    if (run_over_at >= 0 && elapsed() - run_over_at > kJobEndAfterRunEndSeconds) {
+      std::fprintf(stderr,
+                   "\nvigil run: the run is over, but Slurm still lists job %s as %s after "
+                   "%.0f s; reading the logbook anyway\n",
+                   job_id.c_str(), queue_state.c_str(), kJobEndAfterRunEndSeconds);
       break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   progress.Done();
+  std::optional<std::string> outcome;
+  if (run_id > 0) {
+    auto lb = Logbook::Open(workdir + "/logbook.sqlite", false);
+    auto row = lb.ok() ? lb.value()->Run(run_id) : Result<RunRow>(lb.status());
+    if (row.ok()) outcome = row->status;
+  }
+  if (!outcome || !IsRunOver(*outcome)) {
+    std::fprintf(stderr, "vigil run: Slurm job %s ended (%s) %s; see %s\n", job_id.c_str(),
+                 queue_state.empty() ? "no longer listed" : queue_state.c_str(),
+                 run_id > 0 ? "before its run was recorded as over" : "before vigild started",
+                 slurm_out.c_str());
+  }
   if (run_id > 0) {
     const std::string summary =
         PrintRunReport(workdir, run_id, elapsed(), entropy_floor, json_output);

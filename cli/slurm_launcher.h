@@ -36,8 +36,9 @@ struct SlurmAllocation {
 Result<std::optional<SlurmAllocation>> CurrentSlurmAllocation();
 
 // `argv` started on `node` as a job step of the current allocation, with
-// its own name: one task, and no other step killed if it fails.
-std::vector<std::string> SrunStep(const std::string& node, const std::string& step_name,
+// its own name: one task with the node's CPUs (SLURM_CPUS_ON_NODE) and
+// `gpus` GPUs, and no other step killed if it fails.
+std::vector<std::string> SrunStep(const std::string& node, const std::string& step_name, int gpus,
                                   const std::vector<std::string>& argv);
 
 // Submits the job (already validated) and follows it to its end; the exit

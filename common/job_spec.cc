@@ -147,13 +147,23 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
             });
       });
 
-  r.Section(root, "slurm", "", {"partition", "time_limit", "drain", "drain_timeout_ms"}, false,
-            [&](const YAML::Node& m, const std::string& p) {
-              r.Field<std::string>(m, p, "partition", &spec.slurm.partition);
-              r.Field<std::string>(m, p, "time_limit", &spec.slurm.time_limit);
-              r.Field<bool>(m, p, "drain", &spec.slurm.drain, nullptr, "true or false");
-              r.Field<int>(m, p, "drain_timeout_ms", &spec.slurm.drain_timeout_ms, Positive(),
-                           "a positive integer");
+  r.Section(root, "slurm", "",
+            {"partition", "time_limit", "exclusive", "gpus_per_node", "drain", "drain_delay_ms",
+             "drain_timeout_ms", "command_timeout_ms", "queue_poll_ms"},
+            false, [&](const YAML::Node& m, const std::string& p) {
+              auto& s = spec.slurm;
+              r.Field<std::string>(m, p, "partition", &s.partition);
+              r.Field<std::string>(m, p, "time_limit", &s.time_limit);
+              r.Field<bool>(m, p, "exclusive", &s.exclusive, nullptr, "true or false");
+              r.Field<int>(m, p, "gpus_per_node", &s.gpus_per_node, NonNegative(),
+                           "a non-negative integer");
+              r.Field<bool>(m, p, "drain", &s.drain, nullptr, "true or false");
+              r.Field<int>(m, p, "drain_delay_ms", &s.drain_delay_ms, NonNegative(),
+                           "a non-negative integer");
+              for (auto [field, value] : {std::pair{"drain_timeout_ms", &s.drain_timeout_ms},
+                                          std::pair{"command_timeout_ms", &s.command_timeout_ms},
+                                          std::pair{"queue_poll_ms", &s.queue_poll_ms}})
+                r.Field<int>(m, p, field, value, Positive(), "a positive integer");
             });
 
   r.Section(root, "data", "", {"kind", "path", "seed"}, false,

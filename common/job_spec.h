@@ -182,10 +182,26 @@ struct DetectionSpec {
 struct SlurmSpec {
   std::string partition;   // sbatch --partition (empty: the cluster's default)
   std::string time_limit;  // sbatch --time (empty: the partition's limit)
+  bool exclusive = true;   // sbatch --exclusive: the nodes are the job's alone
+  // GPUs each node's agent step gets (sbatch --gpus-per-node, srun
+  // --gres=gpu:N); -1: world.ranks_per_host for device cuda, else none.
+  int gpus_per_node = -1;
+  int GpusPerNode(const std::string& device, int ranks_per_host) const {
+    if (gpus_per_node >= 0) return gpus_per_node;
+    return device == "cuda" ? ranks_per_host : 0;
+  }
   // A host the playbook cordons is drained in Slurm (scontrol update
-  // NodeName=... State=DRAIN), so that no later job is given it either.
+  // NodeName=... State=DRAIN), so that no later job is given it either...
   bool drain = true;
+  // ...once the cordon is this old, and vigild has not been stopped
+  // meanwhile: `scancel` signals every step at once, and the ranks and
+  // agents it kills can reach vigild as failures before vigild's own stop.
+  int drain_delay_ms = 2000;
   int drain_timeout_ms = 10000;  // how long one scontrol may take
+  // How long sbatch, squeue, scancel and scontrol may take in `vigil run`.
+  int command_timeout_ms = 30000;
+  // How often the submitting `vigil run` asks squeue whether the job is over.
+  int queue_poll_ms = 10000;
 };
 
 struct JobSpec {

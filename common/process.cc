@@ -132,6 +132,9 @@ Result<ProcessOutcome> RunProcess(SpawnOptions options, std::chrono::millisecond
   auto cleanup = [&] {
     if (!capture.empty()) ::unlink(capture.c_str());
   };
+  // Its own process group: a timeout kills what it started too (a site's
+  // wrapper script around scontrol, say), not only itself.
+  options.new_process_group = true;
   auto pid = SpawnProcess(options);
   if (!pid.ok()) {
     cleanup();
@@ -148,7 +151,7 @@ Result<ProcessOutcome> RunProcess(SpawnOptions options, std::chrono::millisecond
       return Status::Internal("waitpid " + options.argv[0] + ": " + std::strerror(err));
     }
     if (std::chrono::steady_clock::now() >= deadline) {
-      ::kill(pid.value(), SIGKILL);
+      ::kill(-pid.value(), SIGKILL);
       ::waitpid(pid.value(), nullptr, 0);
       cleanup();
       return Status::Timeout(options.argv[0] + " did not finish within " +

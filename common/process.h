@@ -34,10 +34,10 @@ struct ProcessOutcome {
   bool ok() const;               // exited 0
   std::string Describe() const;  // "exited 1", "killed by signal 9"
 };
-// Starts a program and waits for it, at most `timeout` (the named limit of
-// whoever calls): past it the program is SIGKILLed, reaped, and the result
-// is Timeout. Blocks: never call it on an event loop. Its output is
-// captured unless options.log_file says where it goes.
+// Starts a program in a process group of its own and waits for it, at most
+// `timeout` (the named limit of whoever calls): past it the group is
+// SIGKILLed, the program reaped, and the result is Timeout. Blocks: never call it on an event loop.
+// Its output is captured unless options.log_file says where it goes.
 Result<ProcessOutcome> RunProcess(SpawnOptions options, std::chrono::milliseconds timeout);
 
 }  // namespace vigil

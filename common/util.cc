@@ -129,4 +129,11 @@ std::string HostName() {
   return name;
 }
 
+std::string Trim(const std::string& s) {
+  const char* kSpace = " \t\r\n";
+  const size_t begin = s.find_first_not_of(kSpace);
+  if (begin == std::string::npos) return "";
+  return s.substr(begin, s.find_last_not_of(kSpace) - begin + 1);
+}
+
 }  // namespace vigil

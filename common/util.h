@@ -41,6 +41,9 @@ class ScopedSeconds {
 std::string GenerateToken();
 // This machine's host name ("" if it has none).
 std::string HostName();
+
+// `s` without the spaces, tabs and line ends it begins and ends with.
+std::string Trim(const std::string& s);
 // Writes a fresh token to `path` with mode 0600 and returns it.
 Result<std::string> WriteTokenFile(const std::string& path);
 // Reads a token file, refusing one that others can read.

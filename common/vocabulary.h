@@ -6,6 +6,8 @@
 // a name that is not here is a typo.
 #pragma once
 
+#include <string_view>
+
 namespace vigil {
 
 // vigild's exit status when a newer vigild took its run over (it was
@@ -118,6 +120,11 @@ inline constexpr const char kPaused[] = "paused";
 // Stopped by a signal to vigild: a person (Ctrl-C, `vigil stop`) or the scheduler (scancel).
 inline constexpr const char kCancelled[] = "cancelled";
 }  // namespace job_state
+
+// Whether a run with this runs.status is over (nothing more will train it).
+inline bool IsRunOver(std::string_view status) {
+  return status != job_state::kRunning && status != job_state::kPaused;
+}
 
 // Every job state; rank states (vigil_ranks) and host states (vigil_hosts,
 // vigil_host_state, /api/v1/hosts).

@@ -455,9 +455,15 @@ void Coordinator::Shutdown() {
   // the flush window still hears its shutdown order), then the goodbyes
   // are plain closes.
   if (isolation_.waiting()) EndIsolation(/*job_over=*/true);
-  // Give the goodbyes a moment to flush, then stop accepting and leave the loop.
+  StartPendingDrains();
+  const auto drains_deadline = std::chrono::steady_clock::now() +
+                               std::chrono::milliseconds(spec_.slurm.drain_timeout_ms + 1000);
+  // Give the goodbyes a moment to flush, and the drains under way their
+  // time, then stop accepting and leave the loop.
   shutdown_timer_.expires_after(std::chrono::milliseconds(spec_.limits.shutdown_flush_ms));
-  shutdown_timer_.async_wait([this](boost::system::error_code) { CloseAll(Status::Ok()); });
+  shutdown_timer_.async_wait([this, drains_deadline](boost::system::error_code) {
+    AfterDrains(drains_deadline, [this] { CloseAll(Status::Ok()); });
+  });
 }
 
 HttpResponse Coordinator::EventsJson(const std::string& query) {

@@ -8,12 +8,15 @@
 #include <utility>
 
 #include <boost/asio.hpp>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <set>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "common/asio_connection.h"
 #include "common/crash_point.h"
@@ -70,13 +73,25 @@ class Coordinator {
     return controller_->state() == JobState::kSucceeded ? 0 : 1;
   }
   // Tears the job down and records it as cancelled (vigild got SIGTERM/SIGINT).
-  void StopJob(const std::string& why) { controller_->Stop(why); }
+  // Drains not begun yet are not made (coordinator_slurm.cc).
+  void StopJob(const std::string& why);
   std::string rpc_address() const;
   std::string http_address() const;
 
  private:
-  // Under Slurm: drains a host the playbook cordoned, and records how that went.
+  // Under Slurm (coordinator_slurm.cc): a host the playbook cordoned is
+  // drained once the cordon is slurm.drain_delay_ms old, and how that went
+  // is recorded; vigild stopped by a signal meanwhile makes no drain (the
+  // "failure" was most likely the scancel that stops it); a job that ends
+  // makes its pending drains at once, and waits for them, bounded.
   void DrainInSlurm(int64_t event_id, const std::string& host, const std::string& kind);
+  void StartDrain(int64_t event_id, const std::string& host, const std::string& kind);
+  void RecordDrain(int64_t event_id, const std::string& node, const std::string& reason,
+                   bool drained, const std::string& outcome, const nlohmann::json& more);
+  void CancelPendingDrains(const std::string& why);
+  void StartPendingDrains();
+  // Calls `then` once no drain is in flight, or past the deadline.
+  void AfterDrains(std::chrono::steady_clock::time_point deadline, std::function<void()> then);
   void Accept();
   void OnMessage(const TcpConnection::Ptr& conn, wire::Envelope env);
   // What an agent sends once registered.
@@ -145,6 +160,13 @@ class Coordinator {
   std::unique_ptr<LogbookJournal> journal_;
   std::unique_ptr<JobController> controller_;
   std::unique_ptr<SlurmDrainer> drainer_;  // under Slurm (coordinator_slurm.cc)
+  struct PendingDrain {
+    int64_t event_id = 0;
+    std::string host, kind;
+    std::shared_ptr<boost::asio::steady_timer> timer;
+  };
+  std::vector<PendingDrain> pending_drains_;
+  std::string drains_cancelled_;  // why no more drains are made ("": they are)
   // Declared after what its callbacks reach (the agent link): destroyed
   // first, it commits what is queued while they still exist.
   std::unique_ptr<LogbookWriter> writer_;

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "common/process.h"
+#include "common/util.h"
 
 namespace vigil::coordinator {
 
@@ -12,16 +13,19 @@ SlurmDrainer::SlurmDrainer(boost::asio::io_context& io, std::chrono::millisecond
 
 SlurmDrainer::~SlurmDrainer() {
   *alive_ = false;
+  stopping_ = true;
   pool_.join();
 }
 
 std::string SlurmDrainer::Reason(int64_t event_id, const std::string& kind) {
-  return "vigil: event#" + std::to_string(event_id) + " " + kind;
+  return "vigil: event#" + std::to_string(event_id) + " " + (kind.empty() ? "cordon" : kind);
 }
 
 void SlurmDrainer::Drain(Order order, Done done) {
+  ++in_flight_;
   boost::asio::post(pool_, [this, order = std::move(order), done = std::move(done),
                             alive = alive_]() mutable {
+    if (stopping_) return;  // vigild is going: its loop hears no outcome any more
     Outcome out;
     out.order = order;
     out.reason = Reason(order.event_id, order.kind);
@@ -39,12 +43,13 @@ void SlurmDrainer::Drain(Order order, Done done) {
     } else {
       out.drained = r->ok();
       out.detail = "scontrol " + r->Describe();
-      std::string said = r->output;
-      while (!said.empty() && (said.back() == '\n' || said.back() == ' ')) said.pop_back();
-      if (!said.empty()) out.detail += ": " + said.substr(0, 512);
+      if (const std::string said = Trim(r->output); !said.empty())
+        out.detail += ": " + said.substr(0, 512);
     }
-    boost::asio::post(io_, [alive, done = std::move(done), out = std::move(out)] {
-      if (*alive) done(out);
+    boost::asio::post(io_, [this, alive, done = std::move(done), out = std::move(out)] {
+      if (!*alive) return;
+      --in_flight_;
+      done(out);
     });
   });
 }

@@ -15,6 +15,7 @@
 
 #include <utility>
 
+#include <atomic>
 #include <boost/asio.hpp>
 #include <chrono>
 #include <functional>
@@ -42,8 +43,8 @@ class SlurmDrainer {
   // `scontrol`: the program (found on PATH unless it has a '/').
   SlurmDrainer(boost::asio::io_context& io, std::chrono::milliseconds timeout,
                std::string scontrol = "scontrol");
-  // Waits for the scontrols under way (each bounded by the timeout); their
-  // outcomes are no longer handed back.
+  // Waits for the scontrol under way (bounded by the timeout); those not
+  // begun yet are not run, and no outcome is handed back any more.
   ~SlurmDrainer();
   SlurmDrainer(const SlurmDrainer&) = delete;
   SlurmDrainer& operator=(const SlurmDrainer&) = delete;
@@ -51,6 +52,8 @@ class SlurmDrainer {
   // Drains `order.node`; `done` is called on the event loop once scontrol
   // has answered, failed or timed out.
   void Drain(Order order, Done done);
+  // Drains ordered whose outcome has not been handed back yet.
+  int in_flight() const { return in_flight_; }
 
   // "vigil: event#E KIND": what `sinfo -R` shows for the node.
   static std::string Reason(int64_t event_id, const std::string& kind);
@@ -59,6 +62,8 @@ class SlurmDrainer {
   boost::asio::io_context& io_;
   std::chrono::milliseconds timeout_;
   std::string scontrol_;
+  int in_flight_ = 0;  // the event loop's
+  std::atomic<bool> stopping_{false};
   boost::asio::thread_pool pool_{1};
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

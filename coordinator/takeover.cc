@@ -164,9 +164,7 @@ Result<std::optional<int64_t>> FindUnfinishedRun(Logbook& logbook, const std::st
   std::optional<int64_t> out;
   for (const auto& r : runs.value()) {
     if (r.name != name) continue;
-    out = (r.status == job_state::kRunning || r.status == job_state::kPaused)
-              ? std::optional<int64_t>(r.id)
-              : std::nullopt;
+    out = IsRunOver(r.status) ? std::nullopt : std::optional<int64_t>(r.id);
   }
   return out;
 }

@@ -9,7 +9,11 @@
 //    Slurm with its reason, the spare node trains in its place and the job
 //    finishes. `sinfo -R` shows vigil's reason; the logbook names the Slurm
 //    job, the node and the event. It prints each step's time.
-//  - `scancel` ends the run cleanly: recorded cancelled, its ranks torn down.
+//  - Ctrl-C on `vigil run` cancels the Slurm job (scancel), which ends the
+//    run cleanly: recorded cancelled, its ranks torn down, and no node
+//    drained for the ranks and agents the scancel killed.
+//  - SIGTERM leaves the job running, and a second `vigil run` on its work
+//    directory is refused while it does.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -52,6 +56,7 @@ std::string Job(const std::string& launcher, int steps) {
          "limits: {heartbeat_interval_ms: 200, heartbeat_timeout_ms: " +
          std::to_string(kHeartbeatTimeoutMs) +
          ", kill_grace_ms: 1000}\n"
+         "slurm: {queue_poll_ms: 1000}\n"
          "playbook: playbook.yaml\n";
 }
 
@@ -218,7 +223,7 @@ TEST_F(SlurmJob, ANodeKilledMidRunIsDrainedAndItsSpareFinishesTheJob) {
   ASSERT_TRUE(C().RestartNode(victim_index, seconds(60)).ok());
 }
 
-TEST_F(SlurmJob, ScancelEndsTheRunCancelledWithItsRanksTornDown) {
+TEST_F(SlurmJob, CtrlCCancelsTheJobAndTheRunIsRecordedCancelled) {
   // launcher: local in the job, slurm from the command line.
   Submit(Job("", 1000000), {"--launcher", "slurm"});
   ASSERT_FALSE(WaitForStep(5, seconds(90)).is_null()) << Said();
@@ -226,10 +231,11 @@ TEST_F(SlurmJob, ScancelEndsTheRunCancelledWithItsRanksTornDown) {
   ASSERT_TRUE(lb);
   const std::string job = lb->Runs().value().at(0).slurm_job_id;
   ASSERT_FALSE(job.empty());
+  lb.reset();
   EXPECT_FALSE(testing::ProcessesMentioning(workdir_).empty());
 
   const auto t0 = std::chrono::steady_clock::now();
-  ASSERT_EQ(SlurmCluster::Sh("scancel " + job).code, 0);
+  ASSERT_EQ(::kill(run_, SIGINT), 0);
   const auto exit_code = WaitForRun(seconds(60));
   ASSERT_TRUE(exit_code) << Said();
   EXPECT_EQ(*exit_code, 1) << Said();
@@ -239,11 +245,22 @@ TEST_F(SlurmJob, ScancelEndsTheRunCancelledWithItsRanksTornDown) {
   ASSERT_TRUE(lb);
   const RunRow run = lb->Runs().value().at(0);
   EXPECT_EQ(run.status, "cancelled") << Said();
-  bool stopped = false;
   const auto events = lb->Events(run.id);
   ASSERT_TRUE(events.ok());
+  bool stopped = false;
   for (const auto& e : events.value()) stopped |= e.kind == "coordinator_stopped";
   EXPECT_TRUE(stopped);
+  // What the scancel killed on its way (a rank, an agent) may have been
+  // recorded; no node was drained for it.
+  const auto interventions = lb->Interventions(run.id);
+  ASSERT_TRUE(interventions.ok());
+  for (const auto& i : interventions.value()) {
+    if (i.action == "slurm_drain") {
+      EXPECT_EQ(i.outcome.rfind("not drained", 0), 0u) << i.outcome;
+    }
+  }
+  const auto drained = SlurmCluster::Sh("sinfo -R -h -o '%N|%E' 2>&1").out;
+  EXPECT_EQ(drained.find("vigil:"), std::string::npos) << drained;
   // Nothing of the job is left: no vigild, agent or rank on any node.
   std::vector<int> left;
   for (int i = 0; i < 200; ++i) {
@@ -252,8 +269,31 @@ TEST_F(SlurmJob, ScancelEndsTheRunCancelledWithItsRanksTornDown) {
     std::this_thread::sleep_for(milliseconds(100));
   }
   EXPECT_TRUE(left.empty()) << left.size() << " processes left, first pid " << left.at(0);
-  std::printf("figure: scancel -> run recorded cancelled and vigil run done in %.1f s\n",
+  std::printf("figure: Ctrl-C -> scancel -> run recorded cancelled, vigil run done in %.1f s\n",
               followed_s);
+}
+
+TEST_F(SlurmJob, SigtermStopsFollowingAndASecondRunOfTheWorkdirIsRefused) {
+  Submit(Job("launcher: slurm\n", 1000000));
+  ASSERT_FALSE(WaitForStep(5, seconds(90)).is_null()) << Said();
+  const std::string job = testing::Slurp(workdir_ + "/slurm/job_id");
+  ASSERT_FALSE(job.empty());
+  ASSERT_EQ(::kill(run_, SIGTERM), 0);
+  const auto exit_code = WaitForRun(seconds(30));
+  ASSERT_TRUE(exit_code);
+  EXPECT_EQ(*exit_code, 1);
+  EXPECT_NE(Said().find("no longer following"), std::string::npos) << Said();
+  EXPECT_EQ(SlurmCluster::Sh("squeue -h -j " + job.substr(0, job.size() - 1) + " -o %T").out,
+            "RUNNING\n");
+  // The job trains on.
+  const json before = WaitForStep(0, seconds(5));
+  ASSERT_FALSE(before.is_null());
+  ASSERT_FALSE(WaitForStep(before.value("step", 0) + 5, seconds(30)).is_null());
+
+  const auto again = testing::RunCommand(
+      testing::kVigil + " run " + dir_ + "/job.yaml --workdir " + workdir_, dir_);
+  EXPECT_EQ(again.exit_code, 2) << again.err;
+  EXPECT_NE(again.err.find("already runs this work directory"), std::string::npos) << again.err;
 }
 
 }  // namespace

@@ -106,7 +106,7 @@ TEST(Scenario, AStopWhileTheCheckpointIsChosenEndsTheRun) {
   b.Exit(1, 0, 9);
   b.controller->Stop("SIGTERM");
   b.Settle();
-  EXPECT_EQ(b.state(), JobState::kFailed);
+  EXPECT_EQ(b.state(), JobState::kCancelled);
   EXPECT_TRUE(b.Interventions("restart_from_latest").empty());
   EXPECT_TRUE(b.Events("checkpoint_corrupt").empty()) << "the walk went on after the stop";
   EXPECT_TRUE(b.agents.Launches(1).empty());
