@@ -7,12 +7,11 @@
 
 #include <cstdio>
 
-#include <nlohmann/json.hpp>
-
 #include "cli/commands.h"
 #include "common/framed_socket.h"
 #include "common/fs.h"
 #include "common/util.h"
+#include "common/vigild_addr.h"
 #include "coordinator/playbook.h"
 
 namespace vigil::cli {
@@ -27,15 +26,14 @@ namespace {
 
 // Sends one control request to the vigild of `workdir`; prints its answer.
 int SendControl(const std::string& workdir, wire::ControlRequest req, const char* verb) {
-  auto addr_text = ReadFile(workdir + "/vigild.addr");
-  if (!addr_text.ok()) {
+  auto addr = ReadVigildAddr(workdir);
+  if (addr.status().code() == StatusCode::kNotFound) {
     std::fprintf(stderr, "vigil %s: no vigild is running for %s (no vigild.addr)\n", verb,
                  workdir.c_str());
     return 2;
   }
-  auto addr = nlohmann::json::parse(addr_text.value(), nullptr, false);
   auto token = ReadTokenFile(workdir + "/token");
-  if (!addr.is_object() || !addr.contains("rpc") || !token.ok()) {
+  if (!addr.ok() || !token.ok()) {
     std::fprintf(stderr, "vigil %s: %s/vigild.addr or %s/token is unreadable\n", verb,
                  workdir.c_str(), workdir.c_str());
     return 2;
@@ -46,8 +44,7 @@ int SendControl(const std::string& workdir, wire::ControlRequest req, const char
   hello.set_role(wire::Hello::CONTROL);
   hello.set_host("vigil-cli");
   hello.set_pid(static_cast<uint32_t>(::getpid()));
-  auto sock =
-      FramedSocket::ConnectAndHello(addr["rpc"].get<std::string>(), hello, std::chrono::seconds(5));
+  auto sock = FramedSocket::ConnectAndHello(addr->rpc, hello, std::chrono::seconds(5));
   if (!sock.ok()) {
     std::fprintf(stderr, "vigil %s: cannot reach vigild: %s\n", verb,
                  sock.status().ToString().c_str());

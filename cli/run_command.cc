@@ -26,6 +26,7 @@
 #include "common/job_spec.h"
 #include "common/process.h"
 #include "common/util.h"
+#include "common/vigild_addr.h"
 #include "common/vocabulary.h"
 #include "coordinator/chaos.h"
 #include "coordinator/playbook.h"
@@ -83,7 +84,7 @@ int RunJob(const RunArgs& args) {
   std::optional<SlurmAllocation> allocation;
   std::string srun;
   if (launcher == "slurm") {
-    auto a = CurrentSlurmAllocation();
+    auto a = CurrentSlurmAllocation(spec->slurm.command_timeout_ms);
     if (!a.ok()) {
       std::fprintf(stderr, "vigil run: %s\n", a.status().ToString().c_str());
       return 1;
@@ -131,7 +132,7 @@ int RunJob(const RunArgs& args) {
     std::fprintf(stderr, "vigil run: %s\n", token.status().ToString().c_str());
     return 1;
   }
-  const std::string addr_file = workdir + "/vigild.addr";
+  const std::string addr_file = VigildAddrPath(workdir);
   fs::remove(addr_file);
 
   InstallInterruptHandler();
@@ -165,7 +166,7 @@ int RunJob(const RunArgs& args) {
   // Starts vigild and waits for it to publish its addresses (pid, rpc, http).
   struct Vigild {
     pid_t pid = -1;
-    json addr;
+    VigildAddr addr;
   };
   auto start_vigild = [&]() -> std::optional<Vigild> {
     auto pid = SpawnProcess(vopts);
@@ -174,14 +175,10 @@ int RunJob(const RunArgs& args) {
       return std::nullopt;
     }
     const double since = elapsed();
-    json addr;
     while (true) {
-      if (auto text = ReadFile(addr_file); text.ok()) {
-        addr = json::parse(text.value(), nullptr, false);
-        // A vigild that took the run over rewrites the file its predecessor left.
-        if (addr.is_object() && addr.value("pid", 0) == pid.value())
-          return Vigild{pid.value(), addr};
-      }
+      // A vigild that took the run over rewrites the file its predecessor left.
+      if (auto addr = ReadVigildAddr(workdir); addr.ok() && addr->pid == pid.value())
+        return Vigild{pid.value(), addr.value()};
       int status = 0;
       if (::waitpid(pid.value(), &status, WNOHANG) == pid.value()) {
         std::fprintf(stderr, "vigil run: vigild exited during start-up; see %s\n",
@@ -200,8 +197,8 @@ int RunJob(const RunArgs& args) {
   };
   auto vigild = start_vigild();
   if (!vigild) return 1;
-  std::string rpc = vigild->addr["rpc"], http = vigild->addr["http"];
-  const int64_t run_id = vigild->addr["run_id"];
+  std::string rpc = vigild->addr.rpc, http = vigild->addr.http;
+  const int64_t run_id = vigild->addr.run_id;
   const bool json_output = args.output == "json";
   if (!json_output) {
     std::fprintf(
@@ -270,10 +267,7 @@ int RunJob(const RunArgs& args) {
   while (true) {
     int status = 0;
     if (following) {
-      if (auto text = ReadFile(addr_file); text.ok()) {
-        auto a = json::parse(text.value(), nullptr, false);
-        if (a.is_object() && a.contains("http") && a["http"].is_string()) http = a["http"];
-      }
+      if (auto a = ReadVigildAddr(workdir); a.ok()) http = a->http;
       auto lb = Logbook::Open(workdir + "/logbook.sqlite", false);
       auto row = lb.ok() ? lb.value()->Run(run_id) : Result<RunRow>(lb.status());
       if (row.ok() && IsRunOver(row->status)) {
@@ -297,9 +291,8 @@ int RunJob(const RunArgs& args) {
       if (died) {
         // Killed by a vigild that took the run over (it was stopped, holding
         // the logbook): that one goes on; start no rival to it.
-        auto a = ReadFile(addr_file);
-        auto j = a.ok() ? json::parse(a.value(), nullptr, false) : json();
-        const int other = j.is_object() ? j.value("pid", 0) : 0;
+        auto a = ReadVigildAddr(workdir);
+        const int other = a.ok() ? a->pid : 0;
         if (other > 0 && other != vigild->pid && ::kill(other, 0) == 0) {
           std::fprintf(stderr,
                        "\nvigil run: vigild (pid %d) was killed; vigild pid %d has run %lld: "
@@ -328,8 +321,8 @@ int RunJob(const RunArgs& args) {
         vigild_status = status;
         break;
       }
-      rpc = vigild->addr["rpc"];
-      http = vigild->addr["http"];
+      rpc = vigild->addr.rpc;
+      http = vigild->addr.http;
       last_answer = elapsed();
       unanswered = 0;
       continue;
@@ -337,10 +330,7 @@ int RunJob(const RunArgs& args) {
     if (Interrupted() && !forwarded_interrupt) {
       std::fprintf(stderr, "\nvigil run: interrupted; stopping the job\n");
       if (following) {
-        if (auto text = ReadFile(addr_file); text.ok()) {
-          auto a = json::parse(text.value(), nullptr, false);
-          if (a.is_object() && a.value("pid", 0) > 0) ::kill(a.value("pid", 0), SIGTERM);
-        }
+        if (auto a = ReadVigildAddr(workdir); a.ok() && a->pid > 0) ::kill(a->pid, SIGTERM);
       } else {
         ::kill(vigild->pid, SIGTERM);
       }

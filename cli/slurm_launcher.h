@@ -7,7 +7,10 @@
 //   It then follows the job as `vigil run` does locally (vigild's address
 //   and the logbook are in the work directory, which every node shares):
 //   the progress line, the summary, its exit status. Ctrl-C cancels the
-//   Slurm job (scancel), which stops vigild: the run is recorded cancelled.
+//   Slurm job (scancel), which stops vigild: the run is recorded cancelled;
+//   a Ctrl-C after that, or SIGTERM, stops following and leaves the job be.
+//   One submit at a time per work directory (a lock), and none while the
+//   Slurm job it last submitted is live.
 //
 //   Inside the allocation (SLURM_JOB_ID set: the batch script, or a person's
 //   salloc), `vigil run` runs vigild on the batch node and starts each
@@ -32,8 +35,9 @@ struct SlurmAllocation {
   std::vector<std::string> nodes;  // in the allocation's order (scontrol show hostnames)
 };
 
-// The allocation this process runs in; nullopt outside one.
-Result<std::optional<SlurmAllocation>> CurrentSlurmAllocation();
+// The allocation this process runs in; nullopt outside one. Slurm's
+// commands are bounded by `command_timeout_ms` (slurm.command_timeout_ms).
+Result<std::optional<SlurmAllocation>> CurrentSlurmAllocation(int command_timeout_ms);
 
 // `argv` started on `node` as a job step of the current allocation, with
 // its own name: one task with the node's CPUs (SLURM_CPUS_ON_NODE) and

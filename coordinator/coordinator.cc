@@ -8,6 +8,7 @@
 #include "common/host_storage.h"
 #include "common/net_address.h"
 #include "common/util.h"
+#include "common/vigild_addr.h"
 #include "logbook/logbook_query.h"
 
 namespace vigil::coordinator {
@@ -68,16 +69,9 @@ Status Coordinator::Start() {
   // it can: agents that know only that address find it there.
   int previous_rpc = 0, previous_http = 0;
   if (takeover_) {
-    if (auto text = ReadFile(options_.workdir + "/vigild.addr"); text.ok()) {
-      auto j = json::parse(text.value(), nullptr, false);
-      auto port_of = [&](const char* key) {
-        if (!j.is_object() || !j.contains(key) || !j[key].is_string()) return 0;
-        const std::string a = j[key];
-        const auto colon = a.rfind(':');
-        return colon == std::string::npos ? 0 : std::atoi(a.c_str() + colon + 1);
-      };
-      previous_rpc = port_of("rpc");
-      previous_http = port_of("http");
+    if (auto previous = ReadVigildAddr(options_.workdir); previous.ok()) {
+      previous_rpc = PortOf(previous->rpc);
+      previous_http = PortOf(previous->http);
     }
   }
   VIGIL_RETURN_IF_ERROR(Listen(addr, options_.listen_port, previous_rpc));
@@ -158,10 +152,8 @@ Status Coordinator::Start() {
     if (controller_->takeover_hosts().empty()) takeover_.reset();
   }
 
-  json addr_file{
-      {"rpc", rpc_address()}, {"http", http_address()}, {"pid", ::getpid()}, {"run_id", run_id_}};
-  VIGIL_RETURN_IF_ERROR(
-      WriteFileAtomic(options_.workdir + "/vigild.addr", addr_file.dump() + "\n"));
+  VIGIL_RETURN_IF_ERROR(WriteVigildAddr(
+      options_.workdir, {rpc_address(), http_address(), static_cast<int>(::getpid()), run_id_}));
   log_->info("job {} run {} (coordinator epoch {}): rpc {} http {} (listening on {}){}", spec_.name,
              run_id_, registry_.epoch(), rpc_address(), http_address(), options_.listen_host,
              takeover_ ? "; taking the run over: waiting for its hosts to register again" : "");
@@ -455,11 +447,17 @@ void Coordinator::Shutdown() {
   // the flush window still hears its shutdown order), then the goodbyes
   // are plain closes.
   if (isolation_.waiting()) EndIsolation(/*job_over=*/true);
-  StartPendingDrains();
-  const auto drains_deadline = std::chrono::steady_clock::now() +
-                               std::chrono::milliseconds(spec_.slurm.drain_timeout_ms + 1000);
-  // Give the goodbyes a moment to flush, and the drains under way their
-  // time, then stop accepting and leave the loop.
+  // Drains still waiting out slurm.drain_delay_ms keep their delay (a job
+  // that failed because a scancel's kills reached vigild before its own
+  // SIGTERM must not drain healthy nodes); vigild waits for them and for
+  // those under way, one scontrol after another, each bounded.
+  const size_t drains = pending_drains_.size() + (drainer_ ? drainer_->in_flight() : 0);
+  const auto drains_deadline =
+      std::chrono::steady_clock::now() +
+      std::chrono::milliseconds((pending_drains_.empty() ? 0 : spec_.slurm.drain_delay_ms) +
+                                static_cast<int64_t>(drains) * spec_.slurm.drain_timeout_ms + 1000);
+  // Give the goodbyes a moment to flush, and the drains their time, then
+  // stop accepting and leave the loop.
   shutdown_timer_.expires_after(std::chrono::milliseconds(spec_.limits.shutdown_flush_ms));
   shutdown_timer_.async_wait([this, drains_deadline](boost::system::error_code) {
     AfterDrains(drains_deadline, [this] { CloseAll(Status::Ok()); });

@@ -83,14 +83,14 @@ class Coordinator {
   // drained once the cordon is slurm.drain_delay_ms old, and how that went
   // is recorded; vigild stopped by a signal meanwhile makes no drain (the
   // "failure" was most likely the scancel that stops it); a job that ends
-  // makes its pending drains at once, and waits for them, bounded.
+  // otherwise lets its pending drains wait out their delay, and waits for
+  // them, bounded.
   void DrainInSlurm(int64_t event_id, const std::string& host, const std::string& kind);
   void StartDrain(int64_t event_id, const std::string& host, const std::string& kind);
   void RecordDrain(int64_t event_id, const std::string& node, const std::string& reason,
                    bool drained, const std::string& outcome, const nlohmann::json& more);
   void CancelPendingDrains(const std::string& why);
-  void StartPendingDrains();
-  // Calls `then` once no drain is in flight, or past the deadline.
+  // Calls `then` once no drain is pending or in flight, or past the deadline.
   void AfterDrains(std::chrono::steady_clock::time_point deadline, std::function<void()> then);
   void Accept();
   void OnMessage(const TcpConnection::Ptr& conn, wire::Envelope env);

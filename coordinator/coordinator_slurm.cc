@@ -76,21 +76,12 @@ void Coordinator::CancelPendingDrains(const std::string& why) {
   }
 }
 
-void Coordinator::StartPendingDrains() {
-  auto pending = std::move(pending_drains_);
-  pending_drains_.clear();
-  for (auto& d : pending) {
-    d.timer->cancel();
-    StartDrain(d.event_id, d.host, d.kind);
-  }
-}
-
 void Coordinator::AfterDrains(std::chrono::steady_clock::time_point deadline,
                               std::function<void()> then) {
-  if (!drainer_ || drainer_->in_flight() == 0) return then();
+  if (!drainer_ || (pending_drains_.empty() && drainer_->in_flight() == 0)) return then();
   if (std::chrono::steady_clock::now() >= deadline) {
-    log_->error("{} drain(s) in Slurm still under way at exit: not recorded",
-                drainer_->in_flight());
+    log_->error("{} drain(s) in Slurm still waiting and {} under way at exit: not recorded",
+                pending_drains_.size(), drainer_->in_flight());
     return then();
   }
   shutdown_timer_.expires_after(std::chrono::milliseconds(50));

@@ -8,13 +8,13 @@
 #include <boost/asio.hpp>
 
 #include <filesystem>
-#include <nlohmann/json.hpp>
 #include <optional>
 
 #include <CLI/CLI.hpp>
 
 #include "common/fs.h"
 #include "common/util.h"
+#include "common/vigild_addr.h"
 #include "coordinator/coordinator.h"
 
 namespace {
@@ -26,10 +26,8 @@ namespace {
 // of the logbook on waking anyway). True if one was, and is gone.
 bool KillStoppedPredecessor(const std::string& workdir,
                             const std::shared_ptr<spdlog::logger>& log) {
-  auto addr = vigil::ReadFile(workdir + "/vigild.addr");
-  if (!addr.ok()) return false;
-  auto j = nlohmann::json::parse(addr.value(), nullptr, false);
-  const int pid = j.is_object() ? j.value("pid", 0) : 0;
+  auto addr = vigil::ReadVigildAddr(workdir);
+  const int pid = addr.ok() ? addr->pid : 0;
   if (pid <= 0 || pid == ::getpid()) return false;
   const std::string proc = "/proc/" + std::to_string(pid);
   auto comm = vigil::ReadFile(proc + "/comm");

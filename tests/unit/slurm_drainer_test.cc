@@ -8,8 +8,10 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <optional>
+#include <thread>
 
 #include "common/fs.h"
 #include "common/process.h"
@@ -96,11 +98,19 @@ TEST_F(Drainer, AFailedScontrolIsReportedWithWhatItSaid) {
   EXPECT_EQ(o.detail, "scontrol exited 1: slurm_update error: Invalid node name specified");
 }
 
-TEST_F(Drainer, AScontrolThatHangsIsKilledAtItsTimeout) {
-  const auto o = Drain(Scontrol("exec sleep 30"), milliseconds(300));
+// The stand-in hangs in a child of its own (as scontrol's wrappers may):
+// the kill at the timeout takes the whole process group.
+TEST_F(Drainer, AScontrolThatHangsIsKilledAtItsTimeoutWithItsChildren) {
+  const auto o = Drain(Scontrol("sleep 3117; :"), milliseconds(300));
   EXPECT_FALSE(o.drained);
   EXPECT_NE(o.detail.find("did not finish within 300 ms"), std::string::npos) << o.detail;
   EXPECT_LT(o.elapsed_ms, 5000);
+  bool child_gone = false;
+  for (int i = 0; i < 100 && !child_gone; ++i) {
+    child_gone = std::system("pgrep -x -f 'sleep 3117' > /dev/null") != 0;
+    if (!child_gone) std::this_thread::sleep_for(milliseconds(20));
+  }
+  EXPECT_TRUE(child_gone) << "scontrol's child outlived the kill at its timeout";
 }
 
 TEST_F(Drainer, AMissingScontrolIsReported) {

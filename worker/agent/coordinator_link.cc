@@ -4,10 +4,8 @@
 
 #include <algorithm>
 
-#include <nlohmann/json.hpp>
-
 #include "common/framed_socket.h"
-#include "common/fs.h"
+#include "common/vigild_addr.h"
 
 namespace vigil::agent {
 
@@ -230,11 +228,8 @@ void CoordinatorLink::ScheduleAttempt() {
 
 std::string CoordinatorLink::CurrentAddress() {
   if (o_.address_file.empty()) return address_;
-  auto text = ReadFile(o_.address_file);
-  if (!text.ok()) return address_;
-  auto j = nlohmann::json::parse(text.value(), nullptr, false);
-  if (j.is_object() && j.contains("rpc") && j["rpc"].is_string()) return j["rpc"];
-  return address_;
+  auto addr = ReadVigildAddrFile(o_.address_file);
+  return addr.ok() ? addr->rpc : address_;
 }
 
 void CoordinatorLink::Attempt() {
