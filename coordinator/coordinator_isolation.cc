@@ -89,19 +89,14 @@ void Coordinator::EndIsolation(bool job_over) {
     isolation_cause_.clear();
     return;
   }
-  EventRow ev;
-  ev.run_id = run_id_;
-  ev.time_us = NowMicros();
-  ev.kind = kind::kCoordinatorCutOff;
-  ev.step = controller_->progress().step;
-  ev.detail_json = json{
-      {"cause", isolation_cause_.empty() ? "every agent fell silent at once" : isolation_cause_},
-      {"waited_ms", (now - isolation_.since_us()) / 1000},
-      {"hosts_back", came_back_},
-      // A job that ended meanwhile loses nobody: those not back are named.
-      {job_over ? "hosts_not_back" : "hosts_lost",
-       lost}}.dump();
-  journal_->AddEvent(ev);
+  controller_->RecordEvent(
+      kind::kCoordinatorCutOff,
+      json{{"cause",
+            isolation_cause_.empty() ? "every agent fell silent at once" : isolation_cause_},
+           {"waited_ms", (now - isolation_.since_us()) / 1000},
+           {"hosts_back", came_back_},
+           // A job that ended meanwhile loses nobody: those not back are named.
+           {job_over ? "hosts_not_back" : "hosts_lost", lost}});
   log_->warn("cut-off over after {} ms: {} host(s) back, {} {}",
              (now - isolation_.since_us()) / 1000, came_back_.size(), lost.size(),
              job_over ? "not back (the job is over)" : "lost");

@@ -145,13 +145,7 @@ void Coordinator::RefuseAgent(int agent, const std::string& problem) {
   checking_.erase(agent);
   a.lost = true;  // never part of the job: no host_lost, no index reused
   log_->error("host {} refused: {}", a.host, problem);
-  EventRow ev;
-  ev.run_id = run_id_;
-  ev.time_us = NowMicros();
-  ev.kind = kind::kHostRefused;
-  ev.host = a.host;
-  ev.detail_json = json{{"problem", problem}}.dump();
-  journal_->AddEvent(ev);
+  controller_->RecordEvent(kind::kHostRefused, json{{"problem", problem}}, a.host);
   metrics_.HostRefused(a.host);
   if (a.conn) a.conn->CloseAfterWrites(Status::FailedPrecondition(problem));
 }

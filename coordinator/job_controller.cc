@@ -149,14 +149,8 @@ json JobController::CorruptDetail(const std::string& path, const std::string& re
 }
 
 void JobController::RecordCorrupt(const std::string& path, const std::string& reason) {
-  EventRow ev;
-  ev.run_id = run_id_;
-  ev.generation_id = gen_.row ? std::optional<int64_t>(gen_.row) : std::nullopt;
-  ev.time_us = Now();
-  ev.kind = kind::kCheckpointCorrupt;
-  ev.step = progress_.step;
-  ev.detail_json = CorruptDetail(path, reason, "vigild").dump();
-  const int64_t event_id = journal_->AddEvent(ev);
+  const int64_t event_id =
+      RecordEvent(kind::kCheckpointCorrupt, CorruptDetail(path, reason, "vigild"));
   AddIntervention(event_id, action::kFallbackToOlderCheckpoint, "auto:checkpoints",
                   json{{"skipped", path}, {"fallback", catalog_.fallbacks()}},
                   "never loaded; the next older checkpoint is tried");
@@ -354,15 +348,22 @@ Status JobController::InjectChaos(const std::string& spec, const std::string& ac
   return Status::Ok();
 }
 
-void JobController::Stop(const std::string& why) {
-  if (terminal()) return;
+int64_t JobController::RecordEvent(const std::string& kind, const json& detail,
+                                   const std::string& host) {
   EventRow ev;
   ev.run_id = run_id_;
+  ev.generation_id = gen_.row ? std::optional<int64_t>(gen_.row) : std::nullopt;
   ev.time_us = Now();
-  ev.kind = kind::kCoordinatorStopped;
+  ev.kind = kind;
+  ev.host = host;
   ev.step = progress_.step;
-  ev.detail_json = json{{"reason", why}}.dump();
-  journal_->AddEvent(ev);
+  ev.detail_json = detail.dump();
+  return journal_->AddEvent(ev);
+}
+
+void JobController::Stop(const std::string& why) {
+  if (terminal()) return;
+  RecordEvent(kind::kCoordinatorStopped, json{{"reason", why}});
   Finish(Outcome::kCancelled, why);
 }
 

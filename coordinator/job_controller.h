@@ -142,6 +142,10 @@ class JobController {
   // Called for each cordon_host intervention, once it is recorded: an
   // executor outside the job acts on it (Slurm's drain, slurm_drainer.h).
   std::function<void(int64_t event_id, const std::string& host, const std::string& kind)> on_cordon;
+  // An event of the run, now: the current generation and step, `detail`,
+  // and the host it is about (if any). Its id.
+  int64_t RecordEvent(const std::string& kind, const nlohmann::json& detail,
+                      const std::string& host = "");
   // What such an executor did, recorded as an intervention of `event`.
   void RecordExecuted(std::optional<int64_t> event, const std::string& action,
                       const std::string& actor, const nlohmann::json& params,

@@ -152,14 +152,7 @@ void JobController::Adopt(const std::vector<int>& slot_agents,
     gen_.row = 0;
     detail["adopted"] = nullptr;
   }
-  EventRow ev;
-  ev.run_id = run_id_;
-  ev.generation_id = gen_.row ? std::optional<int64_t>(gen_.row) : std::nullopt;
-  ev.time_us = Now();
-  ev.kind = kind::kCoordinatorRestart;
-  ev.step = progress_.step;
-  ev.detail_json = detail.dump();
-  const int64_t event_id = journal_->AddEvent(ev);
+  const int64_t event_id = RecordEvent(kind::kCoordinatorRestart, detail);
   log_->warn("took over run {}: {}", run_id_, detail.dump());
 
   for (const auto& [agent, generations] : stale) {

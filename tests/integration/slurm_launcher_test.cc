@@ -12,6 +12,8 @@
 //  - Ctrl-C on `vigil run` cancels the Slurm job (scancel), which ends the
 //    run cleanly: recorded cancelled, its ranks torn down, and no node
 //    drained for the ranks and agents the scancel killed.
+//  - A stop within slurm.drain_delay_ms of a cordon makes no drain, and
+//    records the drain it did not make.
 //  - SIGTERM leaves the job running, and a second `vigil run` on its work
 //    directory is refused while it does.
 #include <gtest/gtest.h>
@@ -45,7 +47,7 @@ using testing::SlurmCluster;
 constexpr int kHeartbeatTimeoutMs = 1500;
 
 // Two hosts of one rank each and one spare: the cluster's three nodes.
-std::string Job(const std::string& launcher, int steps) {
+std::string Job(const std::string& launcher, int steps, const std::string& slurm = "") {
   return "name: slurmjob\n" + launcher +
          "model: {d_model: 32, layers: 1, heads: 2, seq_len: 16}\n"
          "schedule: {steps: " +
@@ -56,7 +58,9 @@ std::string Job(const std::string& launcher, int steps) {
          "limits: {heartbeat_interval_ms: 200, heartbeat_timeout_ms: " +
          std::to_string(kHeartbeatTimeoutMs) +
          ", kill_grace_ms: 1000}\n"
-         "slurm: {queue_poll_ms: 1000}\n"
+         "slurm: {queue_poll_ms: 1000" +
+         slurm +
+         "}\n"
          "playbook: playbook.yaml\n";
 }
 
@@ -130,6 +134,42 @@ class SlurmJob : public testing::SlurmTest {
     return testing::Slurp(dir_ + "/vigil-run.out") + "\n--- slurm job output:\n" +
            SlurmCluster::Sh("cat " + workdir_ + "/logs/slurm-*.out 2>&1").out;
   }
+  // A node to kill: one with ranks that is not the batch node (vigild's),
+  // and the spare that is to take its place.
+  struct Victim {
+    std::string node, spare;
+    int index = -1;
+  };
+  // The spare registers once the job runs: waits for it (up to 30 s).
+  Victim PickVictim(const std::string& slurm_job) const {
+    const std::string batch = SlurmCluster::Sh("squeue -h -j " + slurm_job + " -o %B").out;
+    Victim v;
+    for (int i = 0; i < 300 && (v.node.empty() || v.spare.empty()); ++i) {
+      if (i > 0) std::this_thread::sleep_for(milliseconds(100));
+      v = {};
+      auto addr = testing::ReadVigildAddress(workdir_);
+      if (!addr) continue;
+      auto r = HttpGet(addr->http, "/api/v1/hosts", milliseconds(2000));
+      const json hosts = r.ok() ? json::parse(r->body, nullptr, false) : json();
+      if (!hosts.is_array()) continue;
+      for (const auto& h : hosts) {
+        if (h["state"] == "active" && h["host"].get<std::string>() + "\n" != batch)
+          v.node = h["host"];
+        if (h["state"] == "spare") v.spare = h["host"];
+      }
+    }
+    if (!v.node.empty()) v.index = std::stoi(v.node.substr(1));
+    return v;
+  }
+  // Waits for the Slurm job to be gone (its allocation released), then
+  // brings node `index` back, idle.
+  void RestoreNode(const std::string& slurm_job, int index) {
+    for (int i = 0;
+         i < 600 && !SlurmCluster::Sh("squeue -h -j " + slurm_job + " 2>/dev/null").out.empty();
+         ++i)
+      std::this_thread::sleep_for(milliseconds(100));
+    ASSERT_TRUE(C().RestartNode(index, seconds(60)).ok());
+  }
   std::unique_ptr<Logbook> OpenLogbook() const {
     auto lb = Logbook::Open(workdir_ + "/logbook.sqlite", false);
     EXPECT_TRUE(lb.ok()) << lb.status().ToString();
@@ -149,19 +189,11 @@ TEST_F(SlurmJob, ANodeKilledMidRunIsDrainedAndItsSpareFinishesTheJob) {
   const RunRow run = lb->Runs().value().at(0);
   ASSERT_FALSE(run.slurm_job_id.empty());
   const std::string job = run.slurm_job_id;
-  // The victim: a node with ranks that is not the batch node (vigild's).
-  const std::string batch = SlurmCluster::Sh("squeue -h -j " + job + " -o %B").out;
-  auto addr = testing::ReadVigildAddress(workdir_);
-  ASSERT_TRUE(addr);
-  auto hosts = json::parse(HttpGet(addr->http, "/api/v1/hosts", milliseconds(2000))->body);
-  std::string victim, spare;
-  for (const auto& h : hosts) {
-    if (h["state"] == "active" && h["host"].get<std::string>() + "\n" != batch) victim = h["host"];
-    if (h["state"] == "spare") spare = h["host"];
-  }
-  ASSERT_FALSE(victim.empty()) << hosts.dump() << " batch " << batch;
-  ASSERT_FALSE(spare.empty()) << hosts.dump();
-  const int victim_index = std::stoi(victim.substr(1));
+  const Victim v = PickVictim(job);
+  ASSERT_FALSE(v.node.empty()) << Said();
+  ASSERT_FALSE(v.spare.empty()) << Said();
+  const std::string &victim = v.node, &spare = v.spare;
+  const int victim_index = v.index;
 
   const int64_t killed_at = NowMicros();
   C().KillNode(victim_index);
@@ -215,12 +247,55 @@ TEST_F(SlurmJob, ANodeKilledMidRunIsDrainedAndItsSpareFinishesTheJob) {
       (drain->time_us - killed_at) / 1000.0, static_cast<long long>(params.value("elapsed_ms", 0)),
       spare.c_str(), (*again.first_step_at_us - killed_at) / 1000.0);
 
-  // The Slurm job is over once its allocation is released: the dead node
-  // back, the drain cleared.
-  for (int i = 0; i < 600 && !SlurmCluster::Sh("squeue -h -j " + job + " 2>/dev/null").out.empty();
-       ++i)
-    std::this_thread::sleep_for(milliseconds(100));
-  ASSERT_TRUE(C().RestartNode(victim_index, seconds(60)).ok());
+  // The dead node back, the drain cleared.
+  RestoreNode(job, victim_index);
+}
+
+// A node lost, then a Ctrl-C within slurm.drain_delay_ms of its cordon (as
+// when a scancel's kills reach vigild before its own SIGTERM does): the
+// run is cancelled, the drain it did not make is recorded, and Slurm has
+// drained nothing.
+TEST_F(SlurmJob, AStopWithinTheDrainDelayDrainsNothingAndRecordsTheDrainNotMade) {
+  // A delay long enough that the Ctrl-C surely falls within it.
+  Submit(Job("launcher: slurm\n", 1000000, ", drain_delay_ms: 20000"));
+  ASSERT_FALSE(WaitForStep(5, seconds(90)).is_null()) << Said();
+  const std::string job = Trim(testing::Slurp(workdir_ + "/slurm/job_id"));
+  ASSERT_FALSE(job.empty());
+  const Victim v = PickVictim(job);
+  ASSERT_FALSE(v.node.empty()) << Said();
+  C().KillNode(v.index);
+  // The restart that follows the loss (its cordon, with it, is pending).
+  json restarted;
+  for (int i = 0; i < 300 && restarted.is_null(); ++i) {
+    const json s = WaitForStep(0, seconds(5));
+    if (s.is_object() && s.value("restarts", 0) >= 1) restarted = s;
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  ASSERT_FALSE(restarted.is_null()) << Said();
+  ASSERT_EQ(::kill(run_, SIGINT), 0);
+  const auto exit_code = WaitForRun(seconds(60));
+  ASSERT_TRUE(exit_code) << Said();
+  EXPECT_EQ(*exit_code, 1) << Said();
+
+  auto lb = OpenLogbook();
+  ASSERT_TRUE(lb);
+  const RunRow run = lb->Runs().value().at(0);
+  EXPECT_EQ(run.status, "cancelled") << Said();
+  std::optional<InterventionRow> drain;
+  const auto interventions = lb->Interventions(run.id);
+  ASSERT_TRUE(interventions.ok());
+  for (const auto& i : interventions.value()) {
+    if (i.action == "slurm_drain") drain = i;
+  }
+  ASSERT_TRUE(drain) << "the drain not made is not recorded; " << Said();
+  EXPECT_EQ(drain->outcome.rfind("not drained: vigild was stopped by a signal", 0), 0u)
+      << drain->outcome;
+  const json params = json::parse(drain->params_json);
+  EXPECT_EQ(params["node"], v.node);
+  EXPECT_EQ(params["drained"], false);
+  const auto drained = SlurmCluster::Sh("sinfo -R -h -o '%N|%E' 2>&1").out;
+  EXPECT_EQ(drained.find("vigil:"), std::string::npos) << drained;
+  RestoreNode(job, v.index);
 }
 
 TEST_F(SlurmJob, CtrlCCancelsTheJobAndTheRunIsRecordedCancelled) {
