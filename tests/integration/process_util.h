@@ -20,6 +20,7 @@
 #include "common/fs.h"
 #include "common/http_client.h"
 #include "common/process.h"
+#include "common/vigild_addr.h"
 #include "logbook/logbook.h"
 
 namespace vigil::testing {
@@ -97,16 +98,13 @@ inline std::vector<int> ProcessesMentioning(const std::string& needle) {
   return pids;
 }
 
-// vigild's addresses from <workdir>/vigild.addr, once it has written them.
-struct VigildAddress {
-  std::string rpc, http;
-};
+// vigild's addresses from <workdir>/vigild.addr (common/vigild_addr.h), once
+// it has written them.
+using VigildAddress = VigildAddr;
 inline std::optional<VigildAddress> ReadVigildAddress(const std::string& workdir) {
-  auto text = ReadFile(workdir + "/vigild.addr");
-  if (!text.ok()) return std::nullopt;
-  auto j = nlohmann::json::parse(text.value(), nullptr, false);
-  if (!j.is_object() || !j.contains("rpc") || !j.contains("http")) return std::nullopt;
-  return VigildAddress{j["rpc"].get<std::string>(), j["http"].get<std::string>()};
+  auto a = ReadVigildAddr(workdir);
+  if (!a.ok()) return std::nullopt;
+  return a.value();
 }
 inline std::optional<VigildAddress> WaitForVigildAddress(const std::string& workdir,
                                                          std::chrono::milliseconds timeout) {

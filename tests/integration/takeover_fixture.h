@@ -109,8 +109,8 @@ inline nlohmann::json SummaryOf(const std::string& out) {
 }
 
 inline int VigildPid(const std::string& workdir) {
-  auto j = nlohmann::json::parse(Slurp(workdir + "/vigild.addr"), nullptr, false);
-  return j.is_object() ? j.value("pid", 0) : 0;
+  auto a = ReadVigildAddr(workdir);
+  return a.ok() ? a->pid : 0;
 }
 
 // The undisturbed run's summary: run once for the whole binary (every test
