@@ -40,11 +40,11 @@ int SendControl(const std::string& workdir, wire::ControlRequest req, const char
   }
   wire::Hello hello;
   hello.set_protocol_version(kProtocolVersion);
-  hello.set_auth_token(token.value());
   hello.set_role(wire::Hello::CONTROL);
   hello.set_host("vigil-cli");
   hello.set_pid(static_cast<uint32_t>(::getpid()));
-  auto sock = FramedSocket::ConnectAndHello(addr->rpc, hello, std::chrono::seconds(5));
+  auto sock =
+      FramedSocket::ConnectAndHello(addr->rpc, hello, token.value(), std::chrono::seconds(5));
   if (!sock.ok()) {
     std::fprintf(stderr, "vigil %s: cannot reach vigild: %s\n", verb,
                  sock.status().ToString().c_str());

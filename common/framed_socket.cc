@@ -13,6 +13,8 @@
 
 #include <cstring>
 
+#include "common/auth.h"
+
 namespace vigil {
 namespace {
 
@@ -167,14 +169,25 @@ Result<wire::Envelope> FramedSocket::Receive(std::chrono::milliseconds timeout) 
   }
 }
 
-Result<FramedSocket> FramedSocket::ConnectAndHello(const std::string& address,
-                                                   const wire::Hello& hello,
+Result<FramedSocket> FramedSocket::ConnectAndHello(const std::string& address, wire::Hello hello,
+                                                   const std::string& token,
                                                    std::chrono::milliseconds timeout,
                                                    wire::HelloAck* ack) {
   auto sock = Connect(address, timeout);
   if (!sock.ok()) return sock.status();
+  auto challenge = sock->Receive(timeout);
+  if (!challenge.ok()) return challenge.status();
+  if (!challenge->has_challenge())
+    return Status::InvalidArgument("expected a Challenge from " + address);
+  const std::string& server_nonce = challenge->challenge().server_nonce();
+  if (server_nonce.size() != auth::kNonceBytes)
+    return Status::InvalidArgument("a Challenge from " + address + " with a nonce of " +
+                                   std::to_string(server_nonce.size()) + " bytes");
+  const std::string client_nonce = auth::RandomNonce();
+  hello.set_client_nonce(client_nonce);
+  hello.set_proof(auth::ClientProof(token, server_nonce, client_nonce, hello.role(), hello.host()));
   wire::Envelope env;
-  *env.mutable_hello() = hello;
+  *env.mutable_hello() = std::move(hello);
   VIGIL_RETURN_IF_ERROR(sock->Send(env));
   auto reply = sock->Receive(timeout);
   if (!reply.ok()) return reply.status();
@@ -182,6 +195,11 @@ Result<FramedSocket> FramedSocket::ConnectAndHello(const std::string& address,
   if (!reply->hello_ack().ok()) {
     return Status::FailedPrecondition("rejected by " + address + ": " + reply->hello_ack().error());
   }
+  if (!auth::ProofsEqual(reply->hello_ack().server_proof(),
+                         auth::ServerProof(token, client_nonce, server_nonce)))
+    return Status::FailedPrecondition(address +
+                                      " did not prove that it holds the job's token: not "
+                                      "this job's vigild");
   if (ack) *ack = reply->hello_ack();
   return std::move(sock.value());
 }

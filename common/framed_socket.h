@@ -30,8 +30,13 @@ class FramedSocket {
   Status SendRaw(const std::string& bytes);
   Result<wire::Envelope> Receive(std::chrono::milliseconds timeout);
 
-  // Connect, send Hello, wait for a positive HelloAck (copied to *ack if given).
-  static Result<FramedSocket> ConnectAndHello(const std::string& address, const wire::Hello& hello,
+  // The handshake (common/auth.h): connect, wait for the server's
+  // Challenge, send `hello` with this connection's nonce and the proof that
+  // we hold `token` (never the token), and wait for a positive HelloAck
+  // whose server proof is right (copied to *ack if given). Each wait is
+  // bounded by `timeout`.
+  static Result<FramedSocket> ConnectAndHello(const std::string& address, wire::Hello hello,
+                                              const std::string& token,
                                               std::chrono::milliseconds timeout,
                                               wire::HelloAck* ack = nullptr);
   // Hands the connection to another owner (an Asio socket): the bytes already

@@ -15,7 +15,8 @@
 
 namespace vigil {
 
-inline constexpr uint32_t kProtocolVersion = 3;
+// 4: challenge-response (the token is never sent).
+inline constexpr uint32_t kProtocolVersion = 4;
 inline constexpr size_t kFrameHeaderBytes = 4;
 inline constexpr size_t kDefaultMaxFrameBytes = 16u << 20;  // 16 MiB
 

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/auth.h"
 #include "common/fs.h"
 #include "common/host_storage.h"
 #include "common/net_address.h"
@@ -191,10 +192,17 @@ void Coordinator::Accept() {
       boost::system::error_code ignored;
       socket.set_option(tcp::no_delay(true), ignored);
       auto conn = std::make_shared<TcpConnection>(std::move(socket), next_connection_id_++);
-      connections_[conn->id()] = {Role::kUnknown, conn};
+      Connection& entry = connections_[conn->id()];
+      entry.conn = conn;
+      entry.server_nonce = auth::RandomNonce();
       conn->Start(
           [this](const TcpConnection::Ptr& c, wire::Envelope env) { OnMessage(c, std::move(env)); },
           [this](const TcpConnection::Ptr& c, const Status& why) { OnClose(c, why); });
+      // The server speaks first: the nonce the client's proof must cover.
+      wire::Envelope challenge;
+      challenge.mutable_challenge()->set_protocol_version(kProtocolVersion);
+      challenge.mutable_challenge()->set_server_nonce(entry.server_nonce);
+      conn->Send(challenge);
     }
     Accept();
   });
@@ -204,7 +212,7 @@ void Coordinator::OnMessage(const TcpConnection::Ptr& conn, wire::Envelope env) 
   auto it = connections_.find(conn->id());
   if (it == connections_.end()) return;
   CheckStall();  // what arrives first after the loop stood still
-  const Role role = it->second.first;
+  const Role role = it->second.role;
   if (role == Role::kUnknown) {
     if (!env.has_hello())
       return conn->Close(Status::InvalidArgument("first message must be Hello"));
@@ -309,7 +317,7 @@ void Coordinator::OnControl(const TcpConnection::Ptr& conn, const wire::ControlR
 void Coordinator::OnClose(const TcpConnection::Ptr& conn, const Status& why) {
   auto it = connections_.find(conn->id());
   if (it == connections_.end()) return;
-  const Role role = it->second.first;
+  const Role role = it->second.role;
   connections_.erase(it);
   if (role == Role::kStoreClient) store_.DropClient(conn->id());
   if (role != Role::kAgent) {
@@ -436,7 +444,7 @@ void Coordinator::CloseAll(const Status& why) {
   http_->Stop();
   // Closing calls OnClose, which erases from connections_: close a copy.
   std::vector<TcpConnection::Ptr> open;
-  for (auto& [id, entry] : connections_) open.push_back(entry.second);
+  for (auto& [id, entry] : connections_) open.push_back(entry.conn);
   for (auto& c : open) c->Close(why);
   io_.stop();
 }

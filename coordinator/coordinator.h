@@ -103,6 +103,8 @@ class Coordinator {
   void OnHostReady(int agent, const wire::HostReady& ready);
   // The HelloAck of a registered agent.
   wire::Envelope AgentAck(int agent) const;
+  // An ok HelloAck to `conn`, with the server's proof its Hello earned.
+  void SendOkAck(const TcpConnection::Ptr& conn, wire::Envelope reply);
   // Vigild cut off from its agents (isolation.h), in coordinator_isolation.cc:
   // the same agent process registering again takes its place back;
   void Reattach(const TcpConnection::Ptr& conn, int agent, const wire::Hello& hello);
@@ -172,7 +174,13 @@ class Coordinator {
   std::unique_ptr<LogbookWriter> writer_;
   uint64_t next_connection_id_ = 1;
   enum class Role { kUnknown, kAgent, kStoreClient, kControl };
-  std::map<uint64_t, std::pair<Role, TcpConnection::Ptr>> connections_;
+  struct Connection {
+    Role role = Role::kUnknown;
+    TcpConnection::Ptr conn;
+    std::string server_nonce;  // this connection's Challenge (common/auth.h)
+    std::string server_proof;  // on its ok HelloAck, once its Hello proved the token
+  };
+  std::map<uint64_t, Connection> connections_;
   bool agents_complete_ = false;
   bool fenced_ = false;
   std::chrono::steady_clock::time_point started_;

@@ -17,8 +17,8 @@ void Coordinator::Reattach(const TcpConnection::Ptr& conn, int agent, const wire
     connections_.erase(old->id());
     old->Close(Status::Unavailable("replaced by the agent's new connection"));
   }
-  connections_[conn->id()].first = Role::kAgent;
-  conn->Send(AgentAck(agent));
+  connections_[conn->id()].role = Role::kAgent;
+  SendOkAck(conn, AgentAck(agent));
   registry_.Attach(agent, conn);  // and the orders kept while it was away
   log_->info("agent {} (pid {}) reconnected in place as agent {}", a.host, a.pid, agent);
   // Ranks of a generation that ended meanwhile (its teardown order was

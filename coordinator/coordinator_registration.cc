@@ -1,5 +1,5 @@
-// vigild's registration path: an agent's Hello (the job's token, the
-// protocol version, its host; a host vigild knows again, a spare, or one of a
+// vigild's registration path: a Hello (its proof of the job's token, the
+// protocol version, its role; an agent's host: a host vigild knows again, a spare, or one of a
 // run taken over), its HostReady (the storage check: it sees the checkpoint
 // directory and writes the log directory), a refusal recorded, and the end
 // of a takeover once every host of the run came back or was given up on.
@@ -7,23 +7,12 @@
 
 #include "coordinator/coordinator.h"
 
+#include "common/auth.h"
 #include "common/util.h"
 
 namespace vigil::coordinator {
 
 using nlohmann::json;
-
-namespace {
-
-// Compares tokens in time independent of where they differ.
-bool TokensEqual(const std::string& a, const std::string& b) {
-  if (a.size() != b.size()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
-}
-
-}  // namespace
 
 void Coordinator::OnHello(const TcpConnection::Ptr& conn, const wire::Hello& hello) {
   wire::Envelope reply;
@@ -39,19 +28,24 @@ void Coordinator::OnHello(const TcpConnection::Ptr& conn, const wire::Hello& hel
     return reject("protocol version " + std::to_string(hello.protocol_version()) +
                   " != " + std::to_string(kProtocolVersion));
   }
-  if (!TokensEqual(hello.auth_token(), options_.token)) return reject("bad auth token");
   auto& entry = connections_[conn->id()];
+  // The proof covers this connection's nonce: a Hello recorded on another
+  // connection (or made without the token) fails here.
+  if (hello.client_nonce().size() != auth::kNonceBytes ||
+      !auth::ProofsEqual(hello.proof(),
+                         auth::ClientProof(options_.token, entry.server_nonce, hello.client_nonce(),
+                                           hello.role(), hello.host())))
+    return reject("authentication failed: the Hello does not prove the job's token");
+  entry.server_proof = auth::ServerProof(options_.token, hello.client_nonce(), entry.server_nonce);
   if (hello.role() == wire::Hello::STORE_CLIENT) {
-    entry.first = Role::kStoreClient;
+    entry.role = Role::kStoreClient;
     ack->set_ok(true);
-    conn->Send(reply);
-    return;
+    return SendOkAck(conn, std::move(reply));
   }
   if (hello.role() == wire::Hello::CONTROL) {
-    entry.first = Role::kControl;
+    entry.role = Role::kControl;
     ack->set_ok(true);
-    conn->Send(reply);
-    return;
+    return SendOkAck(conn, std::move(reply));
   }
   if (hello.role() != wire::Hello::AGENT) return reject("unknown role");
   // The same agent process again (it lost this vigild, or this vigild it):
@@ -64,10 +58,15 @@ void Coordinator::OnHello(const TcpConnection::Ptr& conn, const wire::Hello& hel
       registry_.Register(hello.host(), static_cast<int>(hello.slots()), hello.pid(),
                          spec_.world.ranks_per_host, spec_.world.hosts + spec_.world.spares, conn);
   if (!index.ok()) return reject(index.status().message());
-  entry.first = Role::kAgent;
-  conn->Send(AgentAck(index.value()));
+  entry.role = Role::kAgent;
+  SendOkAck(conn, AgentAck(index.value()));
   // It counts once it has checked its storage (HostReady).
   checking_[index.value()] = {hello, std::chrono::steady_clock::now()};
+}
+
+void Coordinator::SendOkAck(const TcpConnection::Ptr& conn, wire::Envelope reply) {
+  reply.mutable_hello_ack()->set_server_proof(connections_[conn->id()].server_proof);
+  conn->Send(reply);
 }
 
 wire::Envelope Coordinator::AgentAck(int agent) const {

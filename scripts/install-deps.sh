@@ -11,6 +11,7 @@ packages=(
   libboost-dev libprotobuf-dev protobuf-compiler libyaml-cpp-dev libspdlog-dev libfmt-dev
   libsqlite3-dev prometheus-cpp-dev libgtest-dev libgmock-dev libgloo-dev
   libopenblas-dev libopenblas-openmp-dev libcli11-dev nlohmann-json3-dev libxxhash-dev
+  libssl-dev
   # tools the tests and the demo run for real
   sqlite3 prometheus procps gdb iproute2 util-linux clang-format
   # a real Slurm cluster in the tests (munged, slurmctld, slurmd per namespace)

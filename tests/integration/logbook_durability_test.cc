@@ -63,12 +63,11 @@ TEST_P(LogbookDurability, SigkillDuringARestartStormLosesNothingVigildActedOn) {
 
   wire::Hello hello;
   hello.set_protocol_version(kProtocolVersion);
-  hello.set_auth_token(token);
   hello.set_role(wire::Hello::AGENT);
   hello.set_host("storm-host");
   hello.set_slots(1);
   wire::HelloAck ack;
-  auto agent = FramedSocket::ConnectAndHello(addr->rpc, hello, milliseconds(5000), &ack);
+  auto agent = FramedSocket::ConnectAndHello(addr->rpc, hello, token, milliseconds(5000), &ack);
   ASSERT_TRUE(agent.ok()) << agent.status().ToString();
   // Registered once it has checked the job's storage, as an agent does.
   wire::Envelope ready;

@@ -16,6 +16,7 @@
 #include <string_view>
 #include <thread>
 
+#include "common/auth.h"
 #include "common/framing.h"
 #include "common/host_storage.h"
 #include "common/process.h"
@@ -66,10 +67,11 @@ class FakeVigild {
   }
   const std::string& address() const { return address_; }
 
-  // Accepts the agent, answers its Hello with a positive HelloAck naming
-  // the job's storage (as vigild does: `storage_id` is what MarkStorage
-  // wrote in `checkpoint_dir`), and returns the agent's HostReady.
-  std::optional<wire::HostReady> AcceptAgent(milliseconds timeout,
+  // Accepts the agent, plays vigild's half of the handshake (common/auth.h)
+  // with the job's `token`, answers its Hello with a positive HelloAck
+  // naming the job's storage (as vigild does: `storage_id` is what
+  // MarkStorage wrote in `checkpoint_dir`), and returns the agent's HostReady.
+  std::optional<wire::HostReady> AcceptAgent(milliseconds timeout, const std::string& token,
                                              const std::string& checkpoint_dir,
                                              const std::string& storage_id,
                                              const std::string& log_dir) {
@@ -77,11 +79,21 @@ class FakeVigild {
     if (::poll(&p, 1, static_cast<int>(timeout.count())) != 1) return std::nullopt;
     conn_fd_ = ::accept(listen_fd_, nullptr, nullptr);
     if (conn_fd_ < 0) return std::nullopt;
+    wire::Envelope challenge;
+    const std::string nonce = auth::RandomNonce();
+    challenge.mutable_challenge()->set_protocol_version(kProtocolVersion);
+    challenge.mutable_challenge()->set_server_nonce(nonce);
+    if (!Send(challenge)) return std::nullopt;
     auto hello = Receive(timeout);
     if (!hello || !hello->has_hello() || hello->hello().role() != wire::Hello::AGENT)
       return std::nullopt;
+    const wire::Hello& h = hello->hello();
+    if (!auth::ProofsEqual(h.proof(),
+                           auth::ClientProof(token, nonce, h.client_nonce(), h.role(), h.host())))
+      return std::nullopt;
     wire::Envelope ack;
     ack.mutable_hello_ack()->set_ok(true);
+    ack.mutable_hello_ack()->set_server_proof(auth::ServerProof(token, h.client_nonce(), nonce));
     ack.mutable_hello_ack()->set_heartbeat_interval_ms(1000);
     ack.mutable_hello_ack()->set_checkpoint_dir(checkpoint_dir);
     ack.mutable_hello_ack()->set_storage_id(storage_id);
@@ -181,7 +193,8 @@ TEST(RankLaunch, AgentSetsChaosOnlyWhenTheOrderSaysSo) {
   a.parent_death_signal = SIGKILL;
   const pid_t agent = SpawnProcess(a).value();
   const std::string storage = MarkStorage(dir.path()).value();
-  const auto ready = vigild.AcceptAgent(milliseconds(10000), dir.path(), storage, dir.path());
+  const auto ready = vigild.AcceptAgent(milliseconds(10000), ReadTokenFile(dir / "token").value(),
+                                        dir.path(), storage, dir.path());
   ASSERT_TRUE(ready && ready->ok()) << Slurp(dir / "agent.log");
   // Not told where to bind, it binds where it reaches vigild.
   EXPECT_EQ(ready->bind_address(), "127.0.0.1");
@@ -337,8 +350,8 @@ TEST(RankLaunch, AgentRefusesAJobWhoseStorageItCannotSee) {
     a.log_file = dir / ("agent-" + c.name + ".log");
     a.parent_death_signal = SIGKILL;
     const pid_t agent = SpawnProcess(a).value();
-    const auto ready =
-        vigild.AcceptAgent(milliseconds(10000), c.checkpoint_dir, c.storage_id, c.log_dir);
+    const auto ready = vigild.AcceptAgent(milliseconds(10000), ReadTokenFile(dir / "token").value(),
+                                          c.checkpoint_dir, c.storage_id, c.log_dir);
     ASSERT_TRUE(ready.has_value()) << Slurp(a.log_file);
     EXPECT_FALSE(ready->ok());
     EXPECT_NE(ready->problem().find(c.expected), std::string::npos) << ready->problem();

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/auth.h"
 #include "common/framed_socket.h"
 #include "common/fs.h"
 #include "common/host_storage.h"
@@ -47,10 +48,9 @@ class VigildTest : public ::testing::Test {
     }
   }
 
-  wire::Hello StoreHello(const std::string& token) {
+  wire::Hello StoreHello() {
     wire::Hello h;
     h.set_protocol_version(kProtocolVersion);
-    h.set_auth_token(token);
     h.set_role(wire::Hello::STORE_CLIENT);
     h.set_host("test");
     return h;
@@ -71,9 +71,23 @@ class VigildTest : public ::testing::Test {
     return reply.ok() ? reply->store_response() : wire::StoreResponse();
   }
 
+  // A connection that has read vigild's Challenge and said nothing yet.
+  FramedSocket Challenged(std::string* server_nonce = nullptr) {
+    auto s = FramedSocket::Connect(rpc_, milliseconds(2000));
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    if (!s.ok()) return FramedSocket();
+    auto c = s->Receive(milliseconds(2000));
+    EXPECT_TRUE(c.ok() && c->has_challenge()) << "vigild speaks first, with a Challenge";
+    if (c.ok()) {
+      EXPECT_EQ(c->challenge().server_nonce().size(), auth::kNonceBytes);
+      if (server_nonce) *server_nonce = c->challenge().server_nonce();
+    }
+    return std::move(s.value());
+  }
+
   // True if vigild still answers a store round trip on a fresh connection.
   bool StillServing() {
-    auto s = FramedSocket::ConnectAndHello(rpc_, StoreHello(token_), milliseconds(2000));
+    auto s = FramedSocket::ConnectAndHello(rpc_, StoreHello(), token_, milliseconds(2000));
     if (!s.ok()) return false;
     auto set = Call(s.value(), wire::StoreRequest::SET, "alive", "yes");
     auto get = Call(s.value(), wire::StoreRequest::GET, "alive");
@@ -88,13 +102,13 @@ class VigildTest : public ::testing::Test {
 
 TEST_F(VigildTest, RejectsBadTokenAndProtocolVersion) {
   auto bad =
-      FramedSocket::ConnectAndHello(rpc_, StoreHello(std::string(64, 'a')), milliseconds(2000));
+      FramedSocket::ConnectAndHello(rpc_, StoreHello(), std::string(64, 'a'), milliseconds(2000));
   ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.status().message().find("bad auth token"), std::string::npos)
+  EXPECT_NE(bad.status().message().find("authentication failed"), std::string::npos)
       << bad.status().ToString();
-  auto hello = StoreHello(token_);
+  auto hello = StoreHello();
   hello.set_protocol_version(99);
-  auto old = FramedSocket::ConnectAndHello(rpc_, hello, milliseconds(2000));
+  auto old = FramedSocket::ConnectAndHello(rpc_, hello, token_, milliseconds(2000));
   ASSERT_FALSE(old.ok());
   EXPECT_NE(old.status().message().find("protocol version"), std::string::npos);
   EXPECT_TRUE(StillServing());
@@ -106,13 +120,12 @@ TEST_F(VigildTest, RejectsBadTokenAndProtocolVersion) {
 TEST_F(VigildTest, AnAgentThatCannotSeeTheStorageIsRefusedAndRecorded) {
   wire::Hello h;
   h.set_protocol_version(kProtocolVersion);
-  h.set_auth_token(token_);
   h.set_role(wire::Hello::AGENT);
   h.set_host("host-nfs-down");
   h.set_slots(1);
   h.set_pid(4242);
   wire::HelloAck ack;
-  auto agent = FramedSocket::ConnectAndHello(rpc_, h, milliseconds(2000), &ack);
+  auto agent = FramedSocket::ConnectAndHello(rpc_, h, token_, milliseconds(2000), &ack);
   ASSERT_TRUE(agent.ok()) << agent.status().ToString();
   // The ack names the run's storage, marked by vigild.
   EXPECT_NE(ack.checkpoint_dir().find(dir_ / "work/checkpoints/run-"), std::string::npos)
@@ -128,7 +141,7 @@ TEST_F(VigildTest, AnAgentThatCannotSeeTheStorageIsRefusedAndRecorded) {
 
   // An agent that skips its check is dropped at its first other message.
   h.set_host("host-skips");
-  auto skipper = FramedSocket::ConnectAndHello(rpc_, h, milliseconds(2000));
+  auto skipper = FramedSocket::ConnectAndHello(rpc_, h, token_, milliseconds(2000));
   ASSERT_TRUE(skipper.ok());
   wire::Envelope beat;
   beat.mutable_heartbeat();
@@ -161,8 +174,8 @@ TEST_F(VigildTest, AnAgentThatCannotSeeTheStorageIsRefusedAndRecorded) {
 }
 
 TEST_F(VigildTest, StoreOverTheWireWaitsAndTimesOut) {
-  auto a = FramedSocket::ConnectAndHello(rpc_, StoreHello(token_), milliseconds(2000)).value();
-  auto b = FramedSocket::ConnectAndHello(rpc_, StoreHello(token_), milliseconds(2000)).value();
+  auto a = FramedSocket::ConnectAndHello(rpc_, StoreHello(), token_, milliseconds(2000)).value();
+  auto b = FramedSocket::ConnectAndHello(rpc_, StoreHello(), token_, milliseconds(2000)).value();
   // A GET parked on one connection is answered by a SET on another.
   wire::Envelope get;
   get.mutable_store_request()->set_id(500);
@@ -187,24 +200,64 @@ TEST_F(VigildTest, StoreOverTheWireWaitsAndTimesOut) {
   EXPECT_LT(waited, milliseconds(1500));
 }
 
+// A Hello that proves the token on one connection proves nothing on
+// another: the server's nonce differs. The handshake recorded and replayed
+// whole is refused, and vigild serves on.
+TEST_F(VigildTest, AReplayedHandshakeIsRefused) {
+  std::string nonce;
+  auto first = Challenged(&nonce);
+  wire::Envelope hello;
+  *hello.mutable_hello() = StoreHello();
+  hello.mutable_hello()->set_client_nonce(auth::RandomNonce());
+  hello.mutable_hello()->set_proof(auth::ClientProof(token_, nonce, hello.hello().client_nonce(),
+                                                     wire::Hello::STORE_CLIENT, "test"));
+  ASSERT_TRUE(first.Send(hello).ok());
+  auto ack = first.Receive(milliseconds(2000));
+  ASSERT_TRUE(ack.ok() && ack->hello_ack().ok()) << "the genuine handshake is accepted";
+  EXPECT_TRUE(auth::ProofsEqual(ack->hello_ack().server_proof(),
+                                auth::ServerProof(token_, hello.hello().client_nonce(), nonce)));
+
+  auto replay = Challenged();
+  ASSERT_TRUE(replay.Send(hello).ok());
+  auto refused = replay.Receive(milliseconds(2000));
+  ASSERT_TRUE(refused.ok()) << refused.status().ToString();
+  EXPECT_FALSE(refused->hello_ack().ok());
+  EXPECT_NE(refused->hello_ack().error().find("authentication failed"), std::string::npos)
+      << refused->hello_ack().error();
+  EXPECT_TRUE(refused->hello_ack().server_proof().empty()) << "no proof for a refused client";
+  EXPECT_EQ(replay.Receive(milliseconds(2000)).status().code(), StatusCode::kUnavailable);
+  // Nor does a proof made for one role serve another.
+  std::string nonce2;
+  auto other_role = Challenged(&nonce2);
+  wire::Envelope as_control = hello;
+  as_control.mutable_hello()->set_role(wire::Hello::CONTROL);
+  as_control.mutable_hello()->set_proof(auth::ClientProof(
+      token_, nonce2, hello.hello().client_nonce(), wire::Hello::STORE_CLIENT, "test"));
+  ASSERT_TRUE(other_role.Send(as_control).ok());
+  auto refused2 = other_role.Receive(milliseconds(2000));
+  ASSERT_TRUE(refused2.ok());
+  EXPECT_FALSE(refused2->hello_ack().ok());
+  EXPECT_TRUE(StillServing());
+}
+
 TEST_F(VigildTest, MalformedInputDropsOnlyThatConnection) {
   // Garbage instead of a Hello.
-  auto raw = FramedSocket::Connect(rpc_, milliseconds(2000)).value();
+  auto raw = Challenged();
   ASSERT_TRUE(raw.SendRaw(std::string("\x00\x00\x00\x05\xff\xff\xff\xff\xff", 9)).ok());
   EXPECT_EQ(raw.Receive(milliseconds(2000)).status().code(), StatusCode::kUnavailable);
   // A frame announcing 1 GiB.
-  auto big = FramedSocket::Connect(rpc_, milliseconds(2000)).value();
+  auto big = Challenged();
   ASSERT_TRUE(big.SendRaw(std::string("\x40\x00\x00\x00", 4)).ok());
   EXPECT_EQ(big.Receive(milliseconds(2000)).status().code(), StatusCode::kUnavailable);
   // A valid frame that is not a Hello.
-  auto rude = FramedSocket::Connect(rpc_, milliseconds(2000)).value();
+  auto rude = Challenged();
   wire::Envelope hb;
   hb.mutable_heartbeat();
   ASSERT_TRUE(rude.Send(hb).ok());
   EXPECT_EQ(rude.Receive(milliseconds(2000)).status().code(), StatusCode::kUnavailable);
   // A store client that talks like an agent after its Hello.
   auto confused =
-      FramedSocket::ConnectAndHello(rpc_, StoreHello(token_), milliseconds(2000)).value();
+      FramedSocket::ConnectAndHello(rpc_, StoreHello(), token_, milliseconds(2000)).value();
   ASSERT_TRUE(confused.Send(hb).ok());
   EXPECT_EQ(confused.Receive(milliseconds(2000)).status().code(), StatusCode::kUnavailable);
   EXPECT_TRUE(StillServing());
@@ -253,12 +306,11 @@ TEST_F(VigildTest, EachStartTakesANewEpochThatAgentsHear) {
   auto hello_as_agent = [&](const std::string& rpc) {
     wire::Hello h;
     h.set_protocol_version(kProtocolVersion);
-    h.set_auth_token(token_);
     h.set_role(wire::Hello::AGENT);
     h.set_host("host-a");
     h.set_slots(1);
     wire::HelloAck ack;
-    auto s = FramedSocket::ConnectAndHello(rpc, h, milliseconds(2000), &ack);
+    auto s = FramedSocket::ConnectAndHello(rpc, h, token_, milliseconds(2000), &ack);
     EXPECT_TRUE(s.ok()) << s.status().ToString();
     return ack;
   };

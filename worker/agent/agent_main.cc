@@ -74,7 +74,7 @@ class Agent {
     if (!token.ok()) return token.status();
     token_ = token.value();
     VIGIL_RETURN_IF_ERROR(link_.Register(
-        [this](bool again) { return MakeHello(again); },
+        token_, [this](bool again) { return MakeHello(again); },
         [host = o_.host, bind = o_.bind_addr](const wire::HelloAck& ack, const std::string& local) {
           return CheckHost(host, bind, ack, local);
         },
@@ -125,7 +125,6 @@ class Agent {
   wire::Hello MakeHello(bool again) {
     wire::Hello hello;
     hello.set_protocol_version(kProtocolVersion);
-    hello.set_auth_token(token_);
     hello.set_role(wire::Hello::AGENT);
     hello.set_host(o_.host);
     hello.set_slots(static_cast<uint32_t>(o_.slots));

@@ -49,16 +49,18 @@ void CoordinatorLink::JoinAttempt() {
   if (attempt_.joinable()) attempt_.join();
 }
 
-Status CoordinatorLink::Register(HelloMaker hello, HostCheck check, OrderHandler on_order,
-                                 RegisteredHandler on_registered, GoneHandler on_gone) {
+Status CoordinatorLink::Register(const std::string& token, HelloMaker hello, HostCheck check,
+                                 OrderHandler on_order, RegisteredHandler on_registered,
+                                 GoneHandler on_gone) {
+  token_ = token;
   make_hello_ = std::move(hello);
   check_ = std::move(check);
   on_order_ = std::move(on_order);
   on_registered_ = std::move(on_registered);
   on_gone_ = std::move(on_gone);
   wire::HelloAck ack;
-  auto sock =
-      FramedSocket::ConnectAndHello(address_, make_hello_(false), o_.register_timeout, &ack);
+  auto sock = FramedSocket::ConnectAndHello(address_, make_hello_(false), token_,
+                                            o_.register_timeout, &ack);
   if (!sock.ok()) return sock.status();
   if (!fence_.Admit(ack.epoch())) {
     return Status::FailedPrecondition("vigild at " + address_ + " has coordinator epoch " +
@@ -248,7 +250,7 @@ void CoordinatorLink::Attempt() {
   attempt_ = std::thread(
       [this, alive, hello, check = check_, address = address_, timeout = o_.attempt_timeout] {
         auto out = std::make_shared<Outcome>();
-        out->sock = FramedSocket::ConnectAndHello(address, hello, timeout, &out->ack);
+        out->sock = FramedSocket::ConnectAndHello(address, hello, token_, timeout, &out->ack);
         if (out->sock.ok()) {
           // Refused (the check failed), or the answer could not be sent (try again).
           const Status answered = AnswerCheck(check, out->ack, &out->sock.value());

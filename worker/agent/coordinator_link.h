@@ -83,9 +83,11 @@ class CoordinatorLink {
   CoordinatorLink(const CoordinatorLink&) = delete;
   CoordinatorLink& operator=(const CoordinatorLink&) = delete;
 
-  // The first registration (blocking). Handlers are kept for the link's life.
-  Status Register(HelloMaker hello, HostCheck check, OrderHandler on_order,
-                  RegisteredHandler on_registered, GoneHandler on_gone);
+  // The first registration (blocking). `token`, the job's, is what each
+  // handshake proves it holds (common/auth.h). Handlers are kept for the
+  // link's life.
+  Status Register(const std::string& token, HelloMaker hello, HostCheck check,
+                  OrderHandler on_order, RegisteredHandler on_registered, GoneHandler on_gone);
   // Numbers it, sends it now if connected, and keeps it until vigild acks
   // it (bounded: the oldest goes).
   void Send(const wire::Envelope& env);

@@ -111,7 +111,10 @@ class Reporter {
 class Mesh {
  public:
   Mesh(const Orders& o, const JobSpec& spec) {
-    auto sock = FramedSocket::ConnectAndHello(o.store_addr, Hello(o), std::chrono::seconds(10));
+    auto token = ReadTokenFile(o.token_file);
+    if (!token.ok()) throw std::runtime_error(token.status().ToString());
+    auto sock = FramedSocket::ConnectAndHello(o.store_addr, Hello(o), token.value(),
+                                              std::chrono::seconds(10));
     if (!sock.ok()) throw gloo::IoException("cannot reach the store: " + sock.status().ToString());
     const auto timeout = std::chrono::milliseconds(spec.limits.rendezvous_timeout_ms);
     store_ = std::make_unique<CoordinatorStore>(std::move(sock.value()), timeout);
@@ -144,9 +147,6 @@ class Mesh {
   static wire::Hello Hello(const Orders& o) {
     wire::Hello h;
     h.set_protocol_version(kProtocolVersion);
-    auto token = ReadTokenFile(o.token_file);
-    if (!token.ok()) throw std::runtime_error(token.status().ToString());
-    h.set_auth_token(token.value());
     h.set_role(wire::Hello::STORE_CLIENT);
     h.set_host("rank-" + std::to_string(o.rank));
     h.set_pid(static_cast<uint32_t>(::getpid()));
