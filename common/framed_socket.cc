@@ -173,12 +173,19 @@ Result<FramedSocket> FramedSocket::ConnectAndHello(const std::string& address, w
                                                    const std::string& token,
                                                    std::chrono::milliseconds timeout,
                                                    wire::HelloAck* ack) {
+  // One deadline for the whole handshake: connect, Challenge, HelloAck.
+  const auto deadline = Clock::now() + timeout;
+  auto left = [&] { return std::chrono::milliseconds(RemainingMs(deadline)); };
   auto sock = Connect(address, timeout);
   if (!sock.ok()) return sock.status();
-  auto challenge = sock->Receive(timeout);
+  auto challenge = sock->Receive(left());
   if (!challenge.ok()) return challenge.status();
   if (!challenge->has_challenge())
     return Status::InvalidArgument("expected a Challenge from " + address);
+  if (challenge->challenge().protocol_version() != kProtocolVersion)
+    return Status::FailedPrecondition(address + " speaks protocol " +
+                                      std::to_string(challenge->challenge().protocol_version()) +
+                                      ", this vigil " + std::to_string(kProtocolVersion));
   const std::string& server_nonce = challenge->challenge().server_nonce();
   if (server_nonce.size() != auth::kNonceBytes)
     return Status::InvalidArgument("a Challenge from " + address + " with a nonce of " +
@@ -189,7 +196,7 @@ Result<FramedSocket> FramedSocket::ConnectAndHello(const std::string& address, w
   wire::Envelope env;
   *env.mutable_hello() = std::move(hello);
   VIGIL_RETURN_IF_ERROR(sock->Send(env));
-  auto reply = sock->Receive(timeout);
+  auto reply = sock->Receive(left());
   if (!reply.ok()) return reply.status();
   if (!reply->has_hello_ack()) return Status::InvalidArgument("expected HelloAck from " + address);
   if (!reply->hello_ack().ok()) {

@@ -1,8 +1,8 @@
-// vigild: one per job. Accepts agents and trainer store clients on one TCP
-// port (framed protobuf, Hello with protocol version and the job's token
-// first), serves /metrics and /api/v1/* over HTTP, watches the agents'
-// heartbeats (heartbeat_monitor.h), and hands everything the agents report
-// to the JobController. One io_context, one thread; handlers never block.
+// vigild: one per job. Accepts agents, trainer store clients and the CLI on
+// one TCP port (framed protobuf, opened by the handshake of common/auth.h:
+// vigild's Challenge, the client's Hello proving the job's token), serves /metrics and /api/v1/*
+// over HTTP, watches the agents' heartbeats (heartbeat_monitor.h), and hands everything the agents
+// report to the JobController. One io_context, one thread; handlers never block.
 #pragma once
 
 #include <utility>

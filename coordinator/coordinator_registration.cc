@@ -30,13 +30,17 @@ void Coordinator::OnHello(const TcpConnection::Ptr& conn, const wire::Hello& hel
   }
   auto& entry = connections_[conn->id()];
   // The proof covers this connection's nonce: a Hello recorded on another
-  // connection (or made without the token) fails here.
-  if (hello.client_nonce().size() != auth::kNonceBytes ||
+  // connection (or made without the token) fails here. The nonce serves one
+  // Hello: a second one on the connection (pipelined behind a refusal)
+  // finds none.
+  const std::string server_nonce = std::move(entry.server_nonce);
+  entry.server_nonce.clear();
+  if (server_nonce.empty() || hello.client_nonce().size() != auth::kNonceBytes ||
       !auth::ProofsEqual(hello.proof(),
-                         auth::ClientProof(options_.token, entry.server_nonce, hello.client_nonce(),
+                         auth::ClientProof(options_.token, server_nonce, hello.client_nonce(),
                                            hello.role(), hello.host())))
     return reject("authentication failed: the Hello does not prove the job's token");
-  entry.server_proof = auth::ServerProof(options_.token, hello.client_nonce(), entry.server_nonce);
+  entry.server_proof = auth::ServerProof(options_.token, hello.client_nonce(), server_nonce);
   if (hello.role() == wire::Hello::STORE_CLIENT) {
     entry.role = Role::kStoreClient;
     ack->set_ok(true);

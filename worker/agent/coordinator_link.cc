@@ -247,49 +247,49 @@ void CoordinatorLink::Attempt() {
     Status refused;  // the host's storage check failed
   };
   std::weak_ptr<bool> alive = alive_;
-  attempt_ = std::thread(
-      [this, alive, hello, check = check_, address = address_, timeout = o_.attempt_timeout] {
-        auto out = std::make_shared<Outcome>();
-        out->sock = FramedSocket::ConnectAndHello(address, hello, token_, timeout, &out->ack);
-        if (out->sock.ok()) {
-          // Refused (the check failed), or the answer could not be sent (try again).
-          const Status answered = AnswerCheck(check, out->ack, &out->sock.value());
-          if (answered.code() == StatusCode::kFailedPrecondition) {
-            out->refused = answered;
-          } else if (!answered.ok()) {
-            out->sock = answered;
-          }
-        }
-        asio::post(io_, [this, alive, out] {
-          if (!alive.lock()) return;
-          attempting_ = false;
-          if (closing_ || gone_ || conn_) return;
-          if (!out->sock.ok()) {
-            if (attempts_ == 1 || attempts_ % 20 == 0)
-              log_->warn("vigild at {} not back yet (attempt {}): {}", address_, attempts_,
-                         out->sock.status().ToString());
-            return ScheduleAttempt();
-          }
-          if (!fence_.Admit(out->ack.epoch())) {
-            // A stale vigild (woken from a SIGSTOP) answered: not the one to rejoin.
-            log_->error(
-                "vigild at {} answered with coordinator epoch {}, older than epoch {}: "
-                "ignored",
-                address_, out->ack.epoch(), fence_.newest());
-            return ScheduleAttempt();
-          }
-          if (!out->refused.ok()) {
-            gone_ = true;
-            refused_ = true;
-            grace_.cancel();
-            log_->error("vigild at {} refused this host: {}", address_, out->refused.message());
-            if (on_gone_) on_gone_(out->refused.message());
-            return;
-          }
-          const std::string already_read = out->sock->TakeBuffered();
-          Attach(out->sock->ReleaseFd(), already_read, out->ack, true);
-        });
-      });
+  attempt_ = std::thread([this, alive, hello, check = check_, address = address_, token = token_,
+                          timeout = o_.attempt_timeout] {
+    auto out = std::make_shared<Outcome>();
+    out->sock = FramedSocket::ConnectAndHello(address, hello, token, timeout, &out->ack);
+    if (out->sock.ok()) {
+      // Refused (the check failed), or the answer could not be sent (try again).
+      const Status answered = AnswerCheck(check, out->ack, &out->sock.value());
+      if (answered.code() == StatusCode::kFailedPrecondition) {
+        out->refused = answered;
+      } else if (!answered.ok()) {
+        out->sock = answered;
+      }
+    }
+    asio::post(io_, [this, alive, out] {
+      if (!alive.lock()) return;
+      attempting_ = false;
+      if (closing_ || gone_ || conn_) return;
+      if (!out->sock.ok()) {
+        if (attempts_ == 1 || attempts_ % 20 == 0)
+          log_->warn("vigild at {} not back yet (attempt {}): {}", address_, attempts_,
+                     out->sock.status().ToString());
+        return ScheduleAttempt();
+      }
+      if (!fence_.Admit(out->ack.epoch())) {
+        // A stale vigild (woken from a SIGSTOP) answered: not the one to rejoin.
+        log_->error(
+            "vigild at {} answered with coordinator epoch {}, older than epoch {}: "
+            "ignored",
+            address_, out->ack.epoch(), fence_.newest());
+        return ScheduleAttempt();
+      }
+      if (!out->refused.ok()) {
+        gone_ = true;
+        refused_ = true;
+        grace_.cancel();
+        log_->error("vigild at {} refused this host: {}", address_, out->refused.message());
+        if (on_gone_) on_gone_(out->refused.message());
+        return;
+      }
+      const std::string already_read = out->sock->TakeBuffered();
+      Attach(out->sock->ReleaseFd(), already_read, out->ack, true);
+    });
+  });
 }
 
 }  // namespace vigil::agent
