@@ -2,7 +2,9 @@
 // unix-domain stream sockets alike. Reads are continuous; every complete
 // envelope goes to on_message. Writes are queued and sent in order. Any
 // malformed or oversized frame, read or write error closes this connection
-// (and only it) and calls on_close once with the reason.
+// (and only it) and calls on_close once with the reason; so does output
+// queued past max_queued_bytes (a peer that does not read is dropped, not
+// buffered for).
 // All methods must be called from the io_context's thread.
 #pragma once
 
@@ -26,8 +28,14 @@ class AsioConnection : public std::enable_shared_from_this<AsioConnection<Socket
   using MessageHandler = std::function<void(const Ptr&, wire::Envelope)>;
   using CloseHandler = std::function<void(const Ptr&, const Status&)>;
 
-  AsioConnection(Socket socket, uint64_t id, size_t max_frame_bytes = kDefaultMaxFrameBytes)
-      : socket_(std::move(socket)), id_(id), reader_(max_frame_bytes) {}
+  static constexpr size_t kDefaultMaxQueuedBytes = size_t{64} << 20;
+
+  AsioConnection(Socket socket, uint64_t id, size_t max_frame_bytes = kDefaultMaxFrameBytes,
+                 size_t max_queued_bytes = kDefaultMaxQueuedBytes)
+      : socket_(std::move(socket)),
+        id_(id),
+        reader_(max_frame_bytes),
+        max_queued_bytes_(max_queued_bytes) {}
 
   // `already_read`: bytes that arrived before this object owned the socket
   // (after a synchronous handshake); they are decoded before anything else.
@@ -43,11 +51,30 @@ class AsioConnection : public std::enable_shared_from_this<AsioConnection<Socket
   }
 
   void Send(const wire::Envelope& env) {
-    if (closed_) return;
+    if (closed_ || overflowed_) return;
+    std::string frame = EncodeFrame(env);
+    if (queued_bytes_ + frame.size() > max_queued_bytes_) {
+      // Closed from the loop, not from inside the caller's Send (which may
+      // be iterating over the connections this close would change).
+      overflowed_ = true;
+      auto self = this->shared_from_this();
+      Status why = Status::Unavailable(
+          "a reader too slow: " + std::to_string(queued_bytes_ + frame.size()) +
+          " bytes queued for it, over the limit of " + std::to_string(max_queued_bytes_));
+      boost::asio::post(socket_.get_executor(), [self, why] { self->Close(why); });
+      return;
+    }
     const bool idle = queue_.empty();
-    queue_.push_back(EncodeFrame(env));
+    queued_bytes_ += frame.size();
+    queue_.push_back(std::move(frame));
     if (idle) WriteFront();
   }
+
+  // The limit for frames not yet begun.
+  void set_max_frame_bytes(size_t n) { reader_.set_max_frame_bytes(n); }
+  size_t queued_bytes() const { return queued_bytes_; }
+  // Bytes of a frame begun and not finished (one cut short, at a close).
+  bool mid_frame() const { return reader_.buffered() > 0; }
 
   // Closes after the queued frames are written (used for goodbyes).
   void CloseAfterWrites(const Status& why) {
@@ -110,6 +137,7 @@ class AsioConnection : public std::enable_shared_from_this<AsioConnection<Socket
                                if (self->closed_) return;
                                if (ec)
                                  return self->Close(Status::Unavailable("write: " + ec.message()));
+                               self->queued_bytes_ -= self->queue_.front().size();
                                self->queue_.pop_front();
                                if (!self->queue_.empty()) return self->WriteFront();
                                if (self->close_after_writes_) self->Close(self->pending_close_);
@@ -121,9 +149,12 @@ class AsioConnection : public std::enable_shared_from_this<AsioConnection<Socket
   FrameReader reader_;
   char buf_[65536];
   std::deque<std::string> queue_;
+  size_t max_queued_bytes_;
+  size_t queued_bytes_ = 0;
   MessageHandler on_message_;
   CloseHandler on_close_;
   bool closed_ = false;
+  bool overflowed_ = false;  // past max_queued_bytes_: closing
   bool close_after_writes_ = false;
   Status pending_close_;
 };

@@ -19,6 +19,8 @@ namespace vigil {
 inline constexpr uint32_t kProtocolVersion = 4;
 inline constexpr size_t kFrameHeaderBytes = 4;
 inline constexpr size_t kDefaultMaxFrameBytes = 16u << 20;  // 16 MiB
+// Until a connection has proved the job's token: room for a Hello.
+inline constexpr size_t kPreAuthMaxFrameBytes = 16u << 10;  // 16 KiB
 
 // Appends one frame holding `env` to `out`.
 void AppendFrame(const wire::Envelope& env, std::string* out);
@@ -32,6 +34,9 @@ class FrameReader {
       : max_frame_bytes_(max_frame_bytes) {}
 
   void Feed(const char* data, size_t n) { buffer_.append(data, n); }
+  // A new limit for the frames not yet begun (vigild raises it once a
+  // connection has authenticated).
+  void set_max_frame_bytes(size_t n) { max_frame_bytes_ = n; }
 
   // Returns the next complete envelope, std::nullopt if more bytes are needed,
   // or an error (oversized frame, unparseable payload). After an error the

@@ -29,6 +29,13 @@ double ModelSpec::TrainingFlopsPerToken() const {
   return 3.0 * forward;
 }
 
+int SecuritySpec::MaxConnections(const WorldSpec& world) const {
+  if (max_connections > 0) return max_connections;
+  // Each host's agent and its ranks' store clients, the CLI, and the
+  // connections of a generation or an agent not yet seen closed.
+  return (world.hosts + world.spares) * (world.ranks_per_host + 1) * 2 + 64;
+}
+
 std::string JobSpec::ConfigHash() const {
   std::ostringstream os;
   os.precision(17);
@@ -78,7 +85,7 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
 
   r.Section(root, "", "",
             {"name", "launcher", "model", "data", "optimizer", "schedule", "world", "checkpoint",
-             "limits", "detection", "playbook", "slurm"},
+             "limits", "detection", "playbook", "slurm", "security"},
             true, [&](const YAML::Node& top, const std::string&) {
               r.Required(top, "", "name");
               r.Field<std::string>(
@@ -302,6 +309,24 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
           r.Fail(m["teardown_timeout_ms"], p + ".teardown_timeout_ms",
                  "must be longer than limits.kill_grace_ms");
         }
+      });
+
+  r.Section(
+      root, "security", "",
+      {"handshake_timeout_ms", "max_handshakes", "max_connections", "control_idle_ms",
+       "max_queued_output_bytes"},
+      false, [&](const YAML::Node& m, const std::string& p) {
+        auto& s = spec.security;
+        for (auto [field, value] : {std::pair{"handshake_timeout_ms", &s.handshake_timeout_ms},
+                                    std::pair{"max_handshakes", &s.max_handshakes},
+                                    std::pair{"control_idle_ms", &s.control_idle_ms}})
+          r.Field<int>(m, p, field, value, Positive(), "a positive integer");
+        r.Field<int>(m, p, "max_connections", &s.max_connections, NonNegative(),
+                     "a non-negative integer (0: derived from the world)");
+        r.Field<int64_t>(
+            m, p, "max_queued_output_bytes", &s.max_queued_output_bytes,
+            [](const int64_t& v) { return v >= (int64_t{1} << 20); },
+            "a number of bytes, at least 1048576");
       });
 
   r.Section(

@@ -204,6 +204,29 @@ struct SlurmSpec {
   int queue_poll_ms = 10000;
 };
 
+// How vigild guards its RPC port (docs/processes.md, "Who may connect"):
+// a connection proves the job's token in a bounded handshake or is closed,
+// and nothing one connection does can grow vigild's memory without bound.
+struct SecuritySpec {
+  // A connection that has not proved the token this long after it was
+  // accepted is closed (it never said Hello, or stopped mid-frame).
+  int handshake_timeout_ms = 2000;
+  // Connections still in their handshake; one accepted past the cap evicts
+  // the oldest of them (a flood of idle connections cannot shut the
+  // job's own processes out: they finish theirs in a round trip).
+  int max_handshakes = 1024;
+  // Authenticated connections in all. 0: every host and spare with its
+  // agent and ranks, and room for CLIs and reconnections (MaxConnections()).
+  int max_connections = 0;
+  // A CLI (control) connection that sends no request this long after its
+  // handshake is closed.
+  int control_idle_ms = 30000;
+  // Bytes queued for one connection that it does not read: past this, it
+  // is dropped as a reader too slow.
+  int64_t max_queued_output_bytes = int64_t{64} << 20;
+  int MaxConnections(const WorldSpec& world) const;
+};
+
 struct JobSpec {
   std::string name;
   std::string source;              // file it came from (for messages)
@@ -217,6 +240,7 @@ struct JobSpec {
   CheckpointSpec checkpoint;
   LimitsSpec limits;
   DetectionSpec detection;
+  SecuritySpec security;
   // The playbook vigild follows (absolute; relative paths in the YAML are to
   // the job file). Empty: the built-in default (playbooks/default.yaml).
   std::string playbook;

@@ -36,6 +36,9 @@ inline constexpr const char kCoordinatorStopped[] = "coordinator_stopped";
 inline constexpr const char kCoordinatorCutOff[] = "coordinator_cut_off";
 // An agent could not see or write the job's storage: it never joined.
 inline constexpr const char kHostRefused[] = "host_refused";
+// Connections that failed to prove the job's token (coordinator/admission.h):
+// one row per source per minute, with how many and why.
+inline constexpr const char kAuthFailure[] = "auth_failure";
 // A vigild took over a run whose vigild died: downtime, what it found, what it adopted.
 inline constexpr const char kCoordinatorRestart[] = "coordinator_restart";
 }  // namespace kind
@@ -58,6 +61,21 @@ inline constexpr const char* kFailureKinds[] = {kind::kProcessExit,
                                                 kind::kConfigError,
                                                 kind::kCheckpointWriteFailed,
                                                 kind::kCheckpointCorrupt};
+
+// Why a connection failed to authenticate (vigil_auth_failures_total's
+// `reason` label, an auth_failure event's detail.reasons).
+namespace auth_reason {
+inline constexpr const char kBadProof[] = "bad_proof";  // a Hello without the token's proof
+inline constexpr const char kProtocol[] = "protocol";   // another protocol version
+// Not a Hello first, an unparseable or oversized frame, or one cut short.
+inline constexpr const char kMalformed[] = "malformed";
+inline constexpr const char kTimeout[] = "handshake_timeout";   // no proof in time
+inline constexpr const char kEvicted[] = "evicted";             // pushed out by newer handshakes
+inline constexpr const char kOverCapacity[] = "over_capacity";  // proved, but no room
+}  // namespace auth_reason
+inline constexpr const char* kAuthReasons[] = {auth_reason::kBadProof,  auth_reason::kProtocol,
+                                               auth_reason::kMalformed, auth_reason::kTimeout,
+                                               auth_reason::kEvicted,   auth_reason::kOverCapacity};
 
 namespace action {
 // Outcomes: a playbook rule has exactly one.

@@ -29,8 +29,11 @@ Coordinator::Coordinator(boost::asio::io_context& io, JobSpec spec, CoordinatorO
       acceptor_(io),
       tick_(io),
       shutdown_timer_(io),
+      accept_retry_(io),
       clock_(io),
       heartbeats_(spec_.limits.heartbeat_timeout_ms),
+      admission_(spec_.security, spec_.world),
+      auth_failures_(kAuthFailureWindowUs),
       started_(std::chrono::steady_clock::now()),
       takeover_(std::move(takeover)),
       // The agents reconnect with backoff (up to a second each try): twice
@@ -188,13 +191,31 @@ Status Coordinator::Listen(boost::asio::ip::address addr, int port, int previous
 void Coordinator::Accept() {
   acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
     if (ec == boost::asio::error::operation_aborted || !acceptor_.is_open()) return;
+    if (ec == boost::asio::error::no_descriptors || ec.value() == ENFILE ||
+        ec == boost::asio::error::no_buffer_space || ec == boost::asio::error::no_memory) {
+      // Out of descriptors: the connection waits in the backlog, and the
+      // loop goes on serving the job rather than spinning on accept.
+      log_->warn("cannot accept a connection ({}): trying again in {} ms", ec.message(),
+                 kAcceptRetryMs);
+      accept_retry_.expires_after(std::chrono::milliseconds(kAcceptRetryMs));
+      accept_retry_.async_wait([this](boost::system::error_code e) {
+        if (!e) Accept();
+      });
+      return;
+    }
     if (!ec) {
       boost::system::error_code ignored;
       socket.set_option(tcp::no_delay(true), ignored);
-      auto conn = std::make_shared<TcpConnection>(std::move(socket), next_connection_id_++);
+      const auto peer = socket.remote_endpoint(ignored);
+      // Until its Hello proves the token, a connection may send no more
+      // than a Hello's worth.
+      auto conn = std::make_shared<TcpConnection>(
+          std::move(socket), next_connection_id_++, kPreAuthMaxFrameBytes,
+          static_cast<size_t>(spec_.security.max_queued_output_bytes));
       Connection& entry = connections_[conn->id()];
       entry.conn = conn;
       entry.server_nonce = auth::RandomNonce();
+      entry.source = ignored ? "unknown" : peer.address().to_string();
       conn->Start(
           [this](const TcpConnection::Ptr& c, wire::Envelope env) { OnMessage(c, std::move(env)); },
           [this](const TcpConnection::Ptr& c, const Status& why) { OnClose(c, why); });
@@ -203,6 +224,7 @@ void Coordinator::Accept() {
       challenge.mutable_challenge()->set_protocol_version(kProtocolVersion);
       challenge.mutable_challenge()->set_server_nonce(entry.server_nonce);
       conn->Send(challenge);
+      Admit(conn);
     }
     Accept();
   });
@@ -215,12 +237,13 @@ void Coordinator::OnMessage(const TcpConnection::Ptr& conn, wire::Envelope env) 
   const Role role = it->second.role;
   if (role == Role::kUnknown) {
     if (!env.has_hello())
-      return conn->Close(Status::InvalidArgument("first message must be Hello"));
+      return FailAuthentication(conn->id(), auth_reason::kMalformed, "first message must be Hello");
     return OnHello(conn, env.hello());
   }
   if (role == Role::kControl) {
     if (!env.has_control_request())
       return conn->Close(Status::InvalidArgument("control clients send control requests"));
+    admission_.Served(conn->id());
     return OnControl(conn, env.control_request());
   }
   if (role == Role::kStoreClient) {
@@ -318,7 +341,17 @@ void Coordinator::OnClose(const TcpConnection::Ptr& conn, const Status& why) {
   auto it = connections_.find(conn->id());
   if (it == connections_.end()) return;
   const Role role = it->second.role;
+  const std::string source = it->second.source;
   connections_.erase(it);
+  // One cut short or refused by the frame reader before it proved the
+  // token failed its handshake (a peer that just goes away did not).
+  if (admission_.handshaking(conn->id()) &&
+      (why.code() == StatusCode::kInvalidArgument || conn->mid_frame())) {
+    RecordAuthFailureFrom(source, auth_reason::kMalformed, why.message());
+  }
+  admission_.Closed(conn->id());
+  metrics_.SetConnections(admission_.handshakes(), admission_.authenticated());
+  if (role == Role::kUnknown) return;  // its failure, if any, is counted (not logged each time)
   if (role == Role::kStoreClient) store_.DropClient(conn->id());
   if (role != Role::kAgent) {
     if (!why.ok() && why.code() != StatusCode::kUnavailable)
@@ -353,6 +386,9 @@ void Coordinator::MarkAgentLost(int agent, const std::string& why) {
 void Coordinator::Tick() {
   const auto now = std::chrono::steady_clock::now();
   CheckStall();
+  // After a loop that stood still, what arrived meanwhile is read first.
+  EnforceDeadlines(last_tick_.time_since_epoch().count() != 0 &&
+                   now - last_tick_ > std::chrono::milliseconds(kStoodStillMs));
   last_tick_ = now;
   store_.Expire(now);
   // Waiting for its agents, vigild learns nothing: what time alone would
@@ -455,6 +491,8 @@ void Coordinator::Shutdown() {
   // the flush window still hears its shutdown order), then the goodbyes
   // are plain closes.
   if (isolation_.waiting()) EndIsolation(/*job_over=*/true);
+  // Failed authentications counted and not yet recorded are, now.
+  for (const auto& row : auth_failures_.FlushAll()) RecordAuthFailure(row);
   // Drains still waiting out slurm.drain_delay_ms keep their delay (a job
   // that failed because a scancel's kills reached vigild before its own
   // SIGTERM must not drain healthy nodes); vigild waits for them and for

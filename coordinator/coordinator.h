@@ -22,6 +22,7 @@
 #include "common/crash_point.h"
 #include "common/job_spec.h"
 #include "common/vocabulary.h"
+#include "coordinator/admission.h"
 #include "coordinator/agent_registry.h"
 #include "coordinator/clock.h"
 #include "coordinator/heartbeat_monitor.h"
@@ -123,6 +124,21 @@ class Coordinator {
   // Records a host_refused event and drops the agent (it takes no part).
   void RefuseAgent(int agent, const std::string& problem);
   void OnClose(const TcpConnection::Ptr& conn, const Status& why);
+  // Bounded connections (admission.h), in coordinator_admission.cc: a
+  // connection accepted (the handshakes it evicts are closed), one that
+  // failed to authenticate (closed, counted, and recorded as an
+  // auth_failure event at most once per source per minute), the deadlines
+  // and the rows owed, each tick.
+  void Admit(const TcpConnection::Ptr& conn);
+  void FailAuthentication(uint64_t id, const std::string& reason, const std::string& why);
+  void RecordAuthFailureFrom(const std::string& source, const std::string& reason,
+                             const std::string& why);
+  void RecordAuthFailure(const AuthFailureLog::Row& row);
+  void EnforceDeadlines(bool loop_stood_still);
+  static constexpr int64_t kAuthFailureWindowUs = 60'000'000;  // one row per source per minute
+  static constexpr int kAcceptRetryMs = 100;
+  // A tick this late: the loop stood still, and deadlines wait a tick.
+  static constexpr int kStoodStillMs = 1000;
   // `vigil resume` and `vigil chaos`: one request, one response, closed.
   void OnControl(const TcpConnection::Ptr& conn, const wire::ControlRequest& req);
   // Records a lost agent once, and drops its connection.
@@ -153,6 +169,7 @@ class Coordinator {
   std::unique_ptr<HttpServer> http_;
   boost::asio::steady_timer tick_;
   boost::asio::steady_timer shutdown_timer_;
+  boost::asio::steady_timer accept_retry_;  // out of file descriptors: accept again later
   AsioClock clock_;
   RendezvousStore store_;
   AgentRegistry registry_;
@@ -179,8 +196,11 @@ class Coordinator {
     TcpConnection::Ptr conn;
     std::string server_nonce;  // this connection's Challenge (common/auth.h)
     std::string server_proof;  // on its ok HelloAck, once its Hello proved the token
+    std::string source;        // the peer's address (what auth_failure rows are counted by)
   };
   std::map<uint64_t, Connection> connections_;
+  Admission admission_;
+  AuthFailureLog auth_failures_;
   bool agents_complete_ = false;
   bool fenced_ = false;
   std::chrono::steady_clock::time_point started_;

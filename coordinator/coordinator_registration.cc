@@ -17,8 +17,16 @@ using nlohmann::json;
 void Coordinator::OnHello(const TcpConnection::Ptr& conn, const wire::Hello& hello) {
   wire::Envelope reply;
   auto* ack = reply.mutable_hello_ack();
-  auto reject = [&](const std::string& why) {
-    log_->warn("rejecting connection {}: {}", conn->id(), why);
+  auto& entry = connections_[conn->id()];
+  // `reason`: it failed to authenticate (counted, and recorded at most once
+  // a minute per source, admission.h); else it was authenticated.
+  auto reject = [&](const std::string& why, const char* reason = nullptr) {
+    if (reason) {
+      RecordAuthFailureFrom(entry.source, reason, why);
+      admission_.Closed(conn->id());  // counted once, here
+    } else {
+      log_->warn("rejecting connection {}: {}", conn->id(), why);
+    }
     ack->set_ok(false);
     ack->set_error(why);
     conn->Send(reply);
@@ -26,9 +34,9 @@ void Coordinator::OnHello(const TcpConnection::Ptr& conn, const wire::Hello& hel
   };
   if (hello.protocol_version() != kProtocolVersion) {
     return reject("protocol version " + std::to_string(hello.protocol_version()) +
-                  " != " + std::to_string(kProtocolVersion));
+                      " != " + std::to_string(kProtocolVersion),
+                  auth_reason::kProtocol);
   }
-  auto& entry = connections_[conn->id()];
   // The proof covers this connection's nonce: a Hello recorded on another
   // connection (or made without the token) fails here. The nonce serves one
   // Hello: a second one on the connection (pipelined behind a refusal)
@@ -39,7 +47,15 @@ void Coordinator::OnHello(const TcpConnection::Ptr& conn, const wire::Hello& hel
       !auth::ProofsEqual(hello.proof(),
                          auth::ClientProof(options_.token, server_nonce, hello.client_nonce(),
                                            hello.role(), hello.host())))
-    return reject("authentication failed: the Hello does not prove the job's token");
+    return reject("authentication failed: the Hello does not prove the job's token",
+                  auth_reason::kBadProof);
+  if (Status room = admission_.Authenticated(conn->id(), hello.role() == wire::Hello::CONTROL,
+                                             clock_.SteadyMicros());
+      !room.ok())
+    return reject(room.message(), auth_reason::kOverCapacity);
+  metrics_.SetConnections(admission_.handshakes(), admission_.authenticated());
+  // Authenticated: frames as large as the job's own processes send.
+  conn->set_max_frame_bytes(kDefaultMaxFrameBytes);
   entry.server_proof = auth::ServerProof(options_.token, hello.client_nonce(), server_nonce);
   if (hello.role() == wire::Hello::STORE_CLIENT) {
     entry.role = Role::kStoreClient;

@@ -140,6 +140,14 @@ CoordinatorMetrics::CoordinatorMetrics()
   gpu_ecc_ = Family<prometheus::Gauge>(
       r, "vigil_gpu_uncorrected_ecc_errors",
       "Uncorrectable ECC errors since the driver loaded (NVML's volatile count)");
+  auth_failures_ = Family<prometheus::Counter>(
+      r, "vigil_auth_failures_total",
+      "Connections to the RPC port that failed to prove the job's token, by reason");
+  connections_ = Family<prometheus::Gauge>(
+      r, "vigil_rpc_connections",
+      "Connections open on the RPC port: handshaking (not yet authenticated), authenticated");
+  for (const char* reason : kAuthReasons) auth_failures_->Add({{"reason", reason}});
+  SetConnections(0, 0);
   for (const char* kind : kFailureKinds) {
     failures_->Add({{"kind", kind}});
     restarts_->Add({{"reason", kind}});
@@ -195,6 +203,15 @@ void CoordinatorMetrics::SetGpu(const std::string& host, const GpuReading& g) {
   gpu_temperature_->Add(labels).Set(g.temperature_celsius);
   gpu_ecc_->Add(labels).Set(g.uncorrected_ecc_errors);
   if (g.slowdown_celsius > 0) gpu_slowdown_->Add(labels).Set(g.slowdown_celsius);
+}
+
+prometheus::Counter& CoordinatorMetrics::AuthFailures(const std::string& reason) {
+  return auth_failures_->Add({{"reason", reason}});
+}
+
+void CoordinatorMetrics::SetConnections(size_t handshaking, size_t authenticated) {
+  connections_->Add({{"state", "handshaking"}}).Set(static_cast<double>(handshaking));
+  connections_->Add({{"state", "authenticated"}}).Set(static_cast<double>(authenticated));
 }
 
 prometheus::Counter& CoordinatorMetrics::Restarts(const std::string& reason) {

@@ -96,6 +96,10 @@ class CoordinatorMetrics {
   void HostRefused(const std::string& host);
   void GpuFault(const std::string& host, const std::string& type, int xid);
   void SetGpu(const std::string& host, const GpuReading& reading);
+  // The RPC port (admission.h): failed authentications by reason, and the
+  // connections open, handshaking or authenticated.
+  prometheus::Counter& AuthFailures(const std::string& reason);
+  void SetConnections(size_t handshaking, size_t authenticated);
 
  private:
   prometheus::Family<prometheus::Counter>* restarts_;
@@ -115,6 +119,8 @@ class CoordinatorMetrics {
   prometheus::Family<prometheus::Gauge>* gpu_temperature_;
   prometheus::Family<prometheus::Gauge>* gpu_slowdown_;
   prometheus::Family<prometheus::Gauge>* gpu_ecc_;
+  prometheus::Family<prometheus::Counter>* auth_failures_;
+  prometheus::Family<prometheus::Gauge>* connections_;
 };
 
 }  // namespace vigil::coordinator

@@ -174,6 +174,8 @@ int main(int argc, char** argv) {
     }
   }
 
+  // A client gone mid-write is that connection's error, never vigild's death.
+  ::signal(SIGPIPE, SIG_IGN);
   boost::asio::io_context io;
   Coordinator coordinator(io, spec.value(), options, std::move(logbook.value()), run_id,
                           std::move(takeover));

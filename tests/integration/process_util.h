@@ -98,6 +98,17 @@ inline std::vector<int> ProcessesMentioning(const std::string& needle) {
   return pids;
 }
 
+// Waits for `pred` up to `timeout`, polling; whether it came true.
+template <class Pred>
+bool WaitUntil(Pred pred, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
 // vigild's addresses from <workdir>/vigild.addr (common/vigild_addr.h), once
 // it has written them.
 using VigildAddress = VigildAddr;

@@ -31,17 +31,7 @@ namespace {
 using std::chrono::milliseconds;
 using testing::Slurp;
 using testing::TempDir;
-
-// Waits for `pred` up to `timeout`, polling.
-template <class Pred>
-bool WaitUntil(Pred pred, milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(milliseconds(20));
-  }
-  return true;
-}
+using testing::WaitUntil;
 
 // The vigild side of one agent connection, enough to register an agent and
 // give it orders: a TCP listener, one accepted connection, framed envelopes.
@@ -262,8 +252,8 @@ class RankSignals : public ::testing::Test {
     }
   }
 
-  // Starts the rank, waits until it trains, sends it SIGUSR1; its wait status.
-  int RankStatusAfterSigusr1(bool chaos) {
+  // Starts the rank and waits until it trains.
+  void StartTrainingRank(bool chaos) {
     namespace rc = rank_contract;
     auto var = [](std::string_view name, const std::string& value) {
       return std::string(name) + "=" + value;
@@ -287,6 +277,11 @@ class RankSignals : public ::testing::Test {
         [&] { return Slurp(dir_ / "rank.log").find("training from step") != std::string::npos; },
         milliseconds(30000)))
         << Slurp(dir_ / "rank.log");
+  }
+
+  // Starts the rank, waits until it trains, sends it SIGUSR1; its wait status.
+  int RankStatusAfterSigusr1(bool chaos) {
+    StartTrainingRank(chaos);
     ::kill(rank_, SIGUSR1);
     int status = 0;
     EXPECT_TRUE(
@@ -315,6 +310,19 @@ TEST_F(RankSignals, InAChaosJobSigusr1PoisonsTheNextGradient) {
                                  << Slurp(dir_ / "rank.log");
   EXPECT_EQ(WEXITSTATUS(status), rank_contract::kExitNonfinite) << Slurp(dir_ / "rank.log");
   EXPECT_NE(Slurp(dir_ / "rank.log").find("chaos: poisoning"), std::string::npos);
+}
+
+// A write to a peer that died (a Gloo pair, the agent's socket) fails with
+// EPIPE and ends the rank as a collective failure (exit 3, collateral),
+// not by SIGPIPE, which vigild would take for this rank's own crash.
+TEST_F(RankSignals, SigpipeDoesNotKillTheRank) {
+  StartTrainingRank(false);
+  ::kill(rank_, SIGPIPE);
+  int status = 0;
+  EXPECT_FALSE(
+      WaitUntil([&] { return ::waitpid(rank_, &status, WNOHANG) == rank_; }, milliseconds(1000)))
+      << "the rank died of signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0) << "\n"
+      << Slurp(dir_ / "rank.log");
 }
 
 }  // namespace
