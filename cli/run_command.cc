@@ -336,7 +336,7 @@ int RunJob(const RunArgs& args) {
       }
       forwarded_interrupt = true;
     }
-    auto resp = HttpGet(http, "/api/v1/status", std::chrono::milliseconds(1000));
+    auto resp = ApiGet(workdir, http, "/api/v1/status", std::chrono::milliseconds(1000));
     if (resp.ok()) {
       last_answer = elapsed();
       unanswered = 0;

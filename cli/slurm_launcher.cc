@@ -304,7 +304,7 @@ int Follow(const JobSpec& spec, const std::string& workdir, const std::string& j
       if (a->run_id > 0) run_id = a->run_id;
     }
     if (!http.empty() && run_over_at < 0) {
-      auto resp = HttpGet(http, "/api/v1/status", std::chrono::milliseconds(1000));
+      auto resp = ApiGet(workdir, http, "/api/v1/status", std::chrono::milliseconds(1000));
       if (resp.ok() && resp->status == 200) {
         const json s = json::parse(resp->body, nullptr, false);
         progress.Show(s, elapsed());

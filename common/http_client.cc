@@ -11,11 +11,12 @@
 #include <cstring>
 
 #include "common/framed_socket.h"
+#include "common/util.h"
 
 namespace vigil {
 
 Result<HttpResult> HttpGet(const std::string& host_port, const std::string& path,
-                           std::chrono::milliseconds timeout) {
+                           std::chrono::milliseconds timeout, const std::string& bearer_token) {
   std::string host;
   int port = 0;
   VIGIL_RETURN_IF_ERROR(ParseHostPort(host_port, &host, &port));
@@ -38,8 +39,9 @@ Result<HttpResult> HttpGet(const std::string& host_port, const std::string& path
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     return Status::Unavailable("connect " + host_port + ": " + std::strerror(errno));
   }
-  const std::string req =
-      "GET " + path + " HTTP/1.1\r\nHost: " + host_port + "\r\nConnection: close\r\n\r\n";
+  std::string req = "GET " + path + " HTTP/1.1\r\nHost: " + host_port + "\r\n";
+  if (!bearer_token.empty()) req += "Authorization: Bearer " + bearer_token + "\r\n";
+  req += "Connection: close\r\n\r\n";
   if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
     return Status::Unavailable("send to " + host_port + " failed");
   }
@@ -67,6 +69,13 @@ Result<HttpResult> HttpGet(const std::string& host_port, const std::string& path
     r.body = std::move(body.value());
   }
   return r;
+}
+
+Result<HttpResult> ApiGet(const std::string& workdir, const std::string& host_port,
+                          const std::string& path, std::chrono::milliseconds timeout) {
+  auto token = ReadTokenFile(workdir + "/token");
+  if (!token.ok()) return Status::FailedPrecondition(token.status().message());
+  return HttpGet(host_port, path, timeout, token.value());
 }
 
 Result<std::string> DecodeChunked(const std::string& in) {

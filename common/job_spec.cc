@@ -314,7 +314,7 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
   r.Section(
       root, "security", "",
       {"handshake_timeout_ms", "max_handshakes", "max_connections", "control_idle_ms",
-       "max_queued_output_bytes"},
+       "max_queued_output_bytes", "metrics_token"},
       false, [&](const YAML::Node& m, const std::string& p) {
         auto& s = spec.security;
         for (auto [field, value] : {std::pair{"handshake_timeout_ms", &s.handshake_timeout_ms},
@@ -327,6 +327,7 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
             m, p, "max_queued_output_bytes", &s.max_queued_output_bytes,
             [](const int64_t& v) { return v >= (int64_t{1} << 20); },
             "a number of bytes, at least 1048576");
+        r.Field<bool>(m, p, "metrics_token", &s.metrics_token, nullptr, "true or false");
       });
 
   r.Section(

@@ -224,6 +224,10 @@ struct SecuritySpec {
   // Bytes queued for one connection that it does not read: past this, it
   // is dropped as a reader too slow.
   int64_t max_queued_output_bytes = int64_t{64} << 20;
+  // /api/v1/* always needs `Authorization: Bearer <token>`; /metrics needs
+  // it only when this is set (Prometheus's scrape config then carries the
+  // token: `authorization: {credentials_file: WORKDIR/token}`).
+  bool metrics_token = false;
   int MaxConnections(const WorldSpec& world) const;
 };
 

@@ -72,10 +72,13 @@ inline constexpr const char kMalformed[] = "malformed";
 inline constexpr const char kTimeout[] = "handshake_timeout";   // no proof in time
 inline constexpr const char kEvicted[] = "evicted";             // pushed out by newer handshakes
 inline constexpr const char kOverCapacity[] = "over_capacity";  // proved, but no room
+// An HTTP request for a path that needs the token, without it.
+inline constexpr const char kHttpToken[] = "http_token";
 }  // namespace auth_reason
 inline constexpr const char* kAuthReasons[] = {auth_reason::kBadProof,  auth_reason::kProtocol,
                                                auth_reason::kMalformed, auth_reason::kTimeout,
-                                               auth_reason::kEvicted,   auth_reason::kOverCapacity};
+                                               auth_reason::kEvicted,   auth_reason::kOverCapacity,
+                                               auth_reason::kHttpToken};
 
 namespace action {
 // Outcomes: a playbook rule has exactly one.

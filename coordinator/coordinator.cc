@@ -90,16 +90,25 @@ Status Coordinator::Start() {
   };
   if (options_.http_port != 0 || previous_http == 0 || !serve(previous_http).ok())
     VIGIL_RETURN_IF_ERROR(serve(options_.http_port));
-  http_->Route("/metrics", [this](const std::string&) {
-    return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", metrics_.Render()};
+  http_->RequireToken(options_.token);
+  http_->OnRefusal([this](const std::string& source) {
+    RecordAuthFailureFrom(source, auth_reason::kHttpToken,
+                          "an HTTP request without the job's bearer token");
   });
-  http_->Route("/api/v1/status", [this](const std::string&) { return StatusJson(); });
+  http_->Route(
+      "/metrics", spec_.security.metrics_token ? HttpAccess::kToken : HttpAccess::kOpen,
+      [this](const std::string&) {
+        return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", metrics_.Render()};
+      });
+  http_->Route("/api/v1/status", HttpAccess::kToken,
+               [this](const std::string&) { return StatusJson(); });
   // The logbook's queries over HTTP, as `vigil logbook ls` has them.
   // They read only the logbook (its own read connection), off the loop.
-  http_->RouteOffLoop("/api/v1/events",
+  http_->RouteOffLoop("/api/v1/events", HttpAccess::kToken,
                       [this](const std::string& query) { return EventsJson(query); });
-  http_->RouteOffLoop("/api/v1/runs", [this](const std::string&) { return RunsJson(); });
-  http_->Route("/api/v1/hosts", [this](const std::string&) {
+  http_->RouteOffLoop("/api/v1/runs", HttpAccess::kToken,
+                      [this](const std::string&) { return RunsJson(); });
+  http_->Route("/api/v1/hosts", HttpAccess::kToken, [this](const std::string&) {
     return HttpResponse{200, "application/json", controller_->Hosts().dump() + "\n"};
   });
   http_->Start();

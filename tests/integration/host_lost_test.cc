@@ -82,7 +82,7 @@ class HostLostTest : public ::testing::Test {
     // Wait until the job trains.
     for (int i = 0; i < 600; ++i) {
       if (auto addr = testing::ReadVigildAddress(workdir_)) {
-        auto st = HttpGet(addr->http, "/api/v1/status", milliseconds(1000));
+        auto st = ApiGet(workdir_, addr->http, "/api/v1/status", milliseconds(1000));
         if (st.ok() && json::parse(st->body, nullptr, false).value("step", 0) >= from_step) return;
       }
       std::this_thread::sleep_for(milliseconds(50));

@@ -265,7 +265,7 @@ TEST_F(LogbookCli, FollowAndTheHttpApiOfARunningJob) {
   const auto addr = testing::ReadVigildAddress(work);
   ASSERT_TRUE(addr);
   auto get = [&](const std::string& path) {
-    auto r = HttpGet(addr->http, path, std::chrono::milliseconds(2000));
+    auto r = ApiGet(work, addr->http, path, std::chrono::milliseconds(2000));
     EXPECT_TRUE(r.ok()) << path;
     return r.ok() ? std::make_pair(r->status, json::parse(r->body, nullptr, false))
                   : std::make_pair(0, json());

@@ -125,7 +125,7 @@ class MultiHost : public ::testing::Test {
   }
 
   json Status() {
-    auto r = HttpGet(addr_.http, "/api/v1/status", milliseconds(1000));
+    auto r = ApiGet(workdir_, addr_.http, "/api/v1/status", milliseconds(1000));
     if (!r.ok() || r->status != 200) return json();
     return json::parse(r->body, nullptr, false);
   }

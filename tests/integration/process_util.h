@@ -133,7 +133,7 @@ inline nlohmann::json WaitForJobState(const std::string& workdir, const std::str
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
     if (auto addr = ReadVigildAddress(workdir)) {
-      auto r = HttpGet(addr->http, "/api/v1/status", std::chrono::milliseconds(1000));
+      auto r = ApiGet(workdir, addr->http, "/api/v1/status", std::chrono::milliseconds(1000));
       if (r.ok() && r->status == 200) {
         auto j = nlohmann::json::parse(r->body, nullptr, false);
         if (j.is_object() && j.value("state", "") == state) return j;

@@ -116,6 +116,8 @@ TEST_F(PrometheusTest, EveryPanelAnnotationAndRuleReturnsDataFromARealRun) {
   job = std::regex_replace(job, std::regex("steps: 300"), "steps: 1200");
   job = std::regex_replace(job, std::regex("device: cpu"),
                            "device: cpu\n  spares: 1\n  peak_tflops_per_rank: 0.02");
+  // /metrics needs the token too: Prometheus scrapes with it.
+  job += "\nsecurity:\n  metrics_token: true\n";
   std::ofstream(dir_ / "job.yaml") << job;
   // The agents read GPU health through NVML: here the stand-in driver
   // library (tests/fake_nvml), two GPUs a host.
@@ -140,7 +142,8 @@ TEST_F(PrometheusTest, EveryPanelAnnotationAndRuleReturnsDataFromARealRun) {
       << "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
       << "rule_files: [\"" << rules << "\"]\n"
       << "scrape_configs:\n  - job_name: vigil\n    static_configs:\n"
-      << "      - targets: [\"" << addr->http << "\"]\n";
+      << "      - targets: [\"" << addr->http << "\"]\n"
+      << "    authorization:\n      credentials_file: " << work_ << "/token\n";
   prometheus_addr_ = "127.0.0.1:" + std::to_string(FreePort());
   started_ = static_cast<double>(NowMicros()) / 1e6 - 1;
   SpawnOptions o;
@@ -161,7 +164,10 @@ TEST_F(PrometheusTest, EveryPanelAnnotationAndRuleReturnsDataFromARealRun) {
   ASSERT_TRUE(ready) << Slurp(dir_ / "prometheus.log");
 
   // A real scrape, linted by Prometheus's own tool.
-  auto scrape = HttpGet(addr->http, "/metrics", milliseconds(5000));
+  auto refused = HttpGet(addr->http, "/metrics", milliseconds(5000));
+  ASSERT_TRUE(refused.ok());
+  EXPECT_EQ(refused->status, 401) << "metrics_token: /metrics must need the token";
+  auto scrape = ApiGet(work_, addr->http, "/metrics", milliseconds(5000));
   ASSERT_TRUE(scrape.ok() && scrape->status == 200);
   std::ofstream(dir_ / "scrape.txt") << scrape->body;
   const auto lint =
@@ -173,7 +179,7 @@ TEST_F(PrometheusTest, EveryPanelAnnotationAndRuleReturnsDataFromARealRun) {
   // recorded when its save fails at 575; a few more scrapes after that.
   json status;
   for (int i = 0; i < 1800; ++i) {
-    auto r = HttpGet(addr->http, "/api/v1/status", milliseconds(1000));
+    auto r = ApiGet(work_, addr->http, "/api/v1/status", milliseconds(1000));
     if (r.ok() && r->status == 200) status = json::parse(r->body, nullptr, false);
     if (status.is_object() && status.value("step", 0) >= 700) break;
     std::this_thread::sleep_for(milliseconds(100));

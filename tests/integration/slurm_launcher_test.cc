@@ -120,7 +120,7 @@ class SlurmJob : public testing::SlurmTest {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < deadline) {
       if (auto addr = testing::ReadVigildAddress(workdir_)) {
-        auto r = HttpGet(addr->http, "/api/v1/status", milliseconds(1000));
+        auto r = ApiGet(workdir_, addr->http, "/api/v1/status", milliseconds(1000));
         if (r.ok() && r->status == 200) {
           auto j = json::parse(r->body, nullptr, false);
           if (j.is_object() && j.value("step", 0) >= step) return j;
@@ -149,7 +149,7 @@ class SlurmJob : public testing::SlurmTest {
       v = {};
       auto addr = testing::ReadVigildAddress(workdir_);
       if (!addr) continue;
-      auto r = HttpGet(addr->http, "/api/v1/hosts", milliseconds(2000));
+      auto r = ApiGet(workdir_, addr->http, "/api/v1/hosts", milliseconds(2000));
       const json hosts = r.ok() ? json::parse(r->body, nullptr, false) : json();
       if (!hosts.is_array()) continue;
       for (const auto& h : hosts) {

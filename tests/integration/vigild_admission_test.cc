@@ -101,6 +101,30 @@ TEST_F(Admission, AWrongTokenIsCountedEachTimeAndRecordedOncePerSourcePerMinute)
   EXPECT_EQ(rest["reasons"][auth_reason::kBadProof], 4);
 }
 
+TEST_F(Admission, TheHttpApiAnswersOnlyTheJobsTokenAndMetricsStayOpen) {
+  for (const char* path : {"/api/v1/status", "/api/v1/hosts", "/api/v1/runs", "/api/v1/events"}) {
+    auto none = HttpGet(http_, path, milliseconds(2000));
+    ASSERT_TRUE(none.ok()) << path;
+    EXPECT_EQ(none->status, 401) << path;
+    auto wrong = HttpGet(http_, path, milliseconds(2000), std::string(64, 'w'));
+    ASSERT_TRUE(wrong.ok()) << path;
+    EXPECT_EQ(wrong->status, 401) << path;
+    auto right = HttpGet(http_, path, milliseconds(2000), token_);
+    ASSERT_TRUE(right.ok()) << path;
+    EXPECT_EQ(right->status, 200) << path << ": " << right->body;
+  }
+  // /metrics needs no token unless security.metrics_token says so.
+  auto metrics = HttpGet(http_, "/metrics", milliseconds(2000));
+  ASSERT_TRUE(metrics.ok());
+  EXPECT_EQ(metrics->status, 200);
+  EXPECT_TRUE(AuthFailuresReach(auth_reason::kHttpToken, 8));
+  auto rows = AuthFailureRowsAfterStop();
+  ASSERT_EQ(rows.size(), 2u);
+  const json first = json::parse(rows[0].detail_json), rest = json::parse(rows[1].detail_json);
+  EXPECT_EQ(first["reasons"][auth_reason::kHttpToken], 1);
+  EXPECT_EQ(rest["reasons"][auth_reason::kHttpToken], 7);
+}
+
 TEST_F(Admission, AHandshakeNotDoneInTimeIsClosedAtItsDeadline) {
   auto silent = Challenged();  // says nothing
   auto stalled = Challenged();

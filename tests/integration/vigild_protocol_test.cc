@@ -100,7 +100,7 @@ TEST_F(VigildTest, AnAgentThatCannotSeeTheStorageIsRefusedAndRecorded) {
   EXPECT_NE(metrics->body.find("vigil_host_refused_total{host=\"host-nfs-down\"} 1"),
             std::string::npos);
   // Neither counts: the status still waits for the job's hosts.
-  auto status = HttpGet(http_, "/api/v1/status", milliseconds(2000));
+  auto status = HttpGet(http_, "/api/v1/status", milliseconds(2000), token_);
   ASSERT_TRUE(status.ok());
   EXPECT_EQ(json::parse(status->body).value("state", ""), "pending");
   EXPECT_TRUE(StillServing());
@@ -208,7 +208,7 @@ TEST_F(VigildTest, ServesMetricsAndStatus) {
         "vigil_job_state{state=\"pending\"} 1", "vigil_step_duration_seconds_bucket"}) {
     EXPECT_NE(metrics->body.find(name), std::string::npos) << name;
   }
-  auto status = HttpGet(http_, "/api/v1/status", milliseconds(2000));
+  auto status = HttpGet(http_, "/api/v1/status", milliseconds(2000), token_);
   ASSERT_TRUE(status.ok());
   json s = json::parse(status->body);
   EXPECT_EQ(s["state"], "pending");
