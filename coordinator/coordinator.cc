@@ -4,7 +4,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include "common/auth.h"
 #include "common/fs.h"
 #include "common/host_storage.h"
 #include "common/net_address.h"
@@ -223,16 +222,13 @@ void Coordinator::Accept() {
           static_cast<size_t>(spec_.security.max_queued_output_bytes));
       Connection& entry = connections_[conn->id()];
       entry.conn = conn;
-      entry.server_nonce = auth::RandomNonce();
+      entry.handshake = ServerHandshake(options_.token);
       entry.source = ignored ? "unknown" : peer.address().to_string();
       conn->Start(
           [this](const TcpConnection::Ptr& c, wire::Envelope env) { OnMessage(c, std::move(env)); },
           [this](const TcpConnection::Ptr& c, const Status& why) { OnClose(c, why); });
       // The server speaks first: the nonce the client's proof must cover.
-      wire::Envelope challenge;
-      challenge.mutable_challenge()->set_protocol_version(kProtocolVersion);
-      challenge.mutable_challenge()->set_server_nonce(entry.server_nonce);
-      conn->Send(challenge);
+      conn->Send(entry.handshake.Challenge());
       Admit(conn);
     }
     Accept();

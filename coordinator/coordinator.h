@@ -20,6 +20,7 @@
 
 #include "common/asio_connection.h"
 #include "common/crash_point.h"
+#include "common/handshake.h"
 #include "common/job_spec.h"
 #include "common/vocabulary.h"
 #include "coordinator/admission.h"
@@ -194,9 +195,8 @@ class Coordinator {
   struct Connection {
     Role role = Role::kUnknown;
     TcpConnection::Ptr conn;
-    std::string server_nonce;  // this connection's Challenge (common/auth.h)
-    std::string server_proof;  // on its ok HelloAck, once its Hello proved the token
-    std::string source;        // the peer's address (what auth_failure rows are counted by)
+    ServerHandshake handshake;  // vigild's half (common/handshake.h)
+    std::string source;         // the peer's address (what auth_failure rows are counted by)
   };
   std::map<uint64_t, Connection> connections_;
   Admission admission_;

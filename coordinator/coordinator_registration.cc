@@ -7,7 +7,6 @@
 
 #include "coordinator/coordinator.h"
 
-#include "common/auth.h"
 #include "common/util.h"
 
 namespace vigil::coordinator {
@@ -15,8 +14,6 @@ namespace vigil::coordinator {
 using nlohmann::json;
 
 void Coordinator::OnHello(const TcpConnection::Ptr& conn, const wire::Hello& hello) {
-  wire::Envelope reply;
-  auto* ack = reply.mutable_hello_ack();
   auto& entry = connections_[conn->id()];
   // `reason`: it failed to authenticate (counted, and recorded at most once
   // a minute per source, admission.h); else it was authenticated.
@@ -27,28 +24,14 @@ void Coordinator::OnHello(const TcpConnection::Ptr& conn, const wire::Hello& hel
     } else {
       log_->warn("rejecting connection {}: {}", conn->id(), why);
     }
-    ack->set_ok(false);
-    ack->set_error(why);
-    conn->Send(reply);
+    conn->Send(ServerHandshake::Refuse(why));
     conn->CloseAfterWrites(Status::FailedPrecondition(why));
   };
-  if (hello.protocol_version() != kProtocolVersion) {
-    return reject("protocol version " + std::to_string(hello.protocol_version()) +
-                      " != " + std::to_string(kProtocolVersion),
-                  auth_reason::kProtocol);
-  }
   // The proof covers this connection's nonce: a Hello recorded on another
-  // connection (or made without the token) fails here. The nonce serves one
-  // Hello: a second one on the connection (pipelined behind a refusal)
-  // finds none.
-  const std::string server_nonce = std::move(entry.server_nonce);
-  entry.server_nonce.clear();
-  if (server_nonce.empty() || hello.client_nonce().size() != auth::kNonceBytes ||
-      !auth::ProofsEqual(hello.proof(),
-                         auth::ClientProof(options_.token, server_nonce, hello.client_nonce(),
-                                           hello.role(), hello.host())))
-    return reject("authentication failed: the Hello does not prove the job's token",
-                  auth_reason::kBadProof);
+  // connection (or made without the token) fails here, and so does a
+  // second Hello on the connection (pipelined behind a refusal).
+  if (auto verdict = entry.handshake.Check(hello); !verdict.ok())
+    return reject(verdict.message, verdict.reason);
   if (Status room = admission_.Authenticated(conn->id(), hello.role() == wire::Hello::CONTROL,
                                              clock_.SteadyMicros());
       !room.ok())
@@ -56,16 +39,10 @@ void Coordinator::OnHello(const TcpConnection::Ptr& conn, const wire::Hello& hel
   metrics_.SetConnections(admission_.handshakes(), admission_.authenticated());
   // Authenticated: frames as large as the job's own processes send.
   conn->set_max_frame_bytes(kDefaultMaxFrameBytes);
-  entry.server_proof = auth::ServerProof(options_.token, hello.client_nonce(), server_nonce);
-  if (hello.role() == wire::Hello::STORE_CLIENT) {
-    entry.role = Role::kStoreClient;
-    ack->set_ok(true);
-    return SendOkAck(conn, std::move(reply));
-  }
-  if (hello.role() == wire::Hello::CONTROL) {
-    entry.role = Role::kControl;
-    ack->set_ok(true);
-    return SendOkAck(conn, std::move(reply));
+  if (hello.role() == wire::Hello::STORE_CLIENT || hello.role() == wire::Hello::CONTROL) {
+    entry.role = hello.role() == wire::Hello::CONTROL ? Role::kControl : Role::kStoreClient;
+    conn->Send(entry.handshake.Accept());
+    return;
   }
   if (hello.role() != wire::Hello::AGENT) return reject("unknown role");
   // The same agent process again (it lost this vigild, or this vigild it):
@@ -85,7 +62,7 @@ void Coordinator::OnHello(const TcpConnection::Ptr& conn, const wire::Hello& hel
 }
 
 void Coordinator::SendOkAck(const TcpConnection::Ptr& conn, wire::Envelope reply) {
-  reply.mutable_hello_ack()->set_server_proof(connections_[conn->id()].server_proof);
+  reply.mutable_hello_ack()->set_server_proof(connections_[conn->id()].handshake.server_proof());
   conn->Send(reply);
 }
 

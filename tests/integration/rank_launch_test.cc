@@ -16,8 +16,8 @@
 #include <string_view>
 #include <thread>
 
-#include "common/auth.h"
 #include "common/framing.h"
+#include "common/handshake.h"
 #include "common/host_storage.h"
 #include "common/process.h"
 #include "common/rank_contract.h"
@@ -69,21 +69,13 @@ class FakeVigild {
     if (::poll(&p, 1, static_cast<int>(timeout.count())) != 1) return std::nullopt;
     conn_fd_ = ::accept(listen_fd_, nullptr, nullptr);
     if (conn_fd_ < 0) return std::nullopt;
-    wire::Envelope challenge;
-    const std::string nonce = auth::RandomNonce();
-    challenge.mutable_challenge()->set_protocol_version(kProtocolVersion);
-    challenge.mutable_challenge()->set_server_nonce(nonce);
-    if (!Send(challenge)) return std::nullopt;
+    ServerHandshake handshake(token);
+    if (!Send(handshake.Challenge())) return std::nullopt;
     auto hello = Receive(timeout);
-    if (!hello || !hello->has_hello() || hello->hello().role() != wire::Hello::AGENT)
+    if (!hello || !hello->has_hello() || hello->hello().role() != wire::Hello::AGENT ||
+        !handshake.Check(hello->hello()).ok())
       return std::nullopt;
-    const wire::Hello& h = hello->hello();
-    if (!auth::ProofsEqual(h.proof(),
-                           auth::ClientProof(token, nonce, h.client_nonce(), h.role(), h.host())))
-      return std::nullopt;
-    wire::Envelope ack;
-    ack.mutable_hello_ack()->set_ok(true);
-    ack.mutable_hello_ack()->set_server_proof(auth::ServerProof(token, h.client_nonce(), nonce));
+    wire::Envelope ack = handshake.Accept();
     ack.mutable_hello_ack()->set_heartbeat_interval_ms(1000);
     ack.mutable_hello_ack()->set_checkpoint_dir(checkpoint_dir);
     ack.mutable_hello_ack()->set_storage_id(storage_id);

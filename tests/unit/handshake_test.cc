@@ -17,6 +17,8 @@
 #include "common/auth.h"
 #include "common/framed_socket.h"
 #include "common/framing.h"
+#include "common/handshake.h"
+#include "common/vocabulary.h"
 
 namespace vigil {
 namespace {
@@ -147,6 +149,68 @@ TEST(Handshake, AServerThatCannotProveTheTokenIsNotTrusted) {
   EXPECT_NE(sock.status().message().find("did not prove that it holds the job's token"),
             std::string::npos)
       << sock.status().ToString();
+}
+
+// A Hello as the client makes it, proving `token` over `challenge`.
+wire::Hello ProvingHello(const std::string& token, const wire::Envelope& challenge,
+                         const std::string& client_nonce) {
+  wire::Hello h = AgentHello();
+  h.set_client_nonce(client_nonce);
+  h.set_proof(auth::ClientProof(token, challenge.challenge().server_nonce(), client_nonce, h.role(),
+                                h.host()));
+  return h;
+}
+
+TEST(ServerHandshake, AcceptsTheTokensProofOnceAndProvesItselfInTurn) {
+  const std::string token(48, 't');
+  ServerHandshake server(token);
+  const wire::Envelope challenge = server.Challenge();
+  EXPECT_EQ(challenge.challenge().protocol_version(), kProtocolVersion);
+  const std::string nonce = auth::RandomNonce();
+  const wire::Hello hello = ProvingHello(token, challenge, nonce);
+  EXPECT_TRUE(server.Check(hello).ok());
+  const wire::Envelope ack = server.Accept();
+  EXPECT_TRUE(ack.hello_ack().ok());
+  EXPECT_TRUE(
+      auth::ProofsEqual(ack.hello_ack().server_proof(),
+                        auth::ServerProof(token, nonce, challenge.challenge().server_nonce())));
+  // The nonce served one Hello: the same Hello again (a replay) fails.
+  const auto again = server.Check(hello);
+  EXPECT_FALSE(again.ok());
+  EXPECT_STREQ(again.reason, auth_reason::kBadProof);
+}
+
+TEST(ServerHandshake, RefusesAnotherProtocolAWrongTokenAndAnyHelloWithoutAToken) {
+  const std::string token(48, 't');
+  {
+    ServerHandshake server(token);
+    wire::Hello hello = ProvingHello(token, server.Challenge(), auth::RandomNonce());
+    hello.set_protocol_version(kProtocolVersion - 1);
+    EXPECT_STREQ(server.Check(hello).reason, auth_reason::kProtocol);
+  }
+  {
+    ServerHandshake server(token);
+    const auto v =
+        server.Check(ProvingHello("another-token", server.Challenge(), auth::RandomNonce()));
+    EXPECT_STREQ(v.reason, auth_reason::kBadProof);
+    EXPECT_NE(v.message.find("does not prove"), std::string::npos);
+    EXPECT_EQ(server.server_proof(), "");
+  }
+  {
+    ServerHandshake server(token);
+    // A proof for a nonce of the wrong size.
+    EXPECT_FALSE(server.Check(ProvingHello(token, server.Challenge(), "short")).ok());
+  }
+  {
+    ServerHandshake no_token;  // never trusts anyone, not even a proof under ""
+    EXPECT_FALSE(no_token.Check(ProvingHello("", no_token.Challenge(), auth::RandomNonce())).ok());
+  }
+  {
+    ServerHandshake server(token);  // a Hello before any Challenge
+    wire::Envelope none;
+    none.mutable_challenge()->set_server_nonce("");
+    EXPECT_FALSE(server.Check(ProvingHello(token, none, auth::RandomNonce())).ok());
+  }
 }
 
 }  // namespace
