@@ -1,6 +1,34 @@
 #include "common/framing.h"
 
+#include <google/protobuf/stubs/logging.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <mutex>
+
 namespace vigil {
+
+namespace {
+
+// Protobuf logs an ERROR line of its own for each string field that is not
+// UTF-8 in a payload it refuses: one line per frame that anyone on the
+// network sends, before any rate limit. The refusal is reported (and the
+// connection dropped) by whoever reads the frame; the line is dropped.
+// Everything else protobuf says is written as it would write it.
+void ProtobufLog(google::protobuf::LogLevel level, const char* file, int line,
+                 const std::string& message) {
+  if (message.find("invalid UTF-8") != std::string::npos) return;
+  static const char* const kLevels[] = {"INFO", "WARNING", "ERROR", "FATAL"};
+  std::fprintf(stderr, "[libprotobuf %s %s:%d] %s\n",
+               kLevels[std::min<int>(static_cast<int>(level), 3)], file, line, message.c_str());
+}
+
+}  // namespace
+
+FrameReader::FrameReader(size_t max_frame_bytes) : max_frame_bytes_(max_frame_bytes) {
+  static std::once_flag once;
+  std::call_once(once, [] { google::protobuf::SetLogHandler(&ProtobufLog); });
+}
 
 void AppendFrame(const wire::Envelope& env, std::string* out) {
   const size_t n = env.ByteSizeLong();

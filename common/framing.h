@@ -30,8 +30,7 @@ std::string EncodeFrame(const wire::Envelope& env);
 // Not thread-safe; one per connection.
 class FrameReader {
  public:
-  explicit FrameReader(size_t max_frame_bytes = kDefaultMaxFrameBytes)
-      : max_frame_bytes_(max_frame_bytes) {}
+  explicit FrameReader(size_t max_frame_bytes = kDefaultMaxFrameBytes);
 
   void Feed(const char* data, size_t n) { buffer_.append(data, n); }
   // A new limit for the frames not yet begun (vigild raises it once a

@@ -14,6 +14,8 @@ packages=(
   libssl-dev
   # tools the tests and the demo run for real
   sqlite3 prometheus procps gdb iproute2 util-linux clang-format
+  # the fuzz targets: clang with libFuzzer (scripts/build.sh --fuzz)
+  clang-14 libclang-rt-14-dev
   # a real Slurm cluster in the tests (munged, slurmctld, slurmd per namespace)
   slurm-wlm munge
   # renders `vigil report`'s page headless, to check it draws

@@ -3,7 +3,8 @@
 # runs every ctest label (unit, integration, slow), then builds again with
 # ASan + UBSan and runs the suite under the sanitizers, and runs the tests
 # where threads meet (the checkpoint writer beside training ranks, the
-# collective watchdog, vigild's logbook writer) under ThreadSanitizer.
+# collective watchdog, vigild's logbook writer) under ThreadSanitizer, and
+# fuzzes every parser of outside bytes for a bounded time (tests/fuzz).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +29,9 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # network namespaces (what they add is the topology, not code); Prometheus
 # scraping a job, which checks the dashboards' and rules' queries.
 (cd build-asan && ctest --output-on-failure -j2 -LE "chaos|multihost|prometheus")
+echo "== fuzz: each target for 20 s from its seeds (clang's libFuzzer, ASan, UBSan)"
+bash scripts/build.sh --fuzz
+(cd build-fuzz && ctest --output-on-failure -j2 -L fuzz)
 echo "== ThreadSanitizer: the asynchronous checkpoint writer and the ranks around it, the"
 echo "   collective watchdog beside the training thread, the logbook writer beside its caller"
 bash scripts/build.sh --tsan checkpoint_test checkpoint_crash_test collective_watchdog_test logbook_writer_test
