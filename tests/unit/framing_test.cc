@@ -67,6 +67,25 @@ TEST(Framing, GarbagePayloadIsRejected) {
   EXPECT_FALSE(env.ok());
 }
 
+// Found by fuzz_frames: protobuf wrote a line of its own to stderr for each
+// string field that is not UTF-8, one per frame anyone sends. The frame is
+// refused, and nothing is written.
+TEST(Framing, AStringThatIsNotUtf8IsRefusedWithoutALogLine) {
+  wire::Envelope hello;
+  hello.mutable_hello()->set_host("host-0");
+  std::string frame = EncodeFrame(hello);
+  const auto at = frame.find("host-0");
+  ASSERT_NE(at, std::string::npos);
+  frame[at] = '\xff';
+  FrameReader reader;
+  reader.Feed(frame.data(), frame.size());
+  testing::internal::CaptureStderr();
+  auto env = reader.Next();
+  const std::string said = testing::internal::GetCapturedStderr();
+  EXPECT_FALSE(env.ok());
+  EXPECT_EQ(said, "");
+}
+
 TEST(Framing, EmptyEnvelopeIsAValidFrame) {
   std::string frame = EncodeFrame(wire::Envelope());
   EXPECT_EQ(frame.size(), kFrameHeaderBytes);
