@@ -78,6 +78,7 @@ wire::Envelope Coordinator::AgentAck(int agent) const {
   ack->set_epoch(registry_.epoch());
   ack->set_heartbeat_timeout_ms(static_cast<uint32_t>(spec_.limits.heartbeat_timeout_ms));
   ack->set_coordinator_grace_ms(static_cast<uint32_t>(spec_.limits.coordinator_grace_ms));
+  ack->set_handshake_timeout_ms(static_cast<uint32_t>(spec_.security.handshake_timeout_ms));
   ack->set_checkpoint_dir(checkpoint_dir_);
   ack->set_log_dir(options_.workdir + "/logs");
   ack->set_storage_id(storage_id_);

@@ -8,7 +8,9 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -16,6 +18,7 @@
 #include <string_view>
 #include <thread>
 
+#include "common/framed_socket.h"
 #include "common/framing.h"
 #include "common/handshake.h"
 #include "common/host_storage.h"
@@ -214,6 +217,116 @@ TEST(RankLaunch, AgentSetsChaosOnlyWhenTheOrderSaysSo) {
 
   ::kill(agent, SIGKILL);
   ::waitpid(agent, nullptr, 0);
+}
+
+// The agent's rank socket is in a directory only this user enters, and only
+// a connection that proves the job's token as a rank may report through it:
+// a wrong token, another role, a report before the Hello and a silent
+// connection are refused, and nothing of theirs reaches vigild.
+TEST(RankLaunch, TheRankSocketAdmitsOnlyARankThatProvesTheToken) {
+  TempDir dir;
+  std::ofstream(dir / "rank.sh") << "#!/bin/sh\nenv > \"$VIGIL_CHECKPOINT_DIR/env.txt\"\n";
+  std::filesystem::permissions(dir / "rank.sh", std::filesystem::perms::owner_all);
+  ASSERT_TRUE(WriteTokenFile(dir / "token").ok());
+  const std::string token = ReadTokenFile(dir / "token").value();
+  FakeVigild vigild;
+  ASSERT_FALSE(vigild.address().empty());
+  SpawnOptions a;
+  a.argv = AgentArgv(vigild.address(), dir / "token");
+  a.argv.insert(a.argv.end(), {"--train-binary", dir / "rank.sh"});
+  a.log_file = dir / "agent.log";
+  a.parent_death_signal = SIGKILL;
+  const pid_t agent = SpawnProcess(a).value();
+  const std::string storage = MarkStorage(dir.path()).value();
+  ASSERT_TRUE(vigild.AcceptAgent(milliseconds(10000), token, dir.path(), storage, dir.path()));
+  wire::Envelope env;
+  auto* l = env.mutable_launch_ranks();
+  l->set_generation(1);
+  l->set_world_size(1);
+  l->add_ranks(0);
+  l->set_store_address("127.0.0.1:1");
+  l->set_job_file(dir / "job.yaml");
+  l->set_log_dir(dir.path());
+  l->set_checkpoint_dir(dir.path());
+  ASSERT_TRUE(vigild.Send(env));
+  ASSERT_TRUE(vigild.WaitForExit(1, 0, milliseconds(10000))) << Slurp(dir / "agent.log");
+  const auto vars = ParseEnv(Slurp(dir / "env.txt"));
+  ASSERT_EQ(vars.count(std::string(rank_contract::kEnvAgentSocket)), 1u);
+  const std::string socket = vars.at(std::string(rank_contract::kEnvAgentSocket));
+  const std::string socket_dir = std::filesystem::path(socket).parent_path();
+
+  struct stat st {};
+  ASSERT_EQ(::stat(socket_dir.c_str(), &st), 0) << socket_dir;
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+  EXPECT_EQ(st.st_mode & 0777, 0700u) << socket_dir;
+  EXPECT_EQ(st.st_uid, ::getuid());
+  ASSERT_EQ(::stat(socket.c_str(), &st), 0) << socket;
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  EXPECT_EQ(st.st_mode & 0777, 0600u) << socket;
+
+  auto rank_hello = [] {
+    wire::Hello h;
+    h.set_protocol_version(kProtocolVersion);
+    h.set_role(wire::Hello::RANK_REPORTER);
+    h.set_host("rank-0");
+    return h;
+  };
+  auto report = [](const std::string& marker) {
+    wire::Envelope r;
+    r.mutable_rank_report()->set_kind(wire::RankReport::STEP);
+    r.mutable_rank_report()->set_message(marker);
+    return r;
+  };
+  const std::string address = "unix:" + socket;
+  auto wrong = FramedSocket::ConnectAndHello(address, rank_hello(), std::string(64, 'w'),
+                                             milliseconds(2000));
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_NE(wrong.status().message().find("does not prove the job's token"), std::string::npos)
+      << wrong.status().ToString();
+  wire::Hello as_store = rank_hello();
+  as_store.set_role(wire::Hello::STORE_CLIENT);
+  auto other_role = FramedSocket::ConnectAndHello(address, as_store, token, milliseconds(2000));
+  ASSERT_FALSE(other_role.ok());
+  EXPECT_NE(other_role.status().message().find("another role"), std::string::npos)
+      << other_role.status().ToString();
+  {
+    auto raw = FramedSocket::Connect(address, milliseconds(2000));
+    ASSERT_TRUE(raw.ok());
+    auto challenge = raw->Receive(milliseconds(2000));
+    ASSERT_TRUE(challenge.ok() && challenge->has_challenge());
+    ASSERT_TRUE(raw->Send(report("before-the-hello")).ok());
+    auto refused = raw->Receive(milliseconds(2000));
+    ASSERT_TRUE(refused.ok() && refused->has_hello_ack());
+    EXPECT_FALSE(refused->hello_ack().ok());
+    EXPECT_EQ(raw->Receive(milliseconds(2000)).status().code(), StatusCode::kUnavailable);
+  }
+  {
+    // Silent: closed at the handshake deadline (2 s: FakeVigild's ack says none).
+    auto silent = FramedSocket::Connect(address, milliseconds(2000));
+    ASSERT_TRUE(silent.ok());
+    ASSERT_TRUE(silent->Receive(milliseconds(2000)).ok());
+    const auto t0 = std::chrono::steady_clock::now();
+    auto refused = silent->Receive(milliseconds(6000));
+    ASSERT_TRUE(refused.ok() && refused->has_hello_ack()) << refused.status().ToString();
+    EXPECT_NE(refused->hello_ack().error().find("handshake timeout"), std::string::npos);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, milliseconds(4000));
+  }
+  auto rank = FramedSocket::ConnectAndHello(address, rank_hello(), token, milliseconds(2000));
+  ASSERT_TRUE(rank.ok()) << rank.status().ToString();
+  ASSERT_TRUE(rank->Send(report("through-the-proof")).ok());
+  std::vector<std::string> relayed;
+  const auto deadline = std::chrono::steady_clock::now() + milliseconds(3000);
+  while (std::chrono::steady_clock::now() < deadline &&
+         std::find(relayed.begin(), relayed.end(), "through-the-proof") == relayed.end()) {
+    if (auto e = vigild.Receive(milliseconds(200)); e && e->has_rank_report())
+      relayed.push_back(e->rank_report().message());
+  }
+  EXPECT_EQ(relayed, std::vector<std::string>{"through-the-proof"});
+
+  // The agent's exit takes its socket and the directory with it.
+  ASSERT_EQ(::kill(agent, SIGTERM), 0);
+  ::waitpid(agent, nullptr, 0);
+  EXPECT_FALSE(std::filesystem::exists(socket_dir)) << socket_dir;
 }
 
 // A real vigil-train rank (world of one), started as the agent would start

@@ -32,6 +32,7 @@
 #include "common/util.h"
 #include "worker/agent/coordinator_link.h"
 #include "worker/agent/gpu_monitor.h"
+#include "worker/agent/rank_socket.h"
 #include "worker/agent/rank_supervisor.h"
 #include "worker/agent/stack_dump.h"
 
@@ -40,7 +41,6 @@ namespace {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
-using unix_proto = asio::local::stream_protocol;
 
 struct AgentOptions {
   CoordinatorLinkOptions link;
@@ -65,7 +65,8 @@ class Agent {
         exit_timer_(io),
         gpu_timer_(io),
         gpus_(o_.kernel_log),
-        unix_acceptor_(io),
+        ranks_socket_(
+            io, [this](wire::Envelope report) { link_.Send(report); }, log_),
         supervisor_([this](const wire::RankExited& e) { OnRankExited(e); }),
         link_(io, o_.link, log_) {}
 
@@ -86,16 +87,9 @@ class Agent {
         }));
     // Ranks bind for collectives where this host reaches vigild, unless told.
     bind_addr_ = o_.bind_addr.empty() ? link_.local_address() : o_.bind_addr;
-    boost::system::error_code ec;
-
-    // The unix socket ranks report through.
-    socket_path_ = "/tmp/vigil-agent-" + std::to_string(::getpid()) + ".sock";
-    ::unlink(socket_path_.c_str());
-    unix_acceptor_.open(unix_proto());
-    unix_acceptor_.bind(unix_proto::endpoint(socket_path_), ec);
-    if (ec) return Status::IoError("bind " + socket_path_ + ": " + ec.message());
-    unix_acceptor_.listen();
-    AcceptRank();
+    // The unix socket ranks report through (relayed unchanged to vigild,
+    // kept while vigild is away).
+    VIGIL_RETURN_IF_ERROR(ranks_socket_.Open(token_));
     WaitChildren();
     stop_signals_.async_wait([this](boost::system::error_code ec2, int sig) {
       if (ec2) return;
@@ -114,7 +108,6 @@ class Agent {
 
   ~Agent() {
     for (auto& t : dump_threads_) t.join();
-    ::unlink(socket_path_.c_str());
   }
   int exit_code() const { return exit_code_; }
   bool refused() const { return link_.storage_refused(); }
@@ -154,6 +147,8 @@ class Agent {
     if (ack.kill_grace_ms()) kill_grace_ms_ = ack.kill_grace_ms();
     if (ack.exit_wait_ms()) exit_wait_ms_ = ack.exit_wait_ms();
     if (ack.stack_dump_timeout_ms()) stack_dump_ms_ = ack.stack_dump_timeout_ms();
+    if (ack.handshake_timeout_ms())
+      ranks_socket_.set_handshake_timeout(std::chrono::milliseconds(ack.handshake_timeout_ms()));
     if (again) {
       log_->info("agent {} of coordinator epoch {}; {} rank(s) live here", agent_index_,
                  ack.epoch(), supervisor_.LiveRanks());
@@ -240,24 +235,6 @@ class Agent {
       if (ec) return;
       supervisor_.Reap();
       WaitChildren();
-    });
-  }
-
-  void AcceptRank() {
-    unix_acceptor_.async_accept([this](boost::system::error_code ec, unix_proto::socket s) {
-      if (ec == asio::error::operation_aborted || !unix_acceptor_.is_open()) return;
-      if (!ec) {
-        auto conn = std::make_shared<UnixConnection>(std::move(s), next_rank_conn_++);
-        rank_conns_[conn->id()] = conn;
-        conn->Start(
-            [this](const UnixConnection::Ptr& c, wire::Envelope env) {
-              if (!env.has_rank_report())
-                return c->Close(Status::InvalidArgument("ranks send reports only"));
-              link_.Send(env);  // relayed unchanged (kept while vigild is away)
-            },
-            [this](const UnixConnection::Ptr& c, const Status&) { rank_conns_.erase(c->id()); });
-      }
-      AcceptRank();
     });
   }
 
@@ -350,7 +327,7 @@ class Agent {
                var(rc::kEnvLocalRank, std::to_string(r.local_rank)),
                var(rc::kEnvGeneration, std::to_string(l.generation())),
                var(rc::kEnvStoreAddr, l.store_address()),
-               var(rc::kEnvAgentSocket, socket_path_),
+               var(rc::kEnvAgentSocket, ranks_socket_.path()),
                var(rc::kEnvTokenFile, o_.token_file),
                var(rc::kEnvJobFile, l.job_file()),
                var(rc::kEnvCheckpointDir, l.checkpoint_dir()),
@@ -453,9 +430,7 @@ class Agent {
   }
 
   void Exit() {
-    boost::system::error_code ec;
-    unix_acceptor_.close(ec);
-    for (auto& [id, c] : std::map(rank_conns_)) c->Close(Status::Ok());
+    ranks_socket_.Close();
     link_.Close();
     io_.stop();
   }
@@ -468,18 +443,15 @@ class Agent {
   GpuMonitor gpus_;
   uint64_t generation_ = 0;       // the newest launched here
   std::vector<int> local_ranks_;  // its ranks, by local index (= GPU index)
-  unix_proto::acceptor unix_acceptor_;
+  RankSocket ranks_socket_;
   RankSupervisor supervisor_;
   CoordinatorLink link_;
   std::string token_;
-  std::map<uint64_t, UnixConnection::Ptr> rank_conns_;
-  uint64_t next_rank_conn_ = 1;
   std::set<uint64_t> stopping_;
   std::map<uint64_t, std::string> log_dirs_;     // by generation
   std::map<uint64_t, int> dumping_;              // generation -> stack dumps still running
   std::map<uint64_t, uint32_t> deferred_kills_;  // generation -> grace, once dumped
   std::vector<std::thread> dump_threads_;
-  std::string socket_path_;
   std::string bind_addr_;  // what ranks bind for collectives
   uint32_t heartbeat_ms_ = 1000;
   uint32_t agent_index_ = 0;  // vigild's index of this agent

@@ -84,12 +84,25 @@ std::string Env(std::string_view name, const char* fallback = nullptr) {
 
 // Sends rank reports to the agent. A lost agent is not fatal here: the agent
 // set PR_SET_PDEATHSIG, so its death takes this process with it.
+// It proves the job's token to the agent first, as the agent does to vigild.
 class Reporter {
  public:
-  Reporter(const Orders& o) : orders_(o) {
-    if (o.agent_socket.empty()) return;
-    auto s = FramedSocket::Connect("unix:" + o.agent_socket, std::chrono::seconds(10));
-    if (s.ok()) sock_ = std::move(s.value());
+  explicit Reporter(const Orders& o) : orders_(o) {}
+  // Ok without an agent socket (a rank started by hand reports to nobody).
+  Status Connect() {
+    if (orders_.agent_socket.empty()) return Status::Ok();
+    auto token = ReadTokenFile(orders_.token_file);
+    if (!token.ok()) return token.status();
+    wire::Hello hello;
+    hello.set_protocol_version(kProtocolVersion);
+    hello.set_role(wire::Hello::RANK_REPORTER);
+    hello.set_host("rank-" + std::to_string(orders_.rank));
+    hello.set_pid(static_cast<uint32_t>(::getpid()));
+    auto s = FramedSocket::ConnectAndHello("unix:" + orders_.agent_socket, hello, token.value(),
+                                           std::chrono::seconds(10));
+    if (!s.ok()) return s.status();
+    sock_ = std::move(s.value());
+    return Status::Ok();
   }
   void Send(wire::RankReport r) {
     if (!sock_.is_open()) return;
@@ -394,6 +407,11 @@ int main() {
     return kExitConfig;
   }
   Reporter reporter(o);
+  if (Status st = reporter.Connect(); !st.ok()) {
+    std::fprintf(stderr, "vigil-train: cannot report to the agent at %s: %s\n",
+                 o.agent_socket.c_str(), st.ToString().c_str());
+    return rank_contract::kExitError;
+  }
   try {
     if (spec->world.device == "cuda") {
 #ifdef VIGIL_WITH_CUDA
