@@ -224,8 +224,9 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
             {"hosts", "ranks_per_host", "device", "spares", "regrow", "peak_tflops_per_rank"}, true,
             [&](const YAML::Node& m, const std::string& p) {
               r.Field<int>(
-                  m, p, "hosts", &spec.world.hosts, [](const int& v) { return v > 0 && v <= 64; },
-                  "an integer in [1, 64]");
+                  m, p, "hosts", &spec.world.hosts,
+                  [](const int& v) { return v > 0 && v <= kMaxHosts; },
+                  "an integer in [1, 16384]");
               r.Field<int>(
                   m, p, "ranks_per_host", &spec.world.ranks_per_host,
                   [](const int& v) { return v > 0 && v <= 64; }, "an integer in [1, 64]");
@@ -233,7 +234,8 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
                                    "'cpu' or 'cuda'");
               r.Field<int>(
                   m, p, "spares", &spec.world.spares,
-                  [](const int& v) { return v >= 0 && v <= 64; }, "an integer in [0, 64]");
+                  [](const int& v) { return v >= 0 && v <= kMaxHosts; },
+                  "an integer in [0, 16384]");
               r.Field<bool>(m, p, "regrow", &spec.world.regrow, nullptr, "true or false");
               r.Field<double>(m, p, "peak_tflops_per_rank", &spec.world.peak_tflops_per_rank,
                               NonNegativeNumber(), "a non-negative number");

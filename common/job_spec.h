@@ -69,6 +69,10 @@ struct ScheduleSpec {
   int warmup_steps = 10;   // linear warmup, then constant
 };
 
+// world.hosts and world.spares, each (vigild is measured at 10,000 agents:
+// bench/coordinator_load).
+inline constexpr int kMaxHosts = 16384;  // (the messages of job_spec.cc say it too)
+
 struct WorldSpec {
   int hosts = 2;
   int ranks_per_host = 2;

@@ -4,13 +4,12 @@ namespace vigil::coordinator {
 
 Result<int> AgentRegistry::Register(const std::string& host, int slots, uint32_t pid,
                                     int needed_slots, int max_agents, TcpConnection::Ptr conn) {
+  // A lost host may come back (rebooted): as a new agent.
+  if (auto newest = newest_by_host_.find(host);
+      newest != newest_by_host_.end() && !agents_[static_cast<size_t>(newest->second)].lost)
+    return Status::FailedPrecondition("host " + host + " is already registered");
   int live = 0;
-  for (const auto& a : agents_) {
-    if (a.lost) continue;  // a lost host may come back (rebooted): as a new agent
-    if (a.host == host)
-      return Status::FailedPrecondition("host " + host + " is already registered");
-    ++live;
-  }
+  for (const auto& a : agents_) live += a.lost ? 0 : 1;
   if (live >= max_agents) {
     return Status::FailedPrecondition("the job needs " + std::to_string(max_agents) +
                                       " hosts, spares included; all are registered");
@@ -19,8 +18,11 @@ Result<int> AgentRegistry::Register(const std::string& host, int slots, uint32_t
     return Status::FailedPrecondition("host " + host + " offers " + std::to_string(slots) +
                                       " slots, the job needs " + std::to_string(needed_slots));
   }
+  const int index = static_cast<int>(agents_.size());
+  if (conn) by_connection_[conn->id()] = index;
+  newest_by_host_[host] = index;
   agents_.push_back({host, slots, pid, std::move(conn), false, false, {}});
-  return static_cast<int>(agents_.size()) - 1;
+  return index;
 }
 
 int AgentRegistry::live_count() const {
@@ -49,14 +51,16 @@ void AgentRegistry::SendToAgent(int agent, const wire::Envelope& env) {
 }
 
 int AgentRegistry::FindHost(const std::string& host) const {
-  for (size_t i = 0; i < agents_.size(); ++i) {
-    if (!agents_[i].lost && agents_[i].ready && agents_[i].host == host) return static_cast<int>(i);
-  }
-  return -1;
+  // Only a host's newest agent can be live: an older one was lost first.
+  auto it = newest_by_host_.find(host);
+  if (it == newest_by_host_.end()) return -1;
+  const Agent& a = agents_[static_cast<size_t>(it->second)];
+  return !a.lost && a.ready ? it->second : -1;
 }
 
 void AgentRegistry::Attach(int agent, TcpConnection::Ptr conn) {
   auto& a = agents_[static_cast<size_t>(agent)];
+  if (conn) by_connection_[conn->id()] = agent;
   a.conn = std::move(conn);
   for (const auto& env : a.queued) a.conn->Send(env);
   a.queued.clear();
@@ -68,18 +72,22 @@ int AgentRegistry::FindProcess(const std::string& host, uint32_t pid) const {
 }
 
 int AgentRegistry::AddAbsent(const std::string& host) {
+  newest_by_host_[host] = static_cast<int>(agents_.size());
   agents_.push_back({host, 0, 0, nullptr, false, true, {}});
   return static_cast<int>(agents_.size()) - 1;
 }
 
 AgentRegistry::Agent* AgentRegistry::Find(uint64_t connection_id, int* index) {
-  for (size_t i = 0; i < agents_.size(); ++i) {
-    if (agents_[i].conn && agents_[i].conn->id() == connection_id) {
-      *index = static_cast<int>(i);
-      return &agents_[i];
-    }
+  auto it = by_connection_.find(connection_id);
+  if (it == by_connection_.end()) return nullptr;
+  Agent& a = agents_[static_cast<size_t>(it->second)];
+  // The agent may have moved to another connection since (Attach).
+  if (!a.conn || a.conn->id() != connection_id) {
+    by_connection_.erase(it);
+    return nullptr;
   }
-  return nullptr;
+  *index = it->second;
+  return &a;
 }
 
 void WriteAheadAgentLink::SendToAgent(int agent, const wire::Envelope& env) {

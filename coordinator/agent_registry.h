@@ -5,6 +5,7 @@
 
 #include <boost/asio.hpp>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "common/asio_connection.h"
@@ -57,6 +58,10 @@ class AgentRegistry : public AgentLink {
 
  private:
   std::vector<Agent> agents_;
+  // Indexes: a connection's agent (checked against the agent's connection
+  // now), and each host's newest agent (the only one that may be live).
+  std::unordered_map<uint64_t, int> by_connection_;
+  std::unordered_map<std::string, int> newest_by_host_;
   uint64_t epoch_ = 0;
 };
 

@@ -388,6 +388,32 @@ void Coordinator::MarkAgentLost(int agent, const std::string& why) {
   if (a.conn) a.conn->Close(Status::Unavailable(why));  // no-op if it is already closed
 }
 
+void Coordinator::BeatAgents(std::chrono::steady_clock::time_point now) {
+  const int n = registry_.agent_count();
+  const double elapsed_ms =
+      std::chrono::duration<double, std::milli>(now - last_heartbeat_sent_).count();
+  last_heartbeat_sent_ = now;
+  if (n == 0) return;
+  // The agents' share of one interval that this tick's time is owed.
+  beats_owed_ = std::min(static_cast<double>(n),
+                         beats_owed_ + n * elapsed_ms / spec_.limits.heartbeat_interval_ms);
+  for (int sent = static_cast<int>(beats_owed_); sent > 0; --sent, beats_owed_ -= 1) {
+    if (beat_cursor_ >= n) {
+      beat_cursor_ = 0;
+      // Once a round: what was handled by now is acked once committed.
+      writer_->AfterCommit([this, handled = handled_seq_] {
+        boost::asio::post(io_, [this, handled] {
+          for (const auto& [agent, seq] : handled)
+            committed_seq_[agent] = std::max(committed_seq_[agent], seq);
+        });
+      });
+    }
+    wire::Envelope beat;
+    beat.mutable_heartbeat()->set_acked(committed_seq_[beat_cursor_]);
+    registry_.SendToAgent(beat_cursor_++, beat);
+  }
+}
+
 void Coordinator::Tick() {
   const auto now = std::chrono::steady_clock::now();
   CheckStall();
@@ -399,24 +425,7 @@ void Coordinator::Tick() {
   // Waiting for its agents, vigild learns nothing: what time alone would
   // detect (a hang) waits until they are back.
   if (!isolation_.waiting()) controller_->OnTick();
-  // vigild's own heartbeat: an agent that hears nothing for its timeout
-  // counts this vigild as lost (stopped or wedged) and looks for the next.
-  // It acks what each agent sent that it has handled and committed: the
-  // snapshot of the last heartbeat, committed since (write-ahead).
-  if (now - last_heartbeat_sent_ >= std::chrono::milliseconds(spec_.limits.heartbeat_interval_ms)) {
-    last_heartbeat_sent_ = now;
-    for (int a = 0; a < registry_.agent_count(); ++a) {
-      wire::Envelope beat;
-      beat.mutable_heartbeat()->set_acked(committed_seq_[a]);
-      registry_.SendToAgent(a, beat);
-    }
-    writer_->AfterCommit([this, handled = handled_seq_] {
-      boost::asio::post(io_, [this, handled] {
-        for (const auto& [agent, seq] : handled)
-          committed_seq_[agent] = std::max(committed_seq_[agent], seq);
-      });
-    });
-  }
+  BeatAgents(now);
   // (Not while vigild waits for its agents: it hears nobody.)
   for (const auto& [agent, check] : isolation_.waiting() ? decltype(checking_)() : checking_) {
     if (now - check.since > std::chrono::milliseconds(spec_.limits.heartbeat_timeout_ms)) {

@@ -405,6 +405,14 @@ void JobController::UpdateHostMetrics() {
     ++n[state];
   }
   metrics_->SetHosts(n);
+  host_counts_ = std::move(n);
+}
+
+void JobController::UpdateHostMetricsForNew(int agent) {
+  const std::string state = placement_.HostState(agent);
+  metrics_->SetHostState(agents_->agent_host(agent), state);
+  ++host_counts_[state];
+  metrics_->SetHosts(host_counts_);
 }
 
 void JobController::UpdateRankMetrics(int64_t now_us) {

@@ -25,9 +25,9 @@ void JobController::OnAgentJoined(int agent) {
   if (placement_.Cordoned(host)) {
     log_->warn("host {} registered again; it is cordoned and gets no ranks", host);
   } else {
-    log_->info("host {} waits as a spare ({} free)", host, placement_.FreeSpares().size());
+    log_->info("host {} waits as a spare", host);
   }
-  UpdateHostMetrics();
+  UpdateHostMetricsForNew(agent);
 }
 
 // ---- The generation's lifecycle.

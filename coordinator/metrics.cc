@@ -185,6 +185,9 @@ void CoordinatorMetrics::HostRefused(const std::string& host) {
 }
 
 void CoordinatorMetrics::SetHostState(const std::string& host, const std::string& state) {
+  std::string& now = host_state_now_[host];
+  if (now == state) return;
+  now = state;
   for (const char* s : kHostStates)
     host_state_->Add({{"host", host}, {"state", s}}).Set(state == s);
 }

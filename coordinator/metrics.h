@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_map>
 
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
@@ -111,6 +112,9 @@ class CoordinatorMetrics {
   prometheus::Family<prometheus::Gauge>* ranks_;
   prometheus::Family<prometheus::Gauge>* hosts_;
   prometheus::Family<prometheus::Gauge>* host_state_;
+  // Each host's state as its series say now: a state set again is not
+  // looked up again (vigild sets them all at each registration).
+  std::unordered_map<std::string, std::string> host_state_now_;
   prometheus::Family<prometheus::Counter>* host_registrations_;
   prometheus::Family<prometheus::Counter>* host_lost_;
   prometheus::Family<prometheus::Counter>* host_refused_;

@@ -123,7 +123,7 @@ TEST(JobSpec, CrossFieldChecks) {
 TEST(JobSpec, OutOfRangeAndEnumValues) {
   std::string yaml = kValid;
   yaml.replace(yaml.find("hosts: 1"), 8, "hosts: 0");
-  EXPECT_NE(ErrorOf(yaml).find("world.hosts: expected an integer in [1, 64], got '0'"),
+  EXPECT_NE(ErrorOf(yaml).find("world.hosts: expected an integer in [1, 16384], got '0'"),
             std::string::npos);
   EXPECT_NE(ErrorOf(std::string(kValid) + "optimizer: {kind: lion}\n").find("optimizer.kind"),
             std::string::npos);
