@@ -5,17 +5,26 @@ namespace vigil::coordinator {
 Admission::Admission(const SecuritySpec& security, const WorldSpec& world)
     : handshake_timeout_us_(int64_t{security.handshake_timeout_ms} * 1000),
       control_idle_us_(int64_t{security.control_idle_ms} * 1000),
+      min_evictable_us_(handshake_timeout_us_ / 4),
       max_handshakes_(static_cast<size_t>(security.max_handshakes)),
       max_connections_(security.MaxConnections(world)) {}
 
 std::vector<uint64_t> Admission::Accepted(uint64_t id, int64_t now_us) {
   std::vector<uint64_t> evicted;
-  while (!handshaking_.empty() && handshaking_.size() >= max_handshakes_) {
+  while (!handshaking_.empty() && handshaking_.size() >= max_handshakes_ &&
+         now_us - handshaking_.begin()->second >= min_evictable_us_) {
     evicted.push_back(handshaking_.begin()->first);
     handshaking_.erase(handshaking_.begin());
   }
   handshaking_[id] = now_us;
   return evicted;
+}
+
+std::optional<int64_t> Admission::AcceptPausedUntil(int64_t now_us) const {
+  if (handshaking_.size() < max_handshakes_) return std::nullopt;
+  const int64_t evictable_at = handshaking_.begin()->second + min_evictable_us_;
+  if (evictable_at <= now_us) return std::nullopt;
+  return evictable_at;
 }
 
 Status Admission::Authenticated(uint64_t id, bool control, int64_t now_us) {

@@ -2,9 +2,13 @@
 // bounds of job_spec.h's SecuritySpec, as logic over connection ids and
 // times (the Coordinator closes what these say to close). A connection is
 // first handshaking: it has handshake_timeout_ms to prove the job's token,
-// and at most max_handshakes wait at once (one accepted past the cap evicts
-// the oldest: a flood of idle connections cannot keep the job's own
-// processes out, they finish in a round trip). Once authenticated it counts
+// and at most max_handshakes wait at once: one accepted past the cap evicts
+// the oldest (a flood of idle connections cannot keep the job's own
+// processes out, they finish in a round trip), but never one younger than a
+// quarter of the handshake timeout. While all are that young, accepting
+// pauses (AcceptPausedUntil) and new connections wait in the kernel's
+// backlog: a flooder that reconnects at once cannot make vigild churn
+// connections as fast as it can open them. Once authenticated it counts
 // against max_connections; a control (CLI) connection then has
 // control_idle_ms to send its request.
 //
@@ -33,6 +37,9 @@ class Admission {
 
   // Accepted at `now_us`: the handshakes it evicts, oldest first.
   std::vector<uint64_t> Accepted(uint64_t id, int64_t now_us);
+  // At the cap with none old enough to evict: when the oldest will be (the
+  // caller accepts nothing until then). Otherwise nothing.
+  std::optional<int64_t> AcceptPausedUntil(int64_t now_us) const;
   // Its Hello proved the token: counted, or FailedPrecondition (nothing
   // changed) when max_connections are authenticated already.
   Status Authenticated(uint64_t id, bool control, int64_t now_us);
@@ -50,6 +57,7 @@ class Admission {
 
  private:
   int64_t handshake_timeout_us_, control_idle_us_;
+  int64_t min_evictable_us_;  // a handshake younger than this is not evicted
   size_t max_handshakes_;
   int max_connections_;
   std::map<uint64_t, int64_t> handshaking_;  // id (accept order) -> accepted at

@@ -231,6 +231,16 @@ void Coordinator::Accept() {
       conn->Send(entry.handshake.Challenge());
       Admit(conn);
     }
+    // At the cap, every handshake too young to evict: the next connections
+    // wait in the backlog until the oldest may be (admission.h).
+    const int64_t now_us = clock_.SteadyMicros();
+    if (auto until = admission_.AcceptPausedUntil(now_us)) {
+      accept_retry_.expires_after(std::chrono::microseconds(*until - now_us));
+      accept_retry_.async_wait([this](boost::system::error_code e) {
+        if (!e) Accept();
+      });
+      return;
+    }
     Accept();
   });
 }

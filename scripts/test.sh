@@ -27,8 +27,9 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # the detection tests cover, and a whole soak would double its time; the
 # multihost tests, the same binaries as the other end-to-end tests across
 # network namespaces (what they add is the topology, not code); Prometheus
-# scraping a job, which checks the dashboards' and rules' queries.
-(cd build-asan && ctest --output-on-failure -j2 -LE "chaos|multihost|prometheus")
+# scraping a job, which checks the dashboards' and rules' queries; the flood
+# of idle connections (load), whose checks are timings.
+(cd build-asan && ctest --output-on-failure -j2 -LE "chaos|multihost|prometheus|load")
 echo "== fuzz: each target for 20 s from its seeds (clang's libFuzzer, ASan, UBSan)"
 bash scripts/build.sh --fuzz
 (cd build-fuzz && ctest --output-on-failure -j2 -L fuzz)

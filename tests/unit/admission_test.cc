@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
+
 namespace vigil::coordinator {
 namespace {
 
@@ -35,14 +37,32 @@ TEST(Admission, AHandshakeNotDoneByItsDeadlineExpiresOldestFirst) {
 
 TEST(Admission, OneAcceptedPastTheCapEvictsTheOldestHandshake) {
   Admission a(Security(3, 100), WorldSpec{});
+  constexpr int64_t kOldEnough = 500'000;  // a quarter of the 2 s handshake timeout
   for (uint64_t id = 1; id <= 3; ++id) EXPECT_TRUE(a.Accepted(id, 0).empty());
-  EXPECT_EQ(a.Accepted(4, 0), std::vector<uint64_t>{1});
+  EXPECT_EQ(a.Accepted(4, kOldEnough), std::vector<uint64_t>{1});
   EXPECT_EQ(a.handshakes(), 3u);
   EXPECT_FALSE(a.handshaking(1));
   // An authenticated connection is no handshake: it is never evicted.
-  ASSERT_TRUE(a.Authenticated(2, false, 0).ok());
-  EXPECT_EQ(a.Accepted(5, 0), std::vector<uint64_t>{});
-  EXPECT_EQ(a.Accepted(6, 0), std::vector<uint64_t>{3});
+  ASSERT_TRUE(a.Authenticated(2, false, kOldEnough).ok());
+  EXPECT_EQ(a.Accepted(5, kOldEnough), std::vector<uint64_t>{});
+  EXPECT_EQ(a.Accepted(6, kOldEnough), std::vector<uint64_t>{3});
+}
+
+// A flooder that reconnects at once cannot make vigild churn: a handshake
+// younger than a quarter of the timeout is not evicted, and while all are,
+// accepting waits until the oldest is old enough.
+TEST(Admission, AtTheCapAYoungHandshakeIsKeptAndAcceptingPauses) {
+  Admission a(Security(2, 100), WorldSpec{});
+  EXPECT_TRUE(a.Accepted(1, 100'000).empty());
+  EXPECT_FALSE(a.AcceptPausedUntil(100'000)) << "below the cap";
+  EXPECT_TRUE(a.Accepted(2, 200'000).empty());
+  EXPECT_EQ(a.AcceptPausedUntil(300'000), std::optional<int64_t>(600'000));
+  // Accepted anyway (it was, before the pause): one over the cap, nobody evicted.
+  EXPECT_TRUE(a.Accepted(3, 300'000).empty());
+  EXPECT_EQ(a.handshakes(), 3u);
+  EXPECT_FALSE(a.AcceptPausedUntil(600'000)) << "the oldest may be evicted now";
+  EXPECT_EQ(a.Accepted(4, 700'000), (std::vector<uint64_t>{1, 2}));
+  EXPECT_EQ(a.handshakes(), 2u);
 }
 
 TEST(Admission, AuthenticatedConnectionsAreCapped) {
