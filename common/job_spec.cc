@@ -225,8 +225,7 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& so
             [&](const YAML::Node& m, const std::string& p) {
               r.Field<int>(
                   m, p, "hosts", &spec.world.hosts,
-                  [](const int& v) { return v > 0 && v <= kMaxHosts; },
-                  "an integer in [1, 16384]");
+                  [](const int& v) { return v > 0 && v <= kMaxHosts; }, "an integer in [1, 16384]");
               r.Field<int>(
                   m, p, "ranks_per_host", &spec.world.ranks_per_host,
                   [](const int& v) { return v > 0 && v <= 64; }, "an integer in [1, 64]");
