@@ -158,8 +158,11 @@ wire::Hello MakeHello(wire::Hello::Role role, const std::string& host) {
         }
         continue;
       }
-      while (::recv(fds[events[e].data.u64], buf, sizeof(buf), MSG_DONTWAIT) > 0) {
+      const int fd = fds[events[e].data.u64];
+      ssize_t n;
+      while ((n = ::recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0) {
       }
+      if (n == 0) ::epoll_ctl(ep, EPOLL_CTL_DEL, fd, nullptr);  // vigild closed it
     }
   };
   for (int i = first; i < first + count; ++i) {
@@ -328,7 +331,8 @@ class Bench {
     w.rss_mib = RssMiB(vigild_);
     w.probe_p50_ms = Percentile(rtt_ms, 0.50);
     w.probe_p99_ms = Percentile(rtt_ms, 0.99);
-    w.steps_per_s = static_cast<double>(Step() - step0) / elapsed;
+    const int64_t step1 = Step();
+    w.steps_per_s = step0 >= 0 && step1 >= 0 ? static_cast<double>(step1 - step0) / elapsed : -1;
     return w;
   }
 
@@ -371,6 +375,7 @@ class Bench {
     std::string line;
     char c = 0;
     while (::read(players_[0].out, &c, 1) == 1 && c != '\n') line += c;
+    if (line.empty()) return -1;
     const Micros last_beat = std::stoll(line);
     for (int i = 0; i < 200; ++i) {
       std::this_thread::sleep_for(milliseconds(50));

@@ -15,12 +15,13 @@ wire::Envelope ServerHandshake::Challenge() {
 }
 
 ServerHandshake::Verdict ServerHandshake::Check(const wire::Hello& hello) {
+  // The nonce serves this Hello, whatever it says.
+  const std::string nonce = std::move(server_nonce_);
+  server_nonce_.clear();
   if (hello.protocol_version() != kProtocolVersion) {
     return {auth_reason::kProtocol, "protocol version " + std::to_string(hello.protocol_version()) +
                                         " != " + std::to_string(kProtocolVersion)};
   }
-  const std::string nonce = std::move(server_nonce_);
-  server_nonce_.clear();
   if (token_.empty() || nonce.empty() || hello.client_nonce().size() != auth::kNonceBytes ||
       !auth::ProofsEqual(hello.proof(), auth::ClientProof(token_, nonce, hello.client_nonce(),
                                                           hello.role(), hello.host()))) {

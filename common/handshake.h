@@ -35,7 +35,8 @@ class ServerHandshake {
     bool ok() const { return reason == nullptr; }
   };
   // Checks `hello` against this connection's Challenge: the protocol
-  // version, then the proof (in constant time). Consumes the nonce.
+  // version, then the proof (in constant time). Consumes the nonce, first:
+  // any Hello after this one fails.
   Verdict Check(const wire::Hello& hello);
 
   // A HelloAck for the Hello Check() accepted, carrying the server's proof

@@ -5,9 +5,11 @@ namespace vigil::coordinator {
 Result<int> AgentRegistry::Register(const std::string& host, int slots, uint32_t pid,
                                     int needed_slots, int max_agents, TcpConnection::Ptr conn) {
   // A lost host may come back (rebooted): as a new agent.
-  if (auto newest = newest_by_host_.find(host);
-      newest != newest_by_host_.end() && !agents_[static_cast<size_t>(newest->second)].lost)
-    return Status::FailedPrecondition("host " + host + " is already registered");
+  if (auto same = by_host_.find(host); same != by_host_.end()) {
+    for (int i : same->second)
+      if (!agents_[static_cast<size_t>(i)].lost)
+        return Status::FailedPrecondition("host " + host + " is already registered");
+  }
   int live = 0;
   for (const auto& a : agents_) live += a.lost ? 0 : 1;
   if (live >= max_agents) {
@@ -20,7 +22,7 @@ Result<int> AgentRegistry::Register(const std::string& host, int slots, uint32_t
   }
   const int index = static_cast<int>(agents_.size());
   if (conn) by_connection_[conn->id()] = index;
-  newest_by_host_[host] = index;
+  by_host_[host].push_back(index);
   agents_.push_back({host, slots, pid, std::move(conn), false, false, {}});
   return index;
 }
@@ -51,11 +53,13 @@ void AgentRegistry::SendToAgent(int agent, const wire::Envelope& env) {
 }
 
 int AgentRegistry::FindHost(const std::string& host) const {
-  // Only a host's newest agent can be live: an older one was lost first.
-  auto it = newest_by_host_.find(host);
-  if (it == newest_by_host_.end()) return -1;
-  const Agent& a = agents_[static_cast<size_t>(it->second)];
-  return !a.lost && a.ready ? it->second : -1;
+  auto it = by_host_.find(host);
+  if (it == by_host_.end()) return -1;
+  for (int i : it->second) {
+    const Agent& a = agents_[static_cast<size_t>(i)];
+    if (!a.lost && a.ready) return i;
+  }
+  return -1;
 }
 
 void AgentRegistry::Attach(int agent, TcpConnection::Ptr conn) {
@@ -72,7 +76,7 @@ int AgentRegistry::FindProcess(const std::string& host, uint32_t pid) const {
 }
 
 int AgentRegistry::AddAbsent(const std::string& host) {
-  newest_by_host_[host] = static_cast<int>(agents_.size());
+  by_host_[host].push_back(static_cast<int>(agents_.size()));
   agents_.push_back({host, 0, 0, nullptr, false, true, {}});
   return static_cast<int>(agents_.size()) - 1;
 }

@@ -59,9 +59,10 @@ class AgentRegistry : public AgentLink {
  private:
   std::vector<Agent> agents_;
   // Indexes: a connection's agent (checked against the agent's connection
-  // now), and each host's newest agent (the only one that may be live).
+  // now), and each host's agents in registration order (a host that came
+  // back has a few; the flags are read where they live, in agents_).
   std::unordered_map<uint64_t, int> by_connection_;
-  std::unordered_map<std::string, int> newest_by_host_;
+  std::unordered_map<std::string, std::vector<int>> by_host_;
   uint64_t epoch_ = 0;
 };
 

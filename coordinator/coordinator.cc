@@ -235,9 +235,12 @@ void Coordinator::Accept() {
     // wait in the backlog until the oldest may be (admission.h).
     const int64_t now_us = clock_.SteadyMicros();
     if (auto until = admission_.AcceptPausedUntil(now_us)) {
+      accept_paused_ = true;
       accept_retry_.expires_after(std::chrono::microseconds(*until - now_us));
       accept_retry_.async_wait([this](boost::system::error_code e) {
-        if (!e) Accept();
+        if (e) return;
+        accept_paused_ = false;
+        Accept();
       });
       return;
     }
@@ -245,10 +248,18 @@ void Coordinator::Accept() {
   });
 }
 
+void Coordinator::ResumeAcceptingIfRoom() {
+  if (!accept_paused_ || admission_.AcceptPausedUntil(clock_.SteadyMicros())) return;
+  accept_paused_ = false;
+  accept_retry_.cancel();  // its wait ends aborted, accepting nothing
+  Accept();
+}
+
 void Coordinator::OnMessage(const TcpConnection::Ptr& conn, wire::Envelope env) {
   auto it = connections_.find(conn->id());
   if (it == connections_.end()) return;
-  CheckStall();  // what arrives first after the loop stood still
+  CheckStall();                    // what arrives first after the loop stood still
+  if (it->second.refused) return;  // closing: nothing it says counts
   const Role role = it->second.role;
   if (role == Role::kUnknown) {
     if (!env.has_hello())
@@ -365,6 +376,7 @@ void Coordinator::OnClose(const TcpConnection::Ptr& conn, const Status& why) {
     RecordAuthFailureFrom(source, auth_reason::kMalformed, why.message());
   }
   admission_.Closed(conn->id());
+  ResumeAcceptingIfRoom();
   metrics_.SetConnections(admission_.handshakes(), admission_.authenticated());
   if (role == Role::kUnknown) return;  // its failure, if any, is counted (not logged each time)
   if (role == Role::kStoreClient) store_.DropClient(conn->id());

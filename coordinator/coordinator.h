@@ -131,6 +131,8 @@ class Coordinator {
   // auth_failure event at most once per source per minute), the deadlines
   // and the rows owed, each tick.
   void Admit(const TcpConnection::Ptr& conn);
+  // A handshake ended (done or closed) while accepting paused for room.
+  void ResumeAcceptingIfRoom();
   void FailAuthentication(uint64_t id, const std::string& reason, const std::string& why);
   void RecordAuthFailureFrom(const std::string& source, const std::string& reason,
                              const std::string& why);
@@ -177,7 +179,10 @@ class Coordinator {
   std::unique_ptr<HttpServer> http_;
   boost::asio::steady_timer tick_;
   boost::asio::steady_timer shutdown_timer_;
-  boost::asio::steady_timer accept_retry_;  // out of file descriptors: accept again later
+  // Out of file descriptors, or every handshake at the cap too young to
+  // evict (admission.h): accept again later.
+  boost::asio::steady_timer accept_retry_;
+  bool accept_paused_ = false;  // for want of room (not descriptors): resumed when there is
   AsioClock clock_;
   RendezvousStore store_;
   AgentRegistry registry_;
@@ -203,6 +208,7 @@ class Coordinator {
     Role role = Role::kUnknown;
     TcpConnection::Ptr conn;
     ServerHandshake handshake;  // vigild's half (common/handshake.h)
+    bool refused = false;       // told so; what it sends until it is closed is ignored
     std::string source;         // the peer's address (what auth_failure rows are counted by)
   };
   std::map<uint64_t, Connection> connections_;

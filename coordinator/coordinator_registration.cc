@@ -24,6 +24,7 @@ void Coordinator::OnHello(const TcpConnection::Ptr& conn, const wire::Hello& hel
     } else {
       log_->warn("rejecting connection {}: {}", conn->id(), why);
     }
+    entry.refused = true;
     conn->Send(ServerHandshake::Refuse(why));
     conn->CloseAfterWrites(Status::FailedPrecondition(why));
   };
@@ -36,6 +37,7 @@ void Coordinator::OnHello(const TcpConnection::Ptr& conn, const wire::Hello& hel
                                              clock_.SteadyMicros());
       !room.ok())
     return reject(room.message(), auth_reason::kOverCapacity);
+  ResumeAcceptingIfRoom();  // a handshake done: room for the next
   metrics_.SetConnections(admission_.handshakes(), admission_.authenticated());
   // Authenticated: frames as large as the job's own processes send.
   conn->set_max_frame_bytes(kDefaultMaxFrameBytes);

@@ -65,6 +65,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
   void Respond(http::request<http::string_body> request) {
+    if (state_->stopped) return;
     version_ = request.version();
     const std::string target(request.target());
     const auto q = target.find('?');
@@ -86,12 +87,16 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       Send({503, "text/plain", "busy: too many queries queued, try again\n"});
     } else {
       // The answer is written from the loop again (the stream is the loop's).
+      // The session is handed back whole: its last reference never drops
+      // on the reader thread.
       auto self = shared_from_this();
-      boost::asio::post(reader_, [self, handler = it->second.handler, query] {
+      boost::asio::post(reader_, [self, handler = it->second.handler, query]() mutable {
         self->state_->queued_off_loop.fetch_sub(1);
         HttpResponse r = handler(query);
-        boost::asio::post(self->stream_.get_executor(),
-                          [self, r = std::move(r)]() mutable { self->Send(std::move(r)); });
+        auto executor = self->stream_.get_executor();
+        boost::asio::post(executor, [self = std::move(self), r = std::move(r)]() mutable {
+          self->Send(std::move(r));
+        });
       });
     }
   }
@@ -131,31 +136,45 @@ void RefuseBusy(tcp::socket& socket) {
   boost::system::error_code ec;
   socket.non_blocking(true, ec);
   socket.write_some(boost::asio::buffer(kBusy.data(), kBusy.size()), ec);
-  socket.shutdown(tcp::socket::shutdown_both, ec);
+  socket.shutdown(tcp::socket::shutdown_send, ec);
+  // What of the request has arrived is read first: a close with unread
+  // bytes resets the connection, and the client may never see the 503.
+  char drain[4096];
+  socket.read_some(boost::asio::buffer(drain), ec);
   socket.close(ec);
 }
 
 }  // namespace
 
 HttpServer::HttpServer(boost::asio::io_context& io, const tcp::endpoint& at, HttpLimits limits)
-    : acceptor_(io, at), state_(std::make_shared<State>()) {
+    : acceptor_(io, at), accept_retry_(io), state_(std::make_shared<State>()) {
   state_->limits = limits;
 }
+
+HttpServer::~HttpServer() { state_->stopped = true; }
 
 void HttpServer::Stop() {
   boost::system::error_code ec;
   acceptor_.close(ec);
+  accept_retry_.cancel();
 }
 
 void HttpServer::Accept() {
   acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
     if (ec == boost::asio::error::operation_aborted || !acceptor_.is_open()) return;
-    if (!ec) {
-      if (state_->sessions.load() >= state_->limits.max_sessions) {
-        RefuseBusy(socket);
-      } else {
-        std::make_shared<HttpSession>(std::move(socket), state_, reader_)->Start();
-      }
+    if (ec) {
+      // Out of descriptors (or another accept error): the connection waits
+      // in the backlog; the loop is not spun on it.
+      accept_retry_.expires_after(std::chrono::milliseconds(100));
+      accept_retry_.async_wait([this](boost::system::error_code e) {
+        if (!e) Accept();
+      });
+      return;
+    }
+    if (state_->sessions.load() >= state_->limits.max_sessions) {
+      RefuseBusy(socket);
+    } else {
+      std::make_shared<HttpSession>(std::move(socket), state_, reader_)->Start();
     }
     Accept();
   });

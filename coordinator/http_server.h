@@ -72,6 +72,7 @@ class HttpServer {
   }
   void Start() { Accept(); }
   void Stop();
+  ~HttpServer();
   boost::asio::ip::tcp::endpoint endpoint() const { return acceptor_.local_endpoint(); }
 
   // What every session shares, alive as long as the last of them.
@@ -82,11 +83,15 @@ class HttpServer {
     RefusalSink on_refusal;
     std::atomic<int> sessions{0};
     std::atomic<int> queued_off_loop{0};
+    // The server is gone: a session still reading hands nothing to its
+    // reader thread (gone too) and answers nothing.
+    std::atomic<bool> stopped{false};
   };
 
  private:
   void Accept();
   boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::steady_timer accept_retry_;  // out of descriptors: accept again later
   std::shared_ptr<State> state_;
   // Last: destroyed first, finishing the request it runs while what its
   // handlers read still exists.

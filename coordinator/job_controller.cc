@@ -398,20 +398,31 @@ void JobController::Finish(Outcome outcome, const std::string& why) {
 
 void JobController::UpdateHostMetrics() {
   std::map<std::string, int> n;
+  counted_states_.assign(static_cast<size_t>(agents_->agent_count()), "");
   for (int a = 0; a < agents_->agent_count(); ++a) {
     // A host that came back is a new agent: its newest one is the host's state.
     const std::string state = placement_.HostState(a);
     metrics_->SetHostState(agents_->agent_host(a), state);
     ++n[state];
+    counted_states_[static_cast<size_t>(a)] = state;
   }
   metrics_->SetHosts(n);
   host_counts_ = std::move(n);
 }
 
 void JobController::UpdateHostMetricsForNew(int agent) {
-  const std::string state = placement_.HostState(agent);
-  metrics_->SetHostState(agents_->agent_host(agent), state);
-  ++host_counts_[state];
+  // Recounted: this agent (counted before, as lost, if a count ran while
+  // it checked its storage), and every agent after it (registered since
+  // the last count: any that went away before their storage check, too).
+  const size_t from = std::min(counted_states_.size(), static_cast<size_t>(agent));
+  counted_states_.resize(std::max(counted_states_.size(), static_cast<size_t>(agent) + 1));
+  for (size_t a = from; a < counted_states_.size(); ++a) {
+    std::string& counted = counted_states_[a];
+    if (!counted.empty()) --host_counts_[counted];
+    counted = placement_.HostState(static_cast<int>(a));
+    metrics_->SetHostState(agents_->agent_host(static_cast<int>(a)), counted);
+    ++host_counts_[counted];
+  }
   metrics_->SetHosts(host_counts_);
 }
 

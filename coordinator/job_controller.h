@@ -219,7 +219,8 @@ class JobController {
   // registering at once).
   void UpdateHostMetricsForNew(int agent);
   void UpdateRankMetrics(int64_t now_us);
-  std::map<std::string, int> host_counts_;  // by state, as UpdateHostMetrics counted
+  std::map<std::string, int> host_counts_;   // by state, as UpdateHostMetrics counted
+  std::vector<std::string> counted_states_;  // by agent: the state it is counted in
   void Pause(std::optional<int64_t> event, const std::string& why);
 
   // The generation's lifecycle. Launch uses the restart's planned

@@ -187,6 +187,9 @@ TEST(ServerHandshake, RefusesAnotherProtocolAWrongTokenAndAnyHelloWithoutAToken)
     wire::Hello hello = ProvingHello(token, server.Challenge(), auth::RandomNonce());
     hello.set_protocol_version(kProtocolVersion - 1);
     EXPECT_STREQ(server.Check(hello).reason, auth_reason::kProtocol);
+    // The refused Hello used the nonce up: a right one behind it fails too.
+    hello.set_protocol_version(kProtocolVersion);
+    EXPECT_STREQ(server.Check(hello).reason, auth_reason::kBadProof);
   }
   {
     ServerHandshake server(token);

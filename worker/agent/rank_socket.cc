@@ -72,8 +72,9 @@ void RankSocket::Accept() {
       rc.handshake = ServerHandshake(token_);
       rc.deadline = std::make_unique<boost::asio::steady_timer>(io_, handshake_timeout_);
       rc.deadline->async_wait([this, id](boost::system::error_code timer_ec) {
+        if (timer_ec) return;  // cancelled, or the socket is gone
         auto it = conns_.find(id);
-        if (timer_ec || it == conns_.end() || it->second.authenticated) return;
+        if (it == conns_.end() || it->second.authenticated || it->second.refused) return;
         Refuse(it->second, "no Hello proving the job's token within the handshake timeout");
       });
       conn->Start([this](const UnixConnection::Ptr& c,
@@ -89,6 +90,7 @@ void RankSocket::OnMessage(const UnixConnection::Ptr& conn, wire::Envelope env) 
   auto it = conns_.find(conn->id());
   if (it == conns_.end()) return;
   RankConnection& rc = it->second;
+  if (rc.refused) return;
   if (rc.authenticated) {
     if (!env.has_rank_report())
       return conn->Close(Status::InvalidArgument("ranks send reports only"));
@@ -107,6 +109,7 @@ void RankSocket::OnMessage(const UnixConnection::Ptr& conn, wire::Envelope env) 
 
 void RankSocket::Refuse(RankConnection& rc, const std::string& why) {
   log_->warn("refusing a connection to the rank socket: {}", why);
+  rc.refused = true;
   rc.deadline->cancel();
   rc.conn->Send(ServerHandshake::Refuse(why));
   rc.conn->CloseAfterWrites(Status::FailedPrecondition(why));

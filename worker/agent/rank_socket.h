@@ -51,6 +51,7 @@ class RankSocket {
     ServerHandshake handshake;
     std::unique_ptr<boost::asio::steady_timer> deadline;
     bool authenticated = false;
+    bool refused = false;  // told so: what it sends until it is closed is ignored
   };
   void Accept();
   void OnMessage(const UnixConnection::Ptr& conn, wire::Envelope env);
