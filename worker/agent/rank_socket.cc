@@ -16,7 +16,7 @@ using unix_proto = boost::asio::local::stream_protocol;
 
 RankSocket::RankSocket(boost::asio::io_context& io, ReportSink sink,
                        std::shared_ptr<spdlog::logger> log)
-    : io_(io), acceptor_(io), sink_(std::move(sink)), log_(std::move(log)) {}
+    : io_(io), acceptor_(io), accept_retry_(io), sink_(std::move(sink)), log_(std::move(log)) {}
 
 RankSocket::~RankSocket() {
   Close();
@@ -54,6 +54,7 @@ Status RankSocket::Open(const std::string& token) {
 void RankSocket::Close() {
   boost::system::error_code ec;
   acceptor_.close(ec);
+  accept_retry_.cancel();
   std::vector<UnixConnection::Ptr> open;
   for (auto& [id, rc] : conns_) open.push_back(rc.conn);
   for (auto& c : open) c->Close(Status::Ok());
@@ -63,25 +64,33 @@ void RankSocket::Close() {
 void RankSocket::Accept() {
   acceptor_.async_accept([this](boost::system::error_code ec, unix_proto::socket s) {
     if (ec == boost::asio::error::operation_aborted || !acceptor_.is_open()) return;
-    if (!ec) {
-      const uint64_t id = next_id_++;
-      // Until its Hello proves the token, no more than a Hello's worth.
-      auto conn = std::make_shared<UnixConnection>(std::move(s), id, kPreAuthMaxFrameBytes);
-      RankConnection& rc = conns_[id];
-      rc.conn = conn;
-      rc.handshake = ServerHandshake(token_);
-      rc.deadline = std::make_unique<boost::asio::steady_timer>(io_, handshake_timeout_);
-      rc.deadline->async_wait([this, id](boost::system::error_code timer_ec) {
-        if (timer_ec) return;  // cancelled, or the socket is gone
-        auto it = conns_.find(id);
-        if (it == conns_.end() || it->second.authenticated || it->second.refused) return;
-        Refuse(it->second, "no Hello proving the job's token within the handshake timeout");
+    if (ec) {
+      // Out of descriptors (or another accept error): tried again shortly,
+      // the loop not spun on it.
+      log_->warn("cannot accept a rank's connection ({}): trying again in 100 ms", ec.message());
+      accept_retry_.expires_after(std::chrono::milliseconds(100));
+      accept_retry_.async_wait([this](boost::system::error_code e) {
+        if (!e) Accept();
       });
-      conn->Start([this](const UnixConnection::Ptr& c,
-                         wire::Envelope env) { OnMessage(c, std::move(env)); },
-                  [this](const UnixConnection::Ptr& c, const Status&) { conns_.erase(c->id()); });
-      conn->Send(rc.handshake.Challenge());
+      return;
     }
+    const uint64_t id = next_id_++;
+    // Until its Hello proves the token, no more than a Hello's worth.
+    auto conn = std::make_shared<UnixConnection>(std::move(s), id, kPreAuthMaxFrameBytes);
+    RankConnection& rc = conns_[id];
+    rc.conn = conn;
+    rc.handshake = ServerHandshake(token_);
+    rc.deadline = std::make_unique<boost::asio::steady_timer>(io_, handshake_timeout_);
+    rc.deadline->async_wait([this, id](boost::system::error_code timer_ec) {
+      if (timer_ec) return;  // cancelled, or the socket is gone
+      auto it = conns_.find(id);
+      if (it == conns_.end() || it->second.authenticated || it->second.refused) return;
+      Refuse(it->second, "no Hello proving the job's token within the handshake timeout");
+    });
+    conn->Start(
+        [this](const UnixConnection::Ptr& c, wire::Envelope env) { OnMessage(c, std::move(env)); },
+        [this](const UnixConnection::Ptr& c, const Status&) { conns_.erase(c->id()); });
+    conn->Send(rc.handshake.Challenge());
     Accept();
   });
 }

@@ -59,6 +59,7 @@ class RankSocket {
 
   boost::asio::io_context& io_;
   boost::asio::local::stream_protocol::acceptor acceptor_;
+  boost::asio::steady_timer accept_retry_;
   ReportSink sink_;
   std::shared_ptr<spdlog::logger> log_;
   std::string token_, dir_, path_;
