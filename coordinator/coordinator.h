@@ -158,6 +158,9 @@ class Coordinator {
   // again, or limits.heartbeat_timeout_ms passed since this vigild started.
   void FinishTakeover();
   Status Listen(boost::asio::ip::address addr, int port, int previous_port);
+  // The HTTP port (coordinator_http.cc): on `previous_port` when a run is
+  // taken over and no port is given, its routes, and their access.
+  Status ServeHttp(const boost::asio::ip::address& addr, int previous_port);
   void Shutdown();
   // A newer coordinator epoch exists: stop at once, doing nothing more.
   void OnFenced(int64_t newer);
