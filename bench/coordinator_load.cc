@@ -19,7 +19,6 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -59,14 +58,6 @@ Micros WallMicros() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-void RaiseFileLimit() {
-  rlimit r{};
-  if (::getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
-    r.rlim_cur = r.rlim_max;
-    ::setrlimit(RLIMIT_NOFILE, &r);
-  }
 }
 
 // CPU seconds (user + system) a process has used, from /proc.
@@ -424,7 +415,7 @@ class Bench {
 int main(int argc, char** argv) {
   using namespace vigil::bench;
   ::signal(SIGPIPE, SIG_IGN);
-  RaiseFileLimit();
+  (void)vigil::RaiseOpenFileLimit();
   const std::string self = std::filesystem::read_symlink("/proc/self/exe").parent_path();
   const std::string bin = Arg(argc, argv, "--bin-dir", self.c_str());
   const int processes = std::atoi(Arg(argc, argv, "--processes", "4"));

@@ -1,10 +1,13 @@
 #include "common/util.h"
 
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cctype>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <fstream>
 #include <map>
@@ -32,6 +35,19 @@ Result<std::string> WriteTokenFile(const std::string& path) {
   std::string token = GenerateToken();
   VIGIL_RETURN_IF_ERROR(WriteFileAtomic(path, token + "\n", 0600));
   return token;
+}
+
+Result<uint64_t> RaiseOpenFileLimit() {
+  rlimit files{};
+  if (::getrlimit(RLIMIT_NOFILE, &files) != 0)
+    return Status::IoError(std::string("getrlimit: ") + std::strerror(errno));
+  if (files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &files) != 0)
+      return Status::IoError("cannot raise the open-file limit to " +
+                             std::to_string(files.rlim_max) + ": " + std::strerror(errno));
+  }
+  return static_cast<uint64_t>(files.rlim_cur);
 }
 
 Result<std::string> ReadTokenFile(const std::string& path) {

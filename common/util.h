@@ -49,6 +49,11 @@ Result<std::string> WriteTokenFile(const std::string& path);
 // Reads a token file, refusing one that others can read.
 Result<std::string> ReadTokenFile(const std::string& path);
 
+// Raises this process's open-file soft limit to its hard limit (a
+// descriptor per connection: vigild, its load and flood tests). The limit
+// now in force, or why it could not be raised.
+Result<uint64_t> RaiseOpenFileLimit();
+
 // A named logger writing "time level [component] message" to stderr.
 std::shared_ptr<spdlog::logger> MakeLogger(const std::string& component);
 

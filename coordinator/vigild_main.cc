@@ -4,7 +4,6 @@
 #include <utility>
 
 #include <signal.h>
-#include <sys/resource.h>
 #include <unistd.h>
 #include <boost/asio.hpp>
 
@@ -180,11 +179,7 @@ int main(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);
   // One descriptor per agent, rank store client and CLI: the soft limit
   // (often 1,024) is raised to the hard one, which a cluster's limits set.
-  if (rlimit files{}; ::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
-    files.rlim_cur = files.rlim_max;
-    if (::setrlimit(RLIMIT_NOFILE, &files) != 0)
-      log->warn("cannot raise the open-file limit to {}: {}", files.rlim_max, std::strerror(errno));
-  }
+  if (auto files = RaiseOpenFileLimit(); !files.ok()) log->warn("{}", files.status().message());
   boost::asio::io_context io;
   Coordinator coordinator(io, spec.value(), options, std::move(logbook.value()), run_id,
                           std::move(takeover));

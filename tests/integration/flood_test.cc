@@ -7,7 +7,6 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -24,6 +23,7 @@
 #include "common/framed_socket.h"
 #include "common/http_client.h"
 #include "common/job_spec.h"
+#include "common/util.h"
 #include "logbook/logbook.h"
 #include "tests/integration/process_util.h"
 #include "tests/unit/test_util.h"
@@ -100,11 +100,9 @@ class Flood {
 class FloodTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    rlimit r{};
-    ::getrlimit(RLIMIT_NOFILE, &r);
-    r.rlim_cur = r.rlim_max;
-    ::setrlimit(RLIMIT_NOFILE, &r);
-    flood_size_ = static_cast<int>(std::min<rlim_t>(2000, r.rlim_cur - 200));
+    const auto files = RaiseOpenFileLimit();
+    ASSERT_TRUE(files.ok()) << files.status().ToString();
+    flood_size_ = static_cast<int>(std::min<uint64_t>(2000, files.value() - 200));
     std::ofstream(dir_ / "job.yaml") << kJob;
     run_ = testing::StartVigil({"run", dir_ / "job.yaml", "--workdir", work_}, dir_ / "vigil.out");
     ASSERT_GT(run_, 0);
